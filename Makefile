@@ -1,0 +1,85 @@
+# fraudstream: one command per task, the same locally and in CI. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.9
+FS     := $(BIN)/fraudstream
+PYTEST_ARGS ?=
+
+.PHONY: help setup system-deps venv lock demo test test-unit test-integration lint format typecheck \
+        up down status logs reset smoke bench clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: system-deps venv ## Install everything: system packages when missing, the venv, the package
+
+system-deps: ## Install the JDK, Maven, PostgreSQL when missing (apt-get); check Go
+	@scripts/system-deps.sh
+
+venv: $(VENV)/.installed ## Create .venv from the lock file (uv; cached outside the clone)
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+lock: ## Re-resolve requirements.lock from pyproject.toml
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
+
+demo: setup ## Start the platform, run a smoke batch end to end, print status and URLs
+	$(FS) platform up
+	$(FS) platform smoke
+	$(FS) platform status
+
+test: setup ## Run every test against real services (starts its own platform instance)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: venv ## Unit tests only (no services)
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+test-integration: setup ## Integration tests only
+	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+lint: venv ## ruff lint + format check, mypy on the package
+	$(BIN)/ruff check src tests jobs dags bench
+	$(BIN)/ruff format --check src tests jobs dags bench
+	$(BIN)/mypy
+
+format: venv ## Apply ruff formatting and safe fixes
+	$(BIN)/ruff check --fix src tests jobs dags bench
+	$(BIN)/ruff format src tests jobs dags bench
+
+typecheck: venv ## mypy on the package
+	$(BIN)/mypy
+
+up: setup ## fraudstream platform up
+	$(FS) platform up
+
+down: venv ## fraudstream platform down
+	$(FS) platform down
+
+status: venv ## fraudstream platform status
+	$(FS) platform status
+
+logs: venv ## fraudstream platform logs (SERVICE=name for one)
+	$(FS) platform logs $(SERVICE)
+
+smoke: venv ## fraudstream platform smoke
+	$(FS) platform smoke
+
+reset: venv ## Stop the platform and delete its state (asks first)
+	$(FS) platform reset
+
+bench: setup ## Run the benchmarks (print figures; never part of `make test`)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+clean: ## Remove the venv and build artefacts (platform state stays; see `make reset`)
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

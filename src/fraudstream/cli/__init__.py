@@ -1,0 +1,26 @@
+"""The `fraudstream` command line: wiring only, the work lives in the package."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from fraudstream.cli.errors import run_guarded
+from fraudstream.cli.platform import platform_app
+from fraudstream.cli.topics import db_app, topics_app
+
+app = typer.Typer(
+    name="fraudstream",
+    help="Real-time card-fraud detection: the embedded platform and its tools.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(platform_app, name="platform")
+app.add_typer(topics_app, name="topics")
+app.add_typer(db_app, name="db")
+
+
+def main() -> None:
+    sys.exit(run_guarded(app))

@@ -1,0 +1,47 @@
+"""Turn the package's known failures into one readable line and an exit code."""
+
+from __future__ import annotations
+
+import click
+import typer
+from confluent_kafka import KafkaException
+from psycopg2 import OperationalError
+from rich.console import Console
+
+from fraudstream.adapters.postgres import MigrationError
+from fraudstream.platform.runtime import ServiceError
+from fraudstream.platform.toolchain import ToolchainError
+from fraudstream.settings import SettingsError
+
+stderr = Console(stderr=True)
+
+KNOWN = {
+    SettingsError: ("settings", "fix the environment variable named above"),
+    ToolchainError: ("prerequisite", "install what is named above, then run the command again"),
+    ServiceError: ("service", "see the log named above; `fraudstream platform logs SERVICE`"),
+    MigrationError: ("database schema", "restore the migration file or add a new one"),
+    KafkaException: ("kafka", "is the platform up? `fraudstream platform status`"),
+    OperationalError: ("postgres", "is the platform up? `fraudstream platform status`"),
+}
+
+
+def run_guarded(app: typer.Typer) -> int:
+    """Run the CLI; a known failure prints `error (kind): message` and a hint, exit 1."""
+    try:
+        result = app(standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        stderr.print("aborted")
+        return 130
+    except Exception as exc:
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        for kind, (label, hint) in KNOWN.items():
+            if isinstance(exc, kind):
+                stderr.print(f"[bold red]error ({label}):[/] {exc}", highlight=False)
+                stderr.print(f"[dim]hint: {hint}[/]")
+                return 1
+        raise
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,141 @@
+"""`fraudstream platform ...`: run the embedded platform on this machine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fraudstream.platform.runtime import EmbeddedPlatform, ServiceStatus
+from fraudstream.platform.smoke import run_smoke
+from fraudstream.settings import load_settings
+
+platform_app = typer.Typer(
+    help="Start, stop and inspect the embedded platform.", no_args_is_help=True
+)
+console = Console()
+
+
+def _platform() -> EmbeddedPlatform:
+    return EmbeddedPlatform(load_settings())
+
+
+def _table(rows: list[ServiceStatus]) -> Table:
+    table = Table(title="fraudstream platform", title_justify="left")
+    for col in ("service", "pid", "port", "health", "url"):
+        table.add_column(col)
+    colours = {"running": "green", "unhealthy": "yellow", "stopped": "red"}
+    for r in rows:
+        health = f"[{colours[r.state]}]{r.state}[/]" + ("" if r.healthy else f" ({r.detail})")
+        table.add_row(r.service, str(r.pid or "-"), ",".join(map(str, r.ports)), health, r.url)
+    return table
+
+
+def _print_status(platform: EmbeddedPlatform, as_json: bool) -> bool:
+    if as_json:
+        doc = platform.status_document()
+        typer.echo(json.dumps(doc, indent=2))
+        return bool(doc["healthy"])
+    rows = platform.status()
+    console.print(_table(rows))
+    urls = platform.status_document()["urls"]
+    assert isinstance(urls, dict)
+    console.print(f"MLflow UI:      {urls['mlflow_ui']}")
+    console.print(f"MinIO console:  {urls['minio_console']}")
+    console.print(f"Kafka:          {platform.settings.kafka.bootstrap}")
+    console.print(f"PostgreSQL:     {platform.settings.postgres.redacted_dsn()}")
+    return all(r.healthy for r in rows)
+
+
+@platform_app.command()
+def up(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the final status as JSON.")
+    ] = False,
+) -> None:
+    """Start every service that is not running, wait for health, configure. Idempotent."""
+    platform = _platform()
+    started = time.perf_counter()
+    with console.status("starting the platform", spinner="dots") as spinner:
+        platform.up(report=lambda msg: spinner.update(msg))
+    if not as_json:
+        console.print(f"platform up in {time.perf_counter() - started:.1f}s")
+    if not _print_status(platform, as_json):
+        raise typer.Exit(1)
+
+
+@platform_app.command()
+def down() -> None:
+    """Stop everything `up` started; data is kept for the next `up`."""
+    platform = _platform()
+    problems = platform.down(report=console.print)
+    for p in problems:
+        console.print(f"[red]{p}[/]")
+    if problems:
+        raise typer.Exit(1)
+    console.print("platform stopped; no platform port is listening")
+
+
+@platform_app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Each service's pid, ports, health and URL; exit 1 if any is unhealthy."""
+    if not _print_status(_platform(), as_json):
+        raise typer.Exit(1)
+
+
+@platform_app.command()
+def logs(
+    service: Annotated[str | None, typer.Argument(help="A service; all if omitted.")] = None,
+    lines: Annotated[int, typer.Option("-n", "--lines", min=1)] = 50,
+    follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
+) -> None:
+    """Show the last lines of a service's log (or of every log)."""
+    platform = _platform()
+    services = [platform.service(service)] if service else platform.services
+    paths = [str(s.log_path) for s in services if s.log_path.is_file()]
+    if not paths:
+        console.print("no logs yet: run `fraudstream platform up` first")
+        raise typer.Exit(1)
+    argv = ["tail", "-n", str(lines), *(["-F"] if follow else []), *paths]
+    raise typer.Exit(subprocess.call(argv))
+
+
+@platform_app.command()
+def reset(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Stop the platform and delete all its state: data, logs and generated credentials."""
+    platform = _platform()
+    if not yes:
+        typer.confirm(
+            f"Delete everything under {platform.home} (all topics, tables, models)?", abort=True
+        )
+    platform.reset()
+    console.print(f"removed {platform.home}")
+
+
+@platform_app.command()
+def smoke(
+    messages: Annotated[
+        int, typer.Option(min=1, help="Records to round-trip through Kafka.")
+    ] = 1000,
+) -> None:
+    """Round-trip a batch through Kafka and touch PostgreSQL, S3 and MLflow."""
+    checks = run_smoke(load_settings(), messages)
+    table = Table(title="smoke test", title_justify="left")
+    for col in ("check", "result", "seconds", "detail"):
+        table.add_column(col)
+    for c in checks:
+        table.add_row(
+            c.name, "[green]ok[/]" if c.ok else "[red]FAILED[/]", f"{c.seconds:.2f}", c.detail
+        )
+    console.print(table)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)

@@ -1,0 +1,53 @@
+"""`fraudstream topics ...` and `fraudstream db ...`: Kafka topics and the database schema."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fraudstream.adapters.kafka import describe_topics, ensure_topics
+from fraudstream.adapters.postgres import migrate
+from fraudstream.settings import load_settings
+
+topics_app = typer.Typer(help="The platform's Kafka topics.", no_args_is_help=True)
+db_app = typer.Typer(help="The platform's PostgreSQL schema.", no_args_is_help=True)
+console = Console()
+
+
+def _show(states: list) -> None:  # type: ignore[type-arg]
+    table = Table(title_justify="left")
+    for col in ("topic", "partitions", "replication", "min.insync", "action"):
+        table.add_column(col)
+    for s in states:
+        table.add_row(
+            s.name,
+            str(s.partitions),
+            str(s.replication_factor),
+            str(s.min_insync_replicas),
+            s.action,
+        )
+    console.print(table)
+
+
+@topics_app.command("ensure")
+def ensure() -> None:
+    """Create missing topics and bring existing ones to the configured shape (idempotent)."""
+    _show(ensure_topics(load_settings().kafka))
+
+
+@topics_app.command("list")
+def list_() -> None:
+    """Show each platform topic as the cluster has it."""
+    _show(describe_topics(load_settings().kafka))
+
+
+@db_app.command("migrate")
+def migrate_() -> None:
+    """Apply pending schema migrations (idempotent)."""
+    applied = migrate(load_settings().postgres)
+    if applied:
+        for m in applied:
+            console.print(f"applied {m.version:04d}_{m.name}")
+    else:
+        console.print("schema is up to date")

@@ -1,0 +1,1 @@
+"""The embedded platform: every service as a supervised local process on loopback."""

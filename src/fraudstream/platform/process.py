@@ -1,0 +1,162 @@
+"""Detached service processes: spawn, identify, stop, and see which ports listen.
+
+A service runs in its own session (process group), so stopping it also stops
+the workers it forked (MLflow's server, for one). A process is identified by
+pid *and* start time, so a recycled pid is never mistaken for our service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from subprocess import DEVNULL, STDOUT, Popen
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start one service."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    user: str | None = None  # run as this OS user (PostgreSQL refuses root)
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """What `up` wrote about a process it started; kept in ``<home>/run/<service>.json``."""
+
+    service: str
+    pid: int
+    start_ticks: int
+    log: str
+    started_at: str
+
+    def save(self, run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / f"{self.service}.json").write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, run_dir: Path, service: str) -> ProcessRecord | None:
+        path = run_dir / f"{service}.json"
+        if not path.is_file():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+    @staticmethod
+    def forget(run_dir: Path, service: str) -> None:
+        (run_dir / f"{service}.json").unlink(missing_ok=True)
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) of a pid, or None if it does not exist."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
+
+
+def alive(record: ProcessRecord) -> bool:
+    """True while the recorded process runs (a zombie or a recycled pid is not alive)."""
+    stat = _stat(record.pid)
+    return stat is not None and stat[0] not in ("Z", "X") and stat[1] == record.start_ticks
+
+
+def spawn(service: str, launch: Launch, log_path: Path) -> ProcessRecord:
+    """Start a service detached from this process; its output is appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **launch.env}
+    with log_path.open("ab") as log:
+        banner = f"\n=== {datetime.now(UTC).isoformat()} starting {service}\n"
+        log.write(banner.encode())
+        log.flush()
+        proc = Popen(
+            launch.argv,
+            stdin=DEVNULL,
+            stdout=log,
+            stderr=STDOUT,
+            env=env,
+            cwd=launch.cwd,
+            user=launch.user,
+            group=launch.user,
+            start_new_session=True,
+        )
+    stat = _stat(proc.pid)
+    ticks = stat[1] if stat else 0
+    return ProcessRecord(service, proc.pid, ticks, str(log_path), datetime.now(UTC).isoformat())
+
+
+def exited_early(record: ProcessRecord) -> bool:
+    """Reap our own child if it died, so it is not left a zombie."""
+    try:
+        pid, _ = os.waitpid(record.pid, os.WNOHANG)
+    except ChildProcessError:
+        return not alive(record)
+    return pid == record.pid or not alive(record)
+
+
+def terminate(record: ProcessRecord, sig: int, timeout_s: float) -> bool:
+    """Stop a service's whole process group: ``sig`` first, SIGKILL after ``timeout_s``.
+
+    Returns True if it stopped within the grace period, False if it had to be killed.
+    """
+    if not alive(record):
+        return True
+    signal_group(record.pid, sig)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        exited_early(record)
+        if not alive(record):
+            return True
+        time.sleep(0.1)
+    signal_group(record.pid, signal.SIGKILL)
+    for _ in range(50):
+        exited_early(record)
+        if not alive(record):
+            break
+        time.sleep(0.1)
+    return False
+
+
+def signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        os.kill(pid, sig)
+
+
+def listening_ports() -> set[int]:
+    """TCP ports in LISTEN state on this machine (IPv4 and IPv6), from /proc/net."""
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) > 3 and parts[3] == "0A":
+                ports.add(int(parts[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file, for error messages."""
+    if not path.is_file():
+        return "(no log yet)"
+    with path.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 64 * 1024))
+        text = fh.read().decode(errors="replace")
+    return "\n".join(text.splitlines()[-lines:])

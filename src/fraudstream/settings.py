@@ -1,0 +1,343 @@
+"""Typed settings, one class per external system.
+
+This is the only module that reads the environment. Every class is frozen and
+validated when it is built, so a bad port or a missing secret fails at start
+with a message that names the variable to set.
+
+Environment variables use the prefix ``FRAUDSTREAM_`` plus the system, e.g.
+``FRAUDSTREAM_KAFKA_PARTITIONS=12`` or ``FRAUDSTREAM_POSTGRES_PORT=5433``.
+
+Secrets: in ``local`` mode (the embedded platform) missing credentials are
+generated once and kept in ``<home>/credentials.json`` (mode 0600, never in
+git). In any other mode a missing secret is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = Annotated[int, Field(ge=1024, le=65535)]
+Mode = Literal["local", "kubernetes"]
+
+
+def _repo_root() -> Path:
+    """The checkout this package was installed from in editable mode, else the cwd."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "src" / "fraudstream").is_dir():
+            return parent
+    return Path.cwd()
+
+
+def _default_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "fraudstream"
+
+
+class PlatformSettings(BaseSettings):
+    """Where the embedded platform keeps its state and its downloads."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUDSTREAM_", frozen=True, extra="ignore")
+
+    mode: Mode = "local"
+    home: Path = Field(
+        default_factory=lambda: _repo_root() / ".fraudstream",
+        description="All state of the embedded platform: data, logs, pid files, credentials.",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Downloads and builds shared by every clone (jars, the MinIO binary).",
+    )
+    health_timeout_s: float = Field(
+        default=120.0, gt=0, description="How long `up` waits per service."
+    )
+    stop_timeout_s: float = Field(
+        default=30.0, gt=0, description="Grace period before SIGKILL on `down`."
+    )
+
+    @field_validator("home", "cache_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+
+class KafkaSettings(BaseSettings):
+    """The Kafka cluster: embedded (3 KRaft nodes on loopback) or external."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUDSTREAM_KAFKA_", frozen=True, extra="ignore")
+
+    bootstrap_servers: str | None = Field(
+        default=None, description="host:port list of an external cluster; unset means embedded."
+    )
+    host: str = "127.0.0.1"
+    nodes: int = Field(default=3, ge=1, le=9)
+    client_port: Port = Field(default=19092, description="Node i listens on client_port + i.")
+    controller_port: Port = Field(default=19192, description="Node i: controller_port + i.")
+    heap_mb: int = Field(default=512, ge=256, le=8192)
+    partitions: int = Field(default=6, ge=1, le=1000)
+    replication_factor: int = Field(default=3, ge=1)
+    min_insync_replicas: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSettings:
+        if self.bootstrap_servers is None and self.replication_factor > self.nodes:
+            raise ValueError(
+                f"replication_factor={self.replication_factor} needs at least that many nodes, "
+                f"but FRAUDSTREAM_KAFKA_NODES={self.nodes}"
+            )
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"min_insync_replicas={self.min_insync_replicas} cannot exceed "
+                f"replication_factor={self.replication_factor}"
+            )
+        if self.controller_port in range(self.client_port, self.client_port + self.nodes):
+            raise ValueError("FRAUDSTREAM_KAFKA_CONTROLLER_PORT overlaps the client ports")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return self.bootstrap_servers is None
+
+    def node_client_port(self, node_id: int) -> int:
+        """Client port of embedded node ``node_id`` (1-based)."""
+        return self.client_port + node_id - 1
+
+    def node_controller_port(self, node_id: int) -> int:
+        return self.controller_port + node_id - 1
+
+    @property
+    def bootstrap(self) -> str:
+        if self.bootstrap_servers:
+            return self.bootstrap_servers
+        return ",".join(f"{self.host}:{self.node_client_port(i)}" for i in range(1, self.nodes + 1))
+
+
+class PostgresSettings(BaseSettings):
+    """PostgreSQL: the platform database ``fraud`` and MLflow's backend store."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FRAUDSTREAM_POSTGRES_", frozen=True, extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: Port = 15432
+    database: str = Field(default="fraud", pattern=r"^[a-z_][a-z0-9_]*$")
+    mlflow_database: str = Field(default="mlflow", pattern=r"^[a-z_][a-z0-9_]*$")
+    user: str = Field(default="fraudstream", pattern=r"^[a-z_][a-z0-9_]*$")
+    password: SecretStr | None = None
+    bin_dir: Path | None = Field(
+        default=None,
+        description="Directory with initdb and postgres; found automatically if unset.",
+    )
+
+    def dsn(self, database: str | None = None) -> str:
+        """libpq connection string; the password is included, so never log it."""
+        pw = self.password.get_secret_value() if self.password else ""
+        return (
+            f"host={self.host} port={self.port} dbname={database or self.database} "
+            f"user={self.user} password={pw} connect_timeout=5"
+        )
+
+    def url(self, database: str | None = None, driver: str = "postgresql") -> str:
+        pw = self.password.get_secret_value() if self.password else ""
+        return f"{driver}://{self.user}:{pw}@{self.host}:{self.port}/{database or self.database}"
+
+    def redacted_dsn(self) -> str:
+        return f"postgresql://{self.user}:***@{self.host}:{self.port}/{self.database}"
+
+
+class S3Settings(BaseSettings):
+    """Object storage through the generic S3 API (MinIO locally; any S3 server works)."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUDSTREAM_S3_", frozen=True, extra="ignore")
+
+    endpoint_url: str | None = Field(default=None, description="Unset means the embedded MinIO.")
+    host: str = "127.0.0.1"
+    port: Port = 19000
+    console_port: Port = 19001
+    region: str = "us-east-1"
+    path_style: bool = True
+    access_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    mlflow_bucket: str = Field(default="fraudstream-mlflow", pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$")
+    checkpoint_bucket: str = Field(
+        default="fraudstream-checkpoints", pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$"
+    )
+    dataset_bucket: str = Field(
+        default="fraudstream-datasets", pattern=r"^[a-z0-9][a-z0-9.-]{2,62}$"
+    )
+
+    @property
+    def embedded(self) -> bool:
+        return self.endpoint_url is None
+
+    @property
+    def endpoint(self) -> str:
+        return self.endpoint_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        return (self.mlflow_bucket, self.checkpoint_bucket, self.dataset_bucket)
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for S3 clients in child processes (MLflow, boto3, Spark)."""
+        env = {"MLFLOW_S3_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": self.region}
+        if self.access_key and self.secret_key:
+            env["AWS_ACCESS_KEY_ID"] = self.access_key.get_secret_value()
+            env["AWS_SECRET_ACCESS_KEY"] = self.secret_key.get_secret_value()
+        return env
+
+
+class MlflowSettings(BaseSettings):
+    """The MLflow tracking server and model registry."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUDSTREAM_MLFLOW_", frozen=True, extra="ignore")
+
+    tracking_uri: str | None = Field(default=None, description="Unset means the embedded server.")
+    host: str = "127.0.0.1"
+    port: Port = 15000
+    model_name: str = "fraud-detector"
+    workers: int = Field(default=1, ge=1, le=8)
+
+    @property
+    def embedded(self) -> bool:
+        return self.tracking_uri is None
+
+    @property
+    def uri(self) -> str:
+        return self.tracking_uri or f"http://{self.host}:{self.port}"
+
+
+_SECRET_FIELDS = {
+    "postgres_password": 24,
+    "s3_access_key": 12,
+    "s3_secret_key": 32,
+}
+
+
+def _local_credentials(home: Path) -> dict[str, str]:
+    """Development credentials for the embedded platform, generated once.
+
+    Kept beside the platform state with mode 0600; `platform reset` removes them
+    together with the data they protect.
+    """
+    path = home / "credentials.json"
+    stored: dict[str, str] = {}
+    if path.is_file():
+        stored = json.loads(path.read_text())
+    missing = {k: n for k, n in _SECRET_FIELDS.items() if k not in stored}
+    if missing:
+        for key, nbytes in missing.items():
+            token = secrets.token_hex(nbytes // 2)
+            stored[key] = f"fs{token}" if key == "s3_access_key" else token
+        home.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stored, indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return stored
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every system's settings, with secrets resolved for the current mode."""
+
+    platform: PlatformSettings
+    kafka: KafkaSettings
+    postgres: PostgresSettings
+    s3: S3Settings
+    mlflow: MlflowSettings
+
+    @cached_property
+    def log_dir(self) -> Path:
+        return self.platform.home / "logs"
+
+    def connection_info(self) -> dict[str, Any]:
+        """Connection settings for scripts; secrets are left out."""
+        return {
+            "kafka_bootstrap_servers": self.kafka.bootstrap,
+            "postgres_dsn": self.postgres.redacted_dsn(),
+            "s3_endpoint": self.s3.endpoint,
+            "mlflow_tracking_uri": self.mlflow.uri,
+            "state_dir": str(self.platform.home),
+        }
+
+
+class SettingsError(RuntimeError):
+    """Settings could not be built; the message names the variable to fix."""
+
+
+def _describe(exc: ValidationError, prefix: str) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        var = f"{prefix}{field}".upper() if err["loc"] else prefix.rstrip("_")
+        lines.append(f"{var}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(lines)
+
+
+def load_settings() -> Settings:
+    """Build all settings from the environment and, in local mode, the credentials file.
+
+    Raises SettingsError with a readable message instead of a pydantic traceback.
+    """
+    classes: list[tuple[type[BaseSettings], str]] = [
+        (PlatformSettings, "FRAUDSTREAM_"),
+        (KafkaSettings, "FRAUDSTREAM_KAFKA_"),
+        (PostgresSettings, "FRAUDSTREAM_POSTGRES_"),
+        (S3Settings, "FRAUDSTREAM_S3_"),
+        (MlflowSettings, "FRAUDSTREAM_MLFLOW_"),
+    ]
+    built: list[BaseSettings] = []
+    for cls, prefix in classes:
+        try:
+            built.append(cls())
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc, prefix)) from None
+    platform, kafka, postgres, s3, mlflow = built
+    assert isinstance(platform, PlatformSettings)
+    assert isinstance(postgres, PostgresSettings)
+    assert isinstance(s3, S3Settings)
+    assert isinstance(kafka, KafkaSettings)
+    assert isinstance(mlflow, MlflowSettings)
+    postgres, s3 = _with_secrets(platform, postgres, s3)
+    return Settings(platform=platform, kafka=kafka, postgres=postgres, s3=s3, mlflow=mlflow)
+
+
+def _with_secrets(
+    platform: PlatformSettings, postgres: PostgresSettings, s3: S3Settings
+) -> tuple[PostgresSettings, S3Settings]:
+    needed = {
+        "postgres_password": (postgres.password, "FRAUDSTREAM_POSTGRES_PASSWORD"),
+        "s3_access_key": (s3.access_key, "FRAUDSTREAM_S3_ACCESS_KEY"),
+        "s3_secret_key": (s3.secret_key, "FRAUDSTREAM_S3_SECRET_KEY"),
+    }
+    missing = [var for value, var in needed.values() if value is None]
+    if not missing:
+        return postgres, s3
+    if platform.mode != "local":
+        raise SettingsError(
+            f"{', '.join(missing)} must be set in {platform.mode} mode "
+            "(from a Kubernetes Secret); generated credentials are for local mode only"
+        )
+    creds = _local_credentials(platform.home)
+    postgres = postgres.model_copy(
+        update={"password": postgres.password or SecretStr(creds["postgres_password"])}
+    )
+    s3 = s3.model_copy(
+        update={
+            "access_key": s3.access_key or SecretStr(creds["s3_access_key"]),
+            "secret_key": s3.secret_key or SecretStr(creds["s3_secret_key"]),
+        }
+    )
+    return postgres, s3

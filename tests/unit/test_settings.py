@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fraudstream.settings import (
+    KafkaSettings,
+    PostgresSettings,
+    SettingsError,
+    load_settings,
+)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FRAUDSTREAM_HOME", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+def test_local_defaults_need_no_configuration(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("FRAUDSTREAM_KAFKA_CLIENT_PORT", "FRAUDSTREAM_POSTGRES_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    s = load_settings()
+    assert s.kafka.bootstrap == "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094"
+    assert s.kafka.partitions == 6
+    assert (s.kafka.replication_factor, s.kafka.min_insync_replicas) == (3, 2)
+    assert s.postgres.database == "fraud"
+    assert s.platform.home == home.resolve()
+    assert s.postgres.password is not None
+    assert len(s.postgres.password.get_secret_value()) >= 20
+
+
+def test_generated_credentials_are_stable_and_private(home: Path) -> None:
+    first = load_settings()
+    second = load_settings()
+    assert first.postgres.password == second.postgres.password
+    assert first.s3.secret_key == second.s3.secret_key
+    creds = home / "credentials.json"
+    assert creds.stat().st_mode & 0o777 == 0o600
+
+
+def test_every_port_can_be_overridden(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRAUDSTREAM_KAFKA_CLIENT_PORT", "30092")
+    monkeypatch.setenv("FRAUDSTREAM_KAFKA_CONTROLLER_PORT", "30192")
+    monkeypatch.setenv("FRAUDSTREAM_POSTGRES_PORT", "30432")
+    monkeypatch.setenv("FRAUDSTREAM_S3_PORT", "30000")
+    monkeypatch.setenv("FRAUDSTREAM_MLFLOW_PORT", "30500")
+    s = load_settings()
+    assert s.kafka.bootstrap.split(",")[2] == "127.0.0.1:30094"
+    assert s.kafka.node_controller_port(3) == 30194
+    assert s.postgres.port == 30432
+    assert s.s3.endpoint == "http://127.0.0.1:30000"
+    assert s.mlflow.uri == "http://127.0.0.1:30500"
+
+
+def test_external_systems_replace_embedded_ones(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUDSTREAM_KAFKA_BOOTSTRAP_SERVERS", "kafka.example:9092")
+    monkeypatch.setenv("FRAUDSTREAM_S3_ENDPOINT_URL", "https://s3.example")
+    s = load_settings()
+    assert s.kafka.bootstrap == "kafka.example:9092"
+    assert not s.kafka.embedded
+    assert s.s3.endpoint == "https://s3.example"
+
+
+def test_bad_port_names_the_variable(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRAUDSTREAM_POSTGRES_PORT", "80")
+    with pytest.raises(SettingsError, match="FRAUDSTREAM_POSTGRES_PORT"):
+        load_settings()
+
+
+def test_non_numeric_value_is_a_clear_error(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRAUDSTREAM_KAFKA_PARTITIONS", "many")
+    with pytest.raises(SettingsError, match=r"FRAUDSTREAM_KAFKA_PARTITIONS.*integer"):
+        load_settings()
+
+
+def test_replication_cannot_exceed_nodes() -> None:
+    with pytest.raises(ValueError, match="at least that many nodes"):
+        KafkaSettings(nodes=1)
+
+
+def test_min_insync_cannot_exceed_replication() -> None:
+    with pytest.raises(ValueError, match="cannot exceed"):
+        KafkaSettings(min_insync_replicas=4)
+
+
+def test_secrets_are_required_outside_local_mode(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUDSTREAM_MODE", "kubernetes")
+    with pytest.raises(SettingsError, match="FRAUDSTREAM_POSTGRES_PASSWORD"):
+        load_settings()
+    assert not (home / "credentials.json").exists()
+
+
+def test_secrets_from_environment_are_used_as_given(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUDSTREAM_MODE", "kubernetes")
+    monkeypatch.setenv("FRAUDSTREAM_POSTGRES_PASSWORD", "from-a-secret")
+    monkeypatch.setenv("FRAUDSTREAM_S3_ACCESS_KEY", "ak")
+    monkeypatch.setenv("FRAUDSTREAM_S3_SECRET_KEY", "sk")
+    s = load_settings()
+    assert s.postgres.password is not None
+    assert s.postgres.password.get_secret_value() == "from-a-secret"
+
+
+def test_settings_are_frozen() -> None:
+    pg = PostgresSettings()
+    with pytest.raises(ValueError, match="frozen"):
+        pg.port = 1  # type: ignore[misc]
+
+
+def test_connection_info_has_no_secrets(home: Path) -> None:
+    s = load_settings()
+    assert s.postgres.password is not None
+    text = repr(s.connection_info())
+    assert s.postgres.password.get_secret_value() not in text
+    assert "***" in s.connection_info()["postgres_dsn"]
