@@ -14,21 +14,25 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# FRAUDSTREAM_TEST_PORT_OFFSET lets two test sessions run side by side (default 1000).
+_OFFSET = int(os.environ.get("FRAUDSTREAM_TEST_PORT_OFFSET", "1000"))
+_SUFFIX = "" if _OFFSET == 1000 else f"-{_OFFSET}"
+
 TEST_PLATFORM_ENV = {
-    "FRAUDSTREAM_HOME": str(REPO / ".fraudstream" / "test-platform"),
-    "FRAUDSTREAM_KAFKA_CLIENT_PORT": "20092",
-    "FRAUDSTREAM_KAFKA_CONTROLLER_PORT": "20192",
-    "FRAUDSTREAM_POSTGRES_PORT": "16432",
-    "FRAUDSTREAM_S3_PORT": "20000",
-    "FRAUDSTREAM_S3_CONSOLE_PORT": "20001",
-    "FRAUDSTREAM_MLFLOW_PORT": "16000",
+    "FRAUDSTREAM_HOME": str(REPO / ".fraudstream" / f"test-platform{_SUFFIX}"),
+    "FRAUDSTREAM_KAFKA_CLIENT_PORT": str(19092 + _OFFSET),
+    "FRAUDSTREAM_KAFKA_CONTROLLER_PORT": str(19192 + _OFFSET),
+    "FRAUDSTREAM_POSTGRES_PORT": str(15432 + _OFFSET),
+    "FRAUDSTREAM_S3_PORT": str(19000 + _OFFSET),
+    "FRAUDSTREAM_S3_CONSOLE_PORT": str(19001 + _OFFSET),
+    "FRAUDSTREAM_MLFLOW_PORT": str(15000 + _OFFSET),
 }
 
 # Before any fixture builds settings: every test talks to the test instance.
 for _key, _value in TEST_PLATFORM_ENV.items():
     os.environ[_key] = _value
 for _key in list(os.environ):
-    if _key.startswith("FRAUDSTREAM_") and _key not in TEST_PLATFORM_ENV:
+    if _key.startswith("FRAUDSTREAM_") and _key not in TEST_PLATFORM_ENV and "_TEST_" not in _key:
         del os.environ[_key]
 
 _TIERS = ("unit", "integration", "e2e")
