@@ -7,8 +7,10 @@ home. PostgreSQL refuses to run as root, so under root the server runs as the
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -23,6 +25,8 @@ from fraudstream.platform.service import Health, Service, tcp_open
 from fraudstream.settings import Settings
 
 SUPERUSER = "postgres"
+# Only used under root; checked to be a real directory owned by root before use.
+FALLBACK_ROOT = Path("/var/tmp/fraudstream-postgres")  # noqa: S108
 
 
 class PostgresServer(Service):
@@ -64,16 +68,42 @@ class PostgresServer(Service):
             os.chown(path, entry.pw_uid, entry.pw_gid)
             path.chmod(0o700)
 
-    def _check_reachable(self) -> None:
+    @property
+    def data_dir(self) -> Path:
+        """``<home>/postgres``, resolved: under root it may be a link to a reachable place."""
+        return (self.settings.platform.home / self.name).resolve()
+
+    def _reachable(self, path: Path) -> bool:
         if self.os_user is None:
-            return
-        probe = subprocess.run(["test", "-w", str(self.data_dir)], user=self.os_user, check=False)
-        if probe.returncode != 0:
+            return True
+        probe = subprocess.run(["test", "-w", str(path)], user=self.os_user, check=False)
+        return probe.returncode == 0
+
+    def _relocate(self) -> None:
+        """Under root, when the checkout is not traversable by ``postgres`` (a home directory
+        with mode 0700, say), keep the server's files in /var/tmp and link them from the home.
+        """
+        link = self.settings.platform.home / self.name
+        digest = hashlib.sha256(str(self.settings.platform.home).encode()).hexdigest()[:12]
+        target = FALLBACK_ROOT / digest
+        FALLBACK_ROOT.mkdir(mode=0o755, exist_ok=True)
+        if FALLBACK_ROOT.is_symlink() or FALLBACK_ROOT.stat().st_uid != 0:
+            raise toolchain.ToolchainError(f"{FALLBACK_ROOT} is not a directory owned by root")
+        if link.is_dir() and not link.is_symlink():
+            link.rmdir()  # only ever empty here: nothing could be initialised in it
+        self._own(target)
+        link.symlink_to(target, target_is_directory=True)
+        if not self._reachable(target):
             raise toolchain.ToolchainError(
-                f"the OS user '{self.os_user}' cannot reach {self.data_dir}: PostgreSQL runs as "
-                "that user under root. Make the parent directories traversable "
+                f"the OS user '{self.os_user}' can reach neither {link} nor {target}: PostgreSQL "
+                "runs as that user under root. Make the checkout's parent directories traversable "
                 f"(chmod o+x) or set FRAUDSTREAM_HOME to a directory '{self.os_user}' can reach."
             )
+
+    def wipe(self) -> None:
+        """Delete the server's files when they live outside the home (see ``_relocate``)."""
+        if (self.settings.platform.home / self.name).is_symlink():
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def prepare(self) -> None:
         try:
@@ -84,7 +114,8 @@ class PostgresServer(Service):
                 "creates it (or run fraudstream as a normal user)"
             ) from None
         self._own(self.data_dir)
-        self._check_reachable()
+        if not self._reachable(self.data_dir):
+            self._relocate()
         self._own(self.socket_dir)
         if (self.pgdata / "PG_VERSION").is_file():
             return

@@ -241,4 +241,6 @@ class EmbeddedPlatform:
     def reset(self) -> None:
         """Stop everything and delete all state (data, logs, generated credentials)."""
         self.down()
+        for svc in self.services:
+            svc.wipe()
         shutil.rmtree(self.home, ignore_errors=True)

@@ -66,6 +66,9 @@ class Service(ABC):
     def configure(self) -> None:
         """Runs after the service is healthy on every `up` (idempotent)."""
 
+    def wipe(self) -> None:
+        """`reset`: delete what the service keeps outside the platform home (usually nothing)."""
+
 
 def tcp_open(host: str, port: int, timeout_s: float = 1.0) -> bool:
     try:
