@@ -1,0 +1,33 @@
+"""The canonical transaction and label contracts (JSON Schema is the source)."""
+
+from fraudstream.schema.contract import (
+    FieldSpec,
+    arrow_schema,
+    field_names,
+    fields,
+    json_schema,
+    required_names,
+    spark_schema,
+)
+from fraudstream.schema.model import (
+    SCHEMA_VERSION,
+    Label,
+    Transaction,
+    format_timestamp,
+    parse_timestamp,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FieldSpec",
+    "Label",
+    "Transaction",
+    "arrow_schema",
+    "field_names",
+    "fields",
+    "format_timestamp",
+    "json_schema",
+    "parse_timestamp",
+    "required_names",
+    "spark_schema",
+]

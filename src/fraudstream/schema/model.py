@@ -1,0 +1,92 @@
+"""The Python model of the contracts: frozen dataclasses with canonical field names.
+
+Field names, optionality and types mirror the JSON Schema files exactly; the
+drift test in ``tests/unit/test_schema_contract.py`` fails if they diverge.
+Construct them from already validated data (``fraudstream.validation`` does that
+for bytes from Kafka); the dataclasses do not re-check the contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Channel = Literal["pos", "ecom", "atm"]
+LabelSource = Literal["chargeback", "analyst"]
+SCHEMA_VERSION = 1
+
+
+def format_timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z`` suffix and microseconds (``2026-01-31T23:59:59.123456Z``).
+
+    A naive datetime is refused: it names no instant.
+    """
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: event times must be timezone-aware UTC")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """An RFC 3339 UTC timestamp (``Z`` or ``+00:00``) as an aware UTC datetime."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None or value.utcoffset() != UTC.utcoffset(None):
+        raise ValueError(f"{text!r} is not in UTC (use a Z or +00:00 suffix)")
+    return value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One card transaction; ``event_time`` is when it happened (aware UTC)."""
+
+    transaction_id: str
+    event_time: datetime
+    card_id: str
+    merchant_id: str
+    amount: float
+    currency: str
+    customer_id: str | None = None
+    merchant_category: str | None = None
+    channel: Channel | None = None
+    country: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    device_id: str | None = None
+    ip: str | None = None
+    schema_version: int | None = None
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> Transaction:
+        """From a decoded message that passed validation (timestamps still strings)."""
+        values = dict(data)
+        values["event_time"] = parse_timestamp(values["event_time"])
+        values["amount"] = float(values["amount"])
+        return cls(**values)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The wire form: timestamps as RFC 3339 strings, absent optionals left out."""
+        values = {k: v for k, v in asdict(self).items() if v is not None}
+        values["event_time"] = format_timestamp(self.event_time)
+        return values
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A fraud verdict on one transaction, known from ``label_time`` (aware UTC) on."""
+
+    transaction_id: str
+    is_fraud: bool
+    label_time: datetime
+    source: LabelSource
+    fraud_scenario: str | None = None
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> Label:
+        values = dict(data)
+        values["label_time"] = parse_timestamp(values["label_time"])
+        return cls(**values)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        values = {k: v for k, v in asdict(self).items() if v is not None}
+        values["label_time"] = format_timestamp(self.label_time)
+        return values
