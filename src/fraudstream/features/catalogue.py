@@ -1,0 +1,211 @@
+"""The feature catalogue: every feature declared once, as data.
+
+Training, the streaming scorer, the model signature and the documentation all
+read this catalogue. The order of ``FEATURES`` is the column order of every
+feature vector; changing a feature's meaning, name or position requires a new
+``FEATURE_SET_VERSION`` so that a scorer refuses a model it cannot feed.
+
+Windows are in event time and half-open, ``(t - window, t]``: they include the
+current transaction and exclude one exactly ``window`` seconds older.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FEATURE_SET_VERSION = "1"
+
+Entity = Literal["card", "merchant", "transaction"]
+
+HOUR = 3600.0
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature: ``window_s`` is the event-time window in seconds, None when not windowed.
+
+    Every feature is a float64; ``missing`` says when it is NaN (the model treats NaN as unknown).
+    """
+
+    name: str
+    entity: Entity
+    window_s: float | None
+    description: str
+    dtype: str = "float64"
+    missing: str = ""
+
+    @property
+    def window(self) -> str:
+        """The window as people write it: ``1h``, ``7d`` or ``-``."""
+        if self.window_s is None:
+            return "-"
+        if self.window_s < DAY:
+            return f"{self.window_s / HOUR:g}h"
+        return f"{self.window_s / DAY:g}d"
+
+
+CARD_WINDOWS: tuple[tuple[str, float], ...] = (
+    ("1h", HOUR),
+    ("24h", DAY),
+    ("7d", 7 * DAY),
+    ("30d", 30 * DAY),
+)
+MERCHANT_WINDOWS: tuple[tuple[str, float], ...] = (("1d", DAY), ("7d", 7 * DAY), ("30d", 30 * DAY))
+HISTORY_S = 30 * DAY
+"""The longest window: state older than this is dropped."""
+
+_NO_HISTORY = "the card has no earlier transaction in the window"
+
+
+def _card_window_specs() -> list[FeatureSpec]:
+    specs = []
+    for label, seconds in CARD_WINDOWS:
+        specs += [
+            FeatureSpec(
+                f"card_count_{label}",
+                "card",
+                seconds,
+                f"Transactions of the card in the last {label}, this one included.",
+            ),
+            FeatureSpec(
+                f"card_amount_sum_{label}",
+                "card",
+                seconds,
+                f"Sum of the card's amounts in the last {label}, this one included.",
+            ),
+            FeatureSpec(
+                f"card_amount_mean_{label}",
+                "card",
+                seconds,
+                f"Mean of the card's amounts in the last {label}, this one included.",
+            ),
+        ]
+    return specs
+
+
+def _card_specs() -> list[FeatureSpec]:
+    return [
+        *_card_window_specs(),
+        FeatureSpec(
+            "card_amount_ratio_30d",
+            "card",
+            30 * DAY,
+            "Amount divided by the mean of the card's earlier amounts in the last 30d.",
+            missing=_NO_HISTORY,
+        ),
+        FeatureSpec(
+            "card_amount_zscore_30d",
+            "card",
+            30 * DAY,
+            "(amount - mean) / standard deviation of the card's earlier amounts in the last 30d.",
+            missing="fewer than 2 earlier transactions in 30d, or all of equal amount",
+        ),
+        FeatureSpec(
+            "card_seconds_since_prev",
+            "card",
+            HISTORY_S,
+            "Seconds since the card's previous transaction.",
+            missing=_NO_HISTORY,
+        ),
+        FeatureSpec(
+            "card_distinct_merchants_1h",
+            "card",
+            HOUR,
+            "Distinct merchants of the card in the last 1h, this one included.",
+        ),
+        FeatureSpec(
+            "card_distinct_merchants_24h",
+            "card",
+            DAY,
+            "Distinct merchants of the card in the last 24h, this one included.",
+        ),
+        FeatureSpec(
+            "card_new_merchant_30d",
+            "card",
+            30 * DAY,
+            "1 if the card has no earlier transaction at this merchant in the last 30d, else 0.",
+        ),
+        FeatureSpec(
+            "card_new_category_30d",
+            "card",
+            30 * DAY,
+            "1 if the card has no earlier transaction in this merchant category in 30d, else 0.",
+            missing="merchant_category absent",
+        ),
+        FeatureSpec(
+            "card_distance_km_prev",
+            "card",
+            HISTORY_S,
+            "Great-circle distance (km) from the card's previous located transaction.",
+            missing="lat/lon absent here, or no earlier located transaction in 30d",
+        ),
+        FeatureSpec(
+            "card_speed_kmh_prev",
+            "card",
+            HISTORY_S,
+            "Implied speed (km/h) from the previous located transaction; time floored at 60 s.",
+            missing="lat/lon absent here, or no earlier located transaction in 30d",
+        ),
+    ]
+
+
+def _transaction_specs() -> list[FeatureSpec]:
+    return [
+        FeatureSpec("txn_amount", "transaction", None, "The amount, in the transaction currency."),
+        FeatureSpec("txn_hour_utc", "transaction", None, "Hour of day of the event time (UTC)."),
+        FeatureSpec("txn_is_weekend", "transaction", None, "1 on Saturday or Sunday (UTC)."),
+        FeatureSpec("txn_is_night", "transaction", None, "1 between 00:00 and 06:00 (UTC)."),
+    ]
+
+
+def _merchant_specs() -> list[FeatureSpec]:
+    specs = []
+    for label, seconds in MERCHANT_WINDOWS:
+        specs.append(
+            FeatureSpec(
+                f"merchant_count_{label}",
+                "merchant",
+                seconds,
+                f"Transactions at the merchant in the last {label}, this one included.",
+            )
+        )
+    for label, seconds in MERCHANT_WINDOWS:
+        specs.append(
+            FeatureSpec(
+                f"merchant_fraud_risk_{label}",
+                "merchant",
+                seconds,
+                f"Share of the merchant's transactions of the last {label} known to be fraud: "
+                "only labels whose label_time is at or before this event time count.",
+            )
+        )
+    return specs
+
+
+TRANSACTION_FEATURES: tuple[FeatureSpec, ...] = tuple(_transaction_specs())
+CARD_FEATURES: tuple[FeatureSpec, ...] = tuple(_card_specs())
+MERCHANT_FEATURES: tuple[FeatureSpec, ...] = tuple(_merchant_specs())
+FEATURES: tuple[FeatureSpec, ...] = TRANSACTION_FEATURES + CARD_FEATURES + MERCHANT_FEATURES
+
+
+def feature_names() -> list[str]:
+    """Column names of a feature vector, in order."""
+    return [spec.name for spec in FEATURES]
+
+
+def catalogue_markdown() -> str:
+    """The catalogue as a Markdown table, for docs/model.md."""
+    lines = [
+        f"Feature-set version **{FEATURE_SET_VERSION}**, {len(FEATURES)} features.",
+        "",
+        "| # | name | entity | window | dtype | description | NaN when |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for i, spec in enumerate(FEATURES, 1):
+        lines.append(
+            f"| {i} | `{spec.name}` | {spec.entity} | {spec.window} | {spec.dtype} "
+            f"| {spec.description} | {spec.missing or '-'} |"
+        )
+    return "\n".join(lines) + "\n"
