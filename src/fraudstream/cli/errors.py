@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import click
 import typer
 from confluent_kafka import KafkaException
 from psycopg2 import OperationalError
@@ -35,9 +34,12 @@ def run_guarded(app: typer.Typer) -> int:
         stderr.print("aborted")
         return 130
     except Exception as exc:
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
+        # Usage errors (bad option, bad parameter): typer ships its own copy of click,
+        # so recognise them by behaviour rather than by class.
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            return code
         for kind, (label, hint) in KNOWN.items():
             if isinstance(exc, kind):
                 stderr.print(f"[bold red]error ({label}):[/] {exc}", highlight=False)

@@ -98,7 +98,10 @@ def logs(
 ) -> None:
     """Show the last lines of a service's log (or of every log)."""
     platform = _platform()
-    services = [platform.service(service)] if service else platform.services
+    try:
+        services = [platform.service(service)] if service else platform.services
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="SERVICE") from None
     paths = [str(s.log_path) for s in services if s.log_path.is_file()]
     if not paths:
         console.print("no logs yet: run `fraudstream platform up` first")

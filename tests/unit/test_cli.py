@@ -1,0 +1,61 @@
+"""The CLI as a user meets it: help, readable errors, and `reset` asking first."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = str(Path(sys.executable).parent / "fraudstream")
+
+
+def _run(*args: str, home: Path, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "FRAUDSTREAM_HOME": str(home), **env},
+    )
+
+
+def test_help_lists_the_command_groups(tmp_path: Path) -> None:
+    result = _run("--help", home=tmp_path)
+    assert result.returncode == 0
+    for group in ("platform", "topics", "db"):
+        assert group in result.stdout
+
+
+def test_a_bad_setting_is_one_readable_line_naming_the_variable(tmp_path: Path) -> None:
+    result = _run("platform", "status", home=tmp_path, FRAUDSTREAM_POSTGRES_PORT="80")
+    assert result.returncode == 1
+    assert "error (settings): FRAUDSTREAM_POSTGRES_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_status_of_a_platform_never_started_says_stopped(tmp_path: Path) -> None:
+    result = _run("platform", "status", "--json", home=tmp_path / "never")
+    assert result.returncode == 1
+    assert '"state": "stopped"' in result.stdout
+    assert '"healthy": false' in result.stdout
+
+
+def test_logs_of_an_unknown_service_name_the_real_ones(tmp_path: Path) -> None:
+    result = _run("platform", "logs", "kafka", home=tmp_path)
+    assert result.returncode == 2
+    assert "kafka-1" in result.stderr
+    assert "mlflow" in result.stderr
+
+
+def test_reset_asks_first_and_keeps_state_when_refused(tmp_path: Path) -> None:
+    home = tmp_path / "state"
+    (home / "kafka-1").mkdir(parents=True)
+    refused = _run("platform", "reset", home=home, stdin="n\n")
+    assert refused.returncode != 0
+    assert home.is_dir()
+    accepted = _run("platform", "reset", "--yes", home=home)
+    assert accepted.returncode == 0, accepted.stderr
+    assert not home.exists()
