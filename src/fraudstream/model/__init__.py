@@ -1,0 +1,1 @@
+"""Training and evaluation, pure: no MLflow, no database; the registry adapter logs the results."""
