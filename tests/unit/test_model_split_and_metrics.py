@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from fraudstream.model.metrics import at_threshold, card_precision_at_k, f2_threshold
-from fraudstream.model.split import TimeSplit, prequential_folds, holdout_rows, train_rows
+from fraudstream.model.split import TimeSplit, holdout_rows, prequential_folds, train_rows
 
 D0 = pd.Timestamp("2026-04-01T00:00:00Z")
 
