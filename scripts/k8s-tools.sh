@@ -3,7 +3,8 @@
 # into ${XDG_CACHE_HOME:-$HOME/.cache}/fraudstream (a second run with the same pins does nothing):
 #   bin/helm, bin/kubeconform            go install from the Go module proxy
 #   k8s/modules/                         Go module downloads: the Spark Operator (CRDs + chart),
-#                                        skaffold (its config JSON schema), prometheus-operator (CRDs)
+#                                        skaffold (its config JSON schema), prometheus-operator and
+#                                        cloudnative-pg (CRDs)
 #   k8s/crds/                            CRD YAML: Strimzi generated from its Maven artifacts, the others
 #                                        copied from the modules above
 #   k8s/schemas/                         JSON schemas converted from those CRDs, laid out for kubeconform
@@ -19,6 +20,7 @@ SKAFFOLD_SCHEMA=v4beta14
 # The checksum database has no entry for skaffold v2: its schema file is checked against this sum.
 SKAFFOLD_SCHEMA_SHA256=7c29a621995d2c6143d3c423c8e3d3dfb25703a49fd1cf77644b54168414b39e
 PROMETHEUS_OPERATOR_VERSION=v0.88.0
+CLOUDNATIVE_PG_VERSION=v1.28.0
 STRIMZI_VERSION=1.2.0
 # Kubernetes version the manifests are validated for (schemas from kubernetes-validate in the venv).
 KUBERNETES_VERSION=1.34.0
@@ -29,7 +31,7 @@ BIN="$CACHE/bin"
 K8S="$CACHE/k8s"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 PINS="helm=$HELM_VERSION kubeconform=$KUBECONFORM_VERSION spark-operator=$SPARK_OPERATOR_VERSION"
-PINS="$PINS skaffold=$SKAFFOLD_VERSION/$SKAFFOLD_SCHEMA prometheus-operator=$PROMETHEUS_OPERATOR_VERSION"
+PINS="$PINS skaffold=$SKAFFOLD_VERSION/$SKAFFOLD_SCHEMA prometheus-operator=$PROMETHEUS_OPERATOR_VERSION cnpg=$CLOUDNATIVE_PG_VERSION"
 PINS="$PINS strimzi=$STRIMZI_VERSION kubernetes=$KUBERNETES_VERSION converter=$(sha256sum "$ROOT/scripts/k8s_schemas.py" | cut -c1-16)"
 
 say() { printf '\033[1mk8s-tools:\033[0m %s\n' "$*"; }
@@ -87,13 +89,16 @@ strimzi_crds() { # generate the Strimzi CRDs from io.strimzi:api + io.strimzi:cr
 }
 
 module_crds() {
-  local spark prom skaffold
-  say "downloading Go modules: spark-operator $SPARK_OPERATOR_VERSION, skaffold $SKAFFOLD_VERSION, prometheus-operator $PROMETHEUS_OPERATOR_VERSION"
+  local spark prom skaffold cnpg
+  say "downloading Go modules: spark-operator $SPARK_OPERATOR_VERSION, skaffold $SKAFFOLD_VERSION," \
+    "prometheus-operator $PROMETHEUS_OPERATOR_VERSION, cloudnative-pg $CLOUDNATIVE_PG_VERSION"
   spark="$(module_dir github.com/kubeflow/spark-operator/v2 "$SPARK_OPERATOR_VERSION")"
+  cnpg="$(module_dir github.com/cloudnative-pg/cloudnative-pg "$CLOUDNATIVE_PG_VERSION")"
   prom="$(module_dir github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION")"
   skaffold="$(GONOSUMDB=github.com/GoogleContainerTools/skaffold \
     module_dir github.com/GoogleContainerTools/skaffold/v2 "$SKAFFOLD_VERSION")"
-  mkdir -p "$K8S/crds/spark-operator" "$K8S/crds/prometheus-operator"
+  mkdir -p "$K8S/crds/spark-operator" "$K8S/crds/prometheus-operator" "$K8S/crds/cloudnative-pg"
+  cp "$cnpg"/config/crd/bases/postgresql.cnpg.io_{clusters,databases}.yaml "$K8S/crds/cloudnative-pg/"
   cp "$spark"/config/crd/bases/*.yaml "$K8S/crds/spark-operator/"
   cp "$prom"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,podmonitors,prometheusrules}.yaml \
     "$K8S/crds/prometheus-operator/"
