@@ -60,7 +60,9 @@ class Transaction:
         """From a decoded message that passed validation (timestamps still strings)."""
         values = dict(data)
         values["event_time"] = parse_timestamp(values["event_time"])
-        values["amount"] = float(values["amount"])
+        for name in ("amount", "lat", "lon"):
+            if values.get(name) is not None:
+                values[name] = float(values[name])
         return cls(**values)
 
     def to_json_dict(self) -> dict[str, Any]:

@@ -1,0 +1,241 @@
+"""Validation at the stream's entry: bytes in, a Transaction or a dead letter out.
+
+Pure (no Kafka client): the scorer and ``fraudstream validate`` call
+``TransactionValidator.validate`` on every message value and publish each
+rejection with ``dead_letter`` to the ``dead_letters`` topic. Nothing raises
+for bad input: every payload is either accepted or rejected with a reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from functools import cached_property
+from typing import Any
+
+from jsonschema import Draft202012Validator, ValidationError, validators
+from jsonschema.protocols import Validator
+
+from fraudstream.schema import Transaction, format_timestamp, json_schema, parse_timestamp
+from fraudstream.schema.contract import DECIMALS_KEYWORD
+
+
+class Reason(StrEnum):
+    """Machine-readable reason codes of a dead letter (stable: dashboards count them)."""
+
+    OVERSIZED = "oversized"
+    UNPARSEABLE = "unparseable"
+    MISSING_FIELD = "missing_field"
+    SCHEMA_VIOLATION = "schema_violation"
+    AMOUNT_NOT_POSITIVE = "amount_not_positive"
+    AMOUNT_ABSURD = "amount_absurd"
+    AMOUNT_PRECISION = "amount_precision"
+    UNKNOWN_CURRENCY = "unknown_currency"
+    EVENT_TIME_INVALID = "event_time_invalid"
+    EVENT_TIME_IN_FUTURE = "event_time_in_future"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a payload was refused: a reason code and a message naming the field."""
+
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True)
+class ValidationPolicy:
+    """Limits beyond the contract.
+
+    ``max_bytes``: larger messages are refused before parsing (canonical
+    transactions are ~0.5 KB). ``max_future_skew``: how far an event time may
+    lie ahead of the validating clock (producers' clocks drift a little).
+    """
+
+    max_bytes: int = 64 * 1024
+    max_future_skew: timedelta = timedelta(minutes=5)
+
+
+def _max_decimal_places(
+    validator: Validator, places: int, instance: object, schema: dict[str, Any]
+) -> Any:
+    """The contract's extension keyword: a number with at most ``places`` decimals.
+
+    Decided on the shortest decimal form of the float (``repr``), so 0.07 passes
+    and 1.005 or 0.1 + 0.2 do not.
+    """
+    if isinstance(instance, bool) or not isinstance(instance, int | float):
+        return
+    try:
+        exponent = Decimal(repr(instance)).as_tuple().exponent
+    except InvalidOperation:
+        return
+    if isinstance(exponent, int) and exponent < -places:
+        yield ValidationError(f"{instance!r} has more than {places} decimal places")
+
+
+ContractValidator = validators.extend(Draft202012Validator, {DECIMALS_KEYWORD: _max_decimal_places})
+
+# jsonschema keyword failing on a field -> reason code; anything else is a schema violation.
+_FIELD_REASONS: dict[tuple[str, str], Reason] = {
+    ("amount", "exclusiveMinimum"): Reason.AMOUNT_NOT_POSITIVE,
+    ("amount", "minimum"): Reason.AMOUNT_NOT_POSITIVE,
+    ("amount", "maximum"): Reason.AMOUNT_ABSURD,
+    ("amount", DECIMALS_KEYWORD): Reason.AMOUNT_PRECISION,
+    ("currency", "enum"): Reason.UNKNOWN_CURRENCY,
+    ("event_time", "pattern"): Reason.EVENT_TIME_INVALID,
+}
+_PRIORITY = [
+    Reason.MISSING_FIELD,
+    Reason.EVENT_TIME_INVALID,
+    Reason.AMOUNT_NOT_POSITIVE,
+    Reason.AMOUNT_ABSURD,
+    Reason.AMOUNT_PRECISION,
+    Reason.UNKNOWN_CURRENCY,
+    Reason.SCHEMA_VIOLATION,
+]
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _describe(error: ValidationError) -> tuple[Reason, str]:
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "required":
+        return Reason.MISSING_FIELD, str(error.message)
+    reason = _FIELD_REASONS.get((path, str(error.validator)), Reason.SCHEMA_VIOLATION)
+    message = str(error.message)
+    if len(message) > 200:
+        message = message[:200] + "..."
+    return reason, f"{path or 'message'}: {message}"
+
+
+@dataclass(frozen=True)
+class TransactionValidator:
+    """Checks message values against the transaction contract and the policy. Thread-safe."""
+
+    policy: ValidationPolicy = field(default_factory=ValidationPolicy)
+
+    @cached_property
+    def _schema(self) -> Validator:
+        schema = json_schema("transaction")
+        checker = Draft202012Validator.FORMAT_CHECKER
+        validator: Validator = ContractValidator(schema, format_checker=checker)
+        return validator
+
+    def validate(self, payload: bytes | None, now: datetime) -> Transaction | Rejection:
+        """Decide one message value; ``now`` (aware UTC) bounds event times from above.
+
+        Never raises for bad input. A valid result is the parsed Transaction.
+        """
+        size = len(payload or b"")
+        if size > self.policy.max_bytes:
+            return Rejection(
+                Reason.OVERSIZED, f"message is {size} bytes; the limit is {self.policy.max_bytes}"
+            )
+        decoded = self._decode(payload)
+        if isinstance(decoded, Rejection):
+            return decoded
+        errors = [_describe(e) for e in self._schema.iter_errors(decoded)]
+        if errors:
+            errors.sort(key=lambda e: _PRIORITY.index(e[0]))
+            return Rejection(*errors[0])
+        return self._check_time(decoded, now)
+
+    @staticmethod
+    def _decode(payload: bytes | None) -> dict[str, Any] | Rejection:
+        if not payload:
+            return Rejection(Reason.UNPARSEABLE, "empty message")
+        try:
+            value = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+        except UnicodeDecodeError as exc:
+            return Rejection(Reason.UNPARSEABLE, f"not UTF-8: {exc.reason} at byte {exc.start}")
+        except (ValueError, RecursionError) as exc:
+            return Rejection(Reason.UNPARSEABLE, f"not JSON: {str(exc)[:200]}")
+        if not isinstance(value, dict):
+            return Rejection(Reason.UNPARSEABLE, f"not a JSON object but {type(value).__name__}")
+        try:  # escapes can smuggle in lone surrogates, which no UTF-8 consumer can store
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return Rejection(Reason.UNPARSEABLE, "a string holds an unpaired UTF-16 surrogate")
+        return value
+
+    def _check_time(self, data: dict[str, Any], now: datetime) -> Transaction | Rejection:
+        try:
+            event_time = parse_timestamp(data["event_time"])
+        except ValueError as exc:
+            return Rejection(Reason.EVENT_TIME_INVALID, f"event_time: {exc}")
+        if event_time > now + self.policy.max_future_skew:
+            ahead = event_time - now
+            return Rejection(
+                Reason.EVENT_TIME_IN_FUTURE,
+                f"event_time {data['event_time']} is {ahead} ahead of the clock "
+                f"(tolerance {self.policy.max_future_skew})",
+            )
+        return Transaction.from_json_dict(data)
+
+
+@dataclass(frozen=True)
+class SourcePosition:
+    """Where a message was read: topic, partition, offset (and its key, if any)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+
+    @property
+    def dead_letter_key(self) -> bytes:
+        return f"{self.topic}/{self.partition}/{self.offset}".encode()
+
+
+#: Original payloads larger than this are cut in the dead letter (flagged), so the
+#: dead letter stays below Kafka's default 1 MB message limit even when base64-encoded.
+DEAD_LETTER_PAYLOAD_LIMIT = 512 * 1024
+
+
+def _payload_fields(payload: bytes | None, prefix: str) -> dict[str, Any]:
+    """The bytes as text when they are UTF-8, else as base64, with how they are encoded."""
+    if payload is None:
+        return {prefix: None, f"{prefix}_encoding": "none"}
+    kept = payload[:DEAD_LETTER_PAYLOAD_LIMIT]
+    fields: dict[str, Any] = {f"{prefix}_bytes": len(payload)}
+    if len(kept) < len(payload):
+        fields[f"{prefix}_truncated"] = True
+    try:
+        fields[prefix] = kept.decode("utf-8")
+        fields[f"{prefix}_encoding"] = "utf-8"
+    except UnicodeDecodeError:
+        fields[prefix] = base64.b64encode(kept).decode("ascii")
+        fields[f"{prefix}_encoding"] = "base64"
+    return fields
+
+
+def dead_letter(
+    rejection: Rejection, payload: bytes | None, source: SourcePosition, now: datetime
+) -> bytes:
+    """The dead-letter record (JSON, UTF-8) for a rejected payload.
+
+    Fields: ``reason``, ``message``, ``payload`` with ``payload_encoding``
+    (``utf-8`` or ``base64``) and ``payload_bytes``, the source ``key`` likewise,
+    ``source_topic``/``source_partition``/``source_offset`` and ``rejected_at``
+    (the validating clock, UTC). Publish it keyed by ``source.dead_letter_key``,
+    so a re-validation of the same offset overwrites rather than adds in a
+    compacted view.
+    """
+    record: dict[str, Any] = {
+        "reason": rejection.reason.value,
+        "message": rejection.message,
+        **_payload_fields(payload, "payload"),
+        **_payload_fields(source.key, "key"),
+        "source_topic": source.topic,
+        "source_partition": source.partition,
+        "source_offset": source.offset,
+        "rejected_at": format_timestamp(now.astimezone(UTC)),
+    }
+    return json.dumps(record, ensure_ascii=False).encode("utf-8")
