@@ -78,7 +78,9 @@ def _max_decimal_places(
         yield ValidationError(f"{instance!r} has more than {places} decimal places")
 
 
-ContractValidator = validators.extend(Draft202012Validator, {DECIMALS_KEYWORD: _max_decimal_places})
+ContractValidator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, {DECIMALS_KEYWORD: _max_decimal_places}
+)
 
 # jsonschema keyword failing on a field -> reason code; anything else is a schema violation.
 _FIELD_REASONS: dict[tuple[str, str], Reason] = {
