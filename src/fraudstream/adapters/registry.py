@@ -1,0 +1,205 @@
+"""MLflow registry adapter: log a training run, register ``fraud-detector``, move aliases.
+
+Every registered version carries what a scorer needs to use it safely: the
+feature names (the signature), the decision threshold and the feature-set
+version (model metadata and version tags). Every registration and promotion is
+also written to Postgres ``model_metadata`` (an upsert keyed by name and version).
+The tracking URI is passed per call; nothing is configured at import time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import mlflow.xgboost
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from fraudstream.adapters.postgres import connect
+from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
+from fraudstream.model.experiment import Experiment
+from fraudstream.settings import Settings
+
+CHALLENGER, CHAMPION = "challenger", "champion"
+EXPERIMENT_NAME = "fraud-detector-training"
+
+
+class RegistryError(RuntimeError):
+    """The registry does not hold what was asked for (a model, an alias, a compatible version)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered model ready to score: one thread, its threshold and feature contract."""
+
+    model: Any
+    version: str
+    threshold: float
+    feature_set_version: str
+    feature_names: list[str]
+
+
+def _client(settings: Settings) -> MlflowClient:
+    mlflow.set_tracking_uri(settings.mlflow.uri)
+    return MlflowClient(tracking_uri=settings.mlflow.uri)
+
+
+def _params(experiment: Experiment, git_sha: str) -> dict[str, Any]:
+    result = experiment.result
+    return {
+        **{f"xgb_{k}": v for k, v in result.params.items()},
+        "imbalance": result.imbalance,
+        "best_iteration": result.best_iteration,
+        "git_sha": git_sha,
+        **experiment.lineage,
+    }
+
+
+def log_experiment(settings: Settings, experiment: Experiment, git_sha: str) -> tuple[str, str]:
+    """Log params, metrics, reports, plots and the model; register it as challenger.
+
+    Returns (run_id, version). The version is also upserted into ``model_metadata``.
+    """
+    client = _client(settings)
+    mlflow.set_experiment(EXPERIMENT_NAME)
+    result, names = experiment.result, feature_names()
+    example = pd.DataFrame(np.zeros((1, len(names))), columns=names)
+    signature = infer_signature(example, np.zeros(1))
+    metadata = {
+        "threshold": result.threshold,
+        "feature_set_version": FEATURE_SET_VERSION,
+        "feature_names": names,
+        "imbalance": result.imbalance,
+    }
+    with mlflow.start_run() as run:
+        mlflow.log_params(_params(experiment, git_sha))
+        mlflow.log_metrics(experiment.metrics)
+        mlflow.set_tags({"feature_set_version": FEATURE_SET_VERSION, "git_sha": git_sha})
+        mlflow.log_dict(experiment.reports, "report/test_report.json")
+        mlflow.log_dict(experiment.lineage, "report/lineage.json")
+        for name, figure in experiment.figures.items():
+            mlflow.log_figure(figure, f"plots/{name}")
+        info = mlflow.xgboost.log_model(
+            result.model,
+            name="model",
+            signature=signature,
+            metadata=metadata,
+            registered_model_name=settings.mlflow.model_name,
+        )
+    version = str(info.registered_model_version)
+    model_name = settings.mlflow.model_name
+    client.set_model_version_tag(model_name, version, "threshold", str(result.threshold))
+    client.set_model_version_tag(model_name, version, "feature_set_version", FEATURE_SET_VERSION)
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    record_version(settings, version, run.info.run_id, result.threshold, experiment.metrics)
+    return run.info.run_id, version
+
+
+def record_version(
+    settings: Settings, version: str, run_id: str, threshold: float, metrics: dict[str, float]
+) -> None:
+    """Upsert the version's row in ``model_metadata`` with its current aliases."""
+    aliases = aliases_of(settings, version)
+    with connect(settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO model_metadata (model_name, version, run_id, aliases,
+                   feature_set_version, threshold, metrics)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (model_name, version) DO UPDATE SET
+                   run_id = EXCLUDED.run_id, aliases = EXCLUDED.aliases,
+                   feature_set_version = EXCLUDED.feature_set_version,
+                   threshold = EXCLUDED.threshold, metrics = EXCLUDED.metrics""",
+            (
+                settings.mlflow.model_name,
+                version,
+                run_id,
+                aliases,
+                FEATURE_SET_VERSION,
+                threshold,
+                json.dumps(metrics),
+            ),
+        )
+
+
+def aliases_of(settings: Settings, version: str) -> list[str]:
+    client = _client(settings)
+    found = client.get_model_version(settings.mlflow.model_name, version)
+    return sorted(found.aliases)
+
+
+def version_for_alias(settings: Settings, alias: str) -> str | None:
+    """The version an alias points at, or None when the alias is not set."""
+    client = _client(settings)
+    try:
+        return str(client.get_model_version_by_alias(settings.mlflow.model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def model_uri(settings: Settings, ref: str) -> str:
+    """``champion``/``challenger``/a version number/a full URI -> a models:/ URI."""
+    if ":/" in ref:
+        return ref
+    name = settings.mlflow.model_name
+    return f"models:/{name}/{ref}" if ref.isdigit() else f"models:/{name}@{ref}"
+
+
+def load_model(settings: Settings, ref: str) -> LoadedModel:
+    """Load a registered model in the native xgboost flavor, set to one thread.
+
+    Refuses a model whose feature-set version this code does not compute.
+    """
+    uri = model_uri(settings, ref)
+    _client(settings)
+    try:
+        info = mlflow.models.get_model_info(uri)
+        model = mlflow.xgboost.load_model(uri)
+    except MlflowException as exc:
+        raise RegistryError(f"cannot load {uri}: {exc.message}") from None
+    meta = info.metadata or {}
+    version = meta.get("feature_set_version")
+    if version != FEATURE_SET_VERSION:
+        raise RegistryError(
+            f"{uri} was trained on feature-set version {version!r}, this code computes "
+            f"{FEATURE_SET_VERSION!r}: retrain it with `fraudstream train`"
+        )
+    model.set_params(n_jobs=1)
+    registered = info.registered_model_version
+    return LoadedModel(
+        model=model,
+        version=str(registered) if registered is not None else uri,
+        threshold=float(meta["threshold"]),
+        feature_set_version=str(version),
+        feature_names=list(meta["feature_names"]),
+    )
+
+
+def set_champion(settings: Settings, version: str, reason: str) -> None:
+    """Point ``champion`` at ``version`` and record the promotion in ``model_metadata``."""
+    client = _client(settings)
+    name = settings.mlflow.model_name
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, "promotion_reason", reason)
+    previous = [
+        mv.version for mv in client.search_model_versions(f"name='{name}'") if mv.version != version
+    ]
+    with connect(settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO model_metadata (model_name, version, aliases, promoted_at)
+               VALUES (%s, %s, %s, now())
+               ON CONFLICT (model_name, version) DO UPDATE SET
+                   aliases = EXCLUDED.aliases, promoted_at = now()""",
+            (name, version, aliases_of(settings, version)),
+        )
+        cur.execute(
+            """UPDATE model_metadata SET aliases = array_remove(aliases, 'champion')
+               WHERE model_name = %s AND version = ANY(%s)""",
+            (name, [str(v) for v in previous]),
+        )
+
