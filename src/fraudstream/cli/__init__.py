@@ -9,6 +9,7 @@ import typer
 from fraudstream.cli.errors import run_guarded
 from fraudstream.cli.platform import platform_app
 from fraudstream.cli.topics import db_app, topics_app
+from fraudstream.cli.train import train_app
 
 app = typer.Typer(
     name="fraudstream",
@@ -20,6 +21,7 @@ app = typer.Typer(
 app.add_typer(platform_app, name="platform")
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
+app.add_typer(train_app)
 
 
 def main() -> None:
