@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Creates the Secrets a kind cluster needs, with random values, when they do not exist yet
+# (idempotent: existing Secrets are left alone). Run by `skaffold dev` before Kafka and Postgres
+# are applied; in staging, create these Secrets from your secret store instead. Values never
+# leave the cluster.
+set -euo pipefail
+NS="${1:-fraudstream}"
+
+random() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+ensure() { # namespace, name, then key=value pairs
+  local ns=$1 name=$2
+  shift 2
+  if kubectl -n "$ns" get secret "$name" >/dev/null 2>&1; then return; fi
+  local args=()
+  # CloudNativePG reads role passwords from basic-auth Secrets.
+  [[ "$name" == fraudstream-postgres-* ]] && args+=(--type=kubernetes.io/basic-auth)
+  for pair in "$@"; do args+=("--from-literal=$pair"); done
+  kubectl -n "$ns" create secret generic "$name" "${args[@]}" >/dev/null
+  echo "kind-secrets: created $ns/$name"
+}
+
+airflow_password="$(kubectl -n "$NS" get secret fraudstream-postgres-airflow \
+  -o jsonpath='{.data.password}' 2>/dev/null | base64 -d || true)"
+airflow_password="${airflow_password:-$(random)}"
+
+ensure "$NS" fraudstream-s3 "rootUser=fs$(random | cut -c1-14)" "rootPassword=$(random)"
+ensure "$NS" fraudstream-postgres-mlflow username=mlflow "password=$(random)"
+ensure "$NS" fraudstream-postgres-airflow username=airflow "password=$airflow_password"
+ensure "$NS" fraudstream-airflow-metadata \
+  "connection=postgresql://airflow:$airflow_password@fraudstream-postgres-rw:5432/airflow"
+ensure "$NS" fraudstream-airflow-api-secret-key "api-secret-key=$(random)"
+ensure monitoring grafana-admin admin-user=admin "admin-password=$(random)"
