@@ -104,7 +104,7 @@ def log_experiment(settings: Settings, experiment: Experiment, git_sha: str) -> 
 def record_version(
     settings: Settings, version: str, run_id: str, threshold: float, metrics: dict[str, float]
 ) -> None:
-    """Upsert the version's row in ``model_metadata`` with its current aliases."""
+    """Upsert the version's row in ``model_metadata``, then every row's aliases."""
     aliases = aliases_of(settings, version)
     with connect(settings.postgres) as conn, conn.cursor() as cur:
         cur.execute(
@@ -125,6 +125,20 @@ def record_version(
                 json.dumps(metrics),
             ),
         )
+    sync_aliases(settings)
+
+
+def sync_aliases(settings: Settings) -> None:
+    """Copy every version's aliases from the registry into ``model_metadata`` (idempotent)."""
+    client = _client(settings)
+    name = settings.mlflow.model_name
+    versions = client.search_model_versions(f"name='{name}'")
+    with connect(settings.postgres) as conn, conn.cursor() as cur:
+        for found in versions:
+            cur.execute(
+                "UPDATE model_metadata SET aliases = %s WHERE model_name = %s AND version = %s",
+                (sorted(found.aliases), name, str(found.version)),
+            )
 
 
 def aliases_of(settings: Settings, version: str) -> list[str]:
@@ -150,6 +164,21 @@ def model_uri(settings: Settings, ref: str) -> str:
     return f"models:/{name}/{ref}" if ref.isdigit() else f"models:/{name}@{ref}"
 
 
+def _version_of(settings: Settings, ref: str) -> str | None:
+    """The registered version a reference names (None for a URI outside the registry)."""
+    if ref.isdigit():
+        return ref
+    if ":/" not in ref:
+        found = version_for_alias(settings, ref)
+        if found is None:
+            raise RegistryError(
+                f"{settings.mlflow.model_name} has no version with alias @{ref}: "
+                "train one with `fraudstream train`"
+            )
+        return found
+    return None
+
+
 def load_model(settings: Settings, ref: str) -> LoadedModel:
     """Load a registered model in the native xgboost flavor, set to one thread.
 
@@ -170,10 +199,9 @@ def load_model(settings: Settings, ref: str) -> LoadedModel:
             f"{FEATURE_SET_VERSION!r}: retrain it with `fraudstream train`"
         )
     model.set_params(n_jobs=1)
-    registered = info.registered_model_version
     return LoadedModel(
         model=model,
-        version=str(registered) if registered is not None else uri,
+        version=_version_of(settings, ref) or uri,
         threshold=float(meta["threshold"]),
         feature_set_version=str(version),
         feature_names=list(meta["feature_names"]),
@@ -186,20 +214,11 @@ def set_champion(settings: Settings, version: str, reason: str) -> None:
     name = settings.mlflow.model_name
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(name, version, "promotion_reason", reason)
-    previous = [
-        mv.version for mv in client.search_model_versions(f"name='{name}'") if mv.version != version
-    ]
     with connect(settings.postgres) as conn, conn.cursor() as cur:
         cur.execute(
-            """INSERT INTO model_metadata (model_name, version, aliases, promoted_at)
-               VALUES (%s, %s, %s, now())
-               ON CONFLICT (model_name, version) DO UPDATE SET
-                   aliases = EXCLUDED.aliases, promoted_at = now()""",
-            (name, version, aliases_of(settings, version)),
+            """INSERT INTO model_metadata (model_name, version, promoted_at)
+               VALUES (%s, %s, now())
+               ON CONFLICT (model_name, version) DO UPDATE SET promoted_at = now()""",
+            (name, version),
         )
-        cur.execute(
-            """UPDATE model_metadata SET aliases = array_remove(aliases, 'champion')
-               WHERE model_name = %s AND version = ANY(%s)""",
-            (name, [str(v) for v in previous]),
-        )
-
+    sync_aliases(settings)
