@@ -1,0 +1,171 @@
+"""The fraud-platform chart: lint, render and schema validation for every scenario, the values
+schema rejecting bad values, and the objects the issue asks for."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .policy import all_violations
+from .toolchain import CHART, HelmFailed, Toolchain, load_all, scenarios
+
+SCENARIOS = sorted(scenarios())
+STANDARD_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "helm.sh/chart",
+)
+
+
+def test_scenarios_include_kind_and_staging() -> None:
+    assert {"default", "kind", "staging"} <= set(SCENARIOS)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_helm_lint_strict(chain: Toolchain, scenario: str) -> None:
+    out = chain.lint(CHART, scenarios()[scenario])
+    assert "0 chart(s) failed" in out
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_rendered_object_is_valid(
+    chain: Toolchain, renders: dict[str, str], scenario: str
+) -> None:
+    count, problems = chain.validate(renders[scenario])
+    assert problems == []
+    assert count >= 15
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_rendered_objects_pass_the_policies(
+    rendered_objects: dict[str, list[dict[str, Any]]], scenario: str
+) -> None:
+    violations = [v for obj in rendered_objects[scenario] for v in all_violations(obj)]
+    assert violations == []
+
+
+def test_the_default_render_has_every_part_of_the_issue(
+    rendered_objects: dict[str, list[dict[str, Any]]],
+) -> None:
+    kinds = Counter(obj["kind"] for obj in rendered_objects["default"])
+    assert kinds["SparkApplication"] == 1
+    assert kinds["Deployment"] == 3  # API, generator, label ingestion
+    assert kinds["PodDisruptionBudget"] == 3
+    assert kinds["NetworkPolicy"] >= 3
+    assert kinds["ServiceMonitor"] >= 1 and kinds["PodMonitor"] >= 1
+    assert kinds["PrometheusRule"] == 1
+    assert kinds["ConfigMap"] == 2  # settings and Grafana dashboards
+    assert kinds["Pod"] == 1  # the helm test pod
+    assert "Secret" not in kinds  # secrets are referenced, never shipped
+
+
+def test_standard_labels_everywhere(rendered_objects: dict[str, list[dict[str, Any]]]) -> None:
+    for obj in rendered_objects["default"]:
+        labels = obj["metadata"].get("labels", {})
+        missing = [key for key in STANDARD_LABELS if key not in labels]
+        assert missing == [], f"{obj['kind']}/{obj['metadata']['name']} lacks {missing}"
+
+
+def test_scorer_is_a_restarting_stream_with_s3a_checkpoints(
+    rendered_objects: dict[str, list[dict[str, Any]]],
+) -> None:
+    (app,) = [o for o in rendered_objects["default"] if o["kind"] == "SparkApplication"]
+    spec = app["spec"]
+    assert app["apiVersion"] == "sparkoperator.k8s.io/v1beta2"
+    assert spec["restartPolicy"]["type"] == "Always"
+    checkpoint = spec["arguments"][spec["arguments"].index("--checkpoint") + 1]
+    assert checkpoint.startswith("s3a://")
+    assert spec["arguments"][0] == "score-stream"
+    assert "deps" not in spec  # jars are baked into the image, nothing fetched at start
+    assert spec["monitoring"]["exposeDriverMetrics"] is True
+    assert spec["sparkConf"]["spark.hadoop.fs.s3a.path.style.access"] == "true"
+
+
+def test_default_deny_then_allow(rendered_objects: dict[str, list[dict[str, Any]]]) -> None:
+    policies = {
+        o["metadata"]["name"]: o["spec"]
+        for o in rendered_objects["default"]
+        if o["kind"] == "NetworkPolicy"
+    }
+    deny = policies["fraud-platform-default-deny"]
+    assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny and "egress" not in deny
+
+
+def test_secret_values_never_in_the_chart(renders: dict[str, str]) -> None:
+    for text in renders.values():
+        assert "kind: Secret\n" not in text
+        assert "password:" not in text.lower()
+
+
+def test_staging_pins_images_by_digest(rendered_objects: dict[str, list[dict[str, Any]]]) -> None:
+    images = [
+        c["image"]
+        for o in rendered_objects["staging"]
+        if o["kind"] == "Deployment"
+        for c in o["spec"]["template"]["spec"]["containers"]
+    ]
+    assert images and all("@sha256:" in image for image in images)
+
+
+def test_notes_name_the_next_commands(chain: Toolchain, tmp_path: Path) -> None:
+    # helm renders NOTES.txt only on install; render it through `tpl` in a copy of the chart.
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    shutil.copy(CHART / "templates" / "NOTES.txt", chart / "files" / "notes.txt")
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        'data:\n  notes: {{ tpl (.Files.Get "files/notes.txt") . | quote }}\n'
+    )
+    rendered = chain.render(chart, [], api_versions=())
+    (notes,) = [o for o in load_all(rendered) if o["metadata"]["name"] == "notes"]
+    for command in ("helm test", "port-forward", "scale kafkanodepool", "patch sparkapplication"):
+        assert command in notes["data"]["notes"]
+
+
+def test_every_value_is_documented() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    top_level = [i for i, line in enumerate(lines) if line and line[0].isalpha()]
+    undocumented = [lines[i] for i in top_level if not lines[i - 1].startswith("#")]
+    assert undocumented == []
+
+
+@pytest.mark.parametrize(
+    ("override", "complaint"),
+    [
+        ("images.api.tag=latest", "/images/api/tag"),
+        ("api.replicass=2", "replicass"),
+        ("kafka.port=99999", "/kafka/port"),
+        ("scorer.sparkVersion=3.5.0", "/scorer/sparkVersion"),
+        ("s3.endpointUrl=minio:9000", "/s3/endpointUrl"),
+    ],
+)
+def test_the_values_schema_rejects_broken_values(
+    chain: Toolchain, override: str, complaint: str
+) -> None:
+    with pytest.raises(HelmFailed, match=complaint):
+        chain.render(CHART, [], override)
+
+
+def test_a_broken_manifest_is_rejected_by_validation(
+    chain: Toolchain, renders: dict[str, str]
+) -> None:
+    broken = renders["default"].replace("  replicas: 2\n", '  replicas: "two"\n', 1)
+    broken = broken.replace("restartPolicy:\n    type: Always", "restartPolicy:\n    type: Sometimes")
+    assert broken != renders["default"]
+    _, problems = chain.validate(broken)
+    assert any("Deployment" in p and "replicas" in p for p in problems)
+    assert any("SparkApplication" in p for p in problems)
+
+
+def test_values_files_exist_for_each_scenario() -> None:
+    for files in scenarios().values():
+        assert all(Path(f).is_file() for f in files)
