@@ -7,6 +7,7 @@ import sys
 import typer
 
 from fraudstream.cli.errors import run_guarded
+from fraudstream.cli.generate import transactions_app
 from fraudstream.cli.platform import platform_app
 from fraudstream.cli.topics import db_app, topics_app
 from fraudstream.cli.train import train_app
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(platform_app, name="platform")
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
+app.add_typer(transactions_app)
 app.add_typer(train_app)
 
 

@@ -12,6 +12,7 @@ from fraudstream.generator.history import (
     TRANSACTIONS_FILE,
     Generated,
     generate,
+    world_for,
     write_history,
 )
 from fraudstream.generator.scenarios import Incident
@@ -27,5 +28,6 @@ __all__ = [
     "Incident",
     "LabelConfig",
     "generate",
+    "world_for",
     "write_history",
 ]

@@ -60,26 +60,32 @@ def fraud_targets(config: GeneratorConfig, genuine_count: int) -> dict[str, int]
     return targets
 
 
+def world_for(config: GeneratorConfig) -> World:
+    """The world of ``config.seed`` (the same one ``generate`` builds)."""
+    config.check()
+    rng = _streams(config.seed)["world"]
+    return build_world(rng, config.customers, config.merchants, config.tx_per_customer_per_day)
+
+
 def generate(
     config: GeneratorConfig,
     world: World | None = None,
     first_id: int = 0,
+    id_prefix: str | None = None,
     progress: Progress | None = None,
 ) -> Generated:
     """Simulate ``config.days`` from ``config.start``; deterministic for ``config.seed``.
 
     Pass ``world`` to continue an existing world (the live stream does, one
-    period after another, with a different seed per period); transaction ids are
-    numbered from ``first_id``.
+    period after another, with a different seed per period). Transaction ids are
+    ``{id_prefix}-{n:010d}`` (prefix ``tx{seed}`` by default), numbered from ``first_id``.
     """
     config.check()
     note = progress or (lambda _step: None)
     rng = _streams(config.seed)
     if world is None:
         note("world")
-        world = build_world(
-            rng["world"], config.customers, config.merchants, config.tx_per_customer_per_day
-        )
+        world = world_for(config)
     start_us = int(config.start.timestamp() * US_PER_S)
     note("genuine")
     g = genuine(rng["genuine"], world, start_us, config.days)
@@ -94,7 +100,7 @@ def generate(
     note("assemble")
     draft = Draft.concat(parts)
     draft = draft.take(np.argsort(draft.event_us, kind="stable"))
-    table = to_table(draft, world, first_id, f"tx{config.seed}")
+    table = to_table(draft, world, first_id, id_prefix or f"tx{config.seed}")
     labels = make_labels(
         rng["labels"], config.labels, table["transaction_id"], draft.event_us, draft.scenario
     )

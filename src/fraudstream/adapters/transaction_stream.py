@@ -1,0 +1,334 @@
+"""Kafka adapter for transactions: replay files, stream the generator, validate into dead letters.
+
+Producers are idempotent with ``acks=all`` (see ``adapters.kafka``); transactions
+are keyed by ``card_id`` so each card's records stay ordered in one partition,
+labels by ``transaction_id``, dead letters by their source position. Replaying
+the same file twice sends its records twice: downstream writes are upserts keyed
+by ``transaction_id``, so a repeated replay changes no table.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+
+from fraudstream.adapters.kafka import consumer_config, producer_config
+from fraudstream.generator import Generated, GeneratorConfig, generate, world_for
+from fraudstream.schema import format_timestamp
+from fraudstream.schema.tables import encode_row, wire_records
+from fraudstream.settings import KafkaSettings
+from fraudstream.topics import DEAD_LETTERS, TRANSACTION_LABELS, TRANSACTIONS
+from fraudstream.validation import Rejection, SourcePosition, TransactionValidator, dead_letter
+
+Progress = Callable[[int], None]
+US = 1_000_000
+
+
+@dataclass(frozen=True)
+class StreamTopics:
+    """Where records go; the platform's topics unless overridden (tests use their own)."""
+
+    transactions: str = TRANSACTIONS.name
+    labels: str = TRANSACTION_LABELS.name
+    dead_letters: str = DEAD_LETTERS.name
+
+
+class DeliveryError(RuntimeError):
+    """Kafka did not acknowledge some records; the message says how many and why."""
+
+
+class Sender:
+    """An idempotent ``acks=all`` producer that waits for room and counts acknowledgements."""
+
+    def __init__(self, settings: KafkaSettings, **overrides: Any) -> None:
+        config = producer_config(settings, **{"linger.ms": 20, **overrides})
+        self._producer = Producer(config)
+        self.acked = 0
+        self.failed = 0
+        self.first_error: str | None = None
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is None:
+            self.acked += 1
+            return
+        self.failed += 1
+        self.first_error = self.first_error or str(err)
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        """Queue one record; blocks while the local queue is full."""
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float = 120.0) -> None:
+        """Wait for every queued record; raise DeliveryError if any was not acknowledged."""
+        left = self._producer.flush(timeout_s)
+        if left:
+            raise DeliveryError(f"{left} record(s) still unacknowledged after {timeout_s:.0f}s")
+        if self.failed:
+            raise DeliveryError(
+                f"{self.failed} record(s) were not acknowledged; first error: {self.first_error}"
+            )
+
+
+class Pacer:
+    """Keeps sending at ``rate`` records per second (None: as fast as Kafka takes them)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self.started = time.monotonic()
+
+    def wait(self, sent: int) -> None:
+        """Sleep until ``sent`` records are due since the start."""
+        if self.rate is None:
+            return
+        ahead = sent / self.rate - (time.monotonic() - self.started)
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+@dataclass(frozen=True)
+class SendReport:
+    transactions: int
+    labels: int
+    seconds: float
+    labels_pending: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.transactions / self.seconds if self.seconds > 0 else 0.0
+
+
+def replay(
+    settings: KafkaSettings,
+    transactions: pa.Table,
+    labels: pa.Table | None = None,
+    rate: float | None = None,
+    topics: StreamTopics = StreamTopics(),
+    progress: Progress | None = None,
+) -> SendReport:
+    """Send conformed tables in time order: each transaction at its event time, each
+    label at its label time (labels whose time ties a transaction's go after it).
+
+    ``rate`` paces transactions per wall-clock second; labels ride along unpaced.
+    Tables must already be sorted (``schema.tables.conform`` does that).
+    """
+    tx = ((t, 0, k, v) for t, k, v in wire_records(transactions, "transaction"))
+    lb = ((t, 1, k, v) for t, k, v in wire_records(labels, "label")) if labels else iter(())
+    sender, pacer = Sender(settings), Pacer(rate)
+    counts = [0, 0]
+    for _time, kind, key, value in heapq.merge(tx, lb, key=lambda r: (r[0], r[1])):
+        sender.send(topics.labels if kind else topics.transactions, key, value)
+        counts[kind] += 1
+        if kind == 0:
+            pacer.wait(counts[0])
+            if progress and counts[0] % 1000 == 0:
+                progress(1000)
+    sender.flush()
+    if progress:
+        progress(counts[0] % 1000)
+    return SendReport(counts[0], counts[1], time.monotonic() - pacer.started)
+
+
+@dataclass
+class _PendingLabels:
+    """Labels waiting for their (time-scaled) delay to pass, earliest first."""
+
+    heap: list[tuple[float, int, bytes, dict[str, Any]]] = field(default_factory=list)
+    seq: itertools.count[int] = field(default_factory=itertools.count)
+
+    def add(self, due: float, key: bytes, row: dict[str, Any]) -> None:
+        heapq.heappush(self.heap, (due, next(self.seq), key, row))
+
+    def due(self, now: float) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        while self.heap and self.heap[0][0] <= now:
+            _, _, key, row = heapq.heappop(self.heap)
+            yield key, row
+
+
+def _label_delays(data: Generated) -> dict[str, tuple[float, dict[str, Any]]]:
+    """transaction_id -> (simulated label delay in seconds, label row without its time)."""
+    times = data.transactions.select(["transaction_id", "event_time"])
+    delays = {}
+    for row in data.labels.join(times, "transaction_id").to_pylist():
+        seconds = (row.pop("label_time") - row.pop("event_time")).total_seconds()
+        delays[row["transaction_id"]] = (seconds, row)
+    return delays
+
+
+@dataclass
+class LiveStream:
+    """Produces generated transactions live, one simulated period after another.
+
+    Event time is the wall clock when a record is sent (this is a live feed);
+    the generator's simulated order is kept, its spacing is set by ``rate``. A
+    label is sent after its simulated delay divided by ``time_scale`` (1440: a
+    day of delay takes a minute), with that moment as its ``label_time``.
+    """
+
+    settings: KafkaSettings
+    config: GeneratorConfig
+    rate: float | None
+    time_scale: float = 1440.0
+    topics: StreamTopics = field(default_factory=StreamTopics)
+    progress: Progress | None = None
+
+    def __post_init__(self) -> None:
+        self.config.check()
+        self._sender = Sender(self.settings)
+        self._pacer = Pacer(self.rate)
+        self._pending = _PendingLabels()
+        self.sent = 0
+        self.labels_sent = 0
+
+    def run(
+        self, count: int | None, duration_s: float | None, wait_for_labels: bool = False
+    ) -> SendReport:
+        """Send until ``count`` transactions went out or ``duration_s`` passed.
+
+        Labels not yet due at the end are reported as pending, or awaited with
+        ``wait_for_labels``.
+        """
+        deadline = self._pacer.started + duration_s if duration_s else float("inf")
+        world = world_for(self.config)
+        per_day = self.config.customers * self.config.tx_per_customer_per_day
+        days = max(0.01, min(1.0, 20_000 / per_day))
+        prefix = f"live{int(time.time())}"
+        for chunk in itertools.count():
+            if self._done(count, deadline):
+                break
+            period = replace(self.config, seed=self.config.seed * 100_003 + chunk, days=days)
+            data = generate(period, world, first_id=self.sent, id_prefix=prefix)
+            self._send(data, count, deadline)
+        while wait_for_labels and self._pending.heap:
+            time.sleep(max(0.0, min(1.0, self._pending.heap[0][0] - time.monotonic())))
+            self._send_due_labels()
+        self._sender.flush()
+        seconds = time.monotonic() - self._pacer.started
+        return SendReport(self.sent, self.labels_sent, seconds, len(self._pending.heap))
+
+    def _done(self, count: int | None, deadline: float) -> bool:
+        return (count is not None and self.sent >= count) or time.monotonic() >= deadline
+
+    def _send(self, data: Generated, count: int | None, deadline: float) -> None:
+        delays = _label_delays(data)
+        table = data.transactions.drop_columns(["event_time"])
+        for batch in table.to_batches(max_chunksize=1000):
+            for row in batch.to_pylist():
+                if self._done(count, deadline):
+                    return
+                now = datetime.now(UTC)
+                key = row["card_id"].encode()
+                value = encode_row(row, "event_time", format_timestamp(now))
+                self._sender.send(self.topics.transactions, key, value)
+                self.sent += 1
+                label = delays.get(row["transaction_id"])
+                if label is not None:
+                    due = time.monotonic() + label[0] / self.time_scale
+                    self._pending.add(due, row["transaction_id"].encode(), label[1])
+                self._pacer.wait(self.sent)
+            self._send_due_labels()
+            if self.progress:
+                self.progress(batch.num_rows)
+
+    def _send_due_labels(self) -> None:
+        for key, row in self._pending.due(time.monotonic()):
+            value = encode_row(row, "label_time", format_timestamp(datetime.now(UTC)))
+            self._sender.send(self.topics.labels, key, value)
+            self.labels_sent += 1
+
+
+@dataclass
+class ValidationReport:
+    """What a validation pass saw: valid records and rejections per reason code."""
+
+    valid: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return self.valid + sum(self.rejected.values())
+
+
+def _position(msg: Message) -> SourcePosition:
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    # a consumed record always has all three
+    return SourcePosition(topic or "", partition or 0, offset or 0, msg.key())
+
+
+def validate_topic(
+    settings: KafkaSettings,
+    source: str,
+    group_id: str,
+    dead_letters: str = DEAD_LETTERS.name,
+    validator: TransactionValidator | None = None,
+    idle_s: float = 5.0,
+    max_messages: int | None = None,
+    progress: Progress | None = None,
+) -> ValidationReport:
+    """Read ``source`` from the group's committed position and dead-letter every invalid record.
+
+    Stops after ``idle_s`` seconds without a message (or ``max_messages``).
+    Offsets are committed only after the batch's dead letters are acknowledged,
+    so a crash re-validates rather than loses (at-least-once; a dead letter's
+    key is its source position, so a repeat is recognisable). Never stops on bad
+    input: only Kafka errors raise.
+    """
+    validator = validator or TransactionValidator()
+    consumer = Consumer(consumer_config(settings, group_id))
+    consumer.subscribe([source])
+    sender, report = Sender(settings), ValidationReport()
+    idle_since = time.monotonic()
+    try:
+        while time.monotonic() - idle_since < idle_s:
+            if max_messages is not None and report.total >= max_messages:
+                break
+            batch = consumer.consume(num_messages=500, timeout=0.5)
+            if not batch:
+                continue
+            idle_since = time.monotonic()
+            for msg in batch:
+                _check(msg, validator, sender, dead_letters, report)
+            sender.flush()
+            consumer.commit(asynchronous=False)
+            if progress:
+                progress(len(batch))
+    finally:
+        consumer.close()
+    return report
+
+
+def _check(
+    msg: Message,
+    validator: TransactionValidator,
+    sender: Sender,
+    dead_letters: str,
+    report: ValidationReport,
+) -> None:
+    error = msg.error()
+    if error is not None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        raise KafkaException(error)
+    now = datetime.now(UTC)
+    result = validator.validate(msg.value(), now)
+    if isinstance(result, Rejection):
+        position = _position(msg)
+        letter = dead_letter(result, msg.value(), position, now)
+        sender.send(dead_letters, position.dead_letter_key, letter)
+        report.rejected[result.reason.value] += 1
+    else:
+        report.valid += 1

@@ -1,0 +1,228 @@
+"""`fraudstream generate history|stream`, `replay` and `validate`: wiring only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from fraudstream.adapters.transaction_stream import (
+    DeliveryError,
+    LiveStream,
+    StreamTopics,
+    replay,
+    validate_topic,
+)
+from fraudstream.generator import SCENARIOS, ConfigError, GeneratorConfig, generate, write_history
+from fraudstream.schema.tables import TableContractError, conform, read_file
+from fraudstream.settings import load_settings
+from fraudstream.topics import DEAD_LETTERS, TRANSACTION_LABELS, TRANSACTIONS
+from fraudstream.validation import TransactionValidator, ValidationPolicy
+
+transactions_app = typer.Typer(no_args_is_help=True)
+generate_app = typer.Typer(
+    help="Synthetic transactions with fraud scenarios and delayed labels.", no_args_is_help=True
+)
+transactions_app.add_typer(generate_app, name="generate")
+console = Console()
+TASK = TaskID(0)  # each command shows one bar
+stderr = Console(stderr=True)
+
+_KNOWN = {
+    TableContractError: ("input", "fix the file or its columns as named above"),
+    ConfigError: ("generator", "change the option named above"),
+    DeliveryError: ("kafka", "is the platform up? `fraudstream platform status`"),
+}
+
+
+@contextmanager
+def _readable_errors() -> Iterator[None]:
+    """This module's known failures as `error (kind): message` and exit code 1."""
+    try:
+        yield
+    except tuple(_KNOWN) as exc:
+        label, hint = next(v for k, v in _KNOWN.items() if isinstance(exc, k))
+        stderr.print(f"[bold red]error ({label}):[/] {exc}", highlight=False)
+        stderr.print(f"[dim]hint: {hint}[/]")
+        raise typer.Exit(1) from None
+
+
+def _bar(description: str, total: float | None) -> Progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    progress = Progress(*columns, TimeElapsedColumn(), console=console, transient=False)
+    progress.add_task(description, total=total)
+    return progress
+
+
+def _weights(pairs: list[str]) -> dict[str, float] | None:
+    if not pairs:
+        return None
+    weights: dict[str, float] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"{pair!r}: expected SCENARIO=WEIGHT") from None
+    return weights
+
+
+Seed = Annotated[int, typer.Option(help="Same seed, same output.")]
+Customers = Annotated[int, typer.Option(help="Card holders in the world (1-2 cards each).")]
+Merchants = Annotated[int, typer.Option(help="Merchants and terminals (at least 300).")]
+FraudRate = Annotated[float, typer.Option(help="Share of transactions that are fraud.")]
+Weights = Annotated[
+    list[str],
+    typer.Option(
+        "--weight", help=f"SCENARIO=WEIGHT, repeatable; unnamed scenarios get 0. {SCENARIOS}"
+    ),
+]
+
+
+def _config(
+    seed: int, days: float, customers: int, merchants: int, fraud_rate: float, weights: list[str]
+) -> GeneratorConfig:
+    config = GeneratorConfig(
+        seed=seed, days=days, customers=customers, merchants=merchants, fraud_rate=fraud_rate
+    )
+    chosen = _weights(weights)
+    return (
+        config
+        if chosen is None
+        else GeneratorConfig(**{**vars(config), "scenario_weights": chosen})
+    )
+
+
+@generate_app.command("history")
+def history(
+    out: Annotated[Path, typer.Option(help="Directory for transactions.parquet, labels.parquet.")],
+    days: Annotated[float, typer.Option(help="Simulated days.")] = 30,
+    seed: Seed = 0,
+    start: Annotated[str, typer.Option(help="First day, UTC (YYYY-MM-DD).")] = "2026-01-01",
+    customers: Customers = 10_000,
+    merchants: Merchants = 2_000,
+    fraud_rate: FraudRate = 0.005,
+    weight: Weights = [],  # noqa: B006
+) -> None:
+    """Write a history of transactions and their delayed labels as Parquet."""
+    with _readable_errors():
+        config = _config(seed, days, customers, merchants, fraud_rate, weight)
+        begin = datetime.fromisoformat(start).replace(tzinfo=UTC)
+        config = GeneratorConfig(**{**vars(config), "start": begin})
+        config.check()
+        steps = ["world", "genuine", *SCENARIOS, "assemble"]
+        with _bar("generating", len(steps) + 1) as bar:
+            data = generate(
+                config, progress=lambda step: bar.update(TASK, advance=1, description=step)
+            )
+            bar.update(TASK, description="writing Parquet")
+            tx_path, label_path = write_history(data, out)
+            bar.update(TASK, advance=1, description="done")
+        fraud = sum(1 for s in data.scenario if s is not None)
+        console.print(
+            f"{data.transactions.num_rows:,} transactions ({fraud:,} fraud) -> {tx_path}\n"
+            f"{data.labels.num_rows:,} labels -> {label_path}"
+        )
+
+
+@generate_app.command("stream")
+def stream(
+    rate: Annotated[float, typer.Option(help="Transactions per second.")],
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    count: Annotated[int | None, typer.Option(help="Stop after this many transactions.")] = None,
+    time_scale: Annotated[
+        float, typer.Option(help="Label delays are divided by this (1440: a day is a minute).")
+    ] = 1440.0,
+    wait_labels: Annotated[bool, typer.Option(help="At the end, wait for pending labels.")] = False,
+    seed: Seed = 0,
+    customers: Customers = 10_000,
+    merchants: Merchants = 2_000,
+    fraud_rate: FraudRate = 0.005,
+    weight: Weights = [],  # noqa: B006
+    topic: Annotated[str, typer.Option(help="Transactions topic.")] = TRANSACTIONS.name,
+    labels_topic: Annotated[str, typer.Option(help="Labels topic.")] = TRANSACTION_LABELS.name,
+) -> None:
+    """Produce live transactions to Kafka (key card_id, acks=all) and labels after their delay."""
+    if duration is None and count is None:
+        raise typer.BadParameter("give --duration SECONDS or --count N")
+    with _readable_errors():
+        config = _config(seed, 1.0, customers, merchants, fraud_rate, weight)
+        topics = StreamTopics(transactions=topic, labels=labels_topic)
+        with _bar("streaming", count) as bar:
+            live = LiveStream(
+                load_settings().kafka, config, rate, time_scale, topics,
+                progress=lambda n: bar.update(TASK, advance=n),
+            )  # fmt: skip
+            report = live.run(count, duration, wait_labels)
+        console.print(
+            f"sent {report.transactions:,} transactions ({report.rate:,.0f}/s) and "
+            f"{report.labels:,} labels; {report.labels_pending:,} labels were not due yet"
+        )
+
+
+@transactions_app.command("replay")
+def replay_(
+    transactions: Annotated[Path, typer.Option(help="Parquet, CSV or JSONL of transactions.")],
+    labels: Annotated[Path | None, typer.Option(help="Parquet, CSV or JSONL of labels.")] = None,
+    rate: Annotated[str, typer.Option(help="Transactions per second, or 'max'.")] = "max",
+    topic: Annotated[str, typer.Option(help="Transactions topic.")] = TRANSACTIONS.name,
+    labels_topic: Annotated[str, typer.Option(help="Labels topic.")] = TRANSACTION_LABELS.name,
+) -> None:
+    """Send a file of canonical transactions in event-time order, labels at their label_time."""
+    pace = None if rate == "max" else float(rate)
+    with _readable_errors():
+        tx = conform(read_file(transactions), "transaction", str(transactions))
+        lb = conform(read_file(labels), "label", str(labels)) if labels else None
+        for ignored in (tx.ignored_columns, lb.ignored_columns if lb else ()):
+            if ignored:
+                console.print(f"[yellow]not in the contract, not sent:[/] {', '.join(ignored)}")
+        topics = StreamTopics(transactions=topic, labels=labels_topic)
+        with _bar("replaying", tx.table.num_rows) as bar:
+            report = replay(
+                load_settings().kafka, tx.table, lb.table if lb else None, pace, topics,
+                progress=lambda n: bar.update(TASK, advance=n),
+            )  # fmt: skip
+        console.print(
+            f"sent {report.transactions:,} transactions and {report.labels:,} labels "
+            f"in {report.seconds:.1f}s ({report.rate:,.0f} tx/s)"
+        )
+
+
+@transactions_app.command("validate")
+def validate(
+    topic: Annotated[str, typer.Option(help="Topic to check.")] = TRANSACTIONS.name,
+    group: Annotated[str, typer.Option(help="Consumer group (its offsets are committed).")] = (
+        "fraudstream-validate"
+    ),
+    dead_letters: Annotated[str, typer.Option(help="Where rejects go.")] = DEAD_LETTERS.name,
+    idle: Annotated[float, typer.Option(help="Stop after this many idle seconds.")] = 5.0,
+    max_bytes: Annotated[int, typer.Option(help="Largest accepted message.")] = 64 * 1024,
+) -> None:
+    """Validate a topic against the contract; invalid records go to dead letters with a reason."""
+    validator = TransactionValidator(ValidationPolicy(max_bytes=max_bytes))
+    with _readable_errors(), _bar("validating", None) as bar:
+        report = validate_topic(
+            load_settings().kafka, topic, group, dead_letters, validator, idle,
+            progress=lambda n: bar.update(TASK, advance=n),
+        )  # fmt: skip
+    table = Table(title=f"{topic}: {report.total:,} records")
+    table.add_column("result")
+    table.add_column("records", justify="right")
+    table.add_row("valid", f"{report.valid:,}")
+    for reason, n in sorted(report.rejected.items()):
+        table.add_row(f"dead letter: {reason}", f"{n:,}")
+    console.print(table)
