@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from .toolchain import CHART, Toolchain, ToolchainMissing, load_all, scenarios
+from .toolchain import CHART, Toolchain, ToolchainMissingError, load_all, scenarios
 
 
 @pytest.fixture(scope="session")
 def chain() -> Toolchain:
     try:
         return Toolchain.installed()
-    except ToolchainMissing as exc:
+    except ToolchainMissingError as exc:
         pytest.fail(str(exc), pytrace=False)
 
 

@@ -27,16 +27,16 @@ RELEASE = "fraud-platform"
 NAMESPACE = "fraudstream"
 
 
-class ToolchainMissing(RuntimeError):
+class ToolchainMissingError(RuntimeError):
     """A tool or schema set is not installed: `make k8s-tools` installs it."""
 
 
-class HelmFailed(RuntimeError):
+class HelmError(RuntimeError):
     """helm exited non-zero; the message is its stderr."""
 
 
 def pin(name: str) -> str:
-    """A version pinned in scripts/k8s-tools.sh (its single source), e.g. ``pin("KUBERNETES_VERSION")``."""
+    """A version pinned in scripts/k8s-tools.sh, its single source (``KUBERNETES_VERSION``...)."""
     match = re.search(rf"^{name}=(\S+)$", TOOLS_SCRIPT.read_text(), re.MULTILINE)
     if match is None:
         raise KeyError(f"{name} is not pinned in {TOOLS_SCRIPT}")
@@ -91,13 +91,13 @@ class Toolchain:
             if not path.exists()
         ]
         if missing:
-            raise ToolchainMissing(
+            raise ToolchainMissingError(
                 f"missing {', '.join(missing)}: run `make k8s-tools` (scripts/k8s-tools.sh)"
             )
         return chain
 
     def run_helm(self, *args: str) -> str:
-        """Run helm for the target Kubernetes version; return stdout or raise HelmFailed."""
+        """Run helm for the target Kubernetes version; return stdout or raise HelmError."""
         proc = subprocess.run(
             [str(self.helm), *args, "--kube-version", self.kubernetes_version],
             capture_output=True,
@@ -106,7 +106,7 @@ class Toolchain:
             check=False,
         )
         if proc.returncode != 0:
-            raise HelmFailed(proc.stderr.strip() or proc.stdout.strip())
+            raise HelmError(proc.stderr.strip() or proc.stdout.strip())
         return proc.stdout
 
     def lint(self, chart: Path, values: Sequence[Path] = (), *sets: str) -> str:
