@@ -156,15 +156,16 @@ class Toolchain:
             timeout=120,
             check=False,
         )
-        report = json.loads(proc.stdout)
+        # A comment-only document comes back with no kind and no status: not a resource.
+        resources = [r for r in json.loads(proc.stdout)["resources"] if r["kind"] or r["status"]]
         problems = [
             f"{r['kind']} {r['name']}: {r['status']}: {r.get('msg', '')}"
-            for r in report["resources"]
+            for r in resources
             if r["status"] != "statusValid"
         ]
         if proc.returncode != 0 and not problems:
             problems.append(f"kubeconform exited {proc.returncode}: {proc.stderr.strip()}")
-        return len(report["resources"]), problems
+        return len(resources), problems
 
 
 def _value_args(values: Sequence[Path], sets: Sequence[str]) -> list[str]:
