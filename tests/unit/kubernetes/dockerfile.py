@@ -1,0 +1,104 @@
+"""A Dockerfile read as instructions, and the rules every fraudstream image follows.
+
+No Docker engine runs here, so the images are checked by reading their Dockerfiles: multi-stage,
+base images pinned, a non-root final user, and the project's own wheel installed at the versions
+of requirements.lock (or without dependencies where the base image owns them, as Airflow does).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .policy import is_pinned
+
+_WHEEL_INSTALL = re.compile(r"\bpip install\b.*fraudstream-\*\.whl", re.DOTALL)
+_WHEEL_BUILD = re.compile(r"\bpip wheel\b.*--no-deps.*\s\.(\s|$)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    instructions: tuple[Instruction, ...]
+
+    @classmethod
+    def from_text(cls, text: str) -> Dockerfile:
+        """Instructions with continuation lines joined; comments and blank lines dropped."""
+        joined = re.sub(r"\\\n", " ", text)
+        found = []
+        for line in joined.splitlines():
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            keyword, _, arguments = stripped.partition(" ")
+            found.append(Instruction(keyword.upper(), " ".join(arguments.split())))
+        return cls(tuple(found))
+
+    @classmethod
+    def parse(cls, path: Path) -> Dockerfile:
+        return cls.from_text(path.read_text())
+
+    def of(self, keyword: str) -> list[str]:
+        return [i.arguments for i in self.instructions if i.keyword == keyword]
+
+    def stages(self) -> list[tuple[str, str | None]]:
+        """(base image, stage name) per FROM, in order."""
+        result = []
+        for arguments in self.of("FROM"):
+            words = [w for w in arguments.split() if not w.startswith("--")]
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            result.append((words[0], name))
+        return result
+
+    def final_user(self) -> str | None:
+        """The USER in force in the last stage (None when the last stage sets none)."""
+        user = None
+        for instruction in self.instructions:
+            if instruction.keyword == "FROM":
+                user = None
+            elif instruction.keyword == "USER":
+                user = instruction.arguments
+        return user
+
+    def copy_sources(self) -> list[str]:
+        """Sources that COPY takes from the build context (the repository root)."""
+        sources = []
+        for arguments in self.of("COPY"):
+            words = arguments.split()
+            if any(w.startswith("--from=") for w in words):
+                continue
+            sources += [w for w in words if not w.startswith("--")][:-1]
+        return sources
+
+
+def dockerfile_violations(dockerfile: Dockerfile) -> list[str]:
+    """The image rules, as readable violations (empty: the Dockerfile complies)."""
+    found = []
+    stages = dockerfile.stages()
+    if len(stages) < 2:
+        found.append("not a multi-stage build")
+    names: set[str] = set()
+    for image, name in stages:
+        if image not in names and not is_pinned(image):
+            found.append(f"base image {image} is not pinned")
+        if name:
+            names.add(name)
+    user = dockerfile.final_user()
+    if user is None or user.split(":")[0] in {"root", "0"}:
+        found.append(f"final stage runs as root (USER {user})")
+    runs = dockerfile.of("RUN")
+    if not any(_WHEEL_BUILD.search(run) for run in runs):
+        found.append("does not build the project's wheel (pip wheel --no-deps .)")
+    installs = [run for run in runs if _WHEEL_INSTALL.search(run)]
+    if not installs:
+        found.append("does not install the project's wheel")
+    for run in installs:
+        if "--no-deps" not in run and "requirements.lock" not in run:
+            found.append("installs the wheel without requirements.lock as constraints")
+    return found

@@ -1,0 +1,185 @@
+"""How the platform reaches a cluster: skaffold.yaml against its schema, kind-config.yaml,
+the pinned third-party releases, and the Dockerfiles (no Docker here: they are parsed)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from .dockerfile import Dockerfile, dockerfile_violations
+from .toolchain import OPERATORS, REPO, THIRD_PARTY, Toolchain, load_file
+
+IMAGES = sorted(p.parent.name for p in (REPO / "images").glob("*/Dockerfile"))
+
+
+def skaffold_configs() -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in load_file(REPO / "skaffold.yaml")}
+
+
+def skaffold_errors(chain: Toolchain, config: dict[str, Any]) -> list[str]:
+    # Validate against the config definition itself (the root is an anyOf of one), so that each
+    # error names its field.
+    schema = json.loads(chain.skaffold_schema.read_text())
+    schema = {"$ref": "#/definitions/SkaffoldConfig", "definitions": schema["definitions"]}
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{e.json_path}: {e.message}" for e in validator.iter_errors(config)]
+
+
+def test_skaffold_configs_match_the_schema(chain: Toolchain) -> None:
+    configs = skaffold_configs()
+    assert list(configs) == ["namespaces", "operators", "data", "platform"]
+    for config in configs.values():
+        assert skaffold_errors(chain, config) == []
+
+
+def test_a_broken_skaffold_config_is_rejected(chain: Toolchain) -> None:
+    platform = skaffold_configs()["platform"]
+    platform["deploy"]["helm"]["releases"][0]["chartVersion"] = "1.0"
+    platform["build"]["local"]["push"] = "no"
+    errors = " ".join(skaffold_errors(chain, platform))
+    assert "chartVersion" in errors
+    assert "'no' is not of type 'boolean'" in errors
+
+
+def test_skaffold_schema_version_is_the_pinned_one() -> None:
+    from .toolchain import pin
+
+    assert {c["apiVersion"] for c in skaffold_configs().values()} == {
+        f"skaffold/{pin('SKAFFOLD_SCHEMA')}"
+    }
+
+
+def test_configs_run_in_dependency_order() -> None:
+    configs = skaffold_configs()
+    order = list(configs)
+    for position, (name, config) in enumerate(configs.items()):
+        for requirement in config.get("requires", []):
+            for needed in requirement["configs"]:
+                assert order.index(needed) < position, f"{name} requires {needed} later"
+
+
+def test_an_artifact_for_every_image() -> None:
+    artifacts = skaffold_configs()["platform"]["build"]["artifacts"]
+    assert sorted(a["image"].removeprefix("fraudstream/") for a in artifacts) == IMAGES
+    for artifact in artifacts:
+        assert (REPO / artifact["docker"]["dockerfile"]).is_file()
+
+
+def test_built_images_reach_the_releases() -> None:
+    releases = skaffold_configs()["platform"]["deploy"]["helm"]["releases"]
+    templates = " ".join(str(r.get("setValueTemplates", {})) for r in releases)
+    for image in IMAGES:
+        assert f"fraudstream_{image}" in templates, f"no release uses the {image} image"
+
+
+def test_skaffold_installs_the_pinned_third_party_releases() -> None:
+    pinned = yaml.safe_load((THIRD_PARTY / "releases.yaml").read_text())["releases"]
+    installed = {
+        r["name"]: r
+        for config in skaffold_configs().values()
+        for r in config.get("deploy", {}).get("helm", {}).get("releases", [])
+    }
+    for release in pinned:
+        got = installed[release["name"]]
+        assert got["version"] == release["version"]
+        assert got["namespace"] == release["namespace"]
+        assert got["remoteChart"].endswith(release["chart"])
+        assert got["valuesFiles"] == [f"charts/third-party/{release['values']}"]
+
+
+def test_raw_manifests_exist() -> None:
+    for config in skaffold_configs().values():
+        for path in config.get("manifests", {}).get("rawYaml", []):
+            assert (REPO / path).is_file()
+
+
+def test_port_forwards_for_the_uis() -> None:
+    forwards = {f["resourceName"] for f in skaffold_configs()["platform"]["portForward"]}
+    assert forwards == {
+        "airflow-api-server",
+        "fraudstream-mlflow",
+        "fraud-platform-api",
+        "kube-prometheus-stack-grafana",
+    }
+
+
+def test_kind_has_three_zoned_workers_and_the_kafka_node_ports() -> None:
+    kind = yaml.safe_load((REPO / "kind-config.yaml").read_text())
+    roles = [n["role"] for n in kind["nodes"]]
+    assert roles == ["control-plane", "worker", "worker", "worker"]
+    zones = {n["labels"]["topology.kubernetes.io/zone"] for n in kind["nodes"][1:]}
+    assert len(zones) == 3
+    mapped = {m["hostPort"] for m in kind["nodes"][0]["extraPortMappings"]}
+    (kafka,) = [d for d in load_file(OPERATORS / "strimzi-kafka.yaml") if d["kind"] == "Kafka"]
+    (external,) = [
+        item for item in kafka["spec"]["kafka"]["listeners"] if item["type"] == "nodeport"
+    ]
+    config = external["configuration"]
+    ports = {config["bootstrap"]["nodePort"]} | {b["nodePort"] for b in config["brokers"]}
+    assert ports <= mapped
+
+
+@pytest.mark.parametrize("path", sorted(THIRD_PARTY.glob("*.yaml")), ids=lambda p: p.name)
+def test_third_party_values_pin_images_and_avoid_bitnami(path: Path) -> None:
+    text = path.read_text()
+    assert "bitnami" not in text.lower()
+    values = yaml.safe_load(text)
+    for key, value in _walk(values):
+        if key == "tag":
+            assert re.match(r"^[\w.-]*[0-9][\w.-]*$", str(value)), f"{path.name}: tag {value!r}"
+
+
+def test_every_third_party_values_file_is_a_release() -> None:
+    pinned = yaml.safe_load((THIRD_PARTY / "releases.yaml").read_text())["releases"]
+    files = {p.name for p in THIRD_PARTY.glob("*.yaml")} - {"releases.yaml"}
+    assert {r["values"] for r in pinned} == files
+
+
+def test_airflow_uses_the_kubernetes_executor_without_bundled_postgres() -> None:
+    values = yaml.safe_load((THIRD_PARTY / "airflow.yaml").read_text())
+    assert values["executor"] == "KubernetesExecutor"
+    assert values["postgresql"]["enabled"] is False
+    assert values["dags"]["gitSync"]["enabled"] is False
+    assert values["airflowVersion"].startswith("3.")
+
+
+def _walk(node: Any, key: str = "") -> list[tuple[str, Any]]:
+    if isinstance(node, dict):
+        return [pair for k, v in node.items() for pair in _walk(v, str(k))]
+    if isinstance(node, list):
+        return [pair for item in node for pair in _walk(item, key)]
+    return [(key, node)]
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_dockerfiles_follow_the_image_rules(image: str) -> None:
+    dockerfile = Dockerfile.parse(REPO / "images" / image / "Dockerfile")
+    assert dockerfile_violations(dockerfile) == []
+
+
+def test_dockerfile_copies_exist() -> None:
+    for image in IMAGES:
+        for source in Dockerfile.parse(REPO / "images" / image / "Dockerfile").copy_sources():
+            assert (REPO / source).exists(), f"images/{image}: COPY {source} does not exist"
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (("FROM python:3.11.14-slim-bookworm\n", "FROM python:latest\n"), "not pinned"),
+        (("USER 10001:10001\n", "USER root\n"), "root"),
+        (("/dist/fraudstream-*.whl", "fraudstream"), "wheel"),
+        (("FROM python:3.11.14-slim-bookworm AS wheel\n", ""), "multi-stage"),
+    ],
+)
+def test_a_broken_dockerfile_is_rejected(change: tuple[str, str], complaint: str) -> None:
+    text = (REPO / "images" / "api" / "Dockerfile").read_text()
+    assert change[0] in text
+    broken = Dockerfile.from_text(text.replace(change[0], change[1]))
+    assert any(complaint in v for v in dockerfile_violations(broken))
