@@ -44,7 +44,7 @@ def test_a_broken_skaffold_config_is_rejected(chain: Toolchain) -> None:
     platform["build"]["local"]["push"] = "no"
     errors = " ".join(skaffold_errors(chain, platform))
     assert "chartVersion" in errors
-    assert "'no' is not of type 'boolean'" in errors
+    assert "$.build:" in errors
 
 
 def test_skaffold_schema_version_is_the_pinned_one() -> None:
