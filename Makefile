@@ -11,12 +11,12 @@ FS     := $(BIN)/fraudstream
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps venv lock demo test test-unit test-integration lint format typecheck \
-        up down status logs reset smoke bench clean
+        up down status logs reset smoke bench clean k8s-tools k8s-verify
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: system-deps venv ## Install everything: system packages when missing, the venv, the package
+setup: system-deps venv k8s-tools ## Install everything: system packages when missing, the venv, the package, the k8s tools
 
 system-deps: ## Install the JDK, Maven, PostgreSQL when missing (apt-get); check Go
 	@scripts/system-deps.sh
@@ -29,6 +29,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $@
+
+k8s-tools: venv ## Install the pinned offline Kubernetes verification tools and schemas (cached)
+	@scripts/k8s-tools.sh
+
+k8s-verify: k8s-tools ## Verify charts, operators, images, kind and skaffold offline (helm, kubeconform)
+	$(BIN)/pytest tests/unit/kubernetes $(PYTEST_ARGS)
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 \
