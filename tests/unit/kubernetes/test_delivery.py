@@ -163,6 +163,21 @@ def test_dockerfiles_follow_the_image_rules(image: str) -> None:
     assert dockerfile_violations(dockerfile) == []
 
 
+@pytest.mark.parametrize("image", IMAGES)
+def test_hadolint_finds_nothing(chain: Toolchain, image: str) -> None:
+    assert chain.lint_dockerfile((REPO / "images" / image / "Dockerfile").read_text()) == []
+
+
+def test_hadolint_rejects_a_broken_dockerfile(chain: Toolchain) -> None:
+    text = (REPO / "images" / "api" / "Dockerfile").read_text()
+    broken = text.replace("python:3.11.14-slim-bookworm", "python:latest").replace(
+        "--no-cache-dir ", ""
+    )
+    findings = " ".join(chain.lint_dockerfile(broken))
+    assert "DL3007" in findings  # latest tag
+    assert "DL3042" in findings  # pip cache kept in the image
+
+
 def test_dockerfile_copies_exist() -> None:
     for image in IMAGES:
         for source in Dockerfile.parse(REPO / "images" / image / "Dockerfile").copy_sources():

@@ -58,6 +58,7 @@ class Toolchain:
 
     helm: Path
     kubeconform: Path
+    hadolint: Path
     kubernetes_schemas: Path
     crd_schemas: Path
     skaffold_schema: Path
@@ -72,6 +73,7 @@ class Toolchain:
         chain = cls(
             helm=cache / "bin" / "helm",
             kubeconform=cache / "bin" / "kubeconform",
+            hadolint=cache / "bin" / "hadolint",
             kubernetes_schemas=k8s / "kubernetes",
             crd_schemas=k8s / "schemas",
             skaffold_schema=k8s / "skaffold-schema.json",
@@ -83,6 +85,7 @@ class Toolchain:
             for path in (
                 chain.helm,
                 chain.kubeconform,
+                chain.hadolint,
                 chain.kubernetes_schemas / f"v{version}-strict",
                 chain.crd_schemas,
                 chain.skaffold_schema,
@@ -166,6 +169,18 @@ class Toolchain:
         if proc.returncode != 0 and not problems:
             problems.append(f"kubeconform exited {proc.returncode}: {proc.stderr.strip()}")
         return len(resources), problems
+
+    def lint_dockerfile(self, text: str) -> list[str]:
+        """hadolint findings for a Dockerfile, every level down to info and style."""
+        proc = subprocess.run(
+            [str(self.hadolint), "--no-color", "--failure-threshold", "style", "-"],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return [line for line in proc.stdout.splitlines() if line.strip()]
 
 
 def _value_args(values: Sequence[Path], sets: Sequence[str]) -> list[str]:
