@@ -56,15 +56,31 @@ class Dockerfile:
             result.append((words[0], name))
         return result
 
-    def final_user(self) -> str | None:
-        """The USER in force in the last stage (None when the last stage sets none)."""
-        user = None
+    def users(self) -> dict[str, str | None]:
+        """The USER in force at the end of each stage (by name, ``#<n>`` when unnamed); a stage
+        built FROM another stage starts with that stage's user."""
+        users: dict[str, str | None] = {}
+        stages = iter(self.stages())
+        current, user = "", None
         for instruction in self.instructions:
             if instruction.keyword == "FROM":
-                user = None
+                if current:
+                    users[current] = user
+                base, name = next(stages)
+                current, user = name or f"#{len(users)}", users.get(base)
             elif instruction.keyword == "USER":
                 user = instruction.arguments
-        return user
+        users[current] = user
+        return users
+
+    def targets(self) -> list[str]:
+        """Stages nothing else builds on or copies from: the images this file produces."""
+        used = {base for base, _ in self.stages()}
+        for arguments in self.of("COPY"):
+            used |= {
+                w.removeprefix("--from=") for w in arguments.split() if w.startswith("--from=")
+            }
+        return [name for name in self.users() if name not in used]
 
     def copy_sources(self) -> list[str]:
         """Sources that COPY takes from the build context (the repository root)."""
@@ -89,9 +105,11 @@ def dockerfile_violations(dockerfile: Dockerfile) -> list[str]:
             found.append(f"base image {image} is not pinned")
         if name:
             names.add(name)
-    user = dockerfile.final_user()
-    if user is None or user.split(":")[0] in {"root", "0"}:
-        found.append(f"final stage runs as root (USER {user})")
+    users = dockerfile.users()
+    for target in dockerfile.targets():
+        user = users[target]
+        if user is None or user.split(":")[0] in {"root", "0"}:
+            found.append(f"target {target} runs as root (USER {user})")
     runs = dockerfile.of("RUN")
     if not any(_WHEEL_BUILD.search(run) for run in runs):
         found.append("does not build the project's wheel (pip wheel --no-deps .)")
