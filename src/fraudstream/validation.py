@@ -47,6 +47,51 @@ class Rejection:
     message: str
 
 
+#: Currencies whose unit is worth less than about a hundredth of a euro or dollar;
+#: a million of them is an ordinary purchase, so they get a higher absurd-amount limit.
+HIGH_DENOMINATION = frozenset(
+    [
+        "AMD",
+        "BIF",
+        "CDF",
+        "CLP",
+        "COP",
+        "GNF",
+        "HUF",
+        "IDR",
+        "IQD",
+        "IRR",
+        "JPY",
+        "KHR",
+        "KMF",
+        "KPW",
+        "KRW",
+        "KZT",
+        "LAK",
+        "LBP",
+        "LKR",
+        "MGA",
+        "MMK",
+        "MNT",
+        "MWK",
+        "NGN",
+        "PKR",
+        "PYG",
+        "RWF",
+        "SOS",
+        "SSP",
+        "SYP",
+        "TZS",
+        "UGX",
+        "UZS",
+        "VND",
+        "XAF",
+        "XOF",
+        "YER",
+    ]
+)
+
+
 @dataclass(frozen=True)
 class ValidationPolicy:
     """Limits beyond the contract.
@@ -54,10 +99,21 @@ class ValidationPolicy:
     ``max_bytes``: larger messages are refused before parsing (canonical
     transactions are ~0.5 KB). ``max_future_skew``: how far an event time may
     lie ahead of the validating clock (producers' clocks drift a little).
+    ``max_amount``: amounts above it (in units of the transaction's currency)
+    are absurd; ``high_denomination_max_amount`` applies instead to the
+    currencies in ``high_denomination``.
     """
 
     max_bytes: int = 64 * 1024
     max_future_skew: timedelta = timedelta(minutes=5)
+    max_amount: float = 1_000_000.0
+    high_denomination_max_amount: float = 1_000_000_000.0
+    high_denomination: frozenset[str] = HIGH_DENOMINATION
+
+    def amount_limit(self, currency: str) -> float:
+        if currency in self.high_denomination:
+            return self.high_denomination_max_amount
+        return self.max_amount
 
 
 def _max_decimal_places(
@@ -147,7 +203,7 @@ class TransactionValidator:
         if errors:
             errors.sort(key=lambda e: _PRIORITY.index(e[0]))
             return Rejection(*errors[0])
-        return self._check_time(decoded, now)
+        return self._check_policy(decoded, now)
 
     @staticmethod
     def _decode(payload: bytes | None) -> dict[str, Any] | Rejection:
@@ -167,7 +223,13 @@ class TransactionValidator:
             return Rejection(Reason.UNPARSEABLE, "a string holds an unpaired UTF-16 surrogate")
         return value
 
-    def _check_time(self, data: dict[str, Any], now: datetime) -> Transaction | Rejection:
+    def _check_policy(self, data: dict[str, Any], now: datetime) -> Transaction | Rejection:
+        limit = self.policy.amount_limit(data["currency"])
+        if data["amount"] > limit:
+            return Rejection(
+                Reason.AMOUNT_ABSURD,
+                f"amount: {data['amount']!r} {data['currency']} is above the limit of {limit:,.0f}",
+            )
         try:
             event_time = parse_timestamp(data["event_time"])
         except ValueError as exc:

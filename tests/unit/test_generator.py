@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -21,7 +23,9 @@ from fraudstream.generator import (
     write_history,
 )
 from fraudstream.generator.world import CITIES
-from fraudstream.schema import arrow_schema
+from fraudstream.schema import Transaction, arrow_schema
+from fraudstream.schema.tables import wire_records
+from fraudstream.validation import TransactionValidator
 
 CONFIG = GeneratorConfig(seed=7, days=30)
 WEEK = pd.Timedelta(days=7)
@@ -248,3 +252,14 @@ def test_fraud_off_means_only_genuine_transactions() -> None:
     data = generate(GeneratorConfig(seed=1, days=2, customers=500, merchants=300, fraud_rate=0))
     assert pd.Series(data.scenario).isna().all()
     assert not np.asarray(data.labels.column("is_fraud")).any()
+
+
+def test_every_generated_transaction_passes_the_entry_validator(month: Generated) -> None:
+    fraud = pa.array(month.scenario != None)  # noqa: E711 (element-wise)
+    sample = pa.concat_tables([month.transactions.filter(fraud), month.transactions.slice(0, 5000)])
+    validator = TransactionValidator()
+    now = datetime(2100, 1, 1, tzinfo=UTC)
+    for _time, key, value in wire_records(sample, "transaction"):
+        result = validator.validate(value, now)
+        assert isinstance(result, Transaction), (result, value)
+        assert key.decode() == result.card_id

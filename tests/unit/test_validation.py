@@ -118,6 +118,19 @@ def test_oversized_messages_are_rejected_before_parsing() -> None:
     assert result.reason is Reason.OVERSIZED
 
 
+def test_absurd_amounts_depend_on_the_currency() -> None:
+    assert isinstance(_check({**VALID, "amount": 999_999.99}), Transaction)
+    assert isinstance(_check({**VALID, "amount": 1_500_000, "currency": "NGN"}), Transaction)
+    for amount, currency in ((1_000_000.01, "EUR"), (2e9, "VND"), (2e12, "JPY")):
+        result = _check({**VALID, "amount": amount, "currency": currency})
+        assert isinstance(result, Rejection)
+        assert result.reason is Reason.AMOUNT_ABSURD
+    strict = TransactionValidator(ValidationPolicy(max_amount=100))
+    result = strict.validate(json.dumps({**VALID, "amount": 100.01}).encode(), NOW)
+    assert isinstance(result, Rejection)
+    assert result.reason is Reason.AMOUNT_ABSURD
+
+
 def test_future_tolerance_is_a_policy() -> None:
     late = {**VALID, "event_time": "2026-06-01T13:00:00Z"}
     lenient = TransactionValidator(ValidationPolicy(max_future_skew=timedelta(hours=2)))
@@ -206,7 +219,7 @@ def test_near_valid_values_are_decided(amount: float, currency: str, event_time:
     record = {**VALID, "amount": amount, "currency": currency, "event_time": event_time}
     result = VALIDATOR.validate(json.dumps(record).encode(), NOW)
     if isinstance(result, Transaction):
-        assert 0 < result.amount <= 1_000_000
+        assert 0 < result.amount <= VALIDATOR.policy.amount_limit(result.currency)
         assert round(result.amount, 2) == result.amount
         assert result.event_time <= NOW + timedelta(minutes=5)
     else:
