@@ -24,7 +24,11 @@ def format_timestamp(value: datetime) -> str:
     """
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: event times must be timezone-aware UTC")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    v = value.astimezone(UTC)  # strftime's %Y does not pad years before 1000 on every libc
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T"
+        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}Z"
+    )
 
 
 def parse_timestamp(text: str) -> datetime:
