@@ -85,6 +85,8 @@ Seed = Annotated[int, typer.Option(help="Same seed, same output.")]
 Customers = Annotated[int, typer.Option(help="Card holders in the world (1-2 cards each).")]
 Merchants = Annotated[int, typer.Option(help="Merchants and terminals (at least 300).")]
 FraudRate = Annotated[float, typer.Option(help="Share of transactions that are fraud.")]
+TxTopic = Annotated[str, typer.Option(help="Transactions topic.")]
+LabelsTopic = Annotated[str, typer.Option(help="Labels topic.")]
 Weights = Annotated[
     list[str],
     typer.Option(
@@ -153,8 +155,8 @@ def stream(
     merchants: Merchants = 2_000,
     fraud_rate: FraudRate = 0.005,
     weight: Weights = [],  # noqa: B006
-    topic: Annotated[str, typer.Option(help="Transactions topic.")] = TRANSACTIONS.name,
-    labels_topic: Annotated[str, typer.Option(help="Labels topic.")] = TRANSACTION_LABELS.name,
+    topic: TxTopic = TRANSACTIONS.name,
+    labels_topic: LabelsTopic = TRANSACTION_LABELS.name,
 ) -> None:
     """Produce live transactions to Kafka (key card_id, acks=all) and labels after their delay."""
     if duration is None and count is None:
@@ -179,8 +181,8 @@ def replay_(
     transactions: Annotated[Path, typer.Option(help="Parquet, CSV or JSONL of transactions.")],
     labels: Annotated[Path | None, typer.Option(help="Parquet, CSV or JSONL of labels.")] = None,
     rate: Annotated[str, typer.Option(help="Transactions per second, or 'max'.")] = "max",
-    topic: Annotated[str, typer.Option(help="Transactions topic.")] = TRANSACTIONS.name,
-    labels_topic: Annotated[str, typer.Option(help="Labels topic.")] = TRANSACTION_LABELS.name,
+    topic: TxTopic = TRANSACTIONS.name,
+    labels_topic: LabelsTopic = TRANSACTION_LABELS.name,
 ) -> None:
     """Send a file of canonical transactions in event-time order, labels at their label_time."""
     pace = None if rate == "max" else float(rate)
