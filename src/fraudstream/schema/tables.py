@@ -28,6 +28,10 @@ _TIME_FIELDS = {"transaction": "event_time", "label": "label_time"}
 KEY_FIELDS = {"transaction": "card_id", "label": "transaction_id"}
 
 
+# An empty CSV cell is an absent value, for strings too.
+_CSV_OPTIONS = pa_csv.ConvertOptions(strings_can_be_null=True)
+
+
 class TableContractError(ValueError):
     """A file does not fit a contract; the message names the file, the column and the fix."""
 
@@ -41,7 +45,11 @@ class Conformed:
 
 
 def read_file(path: Path) -> pa.Table:
-    """Parquet, CSV (header row) or JSON Lines, chosen by the file's suffix."""
+    """Parquet, CSV (header row) or JSON Lines, chosen by the file's suffix.
+
+    JSON Lines time fields are read as text (Arrow's inference would drop their
+    offsets) and converted by ``conform``.
+    """
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise TableContractError(
@@ -53,8 +61,12 @@ def read_file(path: Path) -> pa.Table:
         if kind == "parquet":
             return pq.read_table(path)
         if kind == "csv":
-            return pa_csv.read_csv(path)
-        return pa_json.read_json(path)
+            return pa_csv.read_csv(path, convert_options=_CSV_OPTIONS)
+        times = pa.schema([(f, pa.string()) for f in _TIME_FIELDS.values()])
+        options = pa_json.ParseOptions(explicit_schema=times, unexpected_field_behavior="infer")
+        table = pa_json.read_json(path, parse_options=options)
+        absent = [f for f in times.names if table.column(f).null_count == table.num_rows]
+        return table.drop_columns(absent)
     except (pa.ArrowInvalid, OSError) as exc:
         raise TableContractError(f"{path}: cannot be read as {kind}: {exc}") from None
 
@@ -110,16 +122,21 @@ def wire_records(table: pa.Table, name: ContractName) -> Iterator[tuple[int, byt
     """(time in us since the epoch, Kafka key, canonical JSON) per row, in table order.
 
     The time is the row's event time (transactions) or label time (labels).
-    Null optional fields are left out; timestamps are RFC 3339 UTC with ``Z``.
+    Every contract field is written, absent optionals as ``null``; timestamps
+    are RFC 3339 UTC with ``Z``; floats keep up to 10 decimals. Encoded a batch
+    at a time by pandas' C JSON writer (several times faster than json.dumps per row).
     """
     time_field, key_field = _TIME_FIELDS[name], KEY_FIELDS[name]
     for batch in table.to_batches(max_chunksize=8192):
         times = batch.column(time_field)
-        text = pc.strftime(times, format="%Y-%m-%dT%H:%M:%SZ")
+        stamps = pc.strftime(times, format="%Y-%m-%dT%H:%M:%SZ")
+        index = batch.schema.get_field_index(time_field)
+        frame = batch.set_column(index, time_field, stamps).to_pandas(integer_object_nulls=True)
+        text = frame.to_json(orient="records", lines=True, double_precision=10)
+        values = text.rstrip("\n").encode("utf-8").split(b"\n")  # JSON escapes newlines
+        keys = batch.column(key_field).to_pylist()
         micros = times.cast(pa.int64()).to_pylist()
-        rows = batch.drop_columns([time_field]).to_pylist()
-        for row, stamp, us in zip(rows, text.to_pylist(), micros, strict=True):
-            yield us, str(row[key_field]).encode("utf-8"), encode_row(row, time_field, stamp)
+        yield from zip(micros, (str(k).encode("utf-8") for k in keys), values, strict=True)
 
 
 def encode_row(row: dict[str, object], time_field: str, stamp: str) -> bytes:
