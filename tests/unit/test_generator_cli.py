@@ -1,0 +1,51 @@
+"""`fraudstream generate history` as a user runs it (no services needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from fraudstream.cli import app
+from fraudstream.schema import arrow_schema
+
+runner = CliRunner()
+
+
+def test_history_writes_both_files_deterministically(tmp_path: Path) -> None:
+    args = ["generate", "history", "--days", "2", "--seed", "4", "--customers", "800",
+            "--merchants", "300", "--fraud-rate", "0.02", "--start", "2026-03-01"]  # fmt: skip
+    first = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    second = runner.invoke(app, [*args, "--out", str(tmp_path / "b")])
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    assert "transactions" in first.output
+    a = pq.read_table(tmp_path / "a" / "transactions.parquet")
+    assert a.schema.equals(arrow_schema("transaction"))
+    assert a.equals(pq.read_table(tmp_path / "b" / "transactions.parquet"))
+    labels = pq.read_table(tmp_path / "a" / "labels.parquet")
+    assert labels.num_rows > 0
+    assert str(a.column("event_time")[0].as_py().date()) == "2026-03-01"
+
+
+def test_scenario_weights_from_the_command_line(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["generate", "history", "--days", "2", "--customers", "800", "--merchants", "300",
+         "--fraud-rate", "0.02", "--weight", "high_amount=1", "--out", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    labels = pq.read_table(tmp_path / "labels.parquet").to_pandas()
+    fraud = labels[labels.is_fraud]
+    assert set(fraud.fraud_scenario) == {"high_amount"}
+
+
+def test_a_bad_knob_is_a_readable_error(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["generate", "history", "--merchants", "10", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 1
+    assert "error (generator)" in result.output
+    assert "300 merchants" in result.output
+    assert not (tmp_path / "transactions.parquet").exists()
