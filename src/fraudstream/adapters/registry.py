@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import mlflow
+import mlflow.sklearn
 import mlflow.xgboost
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
@@ -50,15 +51,19 @@ def _client(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=settings.mlflow.uri)
 
 
-def _params(experiment: Experiment, git_sha: str) -> dict[str, Any]:
-    result = experiment.result
-    return {
-        **{f"xgb_{k}": v for k, v in result.params.items()},
-        "imbalance": result.imbalance,
-        "best_iteration": result.best_iteration,
-        "git_sha": git_sha,
-        **experiment.lineage,
+def _log_model(experiment: Experiment, settings: Settings, metadata: dict[str, Any]) -> Any:
+    """Native xgboost flavor for XGBoost; scikit-learn flavor for the anomaly scorer."""
+    names = feature_names()
+    example = pd.DataFrame(np.zeros((1, len(names))), columns=names)
+    common: dict[str, Any] = {
+        "name": "model",
+        "signature": infer_signature(example, np.zeros(1)),
+        "metadata": metadata,
+        "registered_model_name": settings.mlflow.model_name,
     }
+    if experiment.kind == "xgboost":
+        return mlflow.xgboost.log_model(experiment.model, **common)
+    return mlflow.sklearn.log_model(experiment.model, **common)
 
 
 def log_experiment(settings: Settings, experiment: Experiment, git_sha: str) -> tuple[str, str]:
@@ -68,36 +73,33 @@ def log_experiment(settings: Settings, experiment: Experiment, git_sha: str) -> 
     """
     client = _client(settings)
     mlflow.set_experiment(EXPERIMENT_NAME)
-    result, names = experiment.result, feature_names()
-    example = pd.DataFrame(np.zeros((1, len(names))), columns=names)
-    signature = infer_signature(example, np.zeros(1))
     metadata = {
-        "threshold": result.threshold,
+        "threshold": experiment.threshold,
         "feature_set_version": FEATURE_SET_VERSION,
-        "feature_names": names,
-        "imbalance": result.imbalance,
+        "feature_names": feature_names(),
+        "model_kind": experiment.kind,
     }
     with mlflow.start_run() as run:
-        mlflow.log_params(_params(experiment, git_sha))
+        mlflow.log_params({**experiment.params, **experiment.lineage, "git_sha": git_sha})
         mlflow.log_metrics(experiment.metrics)
-        mlflow.set_tags({"feature_set_version": FEATURE_SET_VERSION, "git_sha": git_sha})
+        mlflow.set_tags(
+            {
+                "feature_set_version": FEATURE_SET_VERSION,
+                "git_sha": git_sha,
+                "model_kind": experiment.kind,
+            }
+        )
         mlflow.log_dict(experiment.reports, "report/test_report.json")
         mlflow.log_dict(experiment.lineage, "report/lineage.json")
         for name, figure in experiment.figures.items():
             mlflow.log_figure(figure, f"plots/{name}")
-        info = mlflow.xgboost.log_model(
-            result.model,
-            name="model",
-            signature=signature,
-            metadata=metadata,
-            registered_model_name=settings.mlflow.model_name,
-        )
+        info = _log_model(experiment, settings, metadata)
     version = str(info.registered_model_version)
     model_name = settings.mlflow.model_name
-    client.set_model_version_tag(model_name, version, "threshold", str(result.threshold))
+    client.set_model_version_tag(model_name, version, "threshold", str(experiment.threshold))
     client.set_model_version_tag(model_name, version, "feature_set_version", FEATURE_SET_VERSION)
     client.set_registered_model_alias(model_name, CHALLENGER, version)
-    record_version(settings, version, run.info.run_id, result.threshold, experiment.metrics)
+    record_version(settings, version, run.info.run_id, experiment.threshold, experiment.metrics)
     return run.info.run_id, version
 
 
@@ -132,12 +134,15 @@ def sync_aliases(settings: Settings) -> None:
     """Copy every version's aliases from the registry into ``model_metadata`` (idempotent)."""
     client = _client(settings)
     name = settings.mlflow.model_name
-    versions = client.search_model_versions(f"name='{name}'")
+    by_version: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(name).aliases.items():
+        by_version.setdefault(str(version), []).append(alias)
     with connect(settings.postgres) as conn, conn.cursor() as cur:
-        for found in versions:
+        cur.execute("SELECT version FROM model_metadata WHERE model_name = %s", (name,))
+        for (version,) in cur.fetchall():
             cur.execute(
                 "UPDATE model_metadata SET aliases = %s WHERE model_name = %s AND version = %s",
-                (sorted(found.aliases), name, str(found.version)),
+                (sorted(by_version.get(version, [])), name, version),
             )
 
 
@@ -180,7 +185,7 @@ def _version_of(settings: Settings, ref: str) -> str | None:
 
 
 def load_model(settings: Settings, ref: str) -> LoadedModel:
-    """Load a registered model in the native xgboost flavor, set to one thread.
+    """Load a registered model (native xgboost flavor, or the anomaly scorer), one thread.
 
     Refuses a model whose feature-set version this code does not compute.
     """
@@ -188,7 +193,8 @@ def load_model(settings: Settings, ref: str) -> LoadedModel:
     _client(settings)
     try:
         info = mlflow.models.get_model_info(uri)
-        model = mlflow.xgboost.load_model(uri)
+        native = "xgboost" in info.flavors
+        model = mlflow.xgboost.load_model(uri) if native else mlflow.sklearn.load_model(uri)
     except MlflowException as exc:
         raise RegistryError(f"cannot load {uri}: {exc.message}") from None
     meta = info.metadata or {}

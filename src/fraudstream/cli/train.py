@@ -17,7 +17,8 @@ from rich.table import Table
 from fraudstream.adapters import registry
 from fraudstream.features.replay import attach_labels, build_features
 from fraudstream.model.baselines import rules_score
-from fraudstream.model.experiment import run_experiment, scores_of
+from fraudstream.model.coldstart import run_anomaly_experiment
+from fraudstream.model.experiment import Experiment, run_experiment, scores_of
 from fraudstream.model.gate import decide
 from fraudstream.model.metrics import evaluate as evaluate_scores
 from fraudstream.model.split import TimeSplit, default_split, holdout_rows
@@ -102,7 +103,9 @@ def _window(frame: pd.DataFrame, start: str | None, days: int | None) -> TimeSpl
 @train_app.command()
 def train(
     transactions: TxnOpt,
-    labels: LabelOpt,
+    labels: Annotated[
+        Path | None, typer.Option(exists=True, help="Parquet or CSV; optional with --unsupervised.")
+    ] = None,
     train_start: StartOpt = None,
     train_days: int = 21,
     delay_days: int = 7,
@@ -112,33 +115,40 @@ def train(
     smote: Annotated[bool, typer.Option(help="Run the SMOTE arm of the ablation.")] = True,
     register: Annotated[bool, typer.Option(help="Log to MLflow and register.")] = True,
     report: Annotated[Path | None, typer.Option(help="Also write the report as JSON.")] = None,
+    unsupervised: Annotated[
+        bool, typer.Option(help="Cold start: IsolationForest, no labels needed.")
+    ] = False,
+    alert_rate: Annotated[
+        float, typer.Option(help="Target alert rate of the unsupervised threshold.")
+    ] = 0.005,
 ) -> None:
-    """Train XGBoost on a time-ordered split, evaluate it with baselines, register a challenger."""
-    txns, labs = read_table(transactions), read_table(labels)
+    """Train XGBoost on a time-ordered split, evaluate it with baselines, register a challenger.
+
+    With --unsupervised, fit an anomaly model on the same features instead (labels optional).
+    """
+    if labels is None and not unsupervised:
+        raise typer.BadParameter(
+            "--labels is required (or use --unsupervised)", param_hint="--labels"
+        )
+    txns = read_table(transactions)
+    labs = read_table(labels) if labels else None
     split = default_split(txns["event_time"], train_days, delay_days, test_days)
     if train_start:
         split = TimeSplit(pd.Timestamp(train_start, tz="UTC"), train_days, delay_days, test_days)
-    arms: tuple[Any, ...] = ("scale_pos_weight", "smote") if smote else ("scale_pos_weight",)
-    with _progress() as bar:
-        rows = bar.add_task("features", total=len(txns))
-        stage = bar.add_task("training", total=None)
-        experiment = run_experiment(
-            txns,
-            labs,
-            split,
-            candidates,
-            halving=halving,
-            arms=arms,
-            progress=lambda msg: bar.update(stage, description=msg),
-            on_rows=lambda n: bar.update(rows, completed=n),
-        )
-        bar.update(stage, total=1, completed=1, description="done")
-    _show(experiment.reports)
-    result = experiment.result
+    if unsupervised:
+        with _progress() as bar:
+            rows = bar.add_task("features", total=len(txns))
+            experiment = run_anomaly_experiment(
+                txns, labs, split, alert_rate, on_rows=lambda n: bar.update(rows, completed=n)
+            )
+    else:
+        assert labs is not None
+        experiment = _supervised(txns, labs, split, candidates, halving, smote)
+    if experiment.reports:
+        _show(experiment.reports)
     console.print(
-        f"imbalance: {result.imbalance} (validation AP "
-        + ", ".join(f"{k} {v.best_ap:.4f}" for k, v in result.ablation.items())
-        + f"); threshold {result.threshold:.4f}; validation AP {result.validation_ap:.4f}"
+        f"{experiment.kind}: threshold {experiment.threshold:.4f}; "
+        + ", ".join(f"{k} {v:.4f}" for k, v in experiment.fit_metrics.items())
     )
     if report:
         report.write_text(
@@ -159,6 +169,32 @@ def train(
             f"registered {settings.mlflow.model_name} version {version} "
             f"as @challenger (run {run_id})"
         )
+
+
+def _supervised(
+    txns: pd.DataFrame,
+    labs: pd.DataFrame,
+    split: TimeSplit,
+    candidates: int,
+    halving: bool,
+    smote: bool,
+) -> Experiment:
+    arms: tuple[Any, ...] = ("scale_pos_weight", "smote") if smote else ("scale_pos_weight",)
+    with _progress() as bar:
+        rows = bar.add_task("features", total=len(txns))
+        stage = bar.add_task("training", total=None)
+        experiment = run_experiment(
+            txns,
+            labs,
+            split,
+            candidates,
+            halving=halving,
+            arms=arms,
+            progress=lambda msg: bar.update(stage, description=msg),
+            on_rows=lambda n: bar.update(rows, completed=n),
+        )
+        bar.update(stage, total=1, completed=1, description="done")
+    return experiment
 
 
 def _holdout_report(
@@ -245,8 +281,11 @@ def promote(
     if not decision.promote:
         console.print(
             f"[bold red]refused[/]: version {challenger.version} stays challenger: "
-            f"{decision.reason}"
+            f"{decision.reason}",
+            soft_wrap=True,
         )
         raise typer.Exit(3)
     registry.set_champion(settings, challenger.version, decision.reason)
-    console.print(f"promoted version {challenger.version} to @champion: {decision.reason}")
+    console.print(
+        f"promoted version {challenger.version} to @champion: {decision.reason}", soft_wrap=True
+    )

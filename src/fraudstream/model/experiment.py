@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
@@ -28,34 +28,57 @@ from fraudstream.model.training import Folds, Imbalance, TrainingResult, train
 Progress = Callable[[str], None]
 
 
+ModelKind = Literal["xgboost", "isolation_forest"]
+
+
 @dataclass
 class Experiment:
-    """Everything a training run produced, ready for the registry adapter to log."""
+    """Everything a training run produced, ready for the registry adapter to log.
 
-    result: TrainingResult
+    ``model`` has ``predict_proba`` (column 1 is the fraud score) whatever its kind.
+    """
+
+    model: Any
+    kind: ModelKind
+    threshold: float
+    params: dict[str, Any]
     split: TimeSplit
     lineage: dict[str, Any]
     reports: dict[str, dict[str, Any]]
+    fit_metrics: dict[str, float] = field(default_factory=dict)
     figures: dict[str, Figure] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def metrics(self) -> dict[str, float]:
-        """Flat numeric metrics: ``validation_*`` and ``test_<scorer>_*``."""
-        flat = {
-            "validation_average_precision": self.result.validation_ap,
-            "validation_f2": self.result.validation_f2,
-            "threshold": self.result.threshold,
-        }
-        for arm, found in self.result.ablation.items():
-            flat[f"ablation_{arm}_validation_ap"] = found.best_ap
-            flat[f"ablation_{arm}_search_seconds"] = found.fit_seconds
+        """Flat numeric metrics: fit metrics, ``test_<scorer>_*`` and ``seconds_*``."""
+        flat = {"threshold": self.threshold, **self.fit_metrics}
         for scorer, report in self.reports.items():
             for key, value in report.items():
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     flat[f"test_{scorer}_{key}"] = float(value)
         flat.update({f"seconds_{k}": v for k, v in self.timings.items()})
         return flat
+
+
+def fit_metrics(result: TrainingResult) -> dict[str, float]:
+    """Validation figures of the final fit and of both ablation arms."""
+    flat = {
+        "validation_average_precision": result.validation_ap,
+        "validation_f2": result.validation_f2,
+    }
+    for arm, found in result.ablation.items():
+        flat[f"ablation_{arm}_validation_ap"] = found.best_ap
+        flat[f"ablation_{arm}_search_seconds"] = found.fit_seconds
+    return flat
+
+
+def fit_params(result: TrainingResult) -> dict[str, Any]:
+    return {
+        **{f"xgb_{k}": v for k, v in result.params.items()},
+        "imbalance": result.imbalance,
+        "best_iteration": result.best_iteration,
+    }
 
 
 def scores_of(model: Any, frame: pd.DataFrame) -> np.ndarray:
@@ -165,7 +188,11 @@ def run_experiment(
     reports, scores = report_with_baselines(result.model, result.threshold, test, train_frame)
     figures = figures_for(result.model, result.threshold, test, scores)
     return Experiment(
-        result=result,
+        model=result.model,
+        kind="xgboost",
+        threshold=result.threshold,
+        params=fit_params(result),
+        fit_metrics=fit_metrics(result),
         split=split,
         lineage=lineage_of(transactions, train_frame, test, split),
         reports=reports,

@@ -1,0 +1,252 @@
+"""Train on a generated history against the real MLflow, MinIO and PostgreSQL.
+
+The registered version has its alias, metrics, artifacts in the bucket and a
+``model_metadata`` row; the model loaded back reproduces the logged validation AP;
+promotion takes the first challenger and refuses a worse one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from sklearn.metrics import average_precision_score
+
+from fraudstream.adapters import registry
+from fraudstream.adapters.object_store import s3_client
+from fraudstream.adapters.postgres import connect
+from fraudstream.features.catalogue import FEATURE_SET_VERSION
+from fraudstream.features.replay import build_features
+from fraudstream.generator import GeneratorConfig, generate, write_history
+from fraudstream.model.experiment import run_experiment, scores_of, training_rows, validation_folds
+from fraudstream.model.split import TimeSplit
+from fraudstream.settings import Settings, load_settings
+from tests.integration.conftest import CLI, run_cli
+
+# Training on two shared cores takes minutes when other work runs beside it.
+pytestmark = [pytest.mark.mlflow, pytest.mark.postgres, pytest.mark.s3, pytest.mark.timeout(1800)]
+
+START = datetime(2026, 2, 2, tzinfo=UTC)
+TEST_START = "2026-03-02"  # 21 train days + 7 delay days after START
+
+
+@pytest.fixture(scope="module")
+def model_settings() -> Iterator[Settings]:
+    """Settings with a model name of this module's own, also seen by the CLI it runs."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FRAUDSTREAM_MLFLOW_MODEL_NAME", f"fraud-detector-test-{uuid.uuid4().hex[:8]}")
+        yield load_settings()
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    config = GeneratorConfig(seed=11, start=START, days=36, customers=300, merchants=300)
+    txns, labels = write_history(generate(config), tmp_path_factory.mktemp("history"))
+    return txns, labels
+
+
+@pytest.fixture(scope="module")
+def trained(model_settings: Settings, history: tuple[Path, Path]) -> tuple[str, str]:
+    """(version, run_id) of one `fraudstream train` run."""
+    txns, labels = history
+    out = run_cli(
+        "train",
+        "--transactions",
+        str(txns),
+        "--labels",
+        str(labels),
+        "--train-start",
+        START.date().isoformat(),
+        "--candidates",
+        "2",
+        timeout=900,
+    ).stdout
+    assert "as @challenger" in out, out
+    version = registry.version_for_alias(model_settings, registry.CHALLENGER)
+    assert version is not None
+    client = MlflowClient(model_settings.mlflow.uri)
+    run_id = client.get_model_version(model_settings.mlflow.model_name, version).run_id
+    return version, run_id
+
+
+def test_the_registered_version_has_alias_metrics_artifacts_and_metadata(
+    model_settings: Settings, trained: tuple[str, str]
+) -> None:
+    version, run_id = trained
+    name = model_settings.mlflow.model_name
+    client = MlflowClient(model_settings.mlflow.uri)
+    assert "challenger" in client.get_model_version(name, version).aliases
+    run = client.get_run(run_id)
+    for metric in (
+        "validation_average_precision",
+        "test_xgboost_average_precision",
+        "test_xgboost_card_precision_at_100",
+        "test_logistic_average_precision",
+        "test_rules_average_precision",
+        "ablation_smote_validation_ap",
+    ):
+        assert metric in run.data.metrics, metric
+    assert run.data.params["feature_set_version"] == FEATURE_SET_VERSION
+    assert int(run.data.params["rows_train"]) > 0
+    keys = [
+        o["Key"]
+        for page in s3_client(model_settings.s3)
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=model_settings.s3.mlflow_bucket, Prefix="artifacts/")
+        for o in page.get("Contents", [])
+    ]
+    ours = [k for k in keys if run_id in k]
+    for artifact in (
+        "plots/pr_roc_curves.png",
+        "plots/shap_summary.png",
+        "report/test_report.json",
+    ):
+        assert any(k.endswith(artifact) for k in ours), (artifact, ours)
+    assert any(k.endswith("model.ubj") for k in keys), "model file not in the bucket"
+    with connect(model_settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT aliases, feature_set_version, threshold, metrics FROM model_metadata "
+            "WHERE model_name = %s AND version = %s",
+            (name, version),
+        )
+        aliases, fsv, threshold, metrics = cur.fetchone()
+    assert aliases == ["challenger"]
+    assert fsv == FEATURE_SET_VERSION
+    assert 0 < threshold < 1
+    assert metrics["validation_average_precision"] == pytest.approx(
+        run.data.metrics["validation_average_precision"]
+    )
+
+
+def test_the_model_from_the_registry_reproduces_the_logged_validation_ap(
+    model_settings: Settings, trained: tuple[str, str], history: tuple[Path, Path]
+) -> None:
+    version, run_id = trained
+    loaded = registry.load_model(model_settings, version)
+    assert loaded.model.get_params()["n_jobs"] == 1
+    txns, labels = (pd.read_parquet(p) for p in history)
+    split = TimeSplit(pd.Timestamp(START), 21, 7, 7)
+    rows = training_rows(build_features(txns, labels), labels, split)
+    _, val = validation_folds(rows, split, n_folds=3)[0]
+    scores = scores_of(loaded.model, rows.iloc[val])
+    ap = average_precision_score(rows["is_fraud"].iloc[val], scores)
+    logged = MlflowClient(model_settings.mlflow.uri).get_run(run_id).data.metrics
+    assert ap == pytest.approx(logged["validation_average_precision"], abs=1e-9)
+
+
+def test_score_file_writes_one_decision_per_transaction(
+    trained: tuple[str, str], history: tuple[Path, Path], tmp_path: Path
+) -> None:
+    version, _ = trained
+    txns, labels = history
+    out = tmp_path / "scores.csv"
+    run_cli(
+        "score-file",
+        "--model",
+        version,
+        "--transactions",
+        str(txns),
+        "--labels",
+        str(labels),
+        "--out",
+        str(out),
+    )
+    scored = pd.read_csv(out)
+    source = pd.read_parquet(txns)
+    assert list(scored.columns) == ["transaction_id", "score", "decision"]
+    assert set(scored["transaction_id"]) == set(source["transaction_id"])
+    assert scored["score"].between(0, 1).all()
+    assert set(scored["decision"]) == {"alert", "pass"}
+
+
+def test_promotion_takes_the_first_challenger_and_refuses_a_worse_one(
+    model_settings: Settings, trained: tuple[str, str], history: tuple[Path, Path]
+) -> None:
+    version, _ = trained
+    txns_path, labels_path = history
+    window = [
+        "--transactions",
+        str(txns_path),
+        "--labels",
+        str(labels_path),
+        "--start",
+        TEST_START,
+        "--days",
+        "7",
+    ]
+    assert "no champion yet" in run_cli("promote", *window).stdout
+    assert registry.version_for_alias(model_settings, registry.CHAMPION) == version
+
+    # A worse challenger: the same pipeline trained on labels scattered at random.
+    txns, labels = (pd.read_parquet(p) for p in history)
+    rng = np.random.default_rng(0)
+    noise = labels.assign(transaction_id=rng.permutation(txns["transaction_id"])[: len(labels)])
+    worse = run_experiment(
+        txns,
+        noise,
+        TimeSplit(pd.Timestamp(START), 21, 7, 7),
+        candidates=1,
+        arms=("scale_pos_weight",),
+    )
+    _, worse_version = registry.log_experiment(model_settings, worse, "test")
+
+    refused = subprocess.run(
+        [*CLI, "promote", *window], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    said = " ".join(refused.stdout.split())
+    assert "refused" in said
+    assert "Average Precision is not higher" in said
+    assert registry.version_for_alias(model_settings, registry.CHAMPION) == version
+    assert registry.version_for_alias(model_settings, registry.CHALLENGER) == worse_version
+    with connect(model_settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT version, promoted_at IS NOT NULL, aliases FROM model_metadata "
+            "WHERE model_name = %s ORDER BY version",
+            (model_settings.mlflow.model_name,),
+        )
+        rows = {v: (promoted, aliases) for v, promoted, aliases in cur.fetchall()}
+    assert rows[version][0] is True
+    assert "champion" in rows[version][1]
+    assert rows[worse_version] == (False, ["challenger"])
+
+
+def test_cold_start_registers_an_anomaly_model_that_scores_like_the_other(
+    model_settings: Settings, history: tuple[Path, Path], tmp_path: Path
+) -> None:
+    txns, _ = history
+    out = run_cli(
+        "train",
+        "--unsupervised",
+        "--alert-rate",
+        "0.01",
+        "--transactions",
+        str(txns),
+        "--train-start",
+        START.date().isoformat(),
+    ).stdout
+    assert "isolation_forest" in out
+    loaded = registry.load_model(model_settings, "challenger")
+    scores_path = tmp_path / "scores.parquet"
+    run_cli(
+        "score-file",
+        "--model",
+        "challenger",
+        "--transactions",
+        str(txns),
+        "--out",
+        str(scores_path),
+    )
+    scored = pd.read_parquet(scores_path)
+    assert scored["score"].between(0, 1).all()
+    alert_rate = (scored["decision"] == "alert").mean()
+    assert 0.001 < alert_rate < 0.05  # 1 % on the training period; test period drifts a little
+    assert 0.0 < loaded.threshold < 1.0
+    assert type(loaded.model).__name__ == "AnomalyScorer"
