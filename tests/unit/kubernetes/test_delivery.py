@@ -193,6 +193,18 @@ def test_hadolint_rejects_a_broken_dockerfile(chain: Toolchain) -> None:
     assert "DL3042" in findings  # pip cache kept in the image
 
 
+@pytest.mark.parametrize("path", DOCKERFILES)
+def test_the_build_context_holds_only_what_the_dockerfile_copies(path: str) -> None:
+    # The context is the repository root (with .venv and platform state): each Dockerfile has
+    # an allow-list beside it, and everything it copies must be allowed.
+    ignore = (REPO / f"{path}.dockerignore").read_text().splitlines()
+    rules = [line for line in ignore if line and not line.startswith("#")]
+    assert rules[0] == "*"
+    allowed = [rule[1:] for rule in rules if rule.startswith("!")]
+    for source in Dockerfile.parse(REPO / path).copy_sources():
+        assert any(source.rstrip("/").startswith(a.rstrip("/")) for a in allowed), source
+
+
 def test_dockerfile_copies_exist() -> None:
     for path in DOCKERFILES:
         for source in Dockerfile.parse(REPO / path).copy_sources():
