@@ -141,6 +141,14 @@ def test_kind_has_three_zoned_workers_and_the_kafka_node_ports() -> None:
     assert ports <= mapped
 
 
+def test_kind_maps_the_api_node_port(rendered_objects: dict[str, list[dict[str, Any]]]) -> None:
+    kind = yaml.safe_load((REPO / "kind-config.yaml").read_text())
+    mapped = {m["containerPort"] for m in kind["nodes"][0]["extraPortMappings"]}
+    (service,) = [o for o in rendered_objects["kind"] if o["kind"] == "Service"]
+    assert service["spec"]["type"] == "NodePort"
+    assert {p["nodePort"] for p in service["spec"]["ports"]} <= mapped
+
+
 @pytest.mark.parametrize("path", sorted(THIRD_PARTY.glob("*.yaml")), ids=lambda p: p.name)
 def test_third_party_values_pin_images_and_avoid_bitnami(path: Path) -> None:
     text = path.read_text()
