@@ -3,6 +3,7 @@ schema rejecting bad values, and the objects the issue asks for."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from .policy import all_violations
-from .toolchain import CHART, HelmError, Toolchain, load_all, scenarios
+from .toolchain import CHART, HelmError, Toolchain, load_all, pin, scenarios
 
 SCENARIOS = sorted(scenarios())
 STANDARD_LABELS = (
@@ -172,3 +173,26 @@ def test_a_broken_manifest_is_rejected_by_validation(
 def test_values_files_exist_for_each_scenario() -> None:
     for files in scenarios().values():
         assert all(Path(f).is_file() for f in files)
+
+
+def test_the_values_schema_closes_every_object() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    closable = [(path, node) for path, node in _objects(schema, "$") if "properties" in node]
+    assert len(closable) > 10
+    leaky = [path for path, node in closable if node.get("additionalProperties") is not False]
+    assert leaky == []
+
+
+def _objects(node: Any, path: str) -> list[tuple[str, dict[str, Any]]]:
+    if not isinstance(node, dict):
+        return []
+    found = [(path, node)] if node.get("type") == "object" else []
+    for key, child in node.get("properties", {}).items():
+        found += _objects(child, f"{path}.{key}")
+    return found
+
+
+def test_the_tools_are_the_pinned_versions(chain: Toolchain) -> None:
+    assert chain.helm.resolve().name == f"helm-{pin('HELM_VERSION')}"
+    assert chain.kubeconform.resolve().name == f"kubeconform-{pin('KUBECONFORM_VERSION')}"
+    assert chain.hadolint.resolve().name == f"hadolint-{pin('HADOLINT_VERSION')}"

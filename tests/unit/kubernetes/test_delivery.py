@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from .dockerfile import Dockerfile, dockerfile_violations
-from .toolchain import OPERATORS, REPO, THIRD_PARTY, Toolchain, load_file
+from .toolchain import OPERATORS, REPO, THIRD_PARTY, Toolchain, load_file, pin
 
 DOCKERFILES = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "images").glob("*/Dockerfile"))
 
@@ -48,8 +48,6 @@ def test_a_broken_skaffold_config_is_rejected(chain: Toolchain) -> None:
 
 
 def test_skaffold_schema_version_is_the_pinned_one() -> None:
-    from .toolchain import pin
-
     assert {c["apiVersion"] for c in skaffold_configs().values()} == {
         f"skaffold/{pin('SKAFFOLD_SCHEMA')}"
     }
