@@ -87,6 +87,13 @@ class KafkaSettings(BaseSettings):
     partitions: int = Field(default=6, ge=1, le=1000)
     replication_factor: int = Field(default=3, ge=1)
     min_insync_replicas: int = Field(default=2, ge=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = Field(
+        default=None, description="PEM file of the cluster CA (Strimzi: the cluster CA Secret)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> KafkaSettings:
@@ -102,7 +109,26 @@ class KafkaSettings(BaseSettings):
             )
         if self.controller_port in range(self.client_port, self.client_port + self.nodes):
             raise ValueError("FRAUDSTREAM_KAFKA_CONTROLLER_PORT overlaps the client ports")
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"security_protocol={self.security_protocol} needs "
+                "FRAUDSTREAM_KAFKA_SASL_MECHANISM, FRAUDSTREAM_KAFKA_SASL_USERNAME and "
+                "FRAUDSTREAM_KAFKA_SASL_PASSWORD"
+            )
         return self
+
+    def client_security(self) -> dict[str, str]:
+        """librdkafka security properties for every client (empty for PLAINTEXT)."""
+        config: dict[str, str] = {"security.protocol": self.security_protocol}
+        if self.sasl_mechanism and self.sasl_username and self.sasl_password:
+            config["sasl.mechanism"] = self.sasl_mechanism
+            config["sasl.username"] = self.sasl_username
+            config["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location:
+            config["ssl.ca.location"] = str(self.ssl_ca_location)
+        return config
 
     @property
     def embedded(self) -> bool:

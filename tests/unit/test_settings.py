@@ -120,3 +120,27 @@ def test_connection_info_has_no_secrets(home: Path) -> None:
     text = repr(s.connection_info())
     assert s.postgres.password.get_secret_value() not in text
     assert "***" in s.connection_info()["postgres_dsn"]
+
+
+def test_sasl_needs_mechanism_user_and_password() -> None:
+    with pytest.raises(ValueError, match="FRAUDSTREAM_KAFKA_SASL_USERNAME"):
+        KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512")
+
+
+def test_security_settings_reach_every_client_config() -> None:
+    from fraudstream.adapters.kafka import consumer_config, producer_config
+
+    k = KafkaSettings(
+        bootstrap_servers="kafka:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="scorer",
+        sasl_password="from-a-secret",  # type: ignore[arg-type]
+        ssl_ca_location="/etc/kafka/ca.crt",  # type: ignore[arg-type]
+    )
+    for config in (producer_config(k), consumer_config(k, "g")):
+        assert config["security.protocol"] == "SASL_SSL"
+        assert config["sasl.username"] == "scorer"
+        assert config["sasl.password"] == "from-a-secret"
+        assert config["ssl.ca.location"] == "/etc/kafka/ca.crt"
+    assert KafkaSettings().client_security() == {"security.protocol": "PLAINTEXT"}

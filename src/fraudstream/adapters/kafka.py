@@ -27,6 +27,7 @@ def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
     """An idempotent, durable producer: acks=all, ordered retries, lz4 batches."""
     config: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap,
+        **settings.client_security(),
         "enable.idempotence": True,
         "acks": "all",
         "max.in.flight.requests.per.connection": 5,
@@ -42,6 +43,7 @@ def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) ->
     """A consumer that commits explicitly and reads only committed records."""
     config: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap,
+        **settings.client_security(),
         "group.id": group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -52,7 +54,13 @@ def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) ->
 
 
 def admin_client(settings: KafkaSettings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap, "socket.timeout.ms": 10_000})
+    return AdminClient(
+        {
+            "bootstrap.servers": settings.bootstrap,
+            **settings.client_security(),
+            "socket.timeout.ms": 10_000,
+        }
+    )
 
 
 @dataclass(frozen=True)
