@@ -10,13 +10,15 @@ UV_VERSION := 0.13.9
 FS     := $(BIN)/fraudstream
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv lock demo test test-unit test-integration lint format typecheck \
+.PHONY: help setup runtime system-deps venv lock demo test test-unit test-integration lint format typecheck \
         up down status logs reset smoke bench clean k8s-tools k8s-verify
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: system-deps venv k8s-tools ## Install everything: system packages when missing, the venv, the package, the k8s tools
+setup: runtime k8s-tools ## Install everything: system packages when missing, the venv, the k8s verification tools
+
+runtime: system-deps venv ## Install what the embedded platform needs (system packages, the venv)
 
 system-deps: ## Install the JDK, Maven, PostgreSQL when missing (apt-get); check Go
 	@scripts/system-deps.sh
@@ -40,7 +42,7 @@ lock: ## Re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
 
-demo: setup ## Start the platform, run a smoke batch end to end, print status and URLs
+demo: runtime ## Start the platform, run a smoke batch end to end, print status and URLs
 	$(FS) platform up
 	$(FS) platform smoke
 	$(FS) platform status
@@ -66,7 +68,7 @@ format: venv ## Apply ruff formatting and safe fixes
 typecheck: venv ## mypy on the package
 	$(BIN)/mypy
 
-up: setup ## fraudstream platform up
+up: runtime ## fraudstream platform up
 	$(FS) platform up
 
 down: venv ## fraudstream platform down
@@ -84,7 +86,7 @@ smoke: venv ## fraudstream platform smoke
 reset: venv ## Stop the platform and delete its state (asks first)
 	$(FS) platform reset
 
-bench: setup ## Run the benchmarks (print figures; never part of `make test`)
+bench: runtime ## Run the benchmarks (print figures; never part of `make test`)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 clean: ## Remove the venv and build artefacts (platform state stays; see `make reset`)
