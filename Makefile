@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
         up down status logs reset smoke bench clean k8s-tools k8s-verify
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: runtime k8s-tools ## Install everything: system packages when missing, the venv, the k8s verification tools
 
