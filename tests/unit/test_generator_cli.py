@@ -33,12 +33,24 @@ def test_scenario_weights_from_the_command_line(tmp_path: Path) -> None:
     result = runner.invoke(
         app,
         ["generate", "history", "--days", "2", "--customers", "800", "--merchants", "300",
-         "--fraud-rate", "0.02", "--weight", "high_amount=1", "--out", str(tmp_path)],
+         "--fraud-rate", "0.02", "--weight", "high_amount=1", "--label", "under_reporting_rate=0",
+         "--label", "analyst_share=1", "--out", str(tmp_path)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     labels = pq.read_table(tmp_path / "labels.parquet").to_pandas()
     fraud = labels[labels.is_fraud]
     assert set(fraud.fraud_scenario) == {"high_amount"}
+    assert set(fraud.source) == {"analyst"}
+    tx = pq.read_table(tmp_path / "transactions.parquet")
+    assert abs(len(fraud) - tx.num_rows * 0.02) <= 1  # nothing under-reported
+
+
+def test_an_unknown_label_knob_is_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["generate", "history", "--label", "speed=3", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "speed" in result.output
 
 
 def test_a_bad_knob_is_a_readable_error(tmp_path: Path) -> None:

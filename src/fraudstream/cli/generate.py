@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -27,7 +28,14 @@ from fraudstream.adapters.transaction_stream import (
     replay,
     validate_topic,
 )
-from fraudstream.generator import SCENARIOS, ConfigError, GeneratorConfig, generate, write_history
+from fraudstream.generator import (
+    SCENARIOS,
+    ConfigError,
+    GeneratorConfig,
+    LabelConfig,
+    generate,
+    write_history,
+)
 from fraudstream.schema.tables import TableContractError, conform, read_file
 from fraudstream.settings import load_settings
 from fraudstream.topics import DEAD_LETTERS, TRANSACTION_LABELS, TRANSACTIONS
@@ -68,17 +76,18 @@ def _bar(description: str, total: float | None) -> Progress:
     return progress
 
 
-def _weights(pairs: list[str]) -> dict[str, float] | None:
-    if not pairs:
-        return None
-    weights: dict[str, float] = {}
+def _pairs(pairs: list[str], known: tuple[str, ...], what: str) -> dict[str, float]:
+    """``NAME=NUMBER`` options as a dict; an unknown name or a non-number is a usage error."""
+    chosen: dict[str, float] = {}
     for pair in pairs:
         name, _, value = pair.partition("=")
+        if name not in known:
+            raise typer.BadParameter(f"{pair!r}: unknown {what} {name!r}; known: {list(known)}")
         try:
-            weights[name] = float(value)
+            chosen[name] = float(value)
         except ValueError:
-            raise typer.BadParameter(f"{pair!r}: expected SCENARIO=WEIGHT") from None
-    return weights
+            raise typer.BadParameter(f"{pair!r}: expected {what.upper()}=NUMBER") from None
+    return chosen
 
 
 Seed = Annotated[int, typer.Option(help="Same seed, same output.")]
@@ -87,26 +96,40 @@ Merchants = Annotated[int, typer.Option(help="Merchants and terminals (at least 
 FraudRate = Annotated[float, typer.Option(help="Share of transactions that are fraud.")]
 TxTopic = Annotated[str, typer.Option(help="Transactions topic.")]
 LabelsTopic = Annotated[str, typer.Option(help="Labels topic.")]
+LabelKnobs = Annotated[
+    list[str],
+    typer.Option(
+        "--label",
+        help="KNOB=VALUE for labels, repeatable: under_reporting_rate, analyst_share, "
+        "chargeback_median_days, analyst_median_days, ... (docs/data.md).",
+    ),
+]
 Weights = Annotated[
     list[str],
     typer.Option(
-        "--weight", help=f"SCENARIO=WEIGHT, repeatable; unnamed scenarios get 0. {SCENARIOS}"
+        "--weight",
+        help=f"SCENARIO=WEIGHT, repeatable; unnamed scenarios get 0. {', '.join(SCENARIOS)}",
     ),
 ]
 
 
 def _config(
-    seed: int, days: float, customers: int, merchants: int, fraud_rate: float, weights: list[str]
+    seed: int,
+    days: float,
+    world: tuple[int, int],
+    fraud_rate: float,
+    weights: list[str],
+    label_knobs: list[str],
 ) -> GeneratorConfig:
     config = GeneratorConfig(
-        seed=seed, days=days, customers=customers, merchants=merchants, fraud_rate=fraud_rate
+        seed=seed, days=days, customers=world[0], merchants=world[1], fraud_rate=fraud_rate
     )
-    chosen = _weights(weights)
-    return (
-        config
-        if chosen is None
-        else GeneratorConfig(**{**vars(config), "scenario_weights": chosen})
-    )
+    knobs = tuple(f.name for f in fields(LabelConfig))
+    labels = replace(config.labels, **_pairs(label_knobs, knobs, "label knob"))
+    config = replace(config, labels=labels)
+    if weights:
+        config = replace(config, scenario_weights=_pairs(weights, SCENARIOS, "scenario"))
+    return config
 
 
 @generate_app.command("history")
@@ -119,12 +142,12 @@ def history(
     merchants: Merchants = 2_000,
     fraud_rate: FraudRate = 0.005,
     weight: Weights = [],  # noqa: B006
+    label: LabelKnobs = [],  # noqa: B006
 ) -> None:
     """Write a history of transactions and their delayed labels as Parquet."""
     with _readable_errors():
-        config = _config(seed, days, customers, merchants, fraud_rate, weight)
-        begin = datetime.fromisoformat(start).replace(tzinfo=UTC)
-        config = GeneratorConfig(**{**vars(config), "start": begin})
+        config = _config(seed, days, (customers, merchants), fraud_rate, weight, label)
+        config = replace(config, start=datetime.fromisoformat(start).replace(tzinfo=UTC))
         config.check()
         steps = ["world", "genuine", *SCENARIOS, "assemble"]
         with _bar("generating", len(steps) + 1) as bar:
@@ -155,6 +178,7 @@ def stream(
     merchants: Merchants = 2_000,
     fraud_rate: FraudRate = 0.005,
     weight: Weights = [],  # noqa: B006
+    label: LabelKnobs = [],  # noqa: B006
     topic: TxTopic = TRANSACTIONS.name,
     labels_topic: LabelsTopic = TRANSACTION_LABELS.name,
 ) -> None:
@@ -162,7 +186,7 @@ def stream(
     if duration is None and count is None:
         raise typer.BadParameter("give --duration SECONDS or --count N")
     with _readable_errors():
-        config = _config(seed, 1.0, customers, merchants, fraud_rate, weight)
+        config = _config(seed, 1.0, (customers, merchants), fraud_rate, weight, label)
         topics = StreamTopics(transactions=topic, labels=labels_topic)
         with _bar("streaming", count) as bar:
             live = LiveStream(
