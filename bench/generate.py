@@ -9,18 +9,24 @@
    (`fraudstream platform up`, or the FRAUDSTREAM_KAFKA_* settings of another);
    skipped with a note otherwise.
 
+3. Validation at the stream's entry (`TransactionValidator.validate`, one core)
+   against the full JSON Schema validator on the same records (the baseline the
+   compiled fast checks replace).
+
 Medians of --repeat runs. Usage: python bench/generate.py [--repeat 3] [--produce 200000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -30,8 +36,10 @@ from confluent_kafka.admin import NewTopic
 from fraudstream.adapters.kafka import admin_client, producer_config
 from fraudstream.adapters.transaction_stream import StreamTopics, replay
 from fraudstream.generator import GeneratorConfig, generate, write_history
+from fraudstream.schema import json_schema
 from fraudstream.schema.tables import wire_records
 from fraudstream.settings import KafkaSettings, load_settings
+from fraudstream.validation import ContractValidator, TransactionValidator
 
 
 def _median_rate(runs: int, rows: int, work: Callable[[], object]) -> float:
@@ -119,6 +127,29 @@ def bench_produce(count: int, repeat: int) -> None:
     print(f"  ratio                     : {rate / floor:>10.2f}   (mean record {size:.0f} bytes)")
 
 
+def bench_validation(repeat: int) -> None:
+    table = generate(GeneratorConfig(seed=4, days=1)).transactions
+    values = [v for _t, _k, v in wire_records(table, "transaction")]
+    validator, now = TransactionValidator(), datetime.now(UTC) + timedelta(days=3650)
+    schema = json_schema("transaction")
+    full = ContractValidator(schema, format_checker=ContractValidator.FORMAT_CHECKER)
+
+    def ours() -> None:
+        for value in values:
+            validator.validate(value, now)
+
+    def baseline() -> None:
+        for value in values:
+            full.is_valid(json.loads(value))
+
+    rate = _median_rate(repeat, len(values), ours)
+    floor = _median_rate(repeat, len(values), baseline)
+    print(f"validation at the entry: {len(values):,} generated records")
+    print(f"  validate (fast checks + policy) : {rate:>10,.0f} records/s")
+    print(f"  full JSON Schema validation     : {floor:>10,.0f} records/s   (baseline)")
+    print(f"  ratio                           : {rate / floor:>10.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
@@ -130,6 +161,7 @@ def main() -> None:
     if pinned:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     bench_generation(args.repeat)
+    bench_validation(args.repeat)
     if pinned:
         os.sched_setaffinity(0, set(range(cores or 1)))
     bench_produce(args.produce, args.repeat)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator, ValidationError, validators
 from jsonschema.protocols import Validator
 
 from fraudstream.schema import Transaction, format_timestamp, json_schema, parse_timestamp
+from fraudstream.schema.checks import compile_checker, within_decimals
 from fraudstream.schema.contract import DECIMALS_KEYWORD
 
 
@@ -119,18 +120,10 @@ class ValidationPolicy:
 def _max_decimal_places(
     validator: Validator, places: int, instance: object, schema: dict[str, Any]
 ) -> Any:
-    """The contract's extension keyword: a number with at most ``places`` decimals.
-
-    Decided on the shortest decimal form of the float (``repr``), so 0.07 passes
-    and 1.005 or 0.1 + 0.2 do not.
-    """
+    """The contract's extension keyword: a number with at most ``places`` decimals."""
     if isinstance(instance, bool) or not isinstance(instance, int | float):
         return
-    try:
-        exponent = Decimal(repr(instance)).as_tuple().exponent
-    except InvalidOperation:
-        return
-    if isinstance(exponent, int) and exponent < -places:
+    if not within_decimals(instance, places):
         yield ValidationError(f"{instance!r} has more than {places} decimal places")
 
 
@@ -180,6 +173,10 @@ class TransactionValidator:
     policy: ValidationPolicy = field(default_factory=ValidationPolicy)
 
     @cached_property
+    def _accepts(self) -> Callable[[dict[str, Any]], bool]:
+        return compile_checker(json_schema("transaction"))
+
+    @cached_property
     def _schema(self) -> Validator:
         schema = json_schema("transaction")
         checker = Draft202012Validator.FORMAT_CHECKER
@@ -199,10 +196,11 @@ class TransactionValidator:
         decoded = self._decode(payload)
         if isinstance(decoded, Rejection):
             return decoded
-        errors = [_describe(e) for e in self._schema.iter_errors(decoded)]
-        if errors:
+        if not self._accepts(decoded):  # the fast checks; the full validator says why
+            errors = [_describe(e) for e in self._schema.iter_errors(decoded)]
             errors.sort(key=lambda e: _PRIORITY.index(e[0]))
-            return Rejection(*errors[0])
+            if errors:
+                return Rejection(*errors[0])
         return self._check_policy(decoded, now)
 
     @staticmethod
@@ -218,7 +216,9 @@ class TransactionValidator:
         if not isinstance(value, dict):
             return Rejection(Reason.UNPARSEABLE, f"not a JSON object but {type(value).__name__}")
         try:  # escapes can smuggle in lone surrogates, which no UTF-8 consumer can store
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
+            for item in value.values():
+                if isinstance(item, str):
+                    item.encode("utf-8")
         except UnicodeEncodeError:
             return Rejection(Reason.UNPARSEABLE, "a string holds an unpaired UTF-16 surrogate")
         return value
