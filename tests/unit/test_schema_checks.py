@@ -11,24 +11,14 @@ from hypothesis import strategies as st
 from fraudstream.schema import json_schema
 from fraudstream.schema.checks import UnsupportedSchemaError, compile_checker, within_decimals
 from fraudstream.validation import ContractValidator
+from tests.unit.test_validation import VALID as VALID_POS
 
 SCHEMA = json_schema("transaction")
 FAST = compile_checker(SCHEMA)
 FULL = ContractValidator(SCHEMA, format_checker=ContractValidator.FORMAT_CHECKER)
 LABEL_FAST = compile_checker(json_schema("label"))
 LABEL_FULL = ContractValidator(json_schema("label"))
-VALID: dict[str, Any] = {
-    "transaction_id": "tx-1",
-    "event_time": "2026-06-01T11:59:00.123456Z",
-    "card_id": "card-1",
-    "merchant_id": "merch-1",
-    "amount": 12.34,
-    "currency": "EUR",
-    "channel": "ecom",
-    "ip": "10.0.0.1",
-    "lat": None,
-    "schema_version": 1,
-}
+VALID: dict[str, Any] = {**VALID_POS, "channel": "ecom", "ip": "10.0.0.1", "lat": None}
 _values = (
     st.none()
     | st.booleans()
