@@ -38,6 +38,7 @@ def test_windows_render_as_people_write_them() -> None:
     windows = {spec.name: spec.window for spec in FEATURES}
     assert windows["card_count_1h"] == "1h"
     assert windows["card_count_24h"] == "24h"
+    assert windows["merchant_count_1d"] == "24h"
     assert windows["merchant_count_7d"] == "7d"
     assert windows["txn_amount"] == "-"
 

@@ -29,6 +29,12 @@ from fraudstream.settings import Settings
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 EXPERIMENT_NAME = "fraud-detector-training"
+# The anomaly scorer is stored with skops (no arbitrary pickle); these are the types it holds.
+ANOMALY_TRUSTED_TYPES = [
+    "fraudstream.model.anomaly.AnomalyScorer",
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+]
 
 
 class RegistryError(RuntimeError):
@@ -63,7 +69,13 @@ def _log_model(experiment: Experiment, settings: Settings, metadata: dict[str, A
     }
     if experiment.kind == "xgboost":
         return mlflow.xgboost.log_model(experiment.model, **common)
-    return mlflow.sklearn.log_model(experiment.model, **common)
+    return mlflow.sklearn.log_model(
+        experiment.model,
+        serialization_format="skops",
+        skops_trusted_types=ANOMALY_TRUSTED_TYPES,
+        pyfunc_predict_fn="predict_proba",
+        **common,
+    )
 
 
 def log_experiment(settings: Settings, experiment: Experiment, git_sha: str) -> tuple[str, str]:

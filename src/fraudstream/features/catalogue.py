@@ -41,7 +41,7 @@ class FeatureSpec:
         """The window as people write it: ``1h``, ``7d`` or ``-``."""
         if self.window_s is None:
             return "-"
-        if self.window_s < DAY:
+        if self.window_s <= DAY:
             return f"{self.window_s / HOUR:g}h"
         return f"{self.window_s / DAY:g}d"
 
