@@ -10,7 +10,7 @@ import pytest
 
 from fraudstream.features.catalogue import FEATURES, feature_names
 from fraudstream.features.events import from_record
-from fraudstream.features.replay import attach_labels, build_features
+from fraudstream.features.replay import attach_labels, build_features, label_events
 from fraudstream.features.vector import FeatureStore
 
 START = pd.Timestamp("2026-03-02T08:00:00Z")
@@ -95,10 +95,27 @@ def test_offline_rows_equal_the_streaming_path_event_by_event() -> None:
             "lon": rng.uniform(0, 10, n),
         }
     )
-    offline = build_features(frame)
-    store = FeatureStore()
-    streamed = [store.features(from_record(rec)) for rec in frame.to_dict("records")]
+    labelled = frame.sample(40, random_state=1)
+    verdicts = pd.DataFrame(
+        {
+            "transaction_id": labelled["transaction_id"],
+            "is_fraud": rng.uniform(size=40) < 0.8,
+            "fraud_scenario": None,
+            "label_time": labelled["event_time"] + pd.to_timedelta(rng.uniform(0, 20, 40), "D"),
+            "source": "chargeback",
+        }
+    )
+    offline = build_features(frame, verdicts)
+    # The stream's way: one global sequence, each label observed once its time is reached.
+    store, queue = FeatureStore(), label_events(frame, verdicts)
+    streamed = []
+    for rec in frame.to_dict("records"):
+        txn = from_record(rec)
+        while queue and queue[0].label_time <= txn.time:
+            store.observe_label(queue.pop(0))
+        streamed.append(store.features(txn))
     np.testing.assert_array_equal(offline[feature_names()].to_numpy(), np.array(streamed))
+    assert offline["merchant_fraud_risk_30d"].max() > 0
 
 
 def test_required_fields_only_build_every_feature_column() -> None:

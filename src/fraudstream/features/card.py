@@ -35,14 +35,14 @@ class CardState:
     ``start[w]`` is the index of the oldest transaction inside window ``w`` and
     ``sums[w]`` the amount sum of that window; ``sumsq`` is the 30-day sum of
     squared amounts. The dicts count merchants (1h, 24h, 30d) and categories (30d).
+    ``located`` is (time, lat, lon) of the last transaction with a location.
     """
 
     times: list[float] = field(default_factory=list)
     amounts: list[float] = field(default_factory=list)
     merchants: list[str] = field(default_factory=list)
     categories: list[str | None] = field(default_factory=list)
-    lats: list[float | None] = field(default_factory=list)
-    lons: list[float | None] = field(default_factory=list)
+    located: tuple[float, float, float] | None = None
     start: list[int] = field(default_factory=lambda: [0] * len(_WINDOWS))
     sums: list[float] = field(default_factory=lambda: [0.0] * len(_WINDOWS))
     sumsq: float = 0.0
@@ -87,14 +87,7 @@ def _expire(state: CardState, now: float) -> None:
 def _compact(state: CardState) -> None:
     """Drop expired list entries and recompute the sums exactly (no float drift)."""
     cut = state.start[_I_30D]
-    for column in (
-        state.times,
-        state.amounts,
-        state.merchants,
-        state.categories,
-        state.lats,
-        state.lons,
-    ):
+    for column in (state.times, state.amounts, state.merchants, state.categories):
         del column[:cut]
     state.start = [i - cut for i in state.start]
     state.sums = [math.fsum(state.amounts[i:]) for i in state.start]
@@ -109,17 +102,12 @@ def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def _location(state: CardState, txn: TxnEvent) -> tuple[float, float]:
-    """Distance (km) and speed (km/h) from the last located transaction still in state."""
-    if txn.lat is None or txn.lon is None:
+    """Distance (km) and speed (km/h) from the last located transaction of the last 30 days."""
+    last = state.located
+    if txn.lat is None or txn.lon is None or last is None or last[0] <= txn.time - HISTORY_S:
         return NAN, NAN
-    lats, lons = state.lats, state.lons
-    for i in range(len(lats) - 1, state.start[_I_30D] - 1, -1):
-        lat, lon = lats[i], lons[i]
-        if lat is not None and lon is not None:
-            km = _haversine_km(lat, lon, txn.lat, txn.lon)
-            hours = max(txn.time - state.times[i], _MIN_SPEED_S) / HOUR
-            return km, km / hours
-    return NAN, NAN
+    km = _haversine_km(last[1], last[2], txn.lat, txn.lon)
+    return km, km / (max(txn.time - last[0], _MIN_SPEED_S) / HOUR)
 
 
 def _history(state: CardState, txn: TxnEvent) -> tuple[float, float, float]:
@@ -143,8 +131,8 @@ def _append(state: CardState, txn: TxnEvent) -> None:
     state.amounts.append(amount)
     state.merchants.append(merchant)
     state.categories.append(category)
-    state.lats.append(txn.lat)
-    state.lons.append(txn.lon)
+    if txn.lat is not None and txn.lon is not None:
+        state.located = (txn.time, txn.lat, txn.lon)
     sums = state.sums
     for w in range(len(sums)):
         sums[w] += amount
