@@ -90,3 +90,13 @@ def test_the_smote_arm_model_scores_rows_with_missing_values() -> None:
     assert result.imbalance == "smote"
     with pytest.raises(ValueError, match="prequential fold"):
         prequential_folds(frame["event_time"], n_folds=9, fold_days=5, delay_days=2)
+
+
+def test_successive_halving_tries_every_candidate_on_rungs_with_frauds() -> None:
+    frame = dataset(n=6000)
+    folds = prequential_folds(frame["event_time"], n_folds=2, fold_days=5, delay_days=2)
+    x = frame[["f1", "f2", "f3"]].to_numpy()
+    y = frame["is_fraud"].to_numpy()
+    found = search(x, y, folds, "scale_pos_weight", candidates=6, halving=True)
+    assert found.candidates >= 6  # every candidate on the first rung, survivors again later
+    assert found.best_ap > 0.3

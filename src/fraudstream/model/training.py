@@ -113,8 +113,11 @@ def search(
     model = estimator(imbalance, pos_weight, sampler=sampler)
     searcher: Any
     if halving:
+        # The first rung must hold enough frauds for every candidate to learn something.
+        prevalence = max(float(y.mean()), 1e-6)
+        first_rung = int(min(len(y), max(len(y) // 9, 100 / prevalence)))
         searcher = HalvingRandomSearchCV(
-            model, _space(), n_candidates=candidates, factor=3, min_resources="smallest", **common
+            model, _space(), n_candidates=candidates, factor=3, min_resources=first_rung, **common
         )
     else:
         searcher = RandomizedSearchCV(model, _space(), n_iter=candidates, **common)
