@@ -8,8 +8,11 @@ from psycopg2 import OperationalError
 from rich.console import Console
 
 from fraudstream.adapters.postgres import MigrationError
+from fraudstream.adapters.transaction_stream import DeliveryError
+from fraudstream.generator import ConfigError
 from fraudstream.platform.runtime import ServiceError
 from fraudstream.platform.toolchain import ToolchainError
+from fraudstream.schema.tables import TableContractError
 from fraudstream.settings import SettingsError
 
 stderr = Console(stderr=True)
@@ -21,6 +24,9 @@ KNOWN = {
     MigrationError: ("database schema", "restore the migration file or add a new one"),
     KafkaException: ("kafka", "is the platform up? `fraudstream platform status`"),
     OperationalError: ("postgres", "is the platform up? `fraudstream platform status`"),
+    TableContractError: ("input", "fix the file or its columns as named above"),
+    ConfigError: ("generator", "change the option named above"),
+    DeliveryError: ("kafka", "is the platform up? `fraudstream platform status`"),
 }
 
 

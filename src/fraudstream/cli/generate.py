@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +20,6 @@ from rich.progress import (
 from rich.table import Table
 
 from fraudstream.adapters.transaction_stream import (
-    DeliveryError,
     LiveStream,
     StreamTopics,
     replay,
@@ -30,13 +27,12 @@ from fraudstream.adapters.transaction_stream import (
 )
 from fraudstream.generator import (
     SCENARIOS,
-    ConfigError,
     GeneratorConfig,
     LabelConfig,
     generate,
     write_history,
 )
-from fraudstream.schema.tables import TableContractError, conform, read_file
+from fraudstream.schema.tables import conform, read_file
 from fraudstream.settings import load_settings
 from fraudstream.topics import DEAD_LETTERS, TRANSACTION_LABELS, TRANSACTIONS
 from fraudstream.validation import TransactionValidator, ValidationPolicy
@@ -49,24 +45,6 @@ transactions_app.add_typer(generate_app, name="generate")
 console = Console()
 TASK = TaskID(0)  # each command shows one bar
 stderr = Console(stderr=True)
-
-_KNOWN = {
-    TableContractError: ("input", "fix the file or its columns as named above"),
-    ConfigError: ("generator", "change the option named above"),
-    DeliveryError: ("kafka", "is the platform up? `fraudstream platform status`"),
-}
-
-
-@contextmanager
-def _readable_errors() -> Iterator[None]:
-    """This module's known failures as `error (kind): message` and exit code 1."""
-    try:
-        yield
-    except tuple(_KNOWN) as exc:
-        label, hint = next(v for k, v in _KNOWN.items() if isinstance(exc, k))
-        stderr.print(f"[bold red]error ({label}):[/] {exc}", highlight=False)
-        stderr.print(f"[dim]hint: {hint}[/]")
-        raise typer.Exit(1) from None
 
 
 def _bar(description: str, total: float | None) -> Progress:
@@ -145,23 +123,20 @@ def history(
     label: LabelKnobs = [],  # noqa: B006
 ) -> None:
     """Write a history of transactions and their delayed labels as Parquet."""
-    with _readable_errors():
-        config = _config(seed, days, (customers, merchants), fraud_rate, weight, label)
-        config = replace(config, start=datetime.fromisoformat(start).replace(tzinfo=UTC))
-        config.check()
-        steps = ["world", "genuine", *SCENARIOS, "assemble"]
-        with _bar("generating", len(steps) + 1) as bar:
-            data = generate(
-                config, progress=lambda step: bar.update(TASK, advance=1, description=step)
-            )
-            bar.update(TASK, description="writing Parquet")
-            tx_path, label_path = write_history(data, out)
-            bar.update(TASK, advance=1, description="done")
-        fraud = sum(1 for s in data.scenario if s is not None)
-        console.print(
-            f"{data.transactions.num_rows:,} transactions ({fraud:,} fraud) -> {tx_path}\n"
-            f"{data.labels.num_rows:,} labels -> {label_path}"
-        )
+    config = _config(seed, days, (customers, merchants), fraud_rate, weight, label)
+    config = replace(config, start=datetime.fromisoformat(start).replace(tzinfo=UTC))
+    config.check()
+    steps = ["world", "genuine", *SCENARIOS, "assemble"]
+    with _bar("generating", len(steps) + 1) as bar:
+        data = generate(config, progress=lambda step: bar.update(TASK, advance=1, description=step))
+        bar.update(TASK, description="writing Parquet")
+        tx_path, label_path = write_history(data, out)
+        bar.update(TASK, advance=1, description="done")
+    fraud = sum(1 for s in data.scenario if s is not None)
+    console.print(
+        f"{data.transactions.num_rows:,} transactions ({fraud:,} fraud) -> {tx_path}\n"
+        f"{data.labels.num_rows:,} labels -> {label_path}"
+    )
 
 
 @generate_app.command("stream")
@@ -185,19 +160,18 @@ def stream(
     """Produce live transactions to Kafka (key card_id, acks=all) and labels after their delay."""
     if duration is None and count is None:
         raise typer.BadParameter("give --duration SECONDS or --count N")
-    with _readable_errors():
-        config = _config(seed, 1.0, (customers, merchants), fraud_rate, weight, label)
-        topics = StreamTopics(transactions=topic, labels=labels_topic)
-        with _bar("streaming", count) as bar:
-            live = LiveStream(
-                load_settings().kafka, config, rate, time_scale, topics,
-                progress=lambda n: bar.update(TASK, advance=n),
-            )  # fmt: skip
-            report = live.run(count, duration, wait_labels)
-        console.print(
-            f"sent {report.transactions:,} transactions ({report.rate:,.0f}/s) and "
-            f"{report.labels:,} labels; {report.labels_pending:,} labels were not due yet"
-        )
+    config = _config(seed, 1.0, (customers, merchants), fraud_rate, weight, label)
+    topics = StreamTopics(transactions=topic, labels=labels_topic)
+    with _bar("streaming", count) as bar:
+        live = LiveStream(
+            load_settings().kafka, config, rate, time_scale, topics,
+            progress=lambda n: bar.update(TASK, advance=n),
+        )  # fmt: skip
+        report = live.run(count, duration, wait_labels)
+    console.print(
+        f"sent {report.transactions:,} transactions ({report.rate:,.0f}/s) and "
+        f"{report.labels:,} labels; {report.labels_pending:,} labels were not due yet"
+    )
 
 
 @transactions_app.command("replay")
@@ -210,22 +184,21 @@ def replay_(
 ) -> None:
     """Send a file of canonical transactions in event-time order, labels at their label_time."""
     pace = None if rate == "max" else float(rate)
-    with _readable_errors():
-        tx = conform(read_file(transactions), "transaction", str(transactions))
-        lb = conform(read_file(labels), "label", str(labels)) if labels else None
-        for ignored in (tx.ignored_columns, lb.ignored_columns if lb else ()):
-            if ignored:
-                console.print(f"[yellow]not in the contract, not sent:[/] {', '.join(ignored)}")
-        topics = StreamTopics(transactions=topic, labels=labels_topic)
-        with _bar("replaying", tx.table.num_rows) as bar:
-            report = replay(
-                load_settings().kafka, tx.table, lb.table if lb else None, pace, topics,
-                progress=lambda n: bar.update(TASK, advance=n),
-            )  # fmt: skip
-        console.print(
-            f"sent {report.transactions:,} transactions and {report.labels:,} labels "
-            f"in {report.seconds:.1f}s ({report.rate:,.0f} tx/s)"
-        )
+    tx = conform(read_file(transactions), "transaction", str(transactions))
+    lb = conform(read_file(labels), "label", str(labels)) if labels else None
+    for ignored in (tx.ignored_columns, lb.ignored_columns if lb else ()):
+        if ignored:
+            console.print(f"[yellow]not in the contract, not sent:[/] {', '.join(ignored)}")
+    topics = StreamTopics(transactions=topic, labels=labels_topic)
+    with _bar("replaying", tx.table.num_rows) as bar:
+        report = replay(
+            load_settings().kafka, tx.table, lb.table if lb else None, pace, topics,
+            progress=lambda n: bar.update(TASK, advance=n),
+        )  # fmt: skip
+    console.print(
+        f"sent {report.transactions:,} transactions and {report.labels:,} labels "
+        f"in {report.seconds:.1f}s ({report.rate:,.0f} tx/s)"
+    )
 
 
 @transactions_app.command("validate")
@@ -240,7 +213,7 @@ def validate(
 ) -> None:
     """Validate a topic against the contract; invalid records go to dead letters with a reason."""
     validator = TransactionValidator(ValidationPolicy(max_bytes=max_bytes))
-    with _readable_errors(), _bar("validating", None) as bar:
+    with _bar("validating", None) as bar:
         report = validate_topic(
             load_settings().kafka, topic, group, dead_letters, validator, idle,
             progress=lambda n: bar.update(TASK, advance=n),
