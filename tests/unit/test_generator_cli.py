@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -54,10 +56,12 @@ def test_an_unknown_label_knob_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_a_bad_knob_is_a_readable_error(tmp_path: Path) -> None:
-    result = runner.invoke(
-        app, ["generate", "history", "--merchants", "10", "--out", str(tmp_path)]
-    )
-    assert result.exit_code == 1
-    assert "error (generator)" in result.output
-    assert "300 merchants" in result.output
+    """Through the real entry point, which maps known errors to one readable line."""
+    cli = Path(sys.executable).parent / "fraudstream"
+    argv = [str(cli), "generate", "history", "--merchants", "10", "--out", str(tmp_path)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert "error (generator)" in result.stderr
+    assert "300 merchants" in result.stderr
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "transactions.parquet").exists()
