@@ -94,6 +94,11 @@ def _show(reports: dict[str, dict[str, Any]]) -> None:
             console.print(f"{name} recall per scenario: {report['recall_per_scenario']}")
 
 
+def _write_json(path: Path, content: dict[str, Any]) -> None:
+    path.write_text(json.dumps(content, indent=2, default=str))
+    console.print(f"report -> {path}")
+
+
 def _window(frame: pd.DataFrame, start: str | None, days: int | None) -> TimeSplit:
     first = pd.Timestamp(start, tz="UTC") if start else frame["event_time"].min().floor("D")
     span = days or int(np.ceil((frame["event_time"].max() - first) / pd.Timedelta(days=1))) + 1
@@ -151,16 +156,13 @@ def train(
         + ", ".join(f"{k} {v:.4f}" for k, v in experiment.fit_metrics.items())
     )
     if report:
-        report.write_text(
-            json.dumps(
-                {
-                    "reports": experiment.reports,
-                    "metrics": experiment.metrics,
-                    "lineage": experiment.lineage,
-                },
-                indent=2,
-                default=str,
-            )
+        _write_json(
+            report,
+            {
+                "reports": experiment.reports,
+                "metrics": experiment.metrics,
+                "lineage": experiment.lineage,
+            },
         )
     if register:
         settings = load_settings()
@@ -224,7 +226,7 @@ def evaluate(
     _, reports = _holdout_report(model, txns, labs, _window(txns, start, days))
     _show(reports)
     if report:
-        report.write_text(json.dumps(reports, indent=2, default=str))
+        _write_json(report, reports)
 
 
 @train_app.command("score-file")
