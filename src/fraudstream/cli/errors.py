@@ -8,6 +8,7 @@ from psycopg2 import OperationalError
 from rich.console import Console
 
 from fraudstream.adapters.postgres import MigrationError
+from fraudstream.adapters.registry import RegistryError
 from fraudstream.adapters.transaction_stream import DeliveryError
 from fraudstream.generator import ConfigError
 from fraudstream.platform.runtime import ServiceError
@@ -27,6 +28,10 @@ KNOWN = {
     TableContractError: ("input", "fix the file or its columns as named above"),
     ConfigError: ("generator", "change the option named above"),
     DeliveryError: ("kafka", "is the platform up? `fraudstream platform status`"),
+    RegistryError: (
+        "model registry",
+        "check the alias or version, or train one with `fraudstream train`",
+    ),
 }
 
 
