@@ -16,9 +16,8 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-from fraudstream.adapters.kafka import admin_client, consumer_config, producer_config
+from fraudstream.adapters.kafka import consumer_config, create_scratch_topic, producer_config
 from fraudstream.platform.runtime import EmbeddedPlatform
 from fraudstream.settings import Settings, load_settings
 
@@ -29,17 +28,7 @@ PAYLOAD = (
 
 
 def _topic(settings: Settings) -> str:
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    k = settings.kafka
-    spec = NewTopic(
-        name,
-        num_partitions=k.partitions,
-        replication_factor=k.replication_factor,
-        config={"min.insync.replicas": str(k.min_insync_replicas)},
-    )
-    admin = admin_client(k)  # keep a reference until the future resolves
-    admin.create_topics([spec])[name].result(30)
-    return name
+    return create_scratch_topic(settings.kafka, "bench")
 
 
 def produce_rate(settings: Settings, topic: str, records: int, durable: bool) -> float:

@@ -14,7 +14,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# FRAUDSTREAM_TEST_PORT_OFFSET lets two test sessions run side by side (default 1000).
+# FRAUDSTREAM_TEST_PORT_OFFSET lets test sessions run side by side (default 1000). Offsets
+# must not differ by 4000 (MLflow 15000+o would meet S3 19000+o'): e.g. 1000, 2000, 3000, 8000.
 _OFFSET = int(os.environ.get("FRAUDSTREAM_TEST_PORT_OFFSET", "1000"))
 _SUFFIX = "" if _OFFSET == 1000 else f"-{_OFFSET}"
 

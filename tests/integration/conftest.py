@@ -17,9 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import NewTopic
 
-from fraudstream.adapters.kafka import admin_client
+from fraudstream.adapters.kafka import create_scratch_topic, delete_topic
 from fraudstream.platform.runtime import EmbeddedPlatform
 from fraudstream.settings import Settings, load_settings
 
@@ -70,18 +69,9 @@ def unique(prefix: str) -> str:
 @pytest.fixture
 def topic(settings: Settings) -> Iterator[str]:
     """A fresh topic shaped like the platform's (RF 3, min.insync.replicas 2)."""
-    name = unique("test")
-    k = settings.kafka
-    admin = admin_client(k)
-    spec = NewTopic(
-        name,
-        num_partitions=k.partitions,
-        replication_factor=k.replication_factor,
-        config={"min.insync.replicas": str(k.min_insync_replicas)},
-    )
-    admin.create_topics([spec])[name].result(30)
+    name = create_scratch_topic(settings.kafka, "test")
     yield name
-    admin.delete_topics([name])[name].result(30)
+    delete_topic(settings.kafka, name)
 
 
 @pytest.fixture

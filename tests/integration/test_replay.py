@@ -13,9 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
 
-from fraudstream.adapters.kafka import admin_client, consumer_config, producer_config
+from fraudstream.adapters.kafka import (
+    consumer_config,
+    create_scratch_topic,
+    delete_topic,
+    producer_config,
+)
 from fraudstream.adapters.transaction_stream import validate_topic
 from fraudstream.generator import GeneratorConfig, generate, write_history
 from fraudstream.schema import field_names
@@ -30,19 +34,15 @@ SMALL = GeneratorConfig(seed=5, days=2, customers=600, merchants=300, fraud_rate
 @pytest.fixture
 def new_topic(settings: Settings) -> Iterator[Callable[[], str]]:
     """Makes extra fresh topics shaped like the platform's; deletes them afterwards."""
-    k, made = settings.kafka, []
-    admin = admin_client(k)
+    made: list[str] = []
 
     def make() -> str:
-        name = unique("test")
-        spec = NewTopic(name, num_partitions=k.partitions, replication_factor=k.replication_factor)
-        admin.create_topics([spec])[name].result(30)
-        made.append(name)
-        return name
+        made.append(create_scratch_topic(settings.kafka, "test"))
+        return made[-1]
 
     yield make
-    for future in admin.delete_topics(made).values():
-        future.result(30)
+    for name in made:
+        delete_topic(settings.kafka, name)
 
 
 def _consume(settings: Settings, topic: str, expected: int, drain_s: float = 2.0) -> list[Message]:

@@ -7,6 +7,7 @@ acknowledged record survives the loss of any one of the three nodes.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,30 @@ def admin_client(settings: KafkaSettings) -> AdminClient:
             "socket.timeout.ms": 10_000,
         }
     )
+
+
+def create_scratch_topic(settings: KafkaSettings, prefix: str, timeout_s: float = 30.0) -> str:
+    """Create a uniquely named topic shaped like the platform's topics; returns its name.
+
+    For smoke checks, benchmarks and tests: same partitions, replication factor and
+    ``min.insync.replicas`` as the real topics, and usable when this returns.
+    """
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    admin = admin_client(settings)
+    spec = NewTopic(
+        name,
+        num_partitions=settings.partitions,
+        replication_factor=settings.replication_factor,
+        config={"min.insync.replicas": str(settings.min_insync_replicas)},
+    )
+    admin.create_topics([spec])[name].result(timeout_s)
+    _wait_visible(admin, [name], settings.partitions, timeout_s)
+    return name
+
+
+def delete_topic(settings: KafkaSettings, name: str, timeout_s: float = 30.0) -> None:
+    admin = admin_client(settings)
+    admin.delete_topics([name])[name].result(timeout_s)
 
 
 @dataclass(frozen=True)

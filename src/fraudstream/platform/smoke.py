@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import httpx
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from fraudstream.adapters import kafka as kafka_adapter
 from fraudstream.adapters.object_store import s3_client
@@ -72,20 +71,11 @@ def _timed(name: str, fn: Callable[[], str]) -> Check:
 
 def run_smoke(settings: Settings, messages: int = 1000) -> list[Check]:
     def kafka() -> str:
-        topic = f"fraudstream-smoke-{uuid.uuid4().hex[:8]}"
-        admin = kafka_adapter.admin_client(settings.kafka)
-        k = settings.kafka
-        new = NewTopic(
-            topic,
-            num_partitions=k.partitions,
-            replication_factor=k.replication_factor,
-            config={"min.insync.replicas": str(k.min_insync_replicas)},
-        )
-        admin.create_topics([new])[topic].result(30)
+        topic = kafka_adapter.create_scratch_topic(settings.kafka, "fraudstream-smoke")
         try:
             acked, distinct, dupes = produce_and_consume(settings, topic, messages)
         finally:
-            admin.delete_topics([topic])[topic].result(30)
+            kafka_adapter.delete_topic(settings.kafka, topic)
         if acked != messages or distinct != messages or dupes:
             raise RuntimeError(f"acked {acked}, consumed {distinct} distinct, {dupes} duplicates")
         return f"{messages} messages produced (acks=all) and consumed back exactly once"
