@@ -59,3 +59,30 @@ def test_reset_asks_first_and_keeps_state_when_refused(tmp_path: Path) -> None:
     accepted = _run("platform", "reset", "--yes", home=home)
     assert accepted.returncode == 0, accepted.stderr
     assert not home.exists()
+
+
+def test_every_known_error_names_a_real_exception_class() -> None:
+    """The error map names classes as strings (to import nothing heavy): they must exist."""
+    import importlib
+
+    from fraudstream.cli.errors import KNOWN
+
+    for qualified in KNOWN:
+        module_name, _, class_name = qualified.rpartition(".")
+        module = importlib.import_module(
+            "confluent_kafka" if module_name == "cimpl" else module_name
+        )
+        cls = getattr(module, class_name)
+        assert issubclass(cls, Exception)
+        assert f"{cls.__module__}.{cls.__qualname__}" == qualified
+
+
+def test_the_cli_starts_without_importing_the_model_stack() -> None:
+    probe = (
+        "import sys, fraudstream.cli; "
+        "print(sorted(m for m in ('mlflow', 'sklearn', 'xgboost', 'pyspark') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -17,7 +17,7 @@ import mlflow
 import mlflow.sklearn
 import mlflow.xgboost
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient

@@ -3,36 +3,50 @@
 from __future__ import annotations
 
 import typer
-from confluent_kafka import KafkaException
-from psycopg2 import OperationalError
 from rich.console import Console
-
-from fraudstream.adapters.postgres import MigrationError
-from fraudstream.adapters.registry import RegistryError
-from fraudstream.adapters.transaction_stream import DeliveryError
-from fraudstream.generator import ConfigError
-from fraudstream.platform.runtime import ServiceError
-from fraudstream.platform.toolchain import ToolchainError
-from fraudstream.schema.tables import TableContractError
-from fraudstream.settings import SettingsError
 
 stderr = Console(stderr=True)
 
-KNOWN = {
-    SettingsError: ("settings", "fix the environment variable named above"),
-    ToolchainError: ("prerequisite", "install what is named above, then run the command again"),
-    ServiceError: ("service", "see the log named above; `fraudstream platform logs SERVICE`"),
-    MigrationError: ("database schema", "restore the migration file or add a new one"),
-    KafkaException: ("kafka", "is the platform up? `fraudstream platform status`"),
-    OperationalError: ("postgres", "is the platform up? `fraudstream platform status`"),
-    TableContractError: ("input", "fix the file or its columns as named above"),
-    ConfigError: ("generator", "change the option named above"),
-    DeliveryError: ("kafka", "is the platform up? `fraudstream platform status`"),
-    RegistryError: (
+# Known failures by class, as "module.Class" so that naming them imports nothing heavy:
+# the CLI must start fast even though the model stack takes seconds to import.
+KNOWN: dict[str, tuple[str, str]] = {
+    "fraudstream.settings.SettingsError": ("settings", "fix the environment variable named above"),
+    "fraudstream.platform.toolchain.ToolchainError": (
+        "prerequisite",
+        "install what is named above, then run the command again",
+    ),
+    "fraudstream.platform.runtime.ServiceError": (
+        "service",
+        "see the log named above; `fraudstream platform logs SERVICE`",
+    ),
+    "fraudstream.adapters.postgres.MigrationError": (
+        "database schema",
+        "restore the migration file or add a new one",
+    ),
+    "cimpl.KafkaException": ("kafka", "is the platform up? `fraudstream platform status`"),
+    "psycopg2.OperationalError": ("postgres", "is the platform up? `fraudstream platform status`"),
+    "fraudstream.schema.tables.TableContractError": (
+        "input",
+        "fix the file or its columns as named above",
+    ),
+    "fraudstream.generator.config.ConfigError": ("generator", "change the option named above"),
+    "fraudstream.adapters.transaction_stream.DeliveryError": (
+        "kafka",
+        "is the platform up? `fraudstream platform status`",
+    ),
+    "fraudstream.adapters.registry.RegistryError": (
         "model registry",
         "check the alias or version, or train one with `fraudstream train`",
     ),
 }
+
+
+def _known(exc: BaseException) -> tuple[str, str] | None:
+    for cls in type(exc).__mro__:
+        found = KNOWN.get(f"{cls.__module__}.{cls.__qualname__}")
+        if found:
+            return found
+    return None
 
 
 def run_guarded(app: typer.Typer) -> int:
@@ -51,10 +65,11 @@ def run_guarded(app: typer.Typer) -> int:
         if callable(show) and isinstance(code, int):
             show()
             return code
-        for kind, (label, hint) in KNOWN.items():
-            if isinstance(exc, kind):
-                stderr.print(f"[bold red]error ({label}):[/] {exc}", highlight=False)
-                stderr.print(f"[dim]hint: {hint}[/]")
-                return 1
-        raise
+        known = _known(exc)
+        if known is None:
+            raise
+        label, hint = known
+        stderr.print(f"[bold red]error ({label}):[/] {exc}", highlight=False)
+        stderr.print(f"[dim]hint: {hint}[/]")
+        return 1
     return result if isinstance(result, int) else 0

@@ -5,24 +5,24 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fraudstream.adapters import registry
-from fraudstream.features.replay import attach_labels, build_features
-from fraudstream.model.baselines import rules_score
-from fraudstream.model.coldstart import run_anomaly_experiment
-from fraudstream.model.experiment import Experiment, run_experiment, scores_of
-from fraudstream.model.gate import decide
-from fraudstream.model.metrics import evaluate as evaluate_scores
-from fraudstream.model.split import TimeSplit, default_split, holdout_rows
 from fraudstream.settings import load_settings
+
+# The model stack (pandas, scikit-learn, XGBoost, MLflow) takes seconds to import: it is
+# imported inside the commands that use it, so `fraudstream --help` and the platform
+# commands start at once.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fraudstream.adapters.registry import LoadedModel
+    from fraudstream.model.experiment import Experiment
+    from fraudstream.model.split import TimeSplit
 
 train_app = typer.Typer(no_args_is_help=True)
 console = Console()
@@ -36,6 +36,8 @@ DaysOpt = Annotated[int | None, typer.Option(help="Number of days from --start."
 
 def read_table(path: Path) -> pd.DataFrame:
     """A Parquet or CSV file; timestamp columns become tz-aware UTC."""
+    import pandas as pd
+
     frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     for column in ("event_time", "label_time"):
         if column in frame and not isinstance(frame[column].dtype, pd.DatetimeTZDtype):
@@ -61,6 +63,8 @@ def _progress() -> Progress:
 
 
 def _features(txns: pd.DataFrame, labels: pd.DataFrame | None) -> pd.DataFrame:
+    from fraudstream.features.replay import build_features
+
     with _progress() as bar:
         task = bar.add_task("features", total=len(txns))
         return build_features(txns, labels, on_progress=lambda n: bar.update(task, completed=n))
@@ -100,6 +104,11 @@ def _write_json(path: Path, content: dict[str, Any]) -> None:
 
 
 def _window(frame: pd.DataFrame, start: str | None, days: int | None) -> TimeSplit:
+    import numpy as np
+    import pandas as pd
+
+    from fraudstream.model.split import TimeSplit
+
     first = pd.Timestamp(start, tz="UTC") if start else frame["event_time"].min().floor("D")
     span = days or int(np.ceil((frame["event_time"].max() - first) / pd.Timedelta(days=1))) + 1
     return TimeSplit(first, 0, 0, span)
@@ -131,6 +140,12 @@ def train(
 
     With --unsupervised, fit an anomaly model on the same features instead (labels optional).
     """
+    import pandas as pd
+
+    from fraudstream.adapters import registry
+    from fraudstream.model.coldstart import run_anomaly_experiment
+    from fraudstream.model.split import TimeSplit, default_split
+
     if labels is None and not unsupervised:
         raise typer.BadParameter(
             "--labels is required (or use --unsupervised)", param_hint="--labels"
@@ -181,6 +196,8 @@ def _supervised(
     halving: bool,
     smote: bool,
 ) -> Experiment:
+    from fraudstream.model.experiment import run_experiment
+
     arms: tuple[Any, ...] = ("scale_pos_weight", "smote") if smote else ("scale_pos_weight",)
     with _progress() as bar:
         rows = bar.add_task("features", total=len(txns))
@@ -201,7 +218,14 @@ def _supervised(
 
 def _holdout_report(
     ref: str, txns: pd.DataFrame, labs: pd.DataFrame, split: TimeSplit
-) -> tuple[registry.LoadedModel, dict[str, dict[str, Any]]]:
+) -> tuple[LoadedModel, dict[str, dict[str, Any]]]:
+    from fraudstream.adapters import registry
+    from fraudstream.features.replay import attach_labels
+    from fraudstream.model.baselines import rules_score
+    from fraudstream.model.experiment import scores_of
+    from fraudstream.model.metrics import evaluate as evaluate_scores
+    from fraudstream.model.split import holdout_rows
+
     loaded = registry.load_model(load_settings(), ref)
     rows = attach_labels(holdout_rows(_features(txns, labs), labs, split), labs)
     return loaded, {
@@ -240,6 +264,12 @@ def score_file(
 
     Features come from the same replay as training; labels count only once known.
     """
+    import numpy as np
+    import pandas as pd
+
+    from fraudstream.adapters import registry
+    from fraudstream.model.experiment import scores_of
+
     loaded = registry.load_model(load_settings(), model)
     txns = read_table(transactions)
     rows = _features(txns, read_table(labels) if labels else None)
@@ -270,6 +300,9 @@ def promote(
     version: Annotated[str, typer.Option(help="Version to promote.")] = "challenger",
 ) -> None:
     """Move @champion to the challenger if it beats the champion on the same holdout."""
+    from fraudstream.adapters import registry
+    from fraudstream.model.gate import decide
+
     settings = load_settings()
     txns, labs = read_table(transactions), read_table(labels)
     split = _window(txns, start, days)

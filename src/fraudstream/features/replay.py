@@ -20,7 +20,7 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 
 from fraudstream.features.card import CardState, update_card
 from fraudstream.features.catalogue import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 
 from fraudstream.features.catalogue import feature_names
 from fraudstream.features.replay import ProgressCallback, attach_labels, build_features
