@@ -20,9 +20,15 @@ from typing import Any
 from jsonschema import Draft202012Validator, ValidationError, validators
 from jsonschema.protocols import Validator
 
-from fraudstream.schema import Transaction, format_timestamp, json_schema, parse_timestamp
+from fraudstream.schema import (
+    Label,
+    Transaction,
+    format_timestamp,
+    json_schema,
+    parse_timestamp,
+)
 from fraudstream.schema.checks import compile_checker, within_decimals
-from fraudstream.schema.contract import DECIMALS_KEYWORD
+from fraudstream.schema.contract import DECIMALS_KEYWORD, ContractName
 
 
 class Reason(StrEnum):
@@ -38,6 +44,8 @@ class Reason(StrEnum):
     UNKNOWN_CURRENCY = "unknown_currency"
     EVENT_TIME_INVALID = "event_time_invalid"
     EVENT_TIME_IN_FUTURE = "event_time_in_future"
+    LABEL_TIME_INVALID = "label_time_invalid"
+    LABEL_TIME_IN_FUTURE = "label_time_in_future"
 
 
 @dataclass(frozen=True)
@@ -139,10 +147,12 @@ _FIELD_REASONS: dict[tuple[str, str], Reason] = {
     ("amount", DECIMALS_KEYWORD): Reason.AMOUNT_PRECISION,
     ("currency", "enum"): Reason.UNKNOWN_CURRENCY,
     ("event_time", "pattern"): Reason.EVENT_TIME_INVALID,
+    ("label_time", "pattern"): Reason.LABEL_TIME_INVALID,
 }
 _PRIORITY = [
     Reason.MISSING_FIELD,
     Reason.EVENT_TIME_INVALID,
+    Reason.LABEL_TIME_INVALID,
     Reason.AMOUNT_NOT_POSITIVE,
     Reason.AMOUNT_ABSURD,
     Reason.AMOUNT_PRECISION,
@@ -166,34 +176,49 @@ def _describe(error: ValidationError) -> tuple[Reason, str]:
     return reason, f"{path or 'message'}: {message}"
 
 
-@dataclass(frozen=True)
-class TransactionValidator:
-    """Checks message values against the transaction contract and the policy. Thread-safe."""
+def _decode(payload: bytes | None) -> dict[str, Any] | Rejection:
+    """A message value as a JSON object, or why it is not one."""
+    if not payload:
+        return Rejection(Reason.UNPARSEABLE, "empty message")
+    try:
+        value = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        return Rejection(Reason.UNPARSEABLE, f"not UTF-8: {exc.reason} at byte {exc.start}")
+    except (ValueError, RecursionError) as exc:
+        return Rejection(Reason.UNPARSEABLE, f"not JSON: {str(exc)[:200]}")
+    if not isinstance(value, dict):
+        return Rejection(Reason.UNPARSEABLE, f"not a JSON object but {type(value).__name__}")
+    try:  # escapes can smuggle in lone surrogates, which no UTF-8 consumer can store
+        for item in value.values():
+            if isinstance(item, str):
+                item.encode("utf-8")
+    except UnicodeEncodeError:
+        return Rejection(Reason.UNPARSEABLE, "a string holds an unpaired UTF-16 surrogate")
+    return value
 
-    policy: ValidationPolicy = field(default_factory=ValidationPolicy)
+
+@dataclass(frozen=True)
+class _Contract:
+    """The checks every contract shares: size, JSON object, schema. Thread-safe."""
+
+    name: ContractName
 
     @cached_property
     def _accepts(self) -> Callable[[dict[str, Any]], bool]:
-        return compile_checker(json_schema("transaction"))
+        return compile_checker(json_schema(self.name))
 
     @cached_property
     def _schema(self) -> Validator:
-        schema = json_schema("transaction")
         checker = Draft202012Validator.FORMAT_CHECKER
-        validator: Validator = ContractValidator(schema, format_checker=checker)
+        validator: Validator = ContractValidator(json_schema(self.name), format_checker=checker)
         return validator
 
-    def validate(self, payload: bytes | None, now: datetime) -> Transaction | Rejection:
-        """Decide one message value; ``now`` (aware UTC) bounds event times from above.
-
-        Never raises for bad input. A valid result is the parsed Transaction.
-        """
+    def admit(self, payload: bytes | None, max_bytes: int) -> dict[str, Any] | Rejection:
+        """The decoded object when it fits ``max_bytes`` and the schema, else the first reason."""
         size = len(payload or b"")
-        if size > self.policy.max_bytes:
-            return Rejection(
-                Reason.OVERSIZED, f"message is {size} bytes; the limit is {self.policy.max_bytes}"
-            )
-        decoded = self._decode(payload)
+        if size > max_bytes:
+            return Rejection(Reason.OVERSIZED, f"message is {size} bytes; the limit is {max_bytes}")
+        decoded = _decode(payload)
         if isinstance(decoded, Rejection):
             return decoded
         if not self._accepts(decoded):  # the fast checks; the full validator says why
@@ -201,27 +226,25 @@ class TransactionValidator:
             errors.sort(key=lambda e: _PRIORITY.index(e[0]))
             if errors:
                 return Rejection(*errors[0])
-        return self._check_policy(decoded, now)
+        return decoded
 
-    @staticmethod
-    def _decode(payload: bytes | None) -> dict[str, Any] | Rejection:
-        if not payload:
-            return Rejection(Reason.UNPARSEABLE, "empty message")
-        try:
-            value = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-        except UnicodeDecodeError as exc:
-            return Rejection(Reason.UNPARSEABLE, f"not UTF-8: {exc.reason} at byte {exc.start}")
-        except (ValueError, RecursionError) as exc:
-            return Rejection(Reason.UNPARSEABLE, f"not JSON: {str(exc)[:200]}")
-        if not isinstance(value, dict):
-            return Rejection(Reason.UNPARSEABLE, f"not a JSON object but {type(value).__name__}")
-        try:  # escapes can smuggle in lone surrogates, which no UTF-8 consumer can store
-            for item in value.values():
-                if isinstance(item, str):
-                    item.encode("utf-8")
-        except UnicodeEncodeError:
-            return Rejection(Reason.UNPARSEABLE, "a string holds an unpaired UTF-16 surrogate")
-        return value
+
+@dataclass(frozen=True)
+class TransactionValidator:
+    """Checks message values against the transaction contract and the policy. Thread-safe."""
+
+    policy: ValidationPolicy = field(default_factory=ValidationPolicy)
+    _contract: _Contract = field(default=_Contract("transaction"), init=False, repr=False)
+
+    def validate(self, payload: bytes | None, now: datetime) -> Transaction | Rejection:
+        """Decide one message value; ``now`` (aware UTC) bounds event times from above.
+
+        Never raises for bad input. A valid result is the parsed Transaction.
+        """
+        decoded = self._contract.admit(payload, self.policy.max_bytes)
+        if isinstance(decoded, Rejection):
+            return decoded
+        return self._check_policy(decoded, now)
 
     def _check_policy(self, data: dict[str, Any], now: datetime) -> Transaction | Rejection:
         limit = self.policy.amount_limit(data["currency"])
@@ -242,6 +265,38 @@ class TransactionValidator:
                 f"(tolerance {self.policy.max_future_skew})",
             )
         return Transaction.from_json_dict(data)
+
+
+@dataclass(frozen=True)
+class LabelValidator:
+    """Checks message values against the label contract. Thread-safe.
+
+    Shares the transaction validator's size limit and future-skew tolerance:
+    a label_time ahead of the validating clock is a producer error.
+    """
+
+    policy: ValidationPolicy = field(default_factory=ValidationPolicy)
+    _contract: _Contract = field(default=_Contract("label"), init=False, repr=False)
+
+    def validate(self, payload: bytes | None, now: datetime) -> Label | Rejection:
+        """Decide one message value; ``now`` (aware UTC) bounds label times from above.
+
+        Never raises for bad input. A valid result is the parsed Label.
+        """
+        decoded = self._contract.admit(payload, self.policy.max_bytes)
+        if isinstance(decoded, Rejection):
+            return decoded
+        try:
+            label_time = parse_timestamp(decoded["label_time"])
+        except ValueError as exc:
+            return Rejection(Reason.LABEL_TIME_INVALID, f"label_time: {exc}")
+        if label_time > now + self.policy.max_future_skew:
+            return Rejection(
+                Reason.LABEL_TIME_IN_FUTURE,
+                f"label_time {decoded['label_time']} is {label_time - now} ahead of the clock "
+                f"(tolerance {self.policy.max_future_skew})",
+            )
+        return Label.from_json_dict(decoded)
 
 
 @dataclass(frozen=True)
