@@ -1,4 +1,4 @@
-"""PostgreSQL adapter: connections and versioned schema migrations.
+"""PostgreSQL adapter: connections, versioned schema migrations, labels and the training reader.
 
 Migrations are ordered SQL files ``NNNN_name.sql`` shipped in the package. Each is
 applied once, inside one transaction, under an advisory lock, and recorded with
@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import psycopg2
 import psycopg2.extensions
+from psycopg2.extras import execute_values
 
+from fraudstream.schema import Label, arrow_schema, field_names
+from fraudstream.schema.contract import ContractName
 from fraudstream.settings import PostgresSettings
+
+if TYPE_CHECKING:  # pandas takes a while to import; only the training reader needs it
+    import pandas as pd
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_ID = 7_201_311  # advisory lock key shared by every migrator of this schema
@@ -110,3 +118,90 @@ def migrate(settings: PostgresSettings) -> list[Migration]:
             )
             applied.append(migration)
     return applied
+
+
+# Keeps the label with the latest label_time: an equal or older one (a replay, a
+# late duplicate) leaves the row untouched, so re-ingesting a topic changes nothing.
+_UPSERT_LABELS = """
+INSERT INTO labels (transaction_id, is_fraud, fraud_scenario, label_time, source) VALUES %s
+ON CONFLICT (transaction_id) DO UPDATE SET
+    is_fraud = EXCLUDED.is_fraud,
+    fraud_scenario = EXCLUDED.fraud_scenario,
+    label_time = EXCLUDED.label_time,
+    source = EXCLUDED.source,
+    ingested_at = now()
+WHERE EXCLUDED.label_time > labels.label_time
+RETURNING transaction_id"""
+
+
+def upsert_labels(conn: psycopg2.extensions.connection, labels: Iterable[Label]) -> int:
+    """Write labels keyed by transaction_id in the connection's transaction; returns rows changed.
+
+    Idempotent: of several labels for one transaction the latest ``label_time``
+    wins, whether they arrive in one call or across calls. The caller commits.
+    """
+    latest: dict[str, Label] = {}
+    for label in labels:
+        seen = latest.get(label.transaction_id)
+        if seen is None or label.label_time > seen.label_time:
+            latest[label.transaction_id] = label
+    if not latest:
+        return 0
+    rows = [
+        (lb.transaction_id, lb.is_fraud, lb.fraud_scenario, lb.label_time, lb.source)
+        for lb in latest.values()
+    ]
+    with conn.cursor() as cur:
+        changed = execute_values(cur, _UPSERT_LABELS, rows, fetch=True)
+    return len(changed)
+
+
+def _frame(cur: psycopg2.extensions.cursor, contract: ContractName) -> pd.DataFrame:
+    """The cursor's rows as a DataFrame typed by the contract's Arrow schema (as Parquet reads)."""
+    import pyarrow as pa
+
+    names = [column.name for column in cur.description or ()]
+    records = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    return pa.Table.from_pylist(records, schema=arrow_schema(contract)).to_pandas()
+
+
+def _select_list(contract: ContractName, table: str) -> str:
+    """The contract's columns from ``table``, cast to the contract's types."""
+    casts = {"amount": "{}::float8", "currency": "trim({})"}  # numeric(14,2), char(3)
+    return ", ".join(
+        f"{casts.get(name, '{}').format(f'{table}.{name}')} AS {name}"
+        for name in field_names(contract)
+    )
+
+
+def read_training_window(
+    settings: PostgresSettings, start: datetime, end: datetime, label_cutoff: datetime
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(transactions, labels) as training sees them at ``label_cutoff``.
+
+    Transactions are those of ``transactions_raw`` with ``start <= event_time < end``
+    (event time, aware UTC), ordered by event time; labels are those of these
+    transactions known by then (``label_time <= label_cutoff``), so a label filed
+    later cannot leak into training. Columns and dtypes are those of the
+    contracts, as ``read_table`` gives for Parquet (timestamps tz-aware UTC).
+    """
+    for moment in (start, end, label_cutoff):
+        if moment.tzinfo is None:
+            raise ValueError(f"{moment} has no time zone; pass an aware UTC datetime")
+    bounds = {"start": start, "end": end, "cutoff": label_cutoff}
+    window = "t.event_time >= %(start)s AND t.event_time < %(end)s"
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {_select_list('transaction', 't')} FROM transactions_raw t "
+            f"WHERE {window} ORDER BY t.event_time, t.transaction_id",
+            bounds,
+        )
+        transactions = _frame(cur, "transaction")
+        cur.execute(
+            f"SELECT {_select_list('label', 'l')} FROM labels l "
+            f"JOIN transactions_raw t USING (transaction_id) WHERE {window} "
+            "AND l.label_time <= %(cutoff)s ORDER BY l.label_time, l.transaction_id",
+            bounds,
+        )
+        labels = _frame(cur, "label")
+    return transactions, labels
