@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 from jsonschema import Draft202012Validator, ValidationError, validators
 from jsonschema.protocols import Validator
@@ -29,6 +29,8 @@ from fraudstream.schema import (
 )
 from fraudstream.schema.checks import compile_checker, within_decimals
 from fraudstream.schema.contract import DECIMALS_KEYWORD, ContractName
+
+Parsed = TypeVar("Parsed", Transaction, Label)
 
 
 class Reason(StrEnum):
@@ -229,22 +231,57 @@ class _Contract:
         return decoded
 
 
+# timestamp field -> (reason when it is not a real time, reason when it lies in the future)
+_TIME_REASONS = {
+    "event_time": (Reason.EVENT_TIME_INVALID, Reason.EVENT_TIME_IN_FUTURE),
+    "label_time": (Reason.LABEL_TIME_INVALID, Reason.LABEL_TIME_IN_FUTURE),
+}
+
+
+def _check_time(
+    data: dict[str, Any], name: str, now: datetime, skew: timedelta
+) -> Rejection | None:
+    """Why the timestamp ``data[name]`` is refused (not a real time, or more than
+    ``skew`` ahead of ``now``), or None when it is fine."""
+    invalid, in_future = _TIME_REASONS[name]
+    try:
+        moment = parse_timestamp(data[name])
+    except ValueError as exc:
+        return Rejection(invalid, f"{name}: {exc}")
+    if moment > now + skew:
+        return Rejection(
+            in_future,
+            f"{name} {data[name]} is {moment - now} ahead of the clock (tolerance {skew})",
+        )
+    return None
+
+
 @dataclass(frozen=True)
-class TransactionValidator:
-    """Checks message values against the transaction contract and the policy. Thread-safe."""
+class _RecordValidator(Generic[Parsed]):
+    """Contract checks, then the record kind's policy checks. Thread-safe."""
 
+    contract: ClassVar[_Contract]
     policy: ValidationPolicy = field(default_factory=ValidationPolicy)
-    _contract: _Contract = field(default=_Contract("transaction"), init=False, repr=False)
 
-    def validate(self, payload: bytes | None, now: datetime) -> Transaction | Rejection:
-        """Decide one message value; ``now`` (aware UTC) bounds event times from above.
+    def validate(self, payload: bytes | None, now: datetime) -> Parsed | Rejection:
+        """Decide one message value; ``now`` (aware UTC) bounds its timestamp from above.
 
-        Never raises for bad input. A valid result is the parsed Transaction.
+        Never raises for bad input. A valid result is the parsed record.
         """
-        decoded = self._contract.admit(payload, self.policy.max_bytes)
+        decoded = self.contract.admit(payload, self.policy.max_bytes)
         if isinstance(decoded, Rejection):
             return decoded
         return self._check_policy(decoded, now)
+
+    def _check_policy(self, data: dict[str, Any], now: datetime) -> Parsed | Rejection:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class TransactionValidator(_RecordValidator[Transaction]):
+    """Checks message values against the transaction contract and the policy. Thread-safe."""
+
+    contract: ClassVar[_Contract] = _Contract("transaction")
 
     def _check_policy(self, data: dict[str, Any], now: datetime) -> Transaction | Rejection:
         limit = self.policy.amount_limit(data["currency"])
@@ -253,50 +290,23 @@ class TransactionValidator:
                 Reason.AMOUNT_ABSURD,
                 f"amount: {data['amount']!r} {data['currency']} is above the limit of {limit:,.0f}",
             )
-        try:
-            event_time = parse_timestamp(data["event_time"])
-        except ValueError as exc:
-            return Rejection(Reason.EVENT_TIME_INVALID, f"event_time: {exc}")
-        if event_time > now + self.policy.max_future_skew:
-            ahead = event_time - now
-            return Rejection(
-                Reason.EVENT_TIME_IN_FUTURE,
-                f"event_time {data['event_time']} is {ahead} ahead of the clock "
-                f"(tolerance {self.policy.max_future_skew})",
-            )
-        return Transaction.from_json_dict(data)
+        late = _check_time(data, "event_time", now, self.policy.max_future_skew)
+        return late or Transaction.from_json_dict(data)
 
 
 @dataclass(frozen=True)
-class LabelValidator:
+class LabelValidator(_RecordValidator[Label]):
     """Checks message values against the label contract. Thread-safe.
 
     Shares the transaction validator's size limit and future-skew tolerance:
     a label_time ahead of the validating clock is a producer error.
     """
 
-    policy: ValidationPolicy = field(default_factory=ValidationPolicy)
-    _contract: _Contract = field(default=_Contract("label"), init=False, repr=False)
+    contract: ClassVar[_Contract] = _Contract("label")
 
-    def validate(self, payload: bytes | None, now: datetime) -> Label | Rejection:
-        """Decide one message value; ``now`` (aware UTC) bounds label times from above.
-
-        Never raises for bad input. A valid result is the parsed Label.
-        """
-        decoded = self._contract.admit(payload, self.policy.max_bytes)
-        if isinstance(decoded, Rejection):
-            return decoded
-        try:
-            label_time = parse_timestamp(decoded["label_time"])
-        except ValueError as exc:
-            return Rejection(Reason.LABEL_TIME_INVALID, f"label_time: {exc}")
-        if label_time > now + self.policy.max_future_skew:
-            return Rejection(
-                Reason.LABEL_TIME_IN_FUTURE,
-                f"label_time {decoded['label_time']} is {label_time - now} ahead of the clock "
-                f"(tolerance {self.policy.max_future_skew})",
-            )
-        return Label.from_json_dict(decoded)
+    def _check_policy(self, data: dict[str, Any], now: datetime) -> Label | Rejection:
+        late = _check_time(data, "label_time", now, self.policy.max_future_skew)
+        return late or Label.from_json_dict(data)
 
 
 @dataclass(frozen=True)
