@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from fraudstream.adapters.kafka import (
 )
 from fraudstream.adapters.postgres import connect
 from fraudstream.settings import Settings
-from tests.integration.conftest import run_cli, unique
+from tests.integration.conftest import CLI, run_cli, unique
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -131,3 +133,29 @@ def test_labels_are_upserted_once_and_invalid_ones_dead_lettered(
     # A replay from the start (a new group) changes no row, not even its ingested_at.
     run_cli(*args, "--group", unique("replay"))
     assert _rows(settings, [a, b, c]) == rows
+
+
+def test_without_idle_it_runs_until_interrupted(
+    settings: Settings, topic: str, dead_topic: str, group_id: str
+) -> None:
+    tid = f"{uuid.uuid4().hex[:8]}-int"
+    _produce(settings, topic, [(tid, json.dumps(_label(tid, True, 2)).encode())])
+    args = ["ingest-labels", "--topic", topic, "--dead-letters", dead_topic, "--group", group_id]
+    proc = subprocess.Popen(
+        [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the row is written and its offset committed
+            assert proc.poll() is None, proc.communicate()
+            if _rows(settings, [tid]) and _lag(settings, topic, group_id) == 0:
+                break
+            time.sleep(0.5)
+        assert [r[:2] for r in _rows(settings, [tid])] == [(tid, True)]
+        assert proc.poll() is None  # still waiting for more labels
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped" in out
+    assert _lag(settings, topic, group_id) == 0
