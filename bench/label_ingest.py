@@ -21,9 +21,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import psycopg2
 from confluent_kafka import Consumer, Producer
-from psycopg2 import sql
 
 from fraudstream.adapters.kafka import (
     consumer_config,
@@ -32,7 +30,7 @@ from fraudstream.adapters.kafka import (
     producer_config,
 )
 from fraudstream.adapters.label_ingest import IngestReport, LabelIngest
-from fraudstream.adapters.postgres import migrate
+from fraudstream.adapters.postgres import migrate, scratch_database
 from fraudstream.settings import Settings, load_settings
 
 
@@ -56,13 +54,7 @@ def _fill(settings: Settings, topic: str, count: int) -> None:
 
 
 def _ingest_seconds(settings: Settings, topic: str, count: int) -> float:
-    database = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(settings.postgres.dsn())
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    try:
-        pg = settings.postgres.model_copy(update={"database": database})
+    with scratch_database(settings.postgres, "bench") as pg:
         migrate(pg)
         ingest = LabelIngest(settings.kafka, pg, f"bench-{uuid.uuid4().hex[:8]}", source=topic)
         done: list[float] = []
@@ -74,10 +66,6 @@ def _ingest_seconds(settings: Settings, topic: str, count: int) -> float:
         start = time.perf_counter()
         ingest.run(idle_s=2.0, progress=seen)
         return done[0] - start
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
-        admin.close()
 
 
 def _consume_seconds(settings: Settings, topic: str, count: int) -> float:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
-import psycopg2
 import pytest
-from psycopg2 import sql
 
-from fraudstream.adapters.postgres import connect, discover_migrations, migrate
+from fraudstream.adapters.postgres import (
+    connect,
+    discover_migrations,
+    migrate,
+    scratch_database,
+)
 from fraudstream.settings import PostgresSettings, Settings
 
 pytestmark = pytest.mark.postgres
@@ -20,17 +22,8 @@ TABLES = {"transactions_raw", "transactions_with_score", "fraud_alerts", "labels
 @pytest.fixture
 def fresh_database(settings: Settings) -> Iterator[PostgresSettings]:
     """An empty database owned by the platform role, dropped afterwards."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(settings.postgres.dsn())
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield settings.postgres.model_copy(update={"database": name})
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
+    with scratch_database(settings.postgres, "test") as database:
+        yield database
 
 
 def _schema(pg: PostgresSettings) -> list[tuple[object, ...]]:

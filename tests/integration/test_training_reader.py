@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,17 +11,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fraudstream.adapters.postgres import connect, migrate, read_training_window, upsert_labels
+from fraudstream.adapters.postgres import (
+    connect,
+    migrate,
+    read_training_window,
+    scratch_database,
+    upsert_labels,
+)
 from fraudstream.cli.train import read_table
 from fraudstream.schema import Label, arrow_schema
-from fraudstream.settings import PostgresSettings
-from tests.integration.test_postgres_schema import fresh_database  # noqa: F401 (a fixture)
+from fraudstream.settings import PostgresSettings, Settings
 
 pytestmark = pytest.mark.postgres
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 TX_COLUMNS = (
     "transaction_id, event_time, card_id, merchant_id, amount, currency, lat, schema_version"
 )
+
+
+@pytest.fixture
+def fresh_database(settings: Settings) -> Iterator[PostgresSettings]:
+    with scratch_database(settings.postgres, "test") as database:
+        yield database
 
 
 def _seed(pg: PostgresSettings) -> None:
@@ -40,7 +52,7 @@ def _seed(pg: PostgresSettings) -> None:
         upsert_labels(conn, labels)
 
 
-def test_window_and_label_cutoff(fresh_database: PostgresSettings) -> None:  # noqa: F811
+def test_window_and_label_cutoff(fresh_database: PostgresSettings) -> None:
     _seed(fresh_database)
     start, end = T0 + timedelta(days=1), T0 + timedelta(days=3)
     cutoff = T0 + timedelta(days=3, hours=12)  # t1's label (day 3) is known, t2's (day 4) not
@@ -54,7 +66,7 @@ def test_window_and_label_cutoff(fresh_database: PostgresSettings) -> None:  # n
 
 
 def test_frames_match_what_training_reads_from_parquet(
-    fresh_database: PostgresSettings,  # noqa: F811
+    fresh_database: PostgresSettings,
     tmp_path: Path,
 ) -> None:
     _seed(fresh_database)
@@ -74,7 +86,7 @@ def test_frames_match_what_training_reads_from_parquet(
     assert txns["customer_id"].isna().all()
 
 
-def test_naive_datetimes_are_refused(fresh_database: PostgresSettings) -> None:  # noqa: F811
+def test_naive_datetimes_are_refused(fresh_database: PostgresSettings) -> None:
     migrate(fresh_database)
     with pytest.raises(ValueError, match="no time zone"):
         read_training_window(fresh_database, datetime(2026, 3, 1), T0, T0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import psycopg2
 import psycopg2.extensions
+from psycopg2 import sql
 from psycopg2.extras import execute_values
 
 from fraudstream.schema import Label, arrow_schema, field_names
@@ -72,6 +74,29 @@ def connect(
             yield conn
     finally:
         conn.close()
+
+
+@contextmanager
+def scratch_database(
+    settings: PostgresSettings, prefix: str = "scratch"
+) -> Iterator[PostgresSettings]:
+    """A new empty database owned by the platform role, dropped (even if in use) on exit.
+
+    For tests and benchmarks; yields the settings that point at it.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(settings.dsn())
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield settings.model_copy(update={"database": name})
+        finally:
+            with admin.cursor() as cur:
+                cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        admin.close()
 
 
 def applied_migrations(conn: psycopg2.extensions.connection) -> dict[int, str]:
