@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 
 from fraudstream.adapters.kafka import consumer_config
 from fraudstream.adapters.postgres import connect, upsert_labels
-from fraudstream.adapters.transaction_stream import Sender, _position
+from fraudstream.adapters.transaction_stream import Sender, source_position
 from fraudstream.schema import Label
 from fraudstream.settings import KafkaSettings, PostgresSettings
 from fraudstream.topics import DEAD_LETTERS, TRANSACTION_LABELS
@@ -135,7 +135,7 @@ class LabelIngest:
         now = datetime.now(UTC)
         result = self.validator.validate(msg.value(), now)
         if isinstance(result, Rejection):
-            position = _position(msg)
+            position = source_position(msg)
             letter = dead_letter(result, msg.value(), position, now)
             sender.send(self.dead_letters, position.dead_letter_key, letter)
             report.rejected[result.reason.value] += 1

@@ -263,7 +263,7 @@ class ValidationReport:
         return self.valid + sum(self.rejected.values())
 
 
-def _position(msg: Message) -> SourcePosition:
+def source_position(msg: Message) -> SourcePosition:
     topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
     # a consumed record always has all three
     return SourcePosition(topic or "", partition or 0, offset or 0, msg.key())
@@ -326,7 +326,7 @@ def _check(
     now = datetime.now(UTC)
     result = validator.validate(msg.value(), now)
     if isinstance(result, Rejection):
-        position = _position(msg)
+        position = source_position(msg)
         letter = dead_letter(result, msg.value(), position, now)
         sender.send(dead_letters, position.dead_letter_key, letter)
         report.rejected[result.reason.value] += 1
