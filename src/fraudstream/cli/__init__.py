@@ -9,6 +9,7 @@ import typer
 from fraudstream.cli.errors import run_guarded
 from fraudstream.cli.generate import transactions_app
 from fraudstream.cli.labels import labels_app
+from fraudstream.cli.monitor import monitor_app
 from fraudstream.cli.platform import platform_app
 from fraudstream.cli.topics import db_app, topics_app
 from fraudstream.cli.train import train_app
@@ -26,6 +27,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(transactions_app)
 app.add_typer(train_app)
 app.add_typer(labels_app)
+app.add_typer(monitor_app)
 
 
 def main() -> None:
