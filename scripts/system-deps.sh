@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system prerequisites of the embedded platform when they are missing:
-# a JDK 17+ and Maven (Kafka), PostgreSQL 15+ server binaries, Go 1.24+ (builds MinIO).
+# a JDK 17+ and Maven (Kafka), PostgreSQL 15+ server binaries, Redis 7 (online store),
+# Chromium (browser test), Go 1.24+ (builds MinIO).
 # Uses apt-get on Debian/Ubuntu; elsewhere it prints what to install and fails.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
 
 need java openjdk-17-jdk-headless
 need mvn maven
+need redis-server redis-server   # the online store
+need chromium chromium           # the dashboard's browser test (Playwright drives it)
 if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
   missing+=(postgresql)
 fi

@@ -248,6 +248,8 @@ _SECRET_FIELDS = {
     "postgres_password": 24,
     "s3_access_key": 12,
     "s3_secret_key": 32,
+    "redis_password": 32,
+    "api_token": 32,
 }
 
 
@@ -274,6 +276,92 @@ def _local_credentials(home: Path) -> dict[str, str]:
     return stored
 
 
+class RedisSettings(BaseSettings):
+    """The online store (Redis): the latest feature state of every card and merchant.
+
+    Embedded locally (``redis-server`` started by the platform); on Kubernetes a
+    Redis release, or any Redis 6+ reached by host, port, password and database.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FRAUDSTREAM_REDIS_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: Port = 16379
+    password: SecretStr | None = None
+    db: int = Field(default=0, ge=0, le=15)
+    key_prefix: str = Field(
+        default="fs", pattern=r"^[A-Za-z0-9_.-]+$", description="Prefix of every key written."
+    )
+    maxmemory_mb: int = Field(
+        default=256, ge=16, description="Memory cap of the embedded server (LRU eviction)."
+    )
+    timeout_s: float = Field(default=2.0, gt=0, description="Socket timeout of every call.")
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/{self.db}"
+
+
+class ApiSettings(BaseSettings):
+    """The API and dashboard (`fraudstream serve`)."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUDSTREAM_API_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: Port = 18100
+    token: SecretStr | None = Field(
+        default=None, description="Bearer token of the write endpoints (verdicts)."
+    )
+    model_alias: str = Field(
+        default="champion",
+        pattern=r"^[A-Za-z][A-Za-z0-9_-]*$",
+        description="Registry alias POST /score serves.",
+    )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def _service_secrets(
+    platform: PlatformSettings, redis: RedisSettings, api: ApiSettings
+) -> tuple[RedisSettings, ApiSettings]:
+    """Fill the Redis password and API token from the local credentials; required elsewhere."""
+    if redis.password is not None and api.token is not None:
+        return redis, api
+    if platform.mode != "local":
+        missing = [
+            var
+            for value, var in (
+                (redis.password, "FRAUDSTREAM_REDIS_PASSWORD"),
+                (api.token, "FRAUDSTREAM_API_TOKEN"),
+            )
+            if value is None
+        ]
+        raise SettingsError(
+            f"{', '.join(missing)} must be set in {platform.mode} mode "
+            "(from a Kubernetes Secret); generated credentials are for local mode only"
+        )
+    creds = _local_credentials(platform.home)
+    redis = redis.model_copy(
+        update={"password": redis.password or SecretStr(creds["redis_password"])}
+    )
+    api = api.model_copy(update={"token": api.token or SecretStr(creds["api_token"])})
+    return redis, api
+
+
+def _build_service_settings(platform: PlatformSettings) -> tuple[RedisSettings, ApiSettings]:
+    try:
+        redis = RedisSettings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, "FRAUDSTREAM_REDIS_")) from None
+    try:
+        api = ApiSettings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, "FRAUDSTREAM_API_")) from None
+    return _service_secrets(platform, redis, api)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every system's settings, with secrets resolved for the current mode."""
@@ -283,6 +371,8 @@ class Settings:
     postgres: PostgresSettings
     s3: S3Settings
     mlflow: MlflowSettings
+    redis: RedisSettings
+    api: ApiSettings
 
     @cached_property
     def log_dir(self) -> Path:
@@ -337,7 +427,16 @@ def load_settings() -> Settings:
     assert isinstance(kafka, KafkaSettings)
     assert isinstance(mlflow, MlflowSettings)
     postgres, s3 = _with_secrets(platform, postgres, s3)
-    return Settings(platform=platform, kafka=kafka, postgres=postgres, s3=s3, mlflow=mlflow)
+    redis, api = _build_service_settings(platform)
+    return Settings(
+        platform=platform,
+        kafka=kafka,
+        postgres=postgres,
+        s3=s3,
+        mlflow=mlflow,
+        redis=redis,
+        api=api,
+    )
 
 
 def _with_secrets(

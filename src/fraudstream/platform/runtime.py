@@ -24,6 +24,7 @@ from fraudstream.platform.minio import MinioServer
 from fraudstream.platform.mlflow import MlflowServer
 from fraudstream.platform.postgres import PostgresServer
 from fraudstream.platform.process import ProcessRecord
+from fraudstream.platform.redis import RedisServer
 from fraudstream.platform.service import Health, Service
 from fraudstream.settings import Settings
 
@@ -64,11 +65,12 @@ class EmbeddedPlatform:
         self.minio = MinioServer(settings)
         self.kafka_nodes = [KafkaNode(settings, i) for i in range(1, settings.kafka.nodes + 1)]
         self.mlflow = MlflowServer(settings)
+        self.redis = RedisServer(settings)
 
     @property
     def services(self) -> list[Service]:
         """All services in start order."""
-        return [self.postgres, self.minio, *self.kafka_nodes, self.mlflow]
+        return [self.postgres, self.minio, *self.kafka_nodes, self.mlflow, self.redis]
 
     def service(self, name: str) -> Service:
         for svc in self.services:
@@ -92,7 +94,7 @@ class EmbeddedPlatform:
             for svc in self.services:
                 report(f"preparing {svc.name}")
                 svc.prepare()
-            first = [self.postgres, self.minio, *self.kafka_nodes]
+            first = [self.postgres, self.minio, *self.kafka_nodes, self.redis]
             records = {svc.name: self._start(svc, report) for svc in first}
             for svc in first:
                 report(f"waiting for {svc.name}")
@@ -169,7 +171,7 @@ class EmbeddedPlatform:
         """Stop every service `up` started; returns problems (ports still listening)."""
         with self._locked():
             stages: list[list[Service]] = [
-                [self.mlflow],
+                [self.mlflow, self.redis],
                 list(self.kafka_nodes),
                 [self.minio],
                 [self.postgres],

@@ -1,0 +1,151 @@
+"""Online store adapter: the latest card and merchant feature states in Redis.
+
+The streaming scorer publishes, after each micro-batch, the states it updated
+(``publish_states``); the API reads one card's and one merchant's state per
+request (``OnlineStore.get``, one round trip) to compute exactly the features the
+stream would compute for a new transaction.
+
+Keys are ``<prefix>:<feature-set version>:card:<card_id>`` and
+``...:merchant:<merchant_id>``; values are ``features.codec`` blobs. A new
+feature-set version therefore starts from fresh keys, and a blob that still does
+not decode under this version is treated as absent (the entity is scored as new)
+rather than fed to a model under other rules. Every key expires 31 days after its
+last write: a card idle for 30 days has the state of a new card anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING, TypeVar
+
+import redis
+
+from fraudstream.features.card import CardState
+from fraudstream.features.catalogue import DAY, FEATURE_SET_VERSION, HISTORY_S
+from fraudstream.features.codec import (
+    StateDecodeError,
+    decode_card,
+    decode_merchant,
+    encode_card,
+    encode_merchant,
+)
+from fraudstream.features.merchant import MerchantState
+from fraudstream.settings import RedisSettings
+
+if TYPE_CHECKING:
+    from redis.client import Pipeline
+
+S = TypeVar("S")
+STATE_TTL_S = int(HISTORY_S + DAY)
+_CHUNK = 500  # commands per pipeline round trip when publishing
+
+
+class OnlineStoreError(RuntimeError):
+    """Redis cannot be reached or refused the request; names the address and the cause."""
+
+
+@dataclass(frozen=True)
+class States:
+    """A card's and a merchant's current states (None when the store has none)."""
+
+    card: CardState | None
+    merchant: MerchantState | None
+
+
+class OnlineStore:
+    """Typed access to the states in one Redis database; thread-safe (a connection pool)."""
+
+    def __init__(self, settings: RedisSettings) -> None:
+        self.settings = settings
+        password = settings.password.get_secret_value() if settings.password else None
+        self.client = redis.Redis(
+            host=settings.host,
+            port=settings.port,
+            db=settings.db,
+            password=password,
+            socket_timeout=settings.timeout_s,
+            socket_connect_timeout=settings.timeout_s,
+        )
+        self._prefix = f"{settings.key_prefix}:{FEATURE_SET_VERSION}"
+
+    def card_key(self, card_id: str) -> str:
+        return f"{self._prefix}:card:{card_id}"
+
+    def merchant_key(self, merchant_id: str) -> str:
+        return f"{self._prefix}:merchant:{merchant_id}"
+
+    def ping(self) -> None:
+        """Raise OnlineStoreError unless Redis answers."""
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            raise self._error(exc) from None
+
+    def get(self, card_id: str, merchant_id: str) -> States:
+        """Both states in one round trip (MGET). Undecodable blobs count as absent."""
+        try:
+            card_blob, merchant_blob = self.client.mget(
+                [self.card_key(card_id), self.merchant_key(merchant_id)]
+            )
+        except redis.RedisError as exc:
+            raise self._error(exc) from None
+        return States(_decoded(card_blob, decode_card), _decoded(merchant_blob, decode_merchant))
+
+    def put(self, cards: Mapping[str, CardState], merchants: Mapping[str, MerchantState]) -> int:
+        """Write states (each with the TTL), pipelined in chunks; returns how many were written.
+
+        Idempotent: writing the same states again leaves the store as it was. Last
+        write wins per key, so callers publish states in event-time order per entity.
+        """
+        blobs = [(self.card_key(k), encode_card(v)) for k, v in cards.items()]
+        blobs += [(self.merchant_key(k), encode_merchant(v)) for k, v in merchants.items()]
+        items = iter(blobs)
+        try:
+            while chunk := list(islice(items, _CHUNK)):
+                pipe: Pipeline = self.client.pipeline(transaction=False)
+                for key, blob in chunk:
+                    pipe.set(key, blob, ex=STATE_TTL_S)
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise self._error(exc) from None
+        return len(blobs)
+
+    def delete(self, card_ids: Iterable[str] = (), merchant_ids: Iterable[str] = ()) -> None:
+        keys = [self.card_key(c) for c in card_ids] + [self.merchant_key(m) for m in merchant_ids]
+        if keys:
+            self.client.delete(*keys)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _error(self, exc: redis.RedisError) -> OnlineStoreError:
+        where = f"{self.settings.host}:{self.settings.port}/{self.settings.db}"
+        return OnlineStoreError(
+            f"online store (Redis at {where}): {exc}; is the platform up "
+            "(`fraudstream platform status`) and FRAUDSTREAM_REDIS_PASSWORD right?"
+        )
+
+
+def _decoded(blob: object, decode: Callable[[bytes], S]) -> S | None:
+    if not isinstance(blob, bytes):
+        return None
+    try:
+        return decode(blob)
+    except StateDecodeError:
+        return None
+
+
+def publish_states(
+    store: OnlineStore,
+    cards: Mapping[str, CardState],
+    merchants: Mapping[str, MerchantState],
+) -> int:
+    """Publish the states a micro-batch updated; the scorer calls it once per batch.
+
+    Call it after the batch's scores are written, so the API never sees a state
+    that includes a transaction whose score is not yet stored. Returns the number
+    of states written.
+    """
+    return store.put(cards, merchants)

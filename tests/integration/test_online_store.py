@@ -1,0 +1,60 @@
+"""Online store against the real Redis: states published by the stream read back exactly."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from fraudstream.adapters.online_store import STATE_TTL_S, OnlineStore, publish_states
+from fraudstream.features.codec import encode_card
+from fraudstream.features.events import LabelEvent, TxnEvent
+from fraudstream.features.vector import FeatureStore
+from fraudstream.settings import Settings
+
+T0 = 1_760_000_000.0
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[OnlineStore]:
+    """A store under a key prefix of this test's own."""
+    redis = settings.redis.model_copy(update={"key_prefix": f"test-{uuid.uuid4().hex[:8]}"})
+    store = OnlineStore(redis)
+    yield store
+    for key in store.client.scan_iter(f"{redis.key_prefix}:*"):
+        store.client.delete(key)
+    store.close()
+
+
+def _replayed() -> FeatureStore:
+    features = FeatureStore()
+    for i in range(200):
+        card, merchant = f"card-{i % 7}", f"merchant-{i % 3}"
+        txn = TxnEvent(f"t{i}", T0 + 97.0 * i, card, merchant, 5.0 + i % 13, "grocery", 48.1, 11.5)
+        features.features(txn)
+        if i == 50:
+            features.observe_label(LabelEvent("t3", "merchant-0", T0 + 97.0 * 3, T0 + 97 * i, True))
+    return features
+
+
+def test_published_states_read_back_exactly_and_expire(store: OnlineStore) -> None:
+    replay = _replayed()
+    written = publish_states(store, replay.cards, replay.merchants)
+    assert written == len(replay.cards) + len(replay.merchants) == 10
+    for card_id, card in replay.cards.items():
+        merchant_id = card.merchants[-1]
+        states = store.get(card_id, merchant_id)
+        assert states.card is not None and states.merchant is not None
+        assert encode_card(states.card) == encode_card(card)
+        assert states.merchant == replay.merchants[merchant_id]
+    ttl = store.client.ttl(store.card_key("card-0"))
+    assert STATE_TTL_S - 60 < ttl <= STATE_TTL_S
+    assert publish_states(store, replay.cards, replay.merchants) == written  # idempotent rewrite
+
+
+def test_unknown_and_undecodable_states_read_as_absent(store: OnlineStore) -> None:
+    assert store.get("no-such-card", "no-such-merchant").card is None
+    store.client.set(store.card_key("broken"), b"\x80\x04pickle")
+    states = store.get("broken", "no-such-merchant")
+    assert states.card is None and states.merchant is None
