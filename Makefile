@@ -11,12 +11,12 @@ FS     := $(BIN)/fraudstream
 PYTEST_ARGS ?=
 
 .PHONY: help setup runtime system-deps venv lock demo test test-unit test-integration lint format typecheck \
-        up down status logs reset smoke bench clean k8s-tools k8s-verify
+        up down status logs reset smoke bench clean k8s-tools k8s-verify airflow-venv lock-airflow
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: runtime k8s-tools ## Install everything: system packages when missing, the venv, the k8s verification tools
+setup: runtime airflow-venv k8s-tools ## Install everything: system packages when missing, the venvs, the k8s verification tools
 
 runtime: system-deps venv ## Install what the embedded platform needs (system packages, the venv)
 
@@ -31,6 +31,17 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $@
+
+airflow-venv: .venv-airflow/.installed ## Create .venv-airflow (Airflow 3, its own lock file; cached uv downloads)
+
+.venv-airflow/.installed: airflow/requirements.lock | $(VENV)/.installed
+	@test -x .venv-airflow/bin/python || $(PYTHON) -m venv .venv-airflow
+	$(BIN)/uv pip sync -q --python .venv-airflow/bin/python airflow/requirements.lock
+	@touch $@
+
+lock-airflow: venv ## Re-resolve airflow/requirements.lock from airflow/requirements.in
+	$(BIN)/uv pip compile -q airflow/requirements.in --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 -o airflow/requirements.lock
 
 k8s-tools: venv ## Install the pinned offline Kubernetes verification tools and schemas (cached)
 	@scripts/k8s-tools.sh

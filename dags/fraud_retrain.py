@@ -1,0 +1,109 @@
+"""fraud_retrain: daily at 03:00 UTC and on demand, retrain on the labels known so far.
+
+extract_training_set -> train -> evaluate -> promote, each a `fraudstream` command (a pod on
+Kubernetes, a local process in the embedded platform; see fraudstream_dags/tasks.py):
+
+- extract_training_set: transactions and the labels known at the cutoff, point in time,
+  from PostgreSQL to s3://<datasets>/training/fraud_retrain/<cutoff>/; skipped (with every
+  later task) when too few labels have arrived;
+- train: XGBoost on that set, registered in MLflow as @challenger;
+- evaluate: challenger beside the champion on the same holdout (its report is in the log);
+- promote: the gate; @champion moves only when the challenger wins, the decision is
+  published on model_events and recorded in model_promotions and model_metadata, keyed by
+  the cutoff so a retry never promotes twice. A losing challenger skips the task.
+
+The cutoff is the end of the data interval (or the `as_of` parameter of a manual run).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from airflow.sdk import DAG, Param
+
+from fraudstream_dags.config import DagConfig
+from fraudstream_dags.intervals import CUTOFF, CUTOFF_KEY, MACROS
+from fraudstream_dags.tasks import cli_task, default_args
+
+TOO_FEW_LABELS_EXIT_CODE = 3
+"""`fraudstream extract-training-set`: not enough labelled fraud before the cutoff."""
+REFUSED_EXIT_CODE = 3
+"""`fraudstream promote`: the challenger did not beat the champion (it stays challenger)."""
+
+config = DagConfig.from_env()
+DATASET = f"s3://{config.dataset_bucket}/training/fraud_retrain/{CUTOFF_KEY}"
+INPUTS = [
+    "--transactions",
+    f"{DATASET}/transactions.parquet",
+    "--labels",
+    f"{DATASET}/labels.parquet",
+]
+
+with DAG(
+    dag_id="fraud_retrain",
+    description="Retrain the fraud model on labels known at the cutoff; promote it if it wins.",
+    schedule="0 3 * * *",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(config),
+    user_defined_macros=MACROS,
+    params={
+        "as_of": Param(
+            None,
+            type=["null", "string"],
+            description="Cutoff (ISO 8601, UTC) for a manual run; empty: the data interval.",
+        ),
+        "days": Param(35, type="integer", minimum=7, description="Days of history to train on."),
+        "candidates": Param(20, type="integer", minimum=1, description="Search candidates."),
+        "reason": Param("schedule", type="string", description="Why this run was started."),
+    },
+    tags=["fraudstream", "training"],
+    doc_md=__doc__,
+) as dag:
+    extract = cli_task(
+        config,
+        "extract_training_set",
+        [
+            "extract-training-set",
+            "--as-of",
+            CUTOFF,
+            "--days",
+            "{{ params.days }}",
+            "--output",
+            f"{DATASET}/",
+        ],
+        skip_on_exit_code=TOO_FEW_LABELS_EXIT_CODE,
+        doc_md="Point-in-time training set (transactions, labels known at the cutoff).",
+    )
+    train = cli_task(
+        config,
+        "train",
+        ["train", *INPUTS, "--candidates", "{{ params.candidates }}", "--json"],
+        size="training",
+        doc_md="Train and register a challenger.",
+    )
+    evaluate = cli_task(
+        config,
+        "evaluate",
+        ["evaluate", "--model", "challenger", *INPUTS, "--json"],
+        size="training",
+        doc_md="The challenger on the holdout, beside the rules baseline.",
+    )
+    promote = cli_task(
+        config,
+        "promote",
+        [
+            "promote",
+            "--version",
+            "challenger",
+            *INPUTS,
+            "--request-key",
+            f"fraud_retrain/{CUTOFF_KEY}",
+            "--json",
+        ],
+        size="training",
+        skip_on_exit_code=REFUSED_EXIT_CODE,
+        doc_md="Gate, move @champion if the challenger wins, announce, record.",
+    )
+    extract >> train >> evaluate >> promote
