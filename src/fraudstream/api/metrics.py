@@ -1,0 +1,94 @@
+"""Prometheus metrics of the API (names shared with the Grafana dashboards and alert rules).
+
+Each app has its own registry, so several apps in one process (tests) do not clash.
+Drift values are read from Postgres at scrape time (latest ``monitoring_metrics``
+row per metric), so Prometheus sees what the monitoring DAG last wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+log = logging.getLogger("fraudstream.api")
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class ApiMetrics:
+    def __init__(self, drift_source: Callable[[], list[dict[str, Any]]]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "fraudstream_api_requests",
+            "API requests by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "fraudstream_api_request_duration_seconds",
+            "API request duration by route template.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.score_duration = Histogram(
+            "fraudstream_api_score_duration_seconds",
+            "POST /score: state read, features and model, without HTTP.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.verdicts = Counter(
+            "fraudstream_api_verdicts",
+            "Analyst verdicts by outcome (confirmed, rejected) and whether they changed anything.",
+            ["verdict", "changed"],
+            registry=self.registry,
+        )
+        self.registry.register(_DriftCollector(drift_source))
+
+    async def middleware(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            if route != "/alerts/stream":  # a stream's duration is its connection time
+                self.duration.labels(route).observe(time.perf_counter() - start)
+            self.requests.labels(route, request.method, str(status)).inc()
+
+
+class _DriftCollector(Collector):
+    def __init__(self, source: Callable[[], list[dict[str, Any]]]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        psi = GaugeMetricFamily(
+            "fraudstream_drift_psi", "Latest PSI of each monitored metric.", labels=["metric"]
+        )
+        breached = GaugeMetricFamily(
+            "fraudstream_drift_breached",
+            "1 when the latest value of the metric breached its threshold.",
+            labels=["metric"],
+        )
+        try:
+            rows = self.source()
+        except Exception as exc:  # a scrape must not fail because Postgres is away
+            log.warning("drift metrics unavailable: %s", exc)
+            rows = []
+        for row in rows:
+            if row["value"] is not None:
+                psi.add_metric([row["metric"]], float(row["value"]))
+            breached.add_metric([row["metric"]], 1.0 if row["breached"] else 0.0)
+        yield psi
+        yield breached

@@ -1,0 +1,256 @@
+"""What the API reads from and writes to PostgreSQL.
+
+Reads: one transaction with its score, alert and label; alerts with filters;
+the model in production and its promotion history; score distribution and alert
+rate over time. The one write is an analyst's verdict, which updates the alert and
+upserts a label (source ``analyst``) in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from psycopg2.extras import RealDictCursor
+from psycopg2.pool import ThreadedConnectionPool
+
+from fraudstream.adapters.postgres import upsert_labels
+from fraudstream.schema import Label
+from fraudstream.settings import PostgresSettings
+
+Row = dict[str, Any]
+
+
+class Database:
+    """A small thread-safe connection pool; each ``transaction`` commits or rolls back."""
+
+    def __init__(self, settings: PostgresSettings, size: int = 8) -> None:
+        self.pool = ThreadedConnectionPool(1, size, settings.dsn())
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        conn = self.pool.getconn()
+        try:
+            with conn, conn.cursor(cursor_factory=RealDictCursor) as cur:
+                yield cur
+        finally:
+            self.pool.putconn(conn)
+
+    def close(self) -> None:
+        self.pool.closeall()
+
+
+def transaction(db: Database, transaction_id: str) -> Row | None:
+    """The raw transaction, its score, alert and label; None when the id is unknown."""
+    with db.transaction() as cur:
+        cur.execute(
+            """SELECT r.transaction_id AS raw_id, to_jsonb(r) - 'ingested_at'
+                      - 'source_topic' - 'source_partition' - 'source_offset' AS raw,
+                      s.transaction_id AS scored_id, s.event_time, s.card_id, s.merchant_id,
+                      s.amount::float8 AS amount, s.score, s.threshold, s.is_alert,
+                      s.model_name, s.model_version, s.feature_set_version, s.reason_codes,
+                      s.features, s.shadow_score, s.shadow_model_version, s.scored_at,
+                      a.status AS alert_status, a.reason_detail, a.verdict_by, a.verdict_at,
+                      l.is_fraud AS label_is_fraud, l.source AS label_source,
+                      l.label_time
+               FROM (SELECT %(id)s AS id) q
+               LEFT JOIN transactions_raw r ON r.transaction_id = q.id
+               LEFT JOIN transactions_with_score s ON s.transaction_id = q.id
+               LEFT JOIN fraud_alerts a ON a.transaction_id = q.id
+               LEFT JOIN labels l ON l.transaction_id = q.id""",
+            {"id": transaction_id},
+        )
+        row = cur.fetchone()
+    if row is None or (row["raw_id"] is None and row["scored_id"] is None):
+        return None
+    return dict(row)
+
+
+ALERT_COLUMNS = """transaction_id, event_time, card_id, merchant_id, amount::float8 AS amount,
+    score, threshold, model_version, reason_codes, reason_detail, status, verdict_by,
+    verdict_at, created_at"""
+
+
+def alerts(
+    db: Database,
+    *,
+    status: str | None,
+    min_score: float | None,
+    card_id: str | None,
+    merchant_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    offset: int,
+) -> tuple[int, list[Row]]:
+    """(total matching, one page) newest first (by creation, then id for a stable order)."""
+    clauses, params = [], {}
+    for name, value, clause in (
+        ("status", status, "status = %(status)s"),
+        ("min_score", min_score, "score >= %(min_score)s"),
+        ("card_id", card_id, "card_id = %(card_id)s"),
+        ("merchant_id", merchant_id, "merchant_id = %(merchant_id)s"),
+        ("since", since, "event_time >= %(since)s"),
+        ("until", until, "event_time < %(until)s"),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params[name] = value
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    with db.transaction() as cur:
+        cur.execute(f"SELECT count(*) AS n FROM fraud_alerts {where}", params)
+        total = int(cur.fetchone()["n"])
+        cur.execute(
+            f"SELECT {ALERT_COLUMNS} FROM fraud_alerts {where} "
+            "ORDER BY created_at DESC, transaction_id LIMIT %(limit)s OFFSET %(offset)s",
+            {**params, "limit": limit, "offset": offset},
+        )
+        return total, [dict(r) for r in cur.fetchall()]
+
+
+def model_overview(db: Database, model_name: str, history: int = 20) -> Row:
+    """Versions holding an alias (champion, challenger) with metrics, and the promotions."""
+    with db.transaction() as cur:
+        cur.execute(
+            """SELECT version, aliases, feature_set_version, threshold, metrics, run_id,
+                      registered_at, promoted_at
+               FROM model_metadata WHERE model_name = %s AND aliases <> '{}'
+               ORDER BY registered_at DESC""",
+            (model_name,),
+        )
+        versions = [dict(r) for r in cur.fetchall()]
+        cur.execute(
+            """SELECT alias, version, previous_version, reason, metrics, decided_by, promoted_at
+               FROM model_promotions WHERE model_name = %s
+               ORDER BY promoted_at DESC LIMIT %s""",
+            (model_name, history),
+        )
+        promotions = [dict(r) for r in cur.fetchall()]
+    by_alias = {alias: v for v in versions for alias in v["aliases"]}
+    return {
+        "champion": by_alias.get("champion"),
+        "challenger": by_alias.get("challenger"),
+        "promotions": promotions,
+    }
+
+
+def score_distribution(db: Database, since: datetime, bins: int) -> Row:
+    """Counts of scores in ``bins`` equal-width bins of [0, 1], alerts and passes apart."""
+    with db.transaction() as cur:
+        cur.execute(
+            """SELECT least(width_bucket(score, 0, 1, %(bins)s), %(bins)s) AS bin,
+                      count(*) FILTER (WHERE NOT is_alert) AS passed,
+                      count(*) FILTER (WHERE is_alert) AS alerted
+               FROM transactions_with_score WHERE scored_at >= %(since)s
+               GROUP BY 1 ORDER BY 1""",
+            {"bins": bins, "since": since},
+        )
+        found = {int(r["bin"]): r for r in cur.fetchall()}
+        cur.execute(
+            "SELECT avg(threshold) AS t FROM transactions_with_score WHERE scored_at >= %s",
+            (since,),
+        )
+        threshold = cur.fetchone()["t"]
+    return {
+        "bins": [
+            {
+                "lower": (i - 1) / bins,
+                "upper": i / bins,
+                "passed": int(found[i]["passed"]) if i in found else 0,
+                "alerted": int(found[i]["alerted"]) if i in found else 0,
+            }
+            for i in range(1, bins + 1)
+        ],
+        "threshold": threshold,
+    }
+
+
+_BUCKETS = {"minute": "1 minute", "hour": "1 hour", "day": "1 day"}
+
+
+def alert_rate(db: Database, since: datetime, bucket: str) -> list[Row]:
+    """Per time bucket (by ``scored_at``): scored, alerts, rate and end-to-end latency.
+
+    Latency is ``scored_at - ingest_time`` (the Kafka record's CreateTime), in ms.
+    """
+    with db.transaction() as cur:
+        cur.execute(
+            """SELECT date_bin(%(step)s::interval, scored_at, '2000-01-01'::timestamptz) AS t,
+                      count(*) AS scored, count(*) FILTER (WHERE is_alert) AS alerts,
+                      percentile_cont(0.5) WITHIN GROUP (ORDER BY
+                          extract(epoch FROM scored_at - ingest_time) * 1000) AS p50,
+                      percentile_cont(0.95) WITHIN GROUP (ORDER BY
+                          extract(epoch FROM scored_at - ingest_time) * 1000) AS p95
+               FROM transactions_with_score WHERE scored_at >= %(since)s
+               GROUP BY 1 ORDER BY 1""",
+            {"step": _BUCKETS[bucket], "since": since},
+        )
+        rows = cur.fetchall()
+    return [
+        {
+            "start": r["t"],
+            "scored": int(r["scored"]),
+            "alerts": int(r["alerts"]),
+            "alert_rate": int(r["alerts"]) / int(r["scored"]),
+            "latency_p50_ms": r["p50"],
+            "latency_p95_ms": r["p95"],
+        }
+        for r in rows
+    ]
+
+
+def record_verdict(
+    db: Database, transaction_id: str, verdict: str, analyst: str, publish: Any
+) -> tuple[bool, Row]:
+    """Set the alert's verdict and upsert its label; (changed, alert row).
+
+    Idempotent: the same verdict again changes nothing (no write, no label). A
+    different verdict replaces the first (the newer label wins). ``publish(label)``
+    is called inside the database transaction, so a label that cannot be sent to
+    Kafka leaves the database untouched. Raises KeyError for an unknown alert.
+    """
+    with db.transaction() as cur:
+        cur.execute(
+            f"SELECT {ALERT_COLUMNS} FROM fraud_alerts WHERE transaction_id = %s FOR UPDATE",
+            (transaction_id,),
+        )
+        row = cur.fetchone()
+        if row is None:
+            raise KeyError(transaction_id)
+        if row["status"] == verdict:
+            return False, dict(row)
+        cur.execute(
+            f"""UPDATE fraud_alerts SET status = %s, verdict_by = %s, verdict_at = now()
+                WHERE transaction_id = %s RETURNING {ALERT_COLUMNS}""",
+            (verdict, analyst, transaction_id),
+        )
+        updated = dict(cur.fetchone())
+        label = Label(
+            transaction_id=transaction_id,
+            is_fraud=verdict == "confirmed",
+            label_time=updated["verdict_at"],
+            source="analyst",
+        )
+        upsert_labels(cur.connection, [label])
+        publish(label)
+    return True, updated
+
+
+def drift(db: Database, model_name: str) -> list[Row]:
+    """The latest monitoring value and breach flag of every metric (for /metrics)."""
+    with db.transaction() as cur:
+        cur.execute(
+            """SELECT DISTINCT ON (metric) metric, value, breached
+               FROM monitoring_metrics WHERE model_name = %s
+               ORDER BY metric, window_end DESC""",
+            (model_name,),
+        )
+        return [dict(r) for r in cur.fetchall()]
+
+
+def to_json(value: Any) -> Any:
+    """jsonb columns come back parsed; text fallbacks are parsed here."""
+    return json.loads(value) if isinstance(value, str) else value

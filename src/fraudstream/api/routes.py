@@ -1,0 +1,350 @@
+"""The endpoints. Handlers only translate HTTP to ``queries``/``scoring`` calls and back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from fraudstream.api import queries, schemas
+from fraudstream.api.auth import Writer
+from fraudstream.api.problems import PROBLEM_RESPONSES, ProblemError
+from fraudstream.api.runtime import ApiRuntime
+from fraudstream.features.catalogue import FEATURE_SET_VERSION
+from fraudstream.features.events import TxnEvent, epoch_seconds
+from fraudstream.validation import Rejection, TransactionValidator
+
+router = APIRouter()
+_validator = TransactionValidator()
+TxnId = Annotated[str, Path(min_length=1, max_length=200, examples=["tx-000042"])]
+_TXN_EXAMPLE = {
+    "transaction_id": "tx-demo-1",
+    "event_time": "2026-03-01T12:00:00Z",
+    "card_id": "card-0001",
+    "merchant_id": "m-0042",
+    "amount": 129.9,
+    "currency": "EUR",
+    "merchant_category": "electronics",
+    "channel": "online",
+    "country": "DE",
+}
+
+
+def _rt(request: Request) -> ApiRuntime:
+    runtime: ApiRuntime = request.app.state.runtime
+    return runtime
+
+
+def _reasons(row: dict[str, Any]) -> Any:
+    detail = queries.to_json(row.get("reason_detail"))
+    return detail if detail else queries.to_json(row.get("reason_codes")) or []
+
+
+# -- transactions, scoring ---------------------------------------------------------------
+
+
+@router.get(
+    "/transactions/{transaction_id}",
+    response_model=schemas.TransactionResponse,
+    tags=["transactions"],
+    summary="A transaction with its score, decision, reason codes and model version",
+    responses={404: PROBLEM_RESPONSES[404]},
+)
+def get_transaction(request: Request, transaction_id: TxnId) -> dict[str, Any]:
+    row = queries.transaction(_rt(request).db, transaction_id)
+    if row is None:
+        raise ProblemError(
+            404, "Not found", f"no transaction {transaction_id!r} was received or scored"
+        )
+    scored = row["scored_id"] is not None
+    return {
+        "transaction_id": transaction_id,
+        "raw": queries.to_json(row["raw"]),
+        "score": row["score"],
+        "threshold": row["threshold"],
+        "decision": ("alert" if row["is_alert"] else "pass") if scored else None,
+        "reason_codes": _reasons(row),
+        "model_version": row["model_version"],
+        "feature_set_version": row["feature_set_version"],
+        "scored_at": row["scored_at"],
+        "features": queries.to_json(row["features"]),
+        "alert_status": row["alert_status"],
+        "label": None
+        if row["label_source"] is None
+        else {
+            "is_fraud": row["label_is_fraud"],
+            "source": row["label_source"],
+            "label_time": row["label_time"],
+        },
+    }
+
+
+@router.post(
+    "/score",
+    response_model=schemas.ScoreResponse,
+    tags=["transactions"],
+    summary="Score one transaction now with the champion (nothing is stored)",
+    description=(
+        "Validates the canonical transaction JSON, reads the card's and merchant's current "
+        "feature state from the online store, computes the features the stream would, and "
+        "scores with the champion in-process. The stream's state is not changed."
+    ),
+    responses={422: PROBLEM_RESPONSES[422], 503: PROBLEM_RESPONSES[503]},
+)
+def score(
+    request: Request,
+    body: Annotated[dict[str, Any], Body(examples=[_TXN_EXAMPLE])],
+) -> dict[str, Any]:
+    rt = _rt(request)
+    scorer = rt.model.scorer
+    if scorer is None:
+        raise ProblemError(503, "Unavailable", f"no model to score with: {rt.model.detail}")
+    parsed = _validator.validate(json.dumps(body).encode(), datetime.now(UTC))
+    if isinstance(parsed, Rejection):
+        raise ProblemError(422, "Invalid transaction", parsed.message, reason=parsed.reason.value)
+    start = time.perf_counter()
+    txn = TxnEvent(
+        parsed.transaction_id,
+        epoch_seconds(parsed.event_time),
+        parsed.card_id,
+        parsed.merchant_id,
+        parsed.amount,
+        parsed.merchant_category,
+        parsed.lat,
+        parsed.lon,
+    )
+    decision = scorer.decide(txn, rt.store.get(txn.card_id, txn.merchant_id))
+    rt.metrics.score_duration.observe(time.perf_counter() - start)
+    return {
+        "transaction_id": decision.transaction_id,
+        "score": decision.score,
+        "threshold": decision.threshold,
+        "decision": decision.decision,
+        "reason_codes": [r.__dict__ for r in decision.reasons],
+        "model_version": decision.model_version,
+        "feature_set_version": decision.feature_set_version,
+        "features": decision.features,
+    }
+
+
+# -- alerts --------------------------------------------------------------------------------
+
+
+@router.get(
+    "/alerts",
+    response_model=schemas.AlertPage,
+    tags=["alerts"],
+    summary="Alerts, newest first, with filters and pagination",
+)
+def list_alerts(
+    request: Request,
+    status: Annotated[Literal["open", "confirmed", "rejected"] | None, Query()] = None,
+    min_score: Annotated[float | None, Query(ge=0, le=1)] = None,
+    card_id: str | None = None,
+    merchant_id: str | None = None,
+    since: Annotated[datetime | None, Query(description="event_time >= since")] = None,
+    until: Annotated[datetime | None, Query(description="event_time < until")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    total, rows = queries.alerts(
+        _rt(request).db,
+        status=status,
+        min_score=min_score,
+        card_id=card_id,
+        merchant_id=merchant_id,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+    )
+    items = [{**r, "reason_codes": _reasons(r)} for r in rows]
+    return {"total": total, "limit": limit, "offset": offset, "items": items}
+
+
+@router.get(
+    "/alerts/stream",
+    tags=["alerts"],
+    summary="New alerts as they happen (Server-Sent Events)",
+    description=(
+        "An `text/event-stream`: one `alert` event per record of the `fraud_alerts` topic "
+        "from the moment of connection (the scorer's alert record as JSON), and a comment "
+        "every 15 s to keep proxies from closing the connection."
+    ),
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_alerts(request: Request) -> StreamingResponse:
+    feed = _rt(request).feed
+
+    async def events() -> AsyncIterator[str]:
+        queue = feed.subscribe()
+        try:
+            yield ": connected\n\n"
+            while not await request.is_disconnected():
+                try:
+                    alert = await asyncio.wait_for(queue.get(), timeout=15)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"event: alert\ndata: {json.dumps(alert, default=str)}\n\n"
+        finally:
+            feed.unsubscribe(queue)
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+@router.post(
+    "/alerts/{transaction_id}/verdict",
+    response_model=schemas.VerdictResponse,
+    tags=["alerts"],
+    summary="Confirm or reject an alert (becomes an analyst label; idempotent)",
+    description=(
+        "Sets the alert's status and upserts a label with source `analyst` (confirmed = "
+        "fraud) in Postgres and on the `transaction_labels` topic, in one step: if Kafka "
+        "does not acknowledge, nothing is stored. Repeating a verdict changes nothing."
+    ),
+    responses={
+        401: PROBLEM_RESPONSES[401],
+        403: PROBLEM_RESPONSES[403],
+        404: PROBLEM_RESPONSES[404],
+        422: PROBLEM_RESPONSES[422],
+        503: PROBLEM_RESPONSES[503],
+    },
+)
+def verdict(
+    request: Request, transaction_id: TxnId, body: schemas.VerdictRequest, _writer: Writer
+) -> dict[str, Any]:
+    rt = _rt(request)
+    try:
+        changed, row = queries.record_verdict(
+            rt.db, transaction_id, body.verdict, body.analyst, rt.publish_label
+        )
+    except KeyError:
+        raise ProblemError(
+            404, "Not found", f"no alert for transaction {transaction_id!r}"
+        ) from None
+    except RuntimeError as exc:
+        raise ProblemError(503, "Unavailable", f"verdict not recorded: {exc}") from None
+    rt.metrics.verdicts.labels(body.verdict, str(changed).lower()).inc()
+    return {
+        "transaction_id": transaction_id,
+        "status": row["status"],
+        "changed": changed,
+        "verdict_by": row["verdict_by"],
+        "verdict_at": row["verdict_at"],
+    }
+
+
+# -- model and statistics ------------------------------------------------------------------
+
+
+@router.get(
+    "/model",
+    response_model=schemas.ModelResponse,
+    tags=["model"],
+    summary="Champion and challenger with their metrics, and the promotion history",
+)
+def model(request: Request) -> dict[str, Any]:
+    rt = _rt(request)
+    name = rt.settings.mlflow.model_name
+    overview = queries.model_overview(rt.db, name)
+    return {"model_name": name, "serving": rt.model.status().version, **overview}
+
+
+def _since(hours: float) -> datetime:
+    return datetime.now(UTC) - timedelta(hours=hours)
+
+
+@router.get(
+    "/stats/score-distribution",
+    response_model=schemas.ScoreDistribution,
+    tags=["statistics"],
+    summary="Histogram of scores over the last hours, alerts and passes apart",
+)
+def score_distribution(
+    request: Request,
+    hours: Annotated[float, Query(gt=0, le=24 * 90)] = 24,
+    bins: Annotated[int, Query(ge=2, le=100)] = 20,
+) -> dict[str, Any]:
+    since = _since(hours)
+    return {"since": since, **queries.score_distribution(_rt(request).db, since, bins)}
+
+
+@router.get(
+    "/stats/alert-rate",
+    response_model=schemas.AlertRate,
+    tags=["statistics"],
+    summary="Scored transactions, alerts, alert rate and end-to-end latency per time bucket",
+)
+def alert_rate(
+    request: Request,
+    hours: Annotated[float, Query(gt=0, le=24 * 90)] = 24,
+    bucket: Literal["minute", "hour", "day"] = "minute",
+) -> dict[str, Any]:
+    since = _since(hours)
+    points = queries.alert_rate(_rt(request).db, since, bucket)
+    return {"since": since, "bucket": bucket, "points": points}
+
+
+# -- health and metrics --------------------------------------------------------------------
+
+
+@router.get("/health/live", response_model=schemas.Health, tags=["health"])
+def live() -> dict[str, Any]:
+    """The process answers (Kubernetes restarts it otherwise)."""
+    return {"status": "ok", "checks": {}}
+
+
+@router.get(
+    "/health/ready",
+    response_model=schemas.Health,
+    tags=["health"],
+    responses={503: {"model": schemas.Health, "description": "not ready; checks say why"}},
+)
+def ready(request: Request, response: Response) -> dict[str, Any]:
+    """Ready when the champion is loaded with this code's feature-set version and the
+    database and online store answer."""
+    rt = _rt(request)
+    status = rt.model.status()
+    checks = {"model": status.detail}
+    ok = status.loaded and status.feature_set_version == FEATURE_SET_VERSION
+    if status.loaded and not ok:
+        checks["model"] = (
+            f"model feature-set version {status.feature_set_version}, code {FEATURE_SET_VERSION}"
+        )
+    for name, probe in (("postgres", _probe_db), ("online_store", _probe_store)):
+        try:
+            probe(rt)
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = str(exc)[:200]
+            ok = False
+    checks["alert_stream"] = "ok" if rt.feed.ready else "not connected to Kafka"
+    if not ok:
+        response.status_code = 503
+    return {"status": "ok" if ok else "unavailable", "checks": checks}
+
+
+def _probe_db(rt: ApiRuntime) -> None:
+    with rt.db.transaction() as cur:
+        cur.execute("SELECT 1")
+
+
+def _probe_store(rt: ApiRuntime) -> None:
+    rt.store.ping()
+
+
+@router.get("/metrics", tags=["health"], response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus metrics of this API process."""
+    return Response(generate_latest(_rt(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)

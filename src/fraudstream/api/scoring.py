@@ -1,0 +1,107 @@
+"""One transaction scored synchronously, with exactly the features the stream computes.
+
+The card's and merchant's current states come from the online store (the stream
+publishes them after every micro-batch). The features are computed by the same
+``update_card``/``update_merchant``/``transaction_features`` the stream and the
+offline builder run, on decoded *copies*: nothing is written back, so a what-if
+score never changes the stream's state. A transaction older than its card's latest
+one is scored the way the stream scores late data: on the current state.
+
+The model runs in-process on one thread: XGBoost's ``inplace_predict`` (the call
+``predict_proba`` makes, so the same score) and ``pred_contribs`` for the top three
+reasons (largest positive contributions to the fraud log-odds).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fraudstream.adapters.online_store import States
+from fraudstream.features.card import update_card
+from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
+from fraudstream.features.events import TxnEvent
+from fraudstream.features.merchant import update_merchant
+from fraudstream.features.transaction import transaction_features
+
+TOP_REASONS = 3
+
+
+@dataclass(frozen=True)
+class Reason:
+    feature: str
+    value: float | None
+    contribution: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    transaction_id: str
+    score: float
+    threshold: float
+    decision: str  # "alert" | "pass"
+    reasons: list[Reason]
+    model_version: str
+    feature_set_version: str
+    features: dict[str, float | None]
+
+
+def feature_vector(txn: TxnEvent, states: States) -> tuple[float, ...]:
+    """The catalogue-ordered features of ``txn`` on the given states (consumed: pass copies)."""
+    _, card = update_card(states.card, txn)
+    _, merchant = update_merchant(states.merchant, txn)
+    return (*transaction_features(txn), *card, *merchant)
+
+
+class Scorer:
+    """A loaded model ready for single-row scoring. Thread-safe (XGBoost predict is)."""
+
+    def __init__(self, model: Any, version: str, threshold: float, fsv: str) -> None:
+        self.model, self.version, self.threshold = model, version, threshold
+        self.feature_set_version = fsv
+        self.names = feature_names()
+        get_booster = getattr(model, "get_booster", None)
+        self.booster = get_booster() if get_booster is not None else None
+        if self.booster is not None:
+            self.booster.set_param({"nthread": 1})
+
+    def probability(self, x: np.ndarray) -> float:
+        if self.booster is not None:
+            return float(self.booster.inplace_predict(x)[0])
+        return float(self.model.predict_proba(x)[0, 1])
+
+    def reasons(self, x: np.ndarray) -> list[Reason]:
+        if self.booster is None:
+            return []
+        import xgboost
+
+        matrix = xgboost.DMatrix(x, missing=np.nan, feature_names=self.names, nthread=1)
+        contribs = np.asarray(self.booster.predict(matrix, pred_contribs=True))[0, :-1]
+        top = np.argsort(-contribs, kind="stable")[:TOP_REASONS]
+        return [
+            Reason(self.names[c], _nullable(float(x[0, c])), float(contribs[c]))
+            for c in top.tolist()
+            if contribs[c] > 0
+        ]
+
+    def decide(self, txn: TxnEvent, states: States) -> Decision:
+        values = feature_vector(txn, states)
+        x = np.asarray(values, dtype=np.float64).reshape(1, -1)
+        score = self.probability(x)
+        return Decision(
+            transaction_id=txn.transaction_id,
+            score=score,
+            threshold=self.threshold,
+            decision="alert" if score >= self.threshold else "pass",
+            reasons=self.reasons(x),
+            model_version=self.version,
+            feature_set_version=FEATURE_SET_VERSION,
+            features={n: _nullable(v) for n, v in zip(self.names, values, strict=True)},
+        )
+
+
+def _nullable(value: float) -> float | None:
+    return None if math.isnan(value) else value

@@ -1,0 +1,76 @@
+// Small SVG charts: bars (stacked), lines, horizontal bars. No dependencies.
+"use strict";
+const SVGNS = "http://www.w3.org/2000/svg";
+function el(tag, attrs, text) {
+  const node = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+function frame(svg) {
+  svg.replaceChildren();
+  const [, , w, h] = svg.getAttribute("viewBox").split(" ").map(Number);
+  return { w, h, left: 36, right: 8, top: 8, bottom: 20 };
+}
+function axisY(svg, f, max, fmt) {
+  for (const t of [0, 0.5, 1]) {
+    const y = f.h - f.bottom - t * (f.h - f.top - f.bottom);
+    svg.append(el("line", { x1: f.left, x2: f.w - f.right, y1: y, y2: y, stroke: "#243040" }));
+    svg.append(el("text", { x: 2, y: y + 3 }, fmt(max * t)));
+  }
+}
+// series: [{values:[...], color}], stacked
+function stackedBars(svg, labels, series, opts = {}) {
+  const f = frame(svg);
+  const totals = labels.map((_, i) => series.reduce((s, x) => s + x.values[i], 0));
+  const max = Math.max(1, ...totals);
+  axisY(svg, f, max, (v) => Math.round(v));
+  const bw = (f.w - f.left - f.right) / labels.length;
+  labels.forEach((label, i) => {
+    let base = f.h - f.bottom;
+    for (const s of series) {
+      const hh = (s.values[i] / max) * (f.h - f.top - f.bottom);
+      base -= hh;
+      svg.append(el("rect", { x: f.left + i * bw + 1, y: base, width: Math.max(1, bw - 2),
+                              height: hh, fill: s.color }));
+    }
+    if (i % Math.ceil(labels.length / 5) === 0)
+      svg.append(el("text", { x: f.left + i * bw, y: f.h - 6 }, label));
+  });
+  if (opts.marker !== undefined && opts.marker !== null) {
+    const x = f.left + opts.marker * (f.w - f.left - f.right);
+    svg.append(el("line", { x1: x, x2: x, y1: f.top, y2: f.h - f.bottom, stroke: "#f0b6bd",
+                            "stroke-dasharray": "4 3" }));
+    svg.append(el("text", { x: x + 3, y: f.top + 8 }, "threshold"));
+  }
+}
+function lines(svg, labels, series, fmt) {
+  const f = frame(svg);
+  const max = Math.max(1e-9, ...series.flatMap((s) => s.values.filter((v) => v !== null)));
+  axisY(svg, f, max, fmt);
+  const step = (f.w - f.left - f.right) / Math.max(1, labels.length - 1);
+  for (const s of series) {
+    const pts = s.values.map((v, i) => v === null ? null :
+      `${f.left + i * step},${f.h - f.bottom - (v / max) * (f.h - f.top - f.bottom)}`)
+      .filter(Boolean);
+    svg.append(el("polyline", { points: pts.join(" "), fill: "none", stroke: s.color,
+                                "stroke-width": 2 }));
+  }
+  labels.forEach((label, i) => {
+    if (i % Math.ceil(labels.length / 5) === 0)
+      svg.append(el("text", { x: f.left + i * step - 10, y: f.h - 6 }, label));
+  });
+  series.forEach((s, i) => svg.append(el("text", { x: f.left + 6 + i * 110, y: f.top + 10,
+                                                   fill: s.color }, s.name)));
+  if (!labels.length) svg.append(el("text", { x: f.w / 2 - 30, y: f.h / 2 }, "no data yet"));
+}
+function hbars(svg, entries) {
+  svg.replaceChildren();
+  entries.forEach(([name, value], i) => {
+    const y = 6 + i * 22;
+    svg.append(el("text", { x: 0, y: y + 12 }, name));
+    svg.append(el("rect", { x: 170, y, width: Math.max(1, value * 220), height: 14,
+                            fill: "#58a6ff" }));
+    svg.append(el("text", { x: 175 + value * 220, y: y + 12 }, value.toFixed(3)));
+  });
+}

@@ -1,0 +1,437 @@
+"""The API against the real platform: scored data in Postgres, states in Redis, a real model.
+
+A small generated history is replayed through the feature functions, a small XGBoost
+model is logged to the real MLflow registry as champion, the history is scored and
+written to the platform's tables, and the card and merchant states are published to
+the online store, as the stream would. Then every endpoint is exercised, bad input too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import mlflow
+import mlflow.xgboost
+import numpy as np
+import pandas as pd
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from fastapi.testclient import TestClient
+from mlflow.tracking import MlflowClient
+from psycopg2.extras import Json, execute_values
+from xgboost import XGBClassifier
+
+from fraudstream.adapters import registry
+from fraudstream.adapters.kafka import consumer_config
+from fraudstream.adapters.online_store import OnlineStore, publish_states
+from fraudstream.adapters.postgres import connect
+from fraudstream.api.app import create_app
+from fraudstream.api.scoring import Scorer
+from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
+from fraudstream.features.events import from_record
+from fraudstream.features.replay import build_features
+from fraudstream.features.vector import FeatureStore
+from fraudstream.generator import GeneratorConfig, generate
+from fraudstream.settings import Settings
+from fraudstream.topics import TRANSACTION_LABELS
+
+pytestmark = [pytest.mark.postgres, pytest.mark.mlflow, pytest.mark.kafka]
+START = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+@dataclass
+class World:
+    settings: Settings
+    txns: pd.DataFrame  # every generated transaction, event-time order
+    held_out: dict[str, Any]  # the last transaction: in no state, not scored
+    alert_ids: list[str]
+    scored_ids: list[str]
+    model_version: str
+
+
+def _history(prefix: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    config = GeneratorConfig(seed=7, start=START, days=8, customers=200, merchants=300)
+    data = generate(config, id_prefix=prefix)
+    txns = data.transactions.to_pandas().sort_values(["event_time", "transaction_id"])
+    return txns.reset_index(drop=True), data.labels.to_pandas()
+
+
+def _register(settings: Settings, x: pd.DataFrame, y: np.ndarray) -> str:
+    """A small XGBoost model as champion, logged the way the registry adapter expects."""
+    model = XGBClassifier(n_estimators=40, max_depth=3, n_jobs=1, random_state=0)
+    model.fit(x, y)
+    threshold = float(np.quantile(model.predict_proba(x)[:, 1], 0.98))
+    mlflow.set_tracking_uri(settings.mlflow.uri)
+    mlflow.set_experiment("api-tests")
+    with mlflow.start_run():
+        mlflow.log_metrics({"test_xgboost_average_precision": 0.5, "test_xgboost_auc_roc": 0.9})
+        info = mlflow.xgboost.log_model(
+            model,
+            name="model",
+            registered_model_name=settings.mlflow.model_name,
+            metadata={
+                "threshold": threshold,
+                "feature_set_version": FEATURE_SET_VERSION,
+                "feature_names": feature_names(),
+                "model_kind": "xgboost",
+            },
+        )
+    version = str(info.registered_model_version)
+    client = MlflowClient(settings.mlflow.uri)
+    client.set_registered_model_alias(settings.mlflow.model_name, "champion", version)
+    with connect(settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO model_metadata (model_name, version, aliases, feature_set_version,
+                   threshold, metrics, promoted_at)
+               VALUES (%s, %s, '{champion}', %s, %s, %s, now())""",
+            (
+                settings.mlflow.model_name,
+                version,
+                FEATURE_SET_VERSION,
+                threshold,
+                Json({"test_xgboost_average_precision": 0.5, "test_xgboost_auc_roc": 0.9}),
+            ),
+        )
+        cur.execute(
+            """INSERT INTO model_promotions (request_key, model_name, version, reason)
+               VALUES (%s, %s, %s, 'first champion')""",
+            (uuid.uuid4().hex, settings.mlflow.model_name, version),
+        )
+    return version
+
+
+def _write_scores(
+    settings: Settings, txns: pd.DataFrame, world_x: np.ndarray, scorer: Scorer
+) -> list[str]:
+    """Score every row like the stream and upsert raw, scored and alert rows; alert ids."""
+    now = datetime.now(UTC)
+    scores = scorer.booster.inplace_predict(world_x)  # type: ignore[union-attr]
+    raw, scored, alerts = [], [], []
+    for i, row in enumerate(txns.itertuples(index=False)):
+        s = float(scores[i])
+        is_alert = s >= scorer.threshold
+        reasons = [r.__dict__ for r in scorer.reasons(world_x[i : i + 1])] if is_alert else []
+        raw.append(
+            (
+                row.transaction_id,
+                row.event_time,
+                row.card_id,
+                row.merchant_id,
+                row.amount,
+                row.currency,
+                row.merchant_category,
+            )
+        )
+        ingest = now - timedelta(seconds=(len(txns) - i) * 0.5)
+        scored.append(
+            (
+                row.transaction_id,
+                row.event_time,
+                row.card_id,
+                row.merchant_id,
+                row.amount,
+                s,
+                scorer.threshold,
+                is_alert,
+                "api-test",
+                scorer.version,
+                FEATURE_SET_VERSION,
+                Json([r["feature"] for r in reasons]),
+                ingest,
+                ingest + timedelta(milliseconds=800),
+            )
+        )
+        if is_alert:
+            alerts.append(
+                (
+                    row.transaction_id,
+                    row.event_time,
+                    row.card_id,
+                    row.merchant_id,
+                    row.amount,
+                    s,
+                    scorer.threshold,
+                    scorer.version,
+                    Json([r["feature"] for r in reasons]),
+                    Json(reasons),
+                )
+            )
+    with connect(settings.postgres) as conn, conn.cursor() as cur:
+        execute_values(
+            cur,
+            """INSERT INTO transactions_raw (transaction_id, event_time, card_id,
+            merchant_id, amount, currency, merchant_category) VALUES %s""",
+            raw,
+        )
+        execute_values(
+            cur,
+            """INSERT INTO transactions_with_score (transaction_id, event_time,
+            card_id, merchant_id, amount, score, threshold, is_alert, model_name, model_version,
+            feature_set_version, reason_codes, ingest_time, scored_at) VALUES %s""",
+            scored,
+        )
+        execute_values(
+            cur,
+            """INSERT INTO fraud_alerts (transaction_id, event_time, card_id,
+            merchant_id, amount, score, threshold, model_version, reason_codes, reason_detail)
+            VALUES %s""",
+            alerts,
+        )
+    return [a[0] for a in alerts]
+
+
+@pytest.fixture(scope="session")
+def api_world(settings: Settings) -> World:
+    prefix = f"api{uuid.uuid4().hex[:6]}"
+    model_settings = Settings(
+        **{
+            **settings.__dict__,
+            "mlflow": settings.mlflow.model_copy(
+                update={"model_name": f"fraud-detector-api-{prefix}"}
+            ),
+        }
+    )
+    txns, labels = _history(prefix)
+    held_out = txns.iloc[-1].to_dict()
+    txns = txns.iloc[:-1]
+    features = build_features(txns, labels)
+    x = features[feature_names()].to_numpy(dtype=np.float64)
+    y = features["transaction_id"].isin(set(labels.loc[labels["is_fraud"], "transaction_id"]))
+    version = _register(model_settings, features[feature_names()], y.to_numpy())
+    loaded = registry.load_model(model_settings, version)
+    scorer = Scorer(loaded.model, loaded.version, loaded.threshold, loaded.feature_set_version)
+    alert_ids = _write_scores(
+        model_settings,
+        features[["transaction_id"]].join(txns.set_index("transaction_id"), on="transaction_id"),
+        x,
+        scorer,
+    )
+    assert len(alert_ids) >= 3
+    replay = FeatureStore()
+    for record in txns.to_dict("records"):
+        replay.features(from_record(record))
+    publish_states(OnlineStore(model_settings.redis), replay.cards, replay.merchants)
+    return World(
+        model_settings, txns, held_out, alert_ids, features["transaction_id"].tolist(), version
+    )
+
+
+@pytest.fixture(scope="session")
+def client(api_world: World) -> Iterator[TestClient]:
+    with TestClient(create_app(api_world.settings)) as c:
+        yield c
+
+
+def _auth(world: World) -> dict[str, str]:
+    token = world.settings.api.token
+    assert token is not None
+    return {"Authorization": f"Bearer {token.get_secret_value()}"}
+
+
+def _wire(record: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        k: v
+        for k, v in record.items()
+        if v is not None and not (isinstance(v, float) and math.isnan(v))
+    }
+    out["event_time"] = record["event_time"].isoformat().replace("+00:00", "Z")
+    return out
+
+
+def test_score_computes_exactly_the_stream_features_and_changes_no_state(
+    client: TestClient, api_world: World
+) -> None:
+    held = api_world.held_out
+    store = OnlineStore(api_world.settings.redis)
+    before = store.client.mget(
+        [store.card_key(held["card_id"]), store.merchant_key(held["merchant_id"])]
+    )
+    response = client.post("/score", json=_wire(held))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    # The stream's path: the same history replayed in memory, then this transaction.
+    replay = FeatureStore()
+    for record in api_world.txns.to_dict("records"):
+        replay.features(from_record(record))
+    expected = replay.features(from_record(held))
+    got = [body["features"][n] for n in feature_names()]
+    assert [None if math.isnan(v) else v for v in expected] == got
+    loaded = registry.load_model(api_world.settings, api_world.model_version)
+    x = np.asarray(expected, dtype=np.float64).reshape(1, -1)
+    assert body["score"] == float(loaded.model.predict_proba(x)[0, 1])
+    assert body["decision"] == ("alert" if body["score"] >= body["threshold"] else "pass")
+    assert body["model_version"] == api_world.model_version
+    assert body["feature_set_version"] == FEATURE_SET_VERSION
+    assert len(body["reason_codes"]) <= 3
+    after = store.client.mget(
+        [store.card_key(held["card_id"]), store.merchant_key(held["merchant_id"])]
+    )
+    assert after == before  # a what-if score writes nothing back
+
+
+def test_score_refuses_bad_input_with_problem_json(client: TestClient, api_world: World) -> None:
+    bad = {**_wire(api_world.held_out), "amount": -5}
+    response = client.post("/score", json=bad)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "amount" in response.json()["detail"]
+    response = client.post(
+        "/score", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_transaction_lookup_and_unknown_id(client: TestClient, api_world: World) -> None:
+    alert_id = api_world.alert_ids[0]
+    body = client.get(f"/transactions/{alert_id}").json()
+    assert body["decision"] == "alert"
+    assert body["model_version"] == api_world.model_version
+    assert body["raw"]["transaction_id"] == alert_id
+    assert 1 <= len(body["reason_codes"]) <= 3
+    assert "feature" in body["reason_codes"][0]
+    missing = client.get("/transactions/no-such-transaction")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert "no-such-transaction" in missing.json()["detail"]
+
+
+def test_alerts_filters_and_pagination(client: TestClient, api_world: World) -> None:
+    ours = set(api_world.alert_ids)
+    first = client.get("/alerts", params={"limit": 2, "min_score": 0}).json()
+    assert first["limit"] == 2
+    assert len(first["items"]) == 2
+    assert first["total"] >= len(ours)
+    second = client.get("/alerts", params={"limit": 2, "offset": 2}).json()
+    assert {a["transaction_id"] for a in first["items"]}.isdisjoint(
+        a["transaction_id"] for a in second["items"]
+    )
+    card = client.get(f"/transactions/{api_world.alert_ids[0]}").json()["raw"]["card_id"]
+    by_card = client.get("/alerts", params={"card_id": card, "limit": 500}).json()
+    assert by_card["items"]
+    assert all(a["card_id"] == card for a in by_card["items"])
+    assert client.get("/alerts", params={"status": "maybe"}).status_code == 422
+
+
+def test_verdict_needs_a_token_becomes_an_analyst_label_and_is_idempotent(
+    client: TestClient, api_world: World
+) -> None:
+    alert_id = api_world.alert_ids[1]
+    url = f"/alerts/{alert_id}/verdict"
+    body = {"verdict": "confirmed", "analyst": "ana"}
+    missing = client.post(url, json=body)
+    assert missing.status_code == 401
+    assert missing.headers["content-type"] == "application/problem+json"
+    wrong = client.post(url, json=body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403
+    malformed = client.post(url, json={"verdict": "maybe"}, headers=_auth(api_world))
+    assert malformed.status_code == 422
+    assert (
+        client.post("/alerts/no-such/verdict", json=body, headers=_auth(api_world)).status_code
+        == 404
+    )
+
+    labels_end = _label_topic_end(api_world.settings)
+    first = client.post(url, json=body, headers=_auth(api_world))
+    assert first.status_code == 200
+    assert first.json()["changed"] is True
+    again = client.post(url, json=body, headers=_auth(api_world))
+    assert again.json()["changed"] is False
+    with connect(api_world.settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT is_fraud, source, label_time FROM labels WHERE transaction_id = %s", (alert_id,)
+        )
+        rows = cur.fetchall()
+        cur.execute(
+            "SELECT status, verdict_by FROM fraud_alerts WHERE transaction_id = %s", (alert_id,)
+        )
+        status = cur.fetchone()
+    assert len(rows) == 1
+    assert rows[0][:2] == (True, "analyst")
+    assert status == ("confirmed", "ana")
+    published = _labels_since(api_world.settings, labels_end, alert_id)
+    assert len(published) == 1
+    assert published[0]["source"] == "analyst"
+
+    flipped = client.post(
+        url, json={"verdict": "rejected", "analyst": "bo"}, headers=_auth(api_world)
+    )
+    assert flipped.json()["changed"] is True
+    with connect(api_world.settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT is_fraud, label_time > %s FROM labels WHERE transaction_id = %s",
+            (rows[0][2], alert_id),
+        )
+        assert cur.fetchone() == (False, True)
+
+
+def _label_topic_end(settings: Settings) -> dict[int, int]:
+    consumer = Consumer(consumer_config(settings.kafka, f"api-test-{uuid.uuid4().hex[:6]}"))
+    try:
+        meta = consumer.list_topics(TRANSACTION_LABELS.name, timeout=10).topics[
+            TRANSACTION_LABELS.name
+        ]
+        return {
+            p: consumer.get_watermark_offsets(
+                TopicPartition(TRANSACTION_LABELS.name, p), timeout=10
+            )[1]
+            for p in meta.partitions
+        }
+    finally:
+        consumer.close()
+
+
+def _labels_since(settings: Settings, ends: dict[int, int], txn_id: str) -> list[dict[str, Any]]:
+    consumer = Consumer(consumer_config(settings.kafka, f"api-test-{uuid.uuid4().hex[:6]}"))
+    consumer.assign([TopicPartition(TRANSACTION_LABELS.name, p, o) for p, o in ends.items()])
+    found, idle = [], 0
+    try:
+        while idle < 6:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                idle += 1
+                continue
+            if msg.error() is None and msg.key() == txn_id.encode():
+                found.append(json.loads(msg.value()))
+    finally:
+        consumer.close()
+    return found
+
+
+def test_model_stats_health_metrics_and_openapi(client: TestClient, api_world: World) -> None:
+    model = client.get("/model").json()
+    assert model["champion"]["version"] == api_world.model_version
+    assert model["serving"] == api_world.model_version
+    assert model["promotions"][0]["reason"] == "first champion"
+    dist = client.get("/stats/score-distribution", params={"bins": 10}).json()
+    assert len(dist["bins"]) == 10
+    assert sum(b["passed"] + b["alerted"] for b in dist["bins"]) >= len(api_world.scored_ids)
+    rate = client.get("/stats/alert-rate", params={"hours": 1}).json()
+    assert sum(p["scored"] for p in rate["points"]) >= len(api_world.scored_ids)
+    assert any(p["latency_p50_ms"] == pytest.approx(800) for p in rate["points"])
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200, ready.text
+    assert client.get("/health/live").json()["status"] == "ok"
+    metrics = client.get("/metrics").text
+    assert 'fraudstream_api_requests_total{method="GET",route="/model",status="200"}' in metrics
+    assert "fraudstream_api_score_duration_seconds_count" in metrics
+    spec = client.get("/openapi.json").json()
+    for path in (
+        "/transactions/{transaction_id}",
+        "/alerts",
+        "/alerts/stream",
+        "/model",
+        "/stats/score-distribution",
+        "/stats/alert-rate",
+        "/score",
+        "/alerts/{transaction_id}/verdict",
+        "/health/ready",
+    ):
+        assert path in spec["paths"], path
+    assert "422" in spec["paths"]["/score"]["post"]["responses"]
