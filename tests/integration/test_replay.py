@@ -179,13 +179,14 @@ def test_replay_refuses_an_ill_typed_column_before_sending(
 
 
 def test_generate_stream_sends_valid_transactions_and_labels_after_them(
-    settings: Settings, new_topic: Callable[[], str]
+    settings: Settings, new_topic: Callable[[], str], tmp_path: Path
 ) -> None:
     tx_topic, label_topic = new_topic(), new_topic()
+    truth_file = tmp_path / "truth.jsonl"
     run_cli(
         "generate", "stream", "--rate", "2000", "--count", "3000", "--time-scale", "2000000",
         "--wait-labels", "--fraud-rate", "0.05", "--customers", "1000", "--merchants", "300",
-        "--topic", tx_topic, "--labels-topic", label_topic,
+        "--topic", tx_topic, "--labels-topic", label_topic, "--truth", str(truth_file),
     )  # fmt: skip
     records = _consume(settings, tx_topic, 3000)
     assert len(records) == 3000
@@ -203,3 +204,9 @@ def test_generate_stream_sends_valid_transactions_and_labels_after_them(
     for label in labels:
         tx = txs[label["transaction_id"]]
         assert datetime.fromisoformat(label["label_time"]) > tx.event_time
+    # The ground truth holds every fraud sent: the labelled ones and the never-reported ones.
+    truth = {r["transaction_id"]: r for r in map(json.loads, truth_file.read_text().splitlines())}
+    assert set(truth) <= set(txs)
+    assert {lb["transaction_id"] for lb in fraud} <= {k for k, r in truth.items() if r["reported"]}
+    assert len(truth) > len(fraud)  # under-reporting: some fraud never gets a label
+    assert all(r["scenario"] for r in truth.values())

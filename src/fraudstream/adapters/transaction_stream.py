@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
@@ -185,6 +186,9 @@ class LiveStream:
     time_scale: float = 1440.0
     topics: StreamTopics = field(default_factory=StreamTopics)
     progress: Progress | None = None
+    #: Where to write the ground truth of every fraudulent transaction sent (JSON lines of
+    #: transaction_id, scenario, reported), including fraud that is never labelled.
+    truth: IO[str] | None = None
 
     def __post_init__(self) -> None:
         self.config.check()
@@ -226,10 +230,13 @@ class LiveStream:
     def _send(self, data: Generated, count: int | None, deadline: float) -> None:
         delays = _label_delays(data)
         table = data.transactions.drop_columns(["event_time"])
+        index = 0
         for batch in table.to_batches(max_chunksize=1000):
             for row in batch.to_pylist():
                 if self._done(count, deadline):
                     return
+                scenario = data.scenario[index]
+                index += 1
                 now = datetime.now(UTC)
                 key = row["card_id"].encode()
                 value = encode_row(row, "event_time", format_timestamp(now))
@@ -239,10 +246,19 @@ class LiveStream:
                 if label is not None:
                     due = time.monotonic() + label[0] / self.time_scale
                     self._pending.add(due, row["transaction_id"].encode(), label[1])
+                if scenario is not None and self.truth is not None:
+                    self._write_truth(row["transaction_id"], scenario, label)
                 self._pacer.wait(self.sent)
             self._send_due_labels()
             if self.progress:
                 self.progress(batch.num_rows)
+
+    def _write_truth(self, transaction_id: str, scenario: str, label: object) -> None:
+        assert self.truth is not None
+        reported = label is not None
+        line = {"transaction_id": transaction_id, "scenario": scenario, "reported": reported}
+        self.truth.write(json.dumps(line) + "\n")
+        self.truth.flush()
 
     def _send_due_labels(self) -> None:
         for key, row in self._pending.due(time.monotonic()):

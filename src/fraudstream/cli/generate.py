@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,16 +157,26 @@ def stream(
     label: LabelKnobs = [],  # noqa: B006
     topic: TxTopic = TRANSACTIONS.name,
     labels_topic: LabelsTopic = TRANSACTION_LABELS.name,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the ground truth (every fraudulent transaction sent, reported "
+            "or not) to this JSON-lines file, for measuring alert precision."
+        ),
+    ] = None,
 ) -> None:
     """Produce live transactions to Kafka (key card_id, acks=all) and labels after their delay."""
     if duration is None and count is None:
         raise typer.BadParameter("give --duration SECONDS or --count N")
     config = _config(seed, 1.0, (customers, merchants), fraud_rate, weight, label)
     topics = StreamTopics(transactions=topic, labels=labels_topic)
-    with _bar("streaming", count) as bar:
+    with (
+        _bar("streaming", count) as bar,
+        truth.open("a", encoding="utf-8") if truth else nullcontext() as truth_file,
+    ):
         live = LiveStream(
             load_settings().kafka, config, rate, time_scale, topics,
-            progress=lambda n: bar.update(TASK, advance=n),
+            progress=lambda n: bar.update(TASK, advance=n), truth=truth_file,
         )  # fmt: skip
         report = live.run(count, duration, wait_labels)
     console.print(
