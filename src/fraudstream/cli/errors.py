@@ -34,6 +34,10 @@ KNOWN: dict[str, tuple[str, str]] = {
         "kafka",
         "is the platform up? `fraudstream platform status`",
     ),
+    "fraudstream.demo.DemoError": (
+        "demo",
+        "read the log named above; `make status` shows the platform",
+    ),
     "fraudstream.adapters.registry.RegistryError": (
         "model registry",
         "check the alias or version, or train one with `fraudstream train`",
