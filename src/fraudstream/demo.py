@@ -215,6 +215,7 @@ class Demo:
         started = datetime.now(UTC)
         up = ["platform", "up", *(["--with-airflow"] if self.options.airflow else [])]
         self.run_step("start the platform", *up)
+        self.run_step("check every service end to end", "platform", "smoke")
         folder = self.history()
         self.train_and_promote(folder)
         truth_file = self.home / f"truth-{started:%Y%m%dT%H%M%S}.jsonl"
