@@ -244,12 +244,69 @@ class MlflowSettings(BaseSettings):
         return self.tracking_uri or f"http://{self.host}:{self.port}"
 
 
+class AirflowSettings(BaseSettings):
+    """Airflow 3 in the embedded platform: off unless enabled (``platform up --with-airflow``).
+
+    It runs from its own virtualenv (``make airflow-venv``) with the LocalExecutor and its
+    metadata in the platform's PostgreSQL. The admin password and the JWT secret its
+    components share are generated into credentials.json in local mode.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="FRAUDSTREAM_AIRFLOW_", frozen=True, extra="ignore"
+    )
+
+    enabled: bool = Field(default=False, description="Start Airflow with the platform.")
+    host: str = "127.0.0.1"
+    port: Port = Field(default=18180, description="The API server and UI.")
+    database: str = Field(default="airflow", pattern=r"^[a-z_][a-z0-9_]*$")
+    admin_user: str = Field(default="admin", pattern=r"^[a-z_][a-z0-9_]*$")
+    admin_password: SecretStr | None = None
+    jwt_secret: SecretStr | None = None
+    venv: Path = Field(
+        default_factory=lambda: _repo_root() / ".venv-airflow",
+        description="Airflow's own virtualenv (make airflow-venv).",
+    )
+    dags_folder: Path = Field(
+        default_factory=lambda: _repo_root() / "dags", description="The DAG files Airflow parses."
+    )
+    parallelism: int = Field(default=2, ge=1, le=64, description="Tasks running at once.")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def load_airflow_settings(platform: PlatformSettings) -> AirflowSettings:
+    """Airflow's settings with its secrets: from the environment, else generated (local mode)."""
+    try:
+        airflow = AirflowSettings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, "FRAUDSTREAM_AIRFLOW_")) from None
+    if airflow.admin_password and airflow.jwt_secret:
+        return airflow
+    if platform.mode != "local":
+        raise SettingsError(
+            "FRAUDSTREAM_AIRFLOW_ADMIN_PASSWORD and FRAUDSTREAM_AIRFLOW_JWT_SECRET must be set "
+            f"in {platform.mode} mode"
+        )
+    creds = _local_credentials(platform.home)
+    return airflow.model_copy(
+        update={
+            "admin_password": airflow.admin_password or SecretStr(creds["airflow_admin_password"]),
+            "jwt_secret": airflow.jwt_secret or SecretStr(creds["airflow_jwt_secret"]),
+        }
+    )
+
+
 _SECRET_FIELDS = {
     "postgres_password": 24,
     "s3_access_key": 12,
     "s3_secret_key": 32,
     "redis_password": 32,
     "api_token": 32,
+    "airflow_admin_password": 16,
+    "airflow_jwt_secret": 48,
 }
 
 

@@ -21,8 +21,8 @@ platform_app = typer.Typer(
 console = Console()
 
 
-def _platform() -> EmbeddedPlatform:
-    return EmbeddedPlatform(load_settings())
+def _platform(with_airflow: bool | None = None) -> EmbeddedPlatform:
+    return EmbeddedPlatform(load_settings(), with_airflow)
 
 
 def _table(rows: list[ServiceStatus]) -> Table:
@@ -49,6 +49,9 @@ def _print_status(platform: EmbeddedPlatform, as_json: bool) -> bool:
     console.print(f"MinIO console:  {urls['minio_console']}")
     console.print(f"Kafka:          {platform.settings.kafka.bootstrap}")
     console.print(f"PostgreSQL:     {platform.settings.postgres.redacted_dsn()}")
+    if "airflow_ui" in urls:
+        user, password = platform.airflow.login()
+        console.print(f"Airflow UI:     {urls['airflow_ui']} (user {user}, password {password})")
     return all(r.healthy for r in rows)
 
 
@@ -57,9 +60,16 @@ def up(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the final status as JSON.")
     ] = False,
+    with_airflow: Annotated[
+        bool | None,
+        typer.Option(
+            "--with-airflow/--without-airflow",
+            help="Also start Airflow (default: FRAUDSTREAM_AIRFLOW_ENABLED).",
+        ),
+    ] = None,
 ) -> None:
     """Start every service that is not running, wait for health, configure. Idempotent."""
-    platform = _platform()
+    platform = _platform(with_airflow)
     started = time.perf_counter()
     with console.status("starting the platform", spinner="dots") as spinner:
         platform.up(report=lambda msg: spinner.update(msg))

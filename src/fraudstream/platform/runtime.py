@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fraudstream.adapters.kafka import broker_ids, ensure_topics
 from fraudstream.platform import process
+from fraudstream.platform.airflow import EmbeddedAirflow
 from fraudstream.platform.kafka import KafkaNode
 from fraudstream.platform.minio import MinioServer
 from fraudstream.platform.mlflow import MlflowServer
@@ -57,7 +58,7 @@ class ServiceStatus:
 
 
 class EmbeddedPlatform:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, with_airflow: bool | None = None) -> None:
         self.settings = settings
         self.home = settings.platform.home
         self.run_dir = self.home / "run"
@@ -66,11 +67,13 @@ class EmbeddedPlatform:
         self.kafka_nodes = [KafkaNode(settings, i) for i in range(1, settings.kafka.nodes + 1)]
         self.mlflow = MlflowServer(settings)
         self.redis = RedisServer(settings)
+        self.airflow = EmbeddedAirflow(settings, with_airflow)
 
     @property
     def services(self) -> list[Service]:
         """All services in start order."""
-        return [self.postgres, self.minio, *self.kafka_nodes, self.mlflow, self.redis]
+        airflow = self.airflow.active(self.run_dir)
+        return [self.postgres, self.minio, *self.kafka_nodes, self.mlflow, self.redis, *airflow]
 
     def service(self, name: str) -> Service:
         for svc in self.services:
@@ -110,7 +113,17 @@ class EmbeddedPlatform:
             record = self._start(self.mlflow, report)
             report("waiting for mlflow (first start migrates its database)")
             self._wait_healthy(self.mlflow, record, timeout_factor=2)
+            if self.airflow.enabled:
+                self._up_airflow(report)
         return self.status()
+
+    def _up_airflow(self, report: Report) -> None:
+        report("preparing airflow (database; the first migration takes about a minute)")
+        self.airflow.config.ensure_database()
+        for svc in self.airflow.services:
+            record = self._start(svc, report)
+            report(f"waiting for {svc.name}")
+            self._wait_healthy(svc, record, timeout_factor=2)
 
     def _start(self, svc: Service, report: Report) -> ProcessRecord:
         record = ProcessRecord.load(self.run_dir, svc.name)
@@ -170,7 +183,9 @@ class EmbeddedPlatform:
     def down(self, report: Report = lambda _: None) -> list[str]:
         """Stop every service `up` started; returns problems (ports still listening)."""
         with self._locked():
+            airflow = self.airflow.active(self.run_dir)
             stages: list[list[Service]] = [
+                airflow,
                 [self.mlflow, self.redis],
                 list(self.kafka_nodes),
                 [self.minio],
@@ -178,7 +193,7 @@ class EmbeddedPlatform:
             ]
             for stage in stages:
                 self._stop_stage(stage, report)
-            return self._leftover_ports()
+            return self._leftover_ports(airflow)
 
     def _stop_stage(self, stage: list[Service], report: Report) -> None:
         running = []
@@ -197,8 +212,8 @@ class EmbeddedPlatform:
                 report(f"{svc.name} did not stop in time and was killed")
             ProcessRecord.forget(self.run_dir, svc.name)
 
-    def _leftover_ports(self) -> list[str]:
-        ours = {port: svc.name for svc in self.services for port in svc.ports}
+    def _leftover_ports(self, stopped: list[Service]) -> list[str]:
+        ours = {port: svc.name for svc in [*self.services, *stopped] for port in svc.ports}
         deadline = time.monotonic() + 5
         while True:
             busy = set(ours) & process.listening_ports()
@@ -237,7 +252,15 @@ class EmbeddedPlatform:
             "healthy": all(r.healthy for r in rows),
             "services": [asdict(r) for r in rows],
             "connections": self.settings.connection_info(),
-            "urls": {"mlflow_ui": self.mlflow.url, "minio_console": self.minio.console_url},
+            "urls": {
+                "mlflow_ui": self.mlflow.url,
+                "minio_console": self.minio.console_url,
+                **(
+                    {"airflow_ui": self.airflow.config.airflow.url}
+                    if self.airflow.active(self.run_dir)
+                    else {}
+                ),
+            },
         }
 
     def reset(self) -> None:
