@@ -10,7 +10,8 @@ Kubernetes, a local process in the embedded platform; see fraudstream_dags/tasks
 - evaluate: challenger beside the champion on the same holdout (its report is in the log);
 - promote: the gate; @champion moves only when the challenger wins, the decision is
   published on model_events and recorded in model_promotions and model_metadata, keyed by
-  the cutoff so a retry never promotes twice. A losing challenger skips the task.
+  the cutoff so a retry never promotes twice. A losing challenger stays challenger and the
+  task succeeds with the refusal's reason in its log.
 
 The cutoff is the end of the data interval (or the `as_of` parameter of a manual run).
 """
@@ -25,19 +26,12 @@ from fraudstream_dags.config import DagConfig
 from fraudstream_dags.intervals import CUTOFF, CUTOFF_KEY, MACROS
 from fraudstream_dags.tasks import cli_task, default_args
 
-TOO_FEW_LABELS_EXIT_CODE = 3
-"""`fraudstream extract-training-set`: not enough labelled fraud before the cutoff."""
-REFUSED_EXIT_CODE = 3
-"""`fraudstream promote`: the challenger did not beat the champion (it stays challenger)."""
+TOO_FEW_LABELS_EXIT_CODE = 4
+"""`fraudstream extract-training-set`: not enough labels (or frauds) before the cutoff."""
 
 config = DagConfig.from_env()
 DATASET = f"s3://{config.dataset_bucket}/training/fraud_retrain/{CUTOFF_KEY}"
-INPUTS = [
-    "--transactions",
-    f"{DATASET}/transactions.parquet",
-    "--labels",
-    f"{DATASET}/labels.parquet",
-]
+INPUTS = ["--training-set", f"{DATASET}/"]
 
 with DAG(
     dag_id="fraud_retrain",
@@ -56,6 +50,7 @@ with DAG(
         ),
         "days": Param(35, type="integer", minimum=7, description="Days of history to train on."),
         "candidates": Param(20, type="integer", minimum=1, description="Search candidates."),
+        "smote": Param(True, type="boolean", description="Run the SMOTE arm of the ablation."),
         "reason": Param("schedule", type="string", description="Why this run was started."),
     },
     tags=["fraudstream", "training"],
@@ -79,7 +74,14 @@ with DAG(
     train = cli_task(
         config,
         "train",
-        ["train", *INPUTS, "--candidates", "{{ params.candidates }}", "--json"],
+        [
+            "train",
+            *INPUTS,
+            "--candidates",
+            "{{ params.candidates }}",
+            "{{ '--smote' if params.smote else '--no-smote' }}",
+            "--json",
+        ],
         size="training",
         doc_md="Train and register a challenger.",
     )
@@ -100,10 +102,11 @@ with DAG(
             *INPUTS,
             "--request-key",
             f"fraud_retrain/{CUTOFF_KEY}",
+            "--decided-by",
+            "airflow:fraud_retrain",
             "--json",
         ],
         size="training",
-        skip_on_exit_code=REFUSED_EXIT_CODE,
         doc_md="Gate, move @champion if the challenger wins, announce, record.",
     )
     extract >> train >> evaluate >> promote

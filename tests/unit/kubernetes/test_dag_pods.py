@@ -126,7 +126,7 @@ def test_local_tasks_run_the_project_cli(described: dict[str, Any]) -> None:
     assert {t["type"] for t in tasks.values()} == {"BashOperator"}
     for task_id, task in tasks.items():
         assert task["bash_command"].startswith("/opt/fraudstream/bin/fraudstream "), task_id
-    assert tasks["promote"]["skip_on_exit_code"] == [3]
+    assert tasks["extract_training_set"]["skip_on_exit_code"] == [4]
     gate = described["local"]["dags"]["fraud_monitor"]["tasks"]["breach_gate"]
     assert gate["skip_on_exit_code"] == [99]
     assert "monitor-gate --window-end" in gate["bash_command"]
@@ -167,11 +167,12 @@ def test_pods_run_the_trainer_image_with_the_cli(described: dict[str, Any]) -> N
         assert pod["metadata"]["namespace"] == "fraudstream", where
         assert task["on_finish_action"] == "delete_pod", where
     train = pods["fraud_retrain.train"]["pod"]["spec"]["containers"][0]
-    assert train["args"][0] == "train"
-    assert (
-        "s3://fraudstream-datasets/training/fraud_retrain/20260201T030000Z/labels.parquet"
-        in (train["args"])
-    )
+    assert train["args"][:3] == [
+        "train",
+        "--training-set",
+        "s3://fraudstream-datasets/training/fraud_retrain/20260201T030000Z/",
+    ]
+    assert "--smote" in train["args"]
     extract = pods["fraud_retrain.extract_training_set"]["pod"]["spec"]["containers"][0]
     assert extract["args"][:3] == ["extract-training-set", "--as-of", CUTOFF]
     promote = pods["fraud_retrain.promote"]["pod"]["spec"]["containers"][0]
