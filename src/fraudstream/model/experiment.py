@@ -48,6 +48,9 @@ class Experiment:
     fit_metrics: dict[str, float] = field(default_factory=dict)
     figures: dict[str, Figure] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # The training feature matrix (catalogue columns, training period): the reference
+    # for drift monitoring. Not logged as such; the registry adapter derives from it.
+    train_features: pd.DataFrame | None = None
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -70,6 +73,7 @@ def fit_metrics(result: TrainingResult) -> dict[str, float]:
     for arm, found in result.ablation.items():
         flat[f"ablation_{arm}_validation_ap"] = found.best_ap
         flat[f"ablation_{arm}_search_seconds"] = found.fit_seconds
+    flat["final_fit_seconds"] = result.final_fit_seconds
     return flat
 
 
@@ -184,7 +188,7 @@ def run_experiment(
     folds = validation_folds(train_frame, split, n_folds)
     result = train(train_frame, feature_names(), folds, candidates, halving, arms, progress)
     t2 = time.perf_counter()
-    say("evaluating on the test period")
+    say(f"trained in {t2 - t1:.0f} s; evaluating on the test period")
     reports, scores = report_with_baselines(result.model, result.threshold, test, train_frame)
     figures = figures_for(result.model, result.threshold, test, scores)
     return Experiment(
@@ -198,4 +202,5 @@ def run_experiment(
         reports=reports,
         figures=figures,
         timings={"features": t1 - t0, "training": t2 - t1, "evaluation": time.perf_counter() - t2},
+        train_features=train_frame[feature_names()],
     )
