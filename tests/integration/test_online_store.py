@@ -45,7 +45,8 @@ def test_published_states_read_back_exactly_and_expire(store: OnlineStore) -> No
     for card_id, card in replay.cards.items():
         merchant_id = card.merchants[-1]
         states = store.get(card_id, merchant_id)
-        assert states.card is not None and states.merchant is not None
+        assert states.card is not None
+        assert states.merchant is not None
         assert encode_card(states.card) == encode_card(card)
         assert states.merchant == replay.merchants[merchant_id]
     ttl = store.client.ttl(store.card_key("card-0"))
@@ -57,4 +58,5 @@ def test_unknown_and_undecodable_states_read_as_absent(store: OnlineStore) -> No
     assert store.get("no-such-card", "no-such-merchant").card is None
     store.client.set(store.card_key("broken"), b"\x80\x04pickle")
     states = store.get("broken", "no-such-merchant")
-    assert states.card is None and states.merchant is None
+    assert states.card is None
+    assert states.merchant is None
