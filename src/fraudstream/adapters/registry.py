@@ -24,7 +24,8 @@ from mlflow.tracking import MlflowClient
 
 from fraudstream.adapters.postgres import connect
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
-from fraudstream.model.experiment import Experiment
+from fraudstream.model.experiment import Experiment, scores_of
+from fraudstream.monitoring.profile import PROFILE_ARTIFACT, build_profile
 from fraudstream.settings import Settings
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -103,6 +104,14 @@ def log_experiment(settings: Settings, experiment: Experiment, git_sha: str) -> 
         )
         mlflow.log_dict(experiment.reports, "report/test_report.json")
         mlflow.log_dict(experiment.lineage, "report/lineage.json")
+        if experiment.train_features is not None:
+            # The drift reference `fraudstream monitor` compares traffic with.
+            profile = build_profile(
+                experiment.train_features,
+                scores_of(experiment.model, experiment.train_features),
+                experiment.threshold,
+            )
+            mlflow.log_dict(profile.to_dict(), PROFILE_ARTIFACT)
         for name, figure in experiment.figures.items():
             mlflow.log_figure(figure, f"plots/{name}")
         info = _log_model(experiment, settings, metadata)
