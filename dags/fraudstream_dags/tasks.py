@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Literal
 
+from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import BaseOperator
 
 from fraudstream_dags.config import DagConfig, PodDefaults
@@ -41,6 +42,25 @@ RESOURCES: dict[Size, dict[str, dict[str, str]]] = {
 
 RUN_AS = 10001
 """The non-root user of the package images (images/python/Dockerfile)."""
+
+
+class CliOperator(BashOperator):
+    """BashOperator for one CLI call whose arguments are rendered first, then shell-quoted.
+
+    Quoting before rendering would hand Jinja a mangled template, and a rendered value (a
+    manual run's parameter) must never be able to break out of its argument.
+    """
+
+    template_fields = ("cli_args", "env", "cwd")
+
+    def __init__(self, *, cli: str, cli_args: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(bash_command=shlex.join([cli, *cli_args]), **kwargs)
+        self.cli = cli
+        self.cli_args = list(cli_args)
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        self.bash_command = shlex.join([self.cli, *(str(a) for a in self.cli_args)])
 
 
 def default_args(config: DagConfig) -> dict[str, Any]:
@@ -72,13 +92,7 @@ def cli_task(
     }
     if config.runtime == "kubernetes":
         return _pod(config.pods, list(args), size, skip_on_exit_code, common)
-    from airflow.providers.standard.operators.bash import BashOperator
-
-    return BashOperator(
-        bash_command=shlex.join([config.cli, *args]),
-        skip_on_exit_code=skip_on_exit_code,
-        **common,
-    )
+    return CliOperator(cli=config.cli, cli_args=args, skip_on_exit_code=skip_on_exit_code, **common)
 
 
 def _secret_env(name: str, secret: str, key: str) -> Any:

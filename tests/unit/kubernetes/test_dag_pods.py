@@ -54,6 +54,12 @@ for mode in ("local", "kubernetes"):
                 "skip_on_exit_code": sorted(getattr(task, "skip_on_exit_code", None) or []),
             }
             if mode == "local" and hasattr(task, "bash_command"):
+                context = {
+                    "params": dag.params.dump(),
+                    "data_interval_end": datetime.datetime.fromisoformat(sys.argv[2]),
+                    "dag_run": None,
+                }
+                task.render_template_fields(context, jinja_env=dag.get_template_env())
                 info["bash_command"] = task.bash_command
             if type(task).__name__ == "KubernetesPodOperator":
                 context = {
@@ -123,13 +129,19 @@ def test_dagbag_imports_without_errors(described: dict[str, Any], mode: str) -> 
 
 def test_local_tasks_run_the_project_cli(described: dict[str, Any]) -> None:
     tasks = described["local"]["dags"]["fraud_retrain"]["tasks"]
-    assert {t["type"] for t in tasks.values()} == {"BashOperator"}
+    assert {t["type"] for t in tasks.values()} == {"CliOperator"}
     for task_id, task in tasks.items():
         assert task["bash_command"].startswith("/opt/fraudstream/bin/fraudstream "), task_id
+    # Rendered, then quoted: the conditional flag is one plain argument.
+    assert tasks["train"]["bash_command"] == (
+        "/opt/fraudstream/bin/fraudstream train --training-set "
+        "s3://fraudstream-datasets/training/fraud_retrain/20260201T030000Z/ "
+        "--candidates 20 --smote --json"
+    )
     assert tasks["extract_training_set"]["skip_on_exit_code"] == [4]
     gate = described["local"]["dags"]["fraud_monitor"]["tasks"]["breach_gate"]
     assert gate["skip_on_exit_code"] == [99]
-    assert "monitor-gate --window-end" in gate["bash_command"]
+    assert gate["bash_command"].endswith("monitor-gate --window-end 2026-02-01T03:00:00+00:00")
 
 
 def _pods(described: dict[str, Any]) -> dict[str, dict[str, Any]]:
