@@ -23,10 +23,10 @@ from fraudstream.adapters import registry
 from fraudstream.adapters.object_store import s3_client
 from fraudstream.adapters.postgres import connect
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
-from fraudstream.features.replay import build_features
+from fraudstream.features.replay import attach_labels, build_features
 from fraudstream.generator import GeneratorConfig, generate, write_history
-from fraudstream.model.experiment import run_experiment, scores_of, training_rows, validation_folds
-from fraudstream.model.split import TimeSplit
+from fraudstream.model.experiment import run_experiment, scores_of
+from fraudstream.model.split import TimeSplit, holdout_rows
 from fraudstream.settings import Settings, load_settings
 from tests.integration.conftest import CLI, run_cli
 
@@ -125,20 +125,26 @@ def test_the_registered_version_has_alias_metrics_artifacts_and_metadata(
     )
 
 
-def test_the_model_from_the_registry_reproduces_the_logged_validation_ap(
+def test_the_model_from_the_registry_reproduces_the_logged_test_ap(
     model_settings: Settings, trained: tuple[str, str], history: tuple[Path, Path]
 ) -> None:
+    """The final model is refitted on every training row, so the figure it must
+    reproduce out of sample is the test period's (the logged validation AP comes
+    from the search's fold model on the most recent fold)."""
     version, run_id = trained
     loaded = registry.load_model(model_settings, version)
     assert loaded.model.get_params()["n_jobs"] == 1
     txns, labels = (pd.read_parquet(p) for p in history)
     split = TimeSplit(pd.Timestamp(START), 21, 7, 7)
-    rows = training_rows(build_features(txns, labels), labels, split)
-    _, val = validation_folds(rows, split, n_folds=3)[0]
-    scores = scores_of(loaded.model, rows.iloc[val])
-    ap = average_precision_score(rows["is_fraud"].iloc[val], scores)
+    features = build_features(txns, labels)
+    test = attach_labels(holdout_rows(features, labels, split), labels)
+    ap = average_precision_score(test["is_fraud"], scores_of(loaded.model, test))
     logged = MlflowClient(model_settings.mlflow.uri).get_run(run_id).data.metrics
-    assert ap == pytest.approx(logged["validation_average_precision"], abs=1e-9)
+    assert ap == pytest.approx(logged["test_xgboost_average_precision"], abs=1e-9)
+    assert 0.0 < logged["validation_average_precision"] <= 1.0
+    assert loaded.model.get_booster().num_boosted_rounds() == int(
+        MlflowClient(model_settings.mlflow.uri).get_run(run_id).data.params["best_iteration"]
+    )
 
 
 def test_score_file_writes_one_decision_per_transaction(
@@ -200,7 +206,7 @@ def test_promotion_takes_the_first_challenger_and_refuses_a_worse_one(
     refused = subprocess.run(
         [*CLI, "promote", *window], capture_output=True, text=True, timeout=600, check=False
     )
-    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert refused.returncode == 0, refused.stdout + refused.stderr  # a refusal is no error
     said = " ".join(refused.stdout.split())
     assert "refused" in said
     assert "Average Precision is not higher" in said

@@ -1,10 +1,12 @@
-"""S3 adapter: a boto3 client for the configured endpoint, and bucket set-up.
+"""S3 adapter: a boto3 client for the configured endpoint, bucket set-up, and locations
+(a local directory or an S3 prefix) that files are read from and written to.
 
 Works with any S3 server (MinIO locally); path-style addressing is a setting.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import boto3
@@ -49,3 +51,76 @@ def ensure_buckets(settings: S3Settings) -> list[str]:
             client.create_bucket(Bucket=bucket)
             created.append(bucket)
     return created
+
+
+class LocationError(ValueError):
+    """A dataset location that cannot be read or written as asked."""
+
+
+class Location:
+    """A folder of named objects: a local directory or ``s3://bucket/prefix``.
+
+    The training-set files are small enough to move whole, so a location reads and
+    writes bytes. Writes replace: writing the same name twice leaves the latest
+    bytes (a local write goes through a temporary file and a rename, an S3 put is
+    atomic per object), which makes a re-run with the same inputs idempotent.
+    """
+
+    def __init__(self, uri: str, settings: S3Settings) -> None:
+        self.uri = uri.rstrip("/")
+        self._settings = settings
+        if self.uri.startswith("s3://"):
+            bucket, _, prefix = self.uri.removeprefix("s3://").partition("/")
+            if not bucket:
+                raise LocationError(f"{uri}: an S3 location needs a bucket: s3://BUCKET/PREFIX")
+            self.bucket: str | None = bucket
+            self.prefix = prefix.strip("/")
+        elif "://" in self.uri:
+            raise LocationError(f"{uri}: use a local directory or s3://BUCKET/PREFIX")
+        else:
+            self.bucket, self.prefix = None, ""
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def _path(self, name: str) -> Path:
+        return Path(self.uri) / name
+
+    def describe(self, name: str) -> str:
+        return f"{self.uri}/{name}"
+
+    def write(self, name: str, data: bytes) -> None:
+        if self.bucket is None:
+            path = self._path(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+            return
+        s3_client(self._settings).put_object(Bucket=self.bucket, Key=self._key(name), Body=data)
+
+    def read(self, name: str) -> bytes:
+        """The object's bytes; a missing object or bucket raises ``LocationError`` naming it."""
+        if self.bucket is None:
+            path = self._path(name)
+            if not path.is_file():
+                raise LocationError(f"{path} does not exist")
+            return path.read_bytes()
+        try:
+            body = s3_client(self._settings).get_object(Bucket=self.bucket, Key=self._key(name))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "NoSuchBucket", "404"):
+                raise LocationError(f"{self.describe(name)} does not exist ({code})") from None
+            raise
+        return body["Body"].read()
+
+
+def read_uri(uri: str, settings: S3Settings) -> bytes:
+    """The bytes of one file given as a local path or ``s3://bucket/key``."""
+    folder, _, name = uri.rstrip("/").rpartition("/")
+    if not name:
+        raise LocationError(f"{uri}: name a file")
+    if not folder:
+        return Location(".", settings).read(name)
+    return Location(folder, settings).read(name)

@@ -249,3 +249,79 @@ def set_champion(settings: Settings, version: str, reason: str) -> None:
             (name, version),
         )
     sync_aliases(settings)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """One move of ``champion``, as ``model_promotions`` keeps it."""
+
+    request_key: str
+    version: str
+    previous_version: str | None
+    reason: str
+    decided_by: str
+    metrics: dict[str, Any]
+
+
+def promotion_for_key(settings: Settings, request_key: str) -> Promotion | None:
+    """The promotion already made under ``request_key`` (a retried request), if any."""
+    with connect(settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            """SELECT version, previous_version, reason, decided_by, metrics
+               FROM model_promotions WHERE request_key = %s""",
+            (request_key,),
+        )
+        row = cur.fetchone()
+    if row is None:
+        return None
+    version, previous, reason, decided_by, metrics = row
+    return Promotion(request_key, version, previous, reason, decided_by, metrics)
+
+
+def promote(
+    settings: Settings, promotion: Promotion, threshold: float, events_topic: str
+) -> dict[str, Any]:
+    """Move ``champion``, publish ``alias_moved`` (acks=all), then record the promotion.
+
+    Order matters for retries with the same ``request_key``: the history row is
+    written last, so a request that failed half way is redone whole (the alias
+    move is idempotent; the event may then be delivered twice, which consumers
+    tolerate), and a request that completed is found by ``promotion_for_key``.
+    Returns the published event.
+    """
+    from fraudstream.adapters.transaction_stream import Sender
+    from fraudstream.model.events import alias_moved
+
+    name = settings.mlflow.model_name
+    set_champion(settings, promotion.version, promotion.reason)
+    event = alias_moved(
+        name,
+        CHAMPION,
+        promotion.version,
+        promotion.previous_version,
+        FEATURE_SET_VERSION,
+        threshold,
+        promotion.reason,
+    )
+    sender = Sender(settings.kafka)
+    sender.send(events_topic, name.encode(), json.dumps(event).encode())
+    sender.flush(30.0)
+    with connect(settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO model_promotions (request_key, model_name, alias, version,
+                   previous_version, reason, metrics, decided_by, promoted_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (request_key) DO NOTHING""",
+            (
+                promotion.request_key,
+                name,
+                CHAMPION,
+                promotion.version,
+                promotion.previous_version,
+                promotion.reason,
+                json.dumps(promotion.metrics),
+                promotion.decided_by,
+                event["at"],
+            ),
+        )
+    return event

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,6 +14,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fraudstream.cli.inputs import (
+    Inputs,
+    JsonOpt,
+    LabelOpt,
+    SetOpt,
+    TxnOpt,
+    json_mode,
+    print_json,
+    read_inputs,
+    read_table,
+)
 from fraudstream.settings import load_settings
 
 # The model stack (pandas, scikit-learn, XGBoost, MLflow) takes seconds to import: it is
@@ -24,25 +37,27 @@ if TYPE_CHECKING:
     from fraudstream.model.experiment import Experiment
     from fraudstream.model.split import TimeSplit
 
+__all__ = ["read_table", "train_app"]
+
 train_app = typer.Typer(no_args_is_help=True)
 console = Console()
 
-TxnOpt = Annotated[Path, typer.Option("--transactions", exists=True, help="Parquet or CSV.")]
-LabelOpt = Annotated[Path, typer.Option("--labels", exists=True, help="Parquet or CSV.")]
 ModelOpt = Annotated[str, typer.Option("--model", help="champion, challenger, a version or URI.")]
 StartOpt = Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD, UTC).")]
 DaysOpt = Annotated[int | None, typer.Option(help="Number of days from --start.")]
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """A Parquet or CSV file; timestamp columns become tz-aware UTC."""
-    import pandas as pd
-
-    frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
-    for column in ("event_time", "label_time"):
-        if column in frame and not isinstance(frame[column].dtype, pd.DatetimeTZDtype):
-            frame[column] = pd.to_datetime(frame[column], utc=True)
-    return frame
+# Headline figures of a report, in the order tables and JSON summaries show them.
+HEADLINE = (
+    "rows",
+    "frauds",
+    "auc_roc",
+    "average_precision",
+    "card_precision_at_100",
+    "threshold",
+    "precision",
+    "recall",
+    "f2",
+    "alert_rate",
+)
 
 
 def _git_sha() -> str:
@@ -71,20 +86,8 @@ def _features(txns: pd.DataFrame, labels: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def _show(reports: dict[str, dict[str, Any]]) -> None:
-    keys = [
-        "rows",
-        "frauds",
-        "auc_roc",
-        "average_precision",
-        "card_precision_at_100",
-        "threshold",
-        "precision",
-        "recall",
-        "f2",
-        "alert_rate",
-    ]
     table = Table("metric", *reports)
-    for key in keys:
+    for key in HEADLINE:
         table.add_row(
             key,
             *(
@@ -98,17 +101,32 @@ def _show(reports: dict[str, dict[str, Any]]) -> None:
             console.print(f"{name} recall per scenario: {report['recall_per_scenario']}")
 
 
+def headline(report: dict[str, Any]) -> dict[str, Any]:
+    """The report's headline figures (for JSON summaries)."""
+    return {key: report[key] for key in HEADLINE if key in report}
+
+
 def _write_json(path: Path, content: dict[str, Any]) -> None:
     path.write_text(json.dumps(content, indent=2, default=str))
     console.print(f"report -> {path}")
 
 
-def _window(frame: pd.DataFrame, start: str | None, days: int | None) -> TimeSplit:
+def holdout_window(inputs: Inputs, start: str | None, days: int | None) -> TimeSplit:
+    """The evaluation period: ``--start``/``--days``, else the data's last ``days`` or all of it.
+
+    With a training set and no ``--start``, the period is the last ``days`` (7 by
+    default) before the set's window end: the test period of a default training split.
+    """
     import numpy as np
     import pandas as pd
 
-    from fraudstream.model.split import TimeSplit
+    from fraudstream.model.split import DAY, TimeSplit
 
+    frame = inputs.transactions
+    end = inputs.window_end
+    if start is None and end is not None:
+        span = days or 7
+        return TimeSplit(end.floor("D") - span * DAY, 0, 0, span)
     first = pd.Timestamp(start, tz="UTC") if start else frame["event_time"].min().floor("D")
     span = days or int(np.ceil((frame["event_time"].max() - first) / pd.Timedelta(days=1))) + 1
     return TimeSplit(first, 0, 0, span)
@@ -116,15 +134,14 @@ def _window(frame: pd.DataFrame, start: str | None, days: int | None) -> TimeSpl
 
 @train_app.command()
 def train(
-    transactions: TxnOpt,
-    labels: Annotated[
-        Path | None, typer.Option(exists=True, help="Parquet or CSV; optional with --unsupervised.")
-    ] = None,
+    transactions: TxnOpt = None,
+    labels: LabelOpt = None,
+    training_set: SetOpt = None,
     train_start: StartOpt = None,
     train_days: int = 21,
     delay_days: int = 7,
     test_days: int = 7,
-    candidates: Annotated[int, typer.Option(help="Search candidates per imbalance arm.")] = 20,
+    candidates: Annotated[int, typer.Option(help="Search candidates (first imbalance arm).")] = 20,
     halving: Annotated[bool, typer.Option(help="Successive halving over rows.")] = False,
     smote: Annotated[bool, typer.Option(help="Run the SMOTE arm of the ablation.")] = True,
     register: Annotated[bool, typer.Option(help="Log to MLflow and register.")] = True,
@@ -135,10 +152,13 @@ def train(
     alert_rate: Annotated[
         float, typer.Option(help="Target alert rate of the unsupervised threshold.")
     ] = 0.005,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train XGBoost on a time-ordered split, evaluate it with baselines, register a challenger.
 
     With --unsupervised, fit an anomaly model on the same features instead (labels optional).
+    The split starts at --train-start, else at the first day of the data (of the
+    training set's window with --training-set).
     """
     import pandas as pd
 
@@ -146,12 +166,11 @@ def train(
     from fraudstream.model.coldstart import run_anomaly_experiment
     from fraudstream.model.split import TimeSplit, default_split
 
-    if labels is None and not unsupervised:
-        raise typer.BadParameter(
-            "--labels is required (or use --unsupervised)", param_hint="--labels"
-        )
-    txns = read_table(transactions)
-    labs = read_table(labels) if labels else None
+    json_mode(console, as_json)
+    inputs = read_inputs(transactions, labels, training_set, need_labels=not unsupervised)
+    txns, labs = inputs.transactions, inputs.labels
+    if inputs.manifest and not train_start:
+        train_start = str(inputs.manifest["window_start"])[:10]
     split = default_split(txns["event_time"], train_days, delay_days, test_days)
     if train_start:
         split = TimeSplit(pd.Timestamp(train_start, tz="UTC"), train_days, delay_days, test_days)
@@ -164,6 +183,9 @@ def train(
     else:
         assert labs is not None
         experiment = _supervised(txns, labs, split, candidates, halving, smote)
+    if inputs.manifest:
+        experiment.lineage["training_set"] = training_set
+        experiment.lineage["training_set_as_of"] = inputs.manifest["as_of"]
     if experiment.reports:
         _show(experiment.reports)
     console.print(
@@ -179,12 +201,36 @@ def train(
                 "lineage": experiment.lineage,
             },
         )
+    run_id, version = None, None
+    settings = load_settings()
     if register:
-        settings = load_settings()
-        run_id, version = registry.log_experiment(settings, experiment, _git_sha())
+        # MLflow prints run links on stdout; with --json stdout is the summary's alone.
+        with contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout):
+            run_id, version = registry.log_experiment(settings, experiment, _git_sha())
         console.print(
             f"registered {settings.mlflow.model_name} version {version} "
             f"as @challenger (run {run_id})"
+        )
+    if as_json:
+        print_json(
+            {
+                "command": "train",
+                "model_name": settings.mlflow.model_name,
+                "model_kind": experiment.kind,
+                "run_id": run_id,
+                "version": version,
+                "alias": registry.CHALLENGER if register else None,
+                "threshold": experiment.threshold,
+                "metrics": {
+                    **experiment.fit_metrics,
+                    **{
+                        name: headline(scorer_report)
+                        for name, scorer_report in experiment.reports.items()
+                    },
+                },
+                "lineage": experiment.lineage,
+                "decision": None,
+            }
         )
 
 
@@ -216,9 +262,10 @@ def _supervised(
     return experiment
 
 
-def _holdout_report(
+def holdout_report(
     ref: str, txns: pd.DataFrame, labs: pd.DataFrame, split: TimeSplit
 ) -> tuple[LoadedModel, dict[str, dict[str, Any]]]:
+    """A registered model and the rules baseline on the holdout ``split`` (its test period)."""
     from fraudstream.adapters import registry
     from fraudstream.features.replay import attach_labels
     from fraudstream.model.baselines import rules_score
@@ -239,26 +286,43 @@ def _holdout_report(
 @train_app.command()
 def evaluate(
     model: ModelOpt,
-    transactions: TxnOpt,
-    labels: LabelOpt,
+    transactions: TxnOpt = None,
+    labels: LabelOpt = None,
+    training_set: SetOpt = None,
     start: StartOpt = None,
     days: DaysOpt = None,
     report: Annotated[Path | None, typer.Option(help="Also write the report as JSON.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a registered model on a labelled period, beside the rules baseline."""
-    txns, labs = read_table(transactions), read_table(labels)
-    _, reports = _holdout_report(model, txns, labs, _window(txns, start, days))
+    json_mode(console, as_json)
+    inputs = read_inputs(transactions, labels, training_set, need_labels=True)
+    assert inputs.labels is not None
+    split = holdout_window(inputs, start, days)
+    loaded, reports = holdout_report(model, inputs.transactions, inputs.labels, split)
     _show(reports)
     if report:
         _write_json(report, reports)
+    if as_json:
+        print_json(
+            {
+                "command": "evaluate",
+                "model_name": load_settings().mlflow.model_name,
+                "version": loaded.version,
+                "holdout": {"start": split.test_start.isoformat(), "days": split.test_days},
+                "metrics": {name: headline(r) for name, r in reports.items()},
+                "decision": None,
+            }
+        )
 
 
 @train_app.command("score-file")
 def score_file(
     model: ModelOpt,
-    transactions: TxnOpt,
     out: Annotated[Path, typer.Option()],
-    labels: Annotated[Path | None, typer.Option(exists=True)] = None,
+    transactions: TxnOpt = None,
+    labels: LabelOpt = None,
+    training_set: SetOpt = None,
 ) -> None:
     """Write transaction_id, score, decision for every transaction of a file.
 
@@ -270,9 +334,9 @@ def score_file(
     from fraudstream.adapters import registry
     from fraudstream.model.experiment import scores_of
 
+    inputs = read_inputs(transactions, labels, training_set, need_labels=False)
     loaded = registry.load_model(load_settings(), model)
-    txns = read_table(transactions)
-    rows = _features(txns, read_table(labels) if labels else None)
+    rows = _features(inputs.transactions, inputs.labels)
     scores = scores_of(loaded.model, rows)
     result = pd.DataFrame(
         {
@@ -288,39 +352,4 @@ def score_file(
     console.print(
         f"{len(result):,} scores -> {out} ({int((scores >= loaded.threshold).sum()):,} "
         f"alerts at threshold {loaded.threshold:.4f}, model v{loaded.version})"
-    )
-
-
-@train_app.command()
-def promote(
-    transactions: TxnOpt,
-    labels: LabelOpt,
-    start: StartOpt = None,
-    days: DaysOpt = None,
-    version: Annotated[str, typer.Option(help="Version to promote.")] = "challenger",
-) -> None:
-    """Move @champion to the challenger if it beats the champion on the same holdout."""
-    from fraudstream.adapters import registry
-    from fraudstream.model.gate import decide
-
-    settings = load_settings()
-    txns, labs = read_table(transactions), read_table(labels)
-    split = _window(txns, start, days)
-    challenger, reports = _holdout_report(version, txns, labs, split)
-    champion_version = registry.version_for_alias(settings, registry.CHAMPION)
-    champion_report = None
-    if champion_version is not None:
-        _, champion_reports = _holdout_report(champion_version, txns, labs, split)
-        champion_report = champion_reports[f"model v{champion_version}"]
-    decision = decide(reports[f"model v{challenger.version}"], champion_report)
-    if not decision.promote:
-        console.print(
-            f"[bold red]refused[/]: version {challenger.version} stays challenger: "
-            f"{decision.reason}",
-            soft_wrap=True,
-        )
-        raise typer.Exit(3)
-    registry.set_champion(settings, challenger.version, decision.reason)
-    console.print(
-        f"promoted version {challenger.version} to @champion: {decision.reason}", soft_wrap=True
     )

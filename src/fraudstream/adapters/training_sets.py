@@ -1,0 +1,63 @@
+"""Training sets between PostgreSQL and a location (a local directory or an S3 prefix).
+
+``extract`` reads the point-in-time window with ``postgres.read_training_window``
+and writes the three objects of ``model.training_set``; ``load`` reads them back
+and checks them against the manifest. The same as-of and location always write
+the same keys, and equal database content gives equal bytes, so a retried
+extraction replaces its own output and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from fraudstream.adapters.object_store import Location
+from fraudstream.adapters.postgres import read_training_window
+from fraudstream.model import training_set as ts
+from fraudstream.settings import Settings
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    transactions: pd.DataFrame
+    labels: pd.DataFrame
+    manifest: dict[str, Any]
+    uri: str
+
+
+def extract(
+    settings: Settings, window: ts.Window, uri: str, min_labels: int, min_frauds: int
+) -> dict[str, Any]:
+    """Write the window's training set under ``uri``; returns its manifest.
+
+    Raises ``TooFewLabelsError`` before writing anything when the labels known at
+    ``window.as_of`` cannot train a model.
+    """
+    location = Location(uri, settings.s3)
+    txns, labels = read_training_window(settings.postgres, window.start, window.as_of, window.as_of)
+    ts.check_labels(labels, min_labels, min_frauds)
+    files = {
+        ts.TRANSACTIONS_FILE: ts.parquet_bytes(txns, "transaction"),
+        ts.LABELS_FILE: ts.parquet_bytes(labels, "label"),
+    }
+    content = ts.manifest(window, txns, labels, files)
+    for name, data in files.items():
+        location.write(name, data)
+    # The manifest goes last: a reader that finds it finds the files it describes.
+    location.write(ts.MANIFEST_FILE, ts.manifest_bytes(content))
+    return content
+
+
+def load(settings: Settings, uri: str) -> TrainingSet:
+    """The training set under ``uri``, each file verified against ``manifest.json``."""
+    location = Location(uri, settings.s3)
+    content: dict[str, Any] = json.loads(location.read(ts.MANIFEST_FILE))
+    frames = [
+        ts.read_parquet_bytes(ts.verified(name, location.read(name), content))
+        for name in (ts.TRANSACTIONS_FILE, ts.LABELS_FILE)
+    ]
+    return TrainingSet(frames[0], frames[1], content, location.uri)

@@ -1,0 +1,133 @@
+"""Where the model commands read their data: files, S3 objects or an extracted training set.
+
+``--transactions``/``--labels`` take a local path or an ``s3://bucket/key`` URI of
+a Parquet or CSV file; ``--training-set`` takes the location written by
+``fraudstream extract-training-set`` (a directory or an S3 prefix) and stands for
+both, verified against its manifest.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from fraudstream.settings import load_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TxnOpt = Annotated[
+    str | None,
+    typer.Option("--transactions", help="Parquet or CSV: a path or s3://bucket/key."),
+]
+LabelOpt = Annotated[
+    str | None, typer.Option("--labels", help="Parquet or CSV: a path or s3://bucket/key.")
+]
+SetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--training-set",
+        help="A directory or s3:// prefix written by extract-training-set (instead of files).",
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON summary line on stdout (logs to stderr).")
+]
+
+
+def read_table(path: Path | str) -> pd.DataFrame:
+    """A Parquet or CSV file (local or ``s3://``); timestamp columns become tz-aware UTC."""
+    import pandas as pd
+
+    source = str(path)
+    if source.startswith("s3://"):
+        from fraudstream.adapters.object_store import LocationError, read_uri
+
+        try:
+            data: Any = io.BytesIO(read_uri(source, load_settings().s3))
+        except LocationError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    else:
+        if not Path(source).is_file():
+            raise typer.BadParameter(f"{source} does not exist or is not a file")
+        data = source
+    frame = pd.read_csv(data) if source.endswith(".csv") else pd.read_parquet(data)
+    for column in ("event_time", "label_time"):
+        if column in frame and not isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The frames a command works on, and the training set's manifest when one was named."""
+
+    transactions: pd.DataFrame
+    labels: pd.DataFrame | None
+    manifest: dict[str, Any] | None = None
+
+    @property
+    def window_end(self) -> pd.Timestamp | None:
+        import pandas as pd
+
+        return pd.Timestamp(self.manifest["window_end"]) if self.manifest else None
+
+
+def read_inputs(
+    transactions: str | None, labels: str | None, training_set: str | None, need_labels: bool
+) -> Inputs:
+    """Frames from either files (``--transactions``/``--labels``) or ``--training-set``."""
+    if training_set and (transactions or labels):
+        raise typer.BadParameter(
+            "give either --training-set or --transactions/--labels, not both",
+            param_hint="--training-set",
+        )
+    if training_set:
+        from fraudstream.adapters import training_sets
+        from fraudstream.adapters.object_store import LocationError
+
+        try:
+            found = training_sets.load(load_settings(), training_set)
+        except LocationError as exc:
+            raise typer.BadParameter(
+                f"{exc} (write it with `fraudstream extract-training-set`)",
+                param_hint="--training-set",
+            ) from None
+        return Inputs(found.transactions, found.labels, found.manifest)
+    if not transactions:
+        raise typer.BadParameter(
+            "name the data: --transactions FILE [--labels FILE], or --training-set URI",
+            param_hint="--transactions",
+        )
+    if need_labels and not labels:
+        raise typer.BadParameter("--labels is required", param_hint="--labels")
+    return Inputs(read_table(transactions), read_table(labels) if labels else None)
+
+
+def json_mode(console: Console, enabled: bool) -> None:
+    """With ``--json``, human output moves to stderr so stdout holds the summary line only."""
+    if enabled:
+        console.file = sys.stderr
+
+
+def print_json(summary: dict[str, Any]) -> None:
+    """One line, machine-readable, on stdout (NaN becomes null)."""
+    sys.stdout.write(json.dumps(_finite(summary), default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
