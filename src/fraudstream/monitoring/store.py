@@ -32,6 +32,8 @@ def champion_profile(settings: Settings, alias: str = "champion") -> tuple[str, 
     from mlflow.tracking import MlflowClient
 
     name = settings.mlflow.model_name
+    # `runs:/` artifact URIs resolve through the global tracking URI.
+    mlflow.set_tracking_uri(settings.mlflow.uri)
     client = MlflowClient(tracking_uri=settings.mlflow.uri)
     try:
         found = client.get_model_version_by_alias(name, alias)
