@@ -30,4 +30,6 @@ ensure "$NS" fraudstream-postgres-airflow username=airflow "password=$airflow_pa
 ensure "$NS" fraudstream-airflow-metadata \
   "connection=postgresql://airflow:$airflow_password@fraudstream-postgres-rw:5432/airflow"
 ensure "$NS" fraudstream-airflow-api-secret-key "api-secret-key=$(random)"
+ensure "$NS" fraudstream-redis "password=$(random)"
+ensure "$NS" fraudstream-api "token=$(random)"
 ensure monitoring grafana-admin admin-user=admin "admin-password=$(random)"

@@ -69,7 +69,10 @@ seccompProfile:
 {{- end -}}
 
 {{/* Environment of every workload: the ConfigMap plus secrets by reference.
-     (dict "root" $ "kafkaUser" "fraudstream-api") */}}
+     (dict "root" $ "kafkaUser" "fraudstream-api")
+     In kubernetes mode fraudstream.settings.load_settings() refuses to start without the Redis
+     password and the API token, whatever the command, so every workload gets both references;
+     the network policies still let only the scorer and the API reach Redis. */}}
 {{- define "fraud-platform.env" -}}
 - name: FRAUDSTREAM_KAFKA_SASL_USERNAME
   value: {{ .kafkaUser | quote }}
@@ -98,6 +101,16 @@ seccompProfile:
     secretKeyRef:
       name: {{ .root.Values.s3.existingSecret }}
       key: {{ .root.Values.s3.secretKeyKey }}
+- name: FRAUDSTREAM_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .root.Values.redis.existingSecret }}
+      key: {{ .root.Values.redis.passwordKey }}
+- name: FRAUDSTREAM_API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .root.Values.api.existingSecret }}
+      key: {{ .root.Values.api.tokenKey }}
 {{- end -}}
 
 {{/* Volumes every workload mounts: scratch space (the root filesystem is read-only) and the

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .toolchain import CHART, Toolchain, ToolchainMissingError, load_all, scenarios
+from .toolchain import CHART, ONLINE_STORE, Toolchain, ToolchainMissingError, load_all, scenarios
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +28,20 @@ def renders(chain: Toolchain) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def rendered_objects(renders: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
     return {name: load_all(text) for name, text in renders.items()}
+
+
+@pytest.fixture(scope="session")
+def store_renders(chain: Toolchain) -> dict[str, str]:
+    """The online-store chart rendered for every values scenario, as its release is named."""
+    return {
+        name: chain.render(ONLINE_STORE, files, release="online-store")
+        for name, files in scenarios(ONLINE_STORE).items()
+    }
+
+
+@pytest.fixture(scope="session")
+def store_objects(store_renders: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    return {name: load_all(text) for name, text in store_renders.items()}
 
 
 @pytest.fixture

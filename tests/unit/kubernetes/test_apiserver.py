@@ -57,6 +57,13 @@ def test_the_api_server_accepts_the_chart(
     assert dry_run_failures(server, rendered_objects[scenario]) == []
 
 
+@pytest.mark.parametrize("scenario", ["default", "kind", "staging"])
+def test_the_api_server_accepts_the_online_store(
+    server: ApiServer, store_objects: dict[str, list[Obj]], scenario: str
+) -> None:
+    assert dry_run_failures(server, store_objects[scenario]) == []
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in OPERATORS.glob("*.yaml")))
 def test_the_api_server_accepts_the_operators(server: ApiServer, name: str) -> None:
     objects = load_file(OPERATORS / name)

@@ -20,6 +20,7 @@ from fraudstream.settings import PlatformSettings
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "fraud-platform"
+ONLINE_STORE = REPO / "charts" / "online-store"
 THIRD_PARTY = REPO / "charts" / "third-party"
 OPERATORS = REPO / "operators"
 TOOLS_SCRIPT = REPO / "scripts" / "k8s-tools.sh"
@@ -192,10 +193,10 @@ def _value_args(values: Sequence[Path], sets: Sequence[str]) -> list[str]:
     return args + [arg for item in sets for arg in ("--set", item)]
 
 
-def scenarios() -> dict[str, list[Path]]:
-    """The chart's values scenarios: its defaults and every ``ci/<name>-values.yaml``."""
-    found = {"default": []}
-    for path in sorted((CHART / "ci").glob("*-values.yaml")):
+def scenarios(chart: Path = CHART) -> dict[str, list[Path]]:
+    """A chart's values scenarios: its defaults and every ``ci/<name>-values.yaml``."""
+    found: dict[str, list[Path]] = {"default": []}
+    for path in sorted((chart / "ci").glob("*-values.yaml")):
         found[path.name.removesuffix("-values.yaml")] = [path]
     return found
 
