@@ -1,7 +1,8 @@
 """Spark's Python main file for the scorer: runs `fraudstream <arguments>` inside spark-submit.
 
-The SparkApplication passes `score-stream --checkpoint s3a://...` as its arguments; the command
-itself arrives with the scorer's issue. spark-submit needs a `.py` file, not a console script.
+The SparkApplication passes `score --checkpoint s3a://...` (plus the chart's extra arguments)
+as its arguments; see docs/scorer.md for the options. spark-submit needs a `.py` file, not a
+console script.
 """
 
 from fraudstream.cli import main

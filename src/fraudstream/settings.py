@@ -233,6 +233,11 @@ class MlflowSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: Port = 15000
     model_name: str = "fraud-detector"
+    model_alias: str = Field(
+        default="champion",
+        pattern=r"^[A-Za-z][A-Za-z0-9_-]*$",
+        description="Registry alias the scorer serves (hot-reloaded when it moves).",
+    )
     workers: int = Field(default=1, ge=1, le=8)
 
     @property
@@ -242,6 +247,50 @@ class MlflowSettings(BaseSettings):
     @property
     def uri(self) -> str:
         return self.tracking_uri or f"http://{self.host}:{self.port}"
+
+
+class SparkSettings(BaseSettings):
+    """Spark as the scorer runs it locally (``local[*]``); on Kubernetes the operator sets these."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUDSTREAM_SPARK_", frozen=True, extra="ignore")
+
+    master: str = Field(default="local[2]", description="Spark master URL for local runs.")
+    ui_port: Port = Field(default=18340, description="The Spark UI of the scorer's driver.")
+    shuffle_partitions: int = Field(
+        default=2,
+        ge=1,
+        le=4096,
+        description="Partitions of the stateful stage (fixed per checkpoint).",
+    )
+    driver_memory: str = Field(default="1g", pattern=r"^[0-9]+[mg]$")
+
+
+class ScorerSettings(BaseSettings):
+    """The streaming scorer: state layout, model reload, checkpoints, metrics."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUDSTREAM_SCORER_", frozen=True, extra="ignore")
+
+    metrics_port: Port = Field(default=18290, description="Prometheus endpoint of the driver.")
+    buckets: int = Field(
+        default=8,
+        ge=1,
+        le=65536,
+        description="Card buckets: grouping keys of the stateful stage (fixed per checkpoint).",
+    )
+    reload_interval_s: float = Field(
+        default=30.0, gt=0, description="How often the registry alias is polled for a new model."
+    )
+    checkpoint: str | None = Field(
+        default=None,
+        description="Checkpoint URI (s3a://, file://); unset means s3a://<checkpoint bucket>/"
+        "checkpoints/scorer.",
+    )
+    trigger_s: float = Field(default=1.0, ge=0, description="Micro-batch trigger interval.")
+    max_offsets_per_trigger: int | None = Field(
+        default=None, ge=1, description="Cap on records per micro-batch (unset: everything new)."
+    )
+    shadow: bool = Field(default=False, description="Also score with the challenger, never alert.")
+    parquet: bool = Field(default=True, description="Write scored rows as Parquet to S3.")
 
 
 class AirflowSettings(BaseSettings):

@@ -12,6 +12,7 @@ from fraudstream.cli.labels import labels_app
 from fraudstream.cli.monitor import monitor_app
 from fraudstream.cli.platform import platform_app
 from fraudstream.cli.retraining import retraining_app
+from fraudstream.cli.score import score_app
 from fraudstream.cli.serve import serve_app
 from fraudstream.cli.topics import db_app, topics_app
 from fraudstream.cli.train import train_app
@@ -31,6 +32,7 @@ app.add_typer(train_app)
 app.add_typer(retraining_app)
 app.add_typer(labels_app)
 app.add_typer(serve_app)
+app.add_typer(score_app)
 app.add_typer(monitor_app)
 
 

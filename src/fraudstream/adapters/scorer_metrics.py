@@ -1,0 +1,123 @@
+"""The scorer's Prometheus endpoint (driver side), fed by each micro-batch and Spark's progress.
+
+Metric names are a contract shared with the API, the Grafana dashboards and the
+alert rules: do not rename them. Each scorer process registers them in its own
+registry, so tests and benchmarks can run several in one interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass
+class ScorerMetrics:
+    """Every scorer metric, in one registry."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.input_rate = Gauge(
+            "fraudstream_scorer_input_rows_per_second", "Rows/s read by the last batch", registry=r
+        )
+        self.processed_rate = Gauge(
+            "fraudstream_scorer_processed_rows_per_second",
+            "Rows/s processed by the last batch",
+            registry=r,
+        )
+        self.batch_duration = Histogram(
+            "fraudstream_scorer_batch_duration_seconds",
+            "Micro-batch duration (Spark's triggerExecution)",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "fraudstream_scoring_latency_seconds",
+            "Output time minus the transaction's Kafka CreateTime",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.scored = Counter("fraudstream_scored_total", "Transactions scored", registry=r)
+        self.alerts = Counter("fraudstream_alerts_total", "Alerts raised", registry=r)
+        self.dead_letters = Counter(
+            "fraudstream_dead_letters_total", "Messages dead-lettered", ["reason"], registry=r
+        )
+        self.late = Counter(
+            "fraudstream_scorer_late_events_total",
+            "Transactions older than their card's or merchant's latest (scored, not added)",
+            registry=r,
+        )
+        self.kafka_lag = Gauge(
+            "fraudstream_scorer_kafka_lag", "Records behind the latest offsets", registry=r
+        )
+        self.model_info = Gauge(
+            "fraudstream_model_info",
+            "The model being served (value 1)",
+            ["version", "feature_set_version", "role"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "fraudstream_model_reloads_total", "Model reload attempts", ["result"], registry=r
+        )
+        self.stage_seconds = Histogram(
+            "fraudstream_scorer_stage_seconds",
+            "Driver time per micro-batch stage",
+            ["stage"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 (scraped from pods)
+        start_http_server(port, addr=host, registry=self.registry)
+
+    def set_model(self, role: str, version: str | None, feature_set_version: str) -> None:
+        for metric in self.model_info.collect():
+            for sample in metric.samples:
+                if sample.labels.get("role") == role:
+                    self.model_info.remove(
+                        sample.labels["version"], sample.labels["feature_set_version"], role
+                    )
+        if version is not None:
+            self.model_info.labels(version, feature_set_version, role).set(1)
+
+    def observe_progress(self, progress: dict[str, Any]) -> None:
+        """Update the rate, duration and lag gauges from one ``StreamingQueryProgress`` (JSON)."""
+        self.input_rate.set(float(progress.get("inputRowsPerSecond") or 0.0))
+        self.processed_rate.set(float(progress.get("processedRowsPerSecond") or 0.0))
+        duration_ms = (progress.get("durationMs") or {}).get("triggerExecution")
+        if duration_ms is not None and progress.get("numInputRows", 0):
+            self.batch_duration.observe(duration_ms / 1000)
+        lag = kafka_lag(progress.get("sources") or [])
+        if lag is not None:
+            self.kafka_lag.set(lag)
+
+
+def _offsets(value: Any) -> dict[str, dict[str, int]]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def kafka_lag(sources: list[dict[str, Any]]) -> int | None:
+    """Records between each source's end offsets and the latest offsets Kafka reported."""
+    total, seen = 0, False
+    for source in sources:
+        latest, end = _offsets(source.get("latestOffset")), _offsets(source.get("endOffset"))
+        for topic, partitions in latest.items():
+            for partition, offset in partitions.items():
+                done = end.get(topic, {}).get(partition)
+                if done is not None:
+                    total += max(0, int(offset) - int(done))
+                    seen = True
+    return total if seen else None

@@ -1,0 +1,172 @@
+"""One micro-batch on the driver: from the card stage's rows to scored output rows.
+
+Row shape in (one per accepted transaction, from the card stage): the canonical
+transaction ``record`` (JSON), its ``card_features``, the Kafka ``partition``,
+``offset`` and ``kafka_ts_ms`` (CreateTime) and the card stage's ``late`` flag.
+
+Row shape out (``ScoredBatch``): the transactions, their full feature matrix in
+catalogue order (transaction, card, merchant), the champion's scores and reasons,
+optional shadow scores, and the three clocks: event time, ingest time (Kafka
+CreateTime) and ``scored_at``. ``prediction``/``alert``/``table rows`` render them
+for each sink. Pure: no Kafka, Postgres or Spark here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from fraudstream.features.catalogue import CARD_FEATURES, FEATURE_SET_VERSION, feature_names
+from fraudstream.features.events import TxnEvent, epoch_seconds
+from fraudstream.features.transaction import transaction_features
+from fraudstream.schema import Transaction
+from fraudstream.scoring.merchants import MerchantBook
+from fraudstream.scoring.model import Scores, ScoringModel, score
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """One accepted transaction as the card stage hands it to the driver."""
+
+    txn: Transaction
+    card_features: tuple[float, ...]
+    partition: int
+    offset: int
+    kafka_ts_ms: int
+    late: bool
+
+    @property
+    def event(self) -> TxnEvent:
+        txn = self.txn
+        return TxnEvent(
+            txn.transaction_id,
+            epoch_seconds(txn.event_time),
+            txn.card_id,
+            txn.merchant_id,
+            txn.amount,
+            txn.merchant_category,
+            txn.lat,
+            txn.lon,
+        )
+
+
+def accepted_from(
+    record: str, card_features: Any, partition: int, offset: int, kafka_ts_ms: int, late: bool
+) -> Accepted:
+    if len(card_features) != len(CARD_FEATURES):
+        raise ValueError(f"{len(card_features)} card features, expected {len(CARD_FEATURES)}")
+    return Accepted(
+        Transaction.from_json_dict(json.loads(record)),
+        tuple(float(v) for v in card_features),
+        int(partition),
+        int(offset),
+        int(kafka_ts_ms),
+        bool(late),
+    )
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """A micro-batch's transactions with features, scores and clocks, aligned by row."""
+
+    rows: list[Accepted]
+    features: np.ndarray
+    late: list[bool]
+    champion: ScoringModel
+    scores: Scores
+    shadow: ScoringModel | None
+    shadow_scores: np.ndarray | None
+    scored_at: datetime
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def features_json(self, i: int) -> str:
+        """Feature name -> value for row i (NaN as null), for ``transactions_with_score``."""
+        values = self.features[i].tolist()
+        return json.dumps(
+            {
+                n: (None if math.isnan(v) else v)
+                for n, v in zip(feature_names(), values, strict=True)
+            }
+        )
+
+    def reasons_json(self, i: int) -> str:
+        return json.dumps([name for name, _, _ in self.scores.reasons[i]])
+
+    def reason_detail(self, i: int) -> list[dict[str, Any]]:
+        return [
+            {"feature": n, "value": None if math.isnan(v) else v, "contribution": c}
+            for n, v, c in self.scores.reasons[i]
+        ]
+
+    def prediction(self, i: int) -> dict[str, Any]:
+        """The ``fraud_predictions`` record of row i (also the ``fraud_alerts`` record)."""
+        row, txn = self.rows[i], self.rows[i].txn
+        record: dict[str, Any] = {
+            "transaction_id": txn.transaction_id,
+            "card_id": txn.card_id,
+            "merchant_id": txn.merchant_id,
+            "amount": txn.amount,
+            "currency": txn.currency,
+            "score": float(self.scores.score[i]),
+            "threshold": self.champion.threshold,
+            "decision": "alert" if self.scores.alert[i] else "pass",
+            "model_version": self.champion.version,
+            "feature_set_version": FEATURE_SET_VERSION,
+            "reason_codes": self.reason_detail(i),
+            "event_time": txn.to_json_dict()["event_time"],
+            "ingest_time": _iso(row.kafka_ts_ms / 1000),
+            "scored_at": self.scored_at.isoformat().replace("+00:00", "Z"),
+            "late_event": self.late[i],
+            "source_partition": row.partition,
+            "source_offset": row.offset,
+        }
+        if self.shadow is not None and self.shadow_scores is not None:
+            record["shadow"] = {
+                "model_version": self.shadow.version,
+                "score": float(self.shadow_scores[i]),
+            }
+        return record
+
+
+def _iso(seconds: float) -> str:
+    return (
+        datetime.fromtimestamp(seconds, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def feature_matrix(rows: list[Accepted], book: MerchantBook) -> tuple[np.ndarray, list[bool]]:
+    """Full feature vectors in catalogue order; advances the merchant book (in place)."""
+    events = [row.event for row in rows]
+    merchant, merchant_late = book.advance(events)
+    matrix = np.array(
+        [
+            (*transaction_features(e), *row.card_features, *m)
+            for e, row, m in zip(events, rows, merchant, strict=True)
+        ],
+        dtype=np.float64,
+    ).reshape(len(rows), len(feature_names()))
+    late = [r.late or m for r, m in zip(rows, merchant_late, strict=True)]
+    return matrix, late
+
+
+def score_batch(
+    rows: list[Accepted],
+    book: MerchantBook,
+    champion: ScoringModel,
+    shadow: ScoringModel | None,
+    scored_at: datetime,
+) -> ScoredBatch:
+    """Merchant features, the champion's scores with reasons and the shadow's scores."""
+    features, late = feature_matrix(rows, book)
+    scores = score(champion, features)
+    shadow_scores = score(shadow, features, with_reasons=False).score if shadow else None
+    return ScoredBatch(rows, features, late, champion, scores, shadow, shadow_scores, scored_at)

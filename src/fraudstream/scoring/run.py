@@ -1,0 +1,195 @@
+"""Start, watch and stop one scorer: models, sinks, metrics, the query and its summary.
+
+Used by ``fraudstream score`` and ``jobs/score_stream.py``. The query runs until
+``duration_s`` passes (bounded local runs, the demo, tests), until it fails, or
+until SIGTERM/Ctrl-C, and then stops between micro-batches: everything a finished
+batch wrote is committed, and an unfinished batch is replayed by the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fraudstream.adapters.registry import RegistryError, load_model, version_for_alias
+from fraudstream.adapters.score_sinks import BookStore, KafkaOutputs, ObjectLocation, OutputTopics
+from fraudstream.adapters.scorer_metrics import ScorerMetrics
+from fraudstream.adapters.spark import build_session
+from fraudstream.scoring.model import IncompatibleModelError, ScoringModel
+from fraudstream.scoring.reload import ModelHolder
+from fraudstream.scoring.stream import (
+    BatchHandler,
+    BatchReport,
+    StatePublisher,
+    StreamOptions,
+    stage_frame,
+)
+from fraudstream.settings import ScorerSettings, Settings, SparkSettings
+
+log = logging.getLogger(__name__)
+
+
+class NoModelError(RuntimeError):
+    """The alias the scorer serves points at nothing it can load."""
+
+
+class MissingTopicError(RuntimeError):
+    """A topic the scorer reads or writes does not exist (topics are not auto-created)."""
+
+
+def check_topics(settings: Settings, names: list[str]) -> None:
+    """Fail before starting Spark when a topic is missing, naming it and the fix."""
+    from fraudstream.adapters.kafka import admin_client
+
+    existing = admin_client(settings.kafka).list_topics(timeout=15).topics
+    missing = [n for n in names if n not in existing]
+    if missing:
+        raise MissingTopicError(
+            f"topic(s) {', '.join(missing)} do not exist on {settings.kafka.bootstrap}: "
+            "create the platform's topics with `fraudstream topics ensure` (or pass existing "
+            "ones with --source/--predictions/--alerts/--dead-letters)"
+        )
+
+
+def model_holder(settings: Settings, alias: str, interval_s: float) -> ModelHolder:
+    """A holder polling ``alias`` in the registry; incompatible versions are refused."""
+
+    def load(version: str, role: str) -> ScoringModel:
+        try:
+            loaded = load_model(settings, version)
+        except RegistryError as exc:
+            if "feature-set version" in str(exc):
+                raise IncompatibleModelError(str(exc)) from None
+            raise
+        return ScoringModel.checked(loaded, role)
+
+    return ModelHolder(
+        alias=alias,
+        lookup=lambda a: version_for_alias(settings, a),
+        loader=load,
+        interval_s=interval_s,
+    )
+
+
+@dataclass
+class RunResult:
+    report: BatchReport
+    seconds: float
+    model_versions: list[str]
+    reloads: dict[str, int]
+    checkpoint: str
+
+
+def run_scorer(
+    settings: Settings,
+    scorer: ScorerSettings,
+    spark_settings: SparkSettings,
+    options: StreamOptions,
+    topics: OutputTopics,
+    duration_s: float | None = None,
+    serve_metrics: bool = True,
+    publisher: StatePublisher | None = None,
+    on_batch: Any = None,
+) -> RunResult:
+    """Run the scorer until ``duration_s`` (None: until stopped or failed); returns its report."""
+    check_topics(
+        settings, [options.source_topic, topics.predictions, topics.alerts, topics.dead_letters]
+    )
+    champion = model_holder(settings, settings.mlflow.model_alias, scorer.reload_interval_s)
+    champion.refresh(force=True)
+    if champion.current is None:
+        raise NoModelError(
+            f"no usable model at @{settings.mlflow.model_alias} of "
+            f"{settings.mlflow.model_name!r}: train one with `fraudstream train` and promote "
+            "it with `fraudstream promote`"
+        )
+    shadow = (
+        model_holder(settings, "challenger", scorer.reload_interval_s) if scorer.shadow else None
+    )
+    metrics = ScorerMetrics()
+    if serve_metrics:
+        metrics.serve(scorer.metrics_port)
+    outputs = KafkaOutputs(settings.kafka, topics)
+    handler = BatchHandler(
+        settings=settings,
+        options=options,
+        champion=champion,
+        shadow=shadow,
+        outputs=outputs,
+        books=BookStore(ObjectLocation(options.checkpoint, settings.s3)),
+        parquet=ObjectLocation(options.parquet_uri, settings.s3) if options.parquet_uri else None,
+        metrics=metrics,
+        publisher=publisher,
+    )
+    spark = build_session(settings, spark_settings, "fraudstream-scorer")
+    query = (
+        stage_frame(spark, settings, options)
+        .writeStream.queryName("fraudstream-scorer")
+        .option("checkpointLocation", f"{options.checkpoint.rstrip('/')}/spark")
+        .trigger(processingTime=f"{options.trigger_s} seconds")
+        .foreachBatch(handler)
+        .start()
+    )
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    started = time.monotonic()
+    last_progress = None
+    try:
+        while not stop.is_set() and query.isActive:
+            if duration_s is not None and time.monotonic() - started >= duration_s:
+                break
+            for progress in _as_dicts(query.recentProgress):
+                if last_progress is not None and progress.get("batchId", -1) <= last_progress:
+                    continue
+                last_progress = progress.get("batchId", -1)
+                metrics.observe_progress(progress)
+                if on_batch is not None:
+                    on_batch(progress, handler.report)
+            stop.wait(0.5)
+        if query.exception() is not None:
+            raise RuntimeError(f"the scoring query failed: {query.exception()}")
+    except KeyboardInterrupt:
+        log.info("stopping on Ctrl-C")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        query.stop()
+        outputs.close()
+        spark.stop()
+    return RunResult(
+        report=handler.report,
+        seconds=time.monotonic() - started,
+        model_versions=sorted(handler.report.versions),
+        reloads={
+            "loaded": champion.counts.loaded,
+            "refused": champion.counts.refused,
+            "failed": champion.counts.failed,
+        },
+        checkpoint=options.checkpoint,
+    )
+
+
+def _as_dicts(progresses: Any) -> list[dict[str, Any]]:
+    """StreamingQueryProgress objects (PySpark 4) or dicts (older) as plain dicts."""
+    out = []
+    for progress in progresses or []:
+        text = getattr(progress, "json", None)
+        out.append(json.loads(text) if isinstance(text, str) else dict(progress))
+    return out
+
+
+def progress_line(progress: dict[str, Any]) -> str:
+    """One readable line from a StreamingQueryProgress."""
+    return json.dumps(
+        {
+            "batch": progress.get("batchId"),
+            "rows": progress.get("numInputRows"),
+            "in/s": round(float(progress.get("inputRowsPerSecond") or 0), 1),
+            "out/s": round(float(progress.get("processedRowsPerSecond") or 0), 1),
+            "ms": (progress.get("durationMs") or {}).get("triggerExecution"),
+        }
+    )

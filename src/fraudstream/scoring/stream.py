@@ -1,0 +1,373 @@
+"""The streaming query: Kafka -> card buckets (Spark state) -> driver stage -> every sink.
+
+::
+
+    Kafka `transactions` (spark-sql-kafka-0-10 source, offsets in the checkpoint)
+      │  value, key, partition, offset, timestamp; bucket = pmod(xxhash64(card_id), N)
+      ▼
+    groupBy(bucket).transformWithStateInPandas(CardBuckets)      [executors, RocksDB state]
+      │  validate (shared validator) -> dead letters, or update_card in event-time order
+      │  rows: kind, transaction_id, record, card_features, late, dead_letter, offsets
+      ▼
+    foreachBatch(BatchHandler)                                    [driver, once per batch]
+      │  transactions_raw upsert -> new labels -> MerchantBook.advance -> score + reasons
+      ▼
+    Postgres upserts │ fraud_predictions / fraud_alerts / dead_letters │ Parquet │ book save
+
+Exactly-once for state: Spark commits the card state with the batch's offsets, and
+the merchant book is saved per batch id and reloaded for a replayed batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
+from pyspark.sql.types import (
+    ArrayType,
+    BinaryType,
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from fraudstream.adapters.postgres import connect
+from fraudstream.adapters.score_sinks import (
+    BookStore,
+    KafkaOutputs,
+    ObjectLocation,
+    parquet_objects,
+    read_new_labels,
+    write_postgres,
+    write_raw,
+)
+from fraudstream.adapters.scorer_metrics import ScorerMetrics
+from fraudstream.features.catalogue import FEATURE_SET_VERSION
+from fraudstream.features.merchant import MerchantState
+from fraudstream.scoring.batch import ScoredBatch, accepted_from, score_batch
+from fraudstream.scoring.cards import BucketState, Message, process_bucket
+from fraudstream.scoring.merchants import MerchantBook
+from fraudstream.scoring.reload import ModelHolder
+from fraudstream.settings import KafkaSettings, Settings
+from fraudstream.validation import TransactionValidator
+
+log = logging.getLogger(__name__)
+
+STAGE_SCHEMA = StructType(
+    [
+        StructField("kind", StringType()),
+        StructField("transaction_id", StringType()),
+        StructField("card_id", StringType()),
+        StructField("record", StringType()),
+        StructField("card_features", ArrayType(DoubleType())),
+        StructField("late", BooleanType()),
+        StructField("reason", StringType()),
+        StructField("dead_letter", BinaryType()),
+        StructField("dead_letter_key", BinaryType()),
+        StructField("partition", IntegerType()),
+        StructField("offset", LongType()),
+        StructField("kafka_ts_ms", LongType()),
+        StructField("card_state", BinaryType()),
+    ]
+)
+_BUCKET_STATE = StructType(
+    [
+        StructField("card_ids", ArrayType(StringType())),
+        StructField("states", ArrayType(BinaryType())),
+        StructField("last_times", ArrayType(DoubleType())),
+    ]
+)
+
+StatePublisher = Callable[[dict[str, bytes], dict[str, MerchantState]], None]
+"""Receives each batch's updated card states (codec bytes) and merchant states."""
+
+
+class CardBuckets(StatefulProcessor):
+    """One grouping key per card bucket; the bucket's card states in one ValueState."""
+
+    def __init__(self, emit_states: bool = False) -> None:
+        self.emit_states = emit_states
+
+    def init(self, handle: StatefulProcessorHandle) -> None:
+        self.cards = handle.getValueState("cards", _BUCKET_STATE)
+        self.validator = TransactionValidator()
+
+    def handleInputRows(  # noqa: N802 (Spark's name)
+        self,
+        key: Any,
+        rows: Iterator[pd.DataFrame],
+        timerValues: Any,  # noqa: N803 (Spark passes it by this name)
+    ) -> Iterator[pd.DataFrame]:
+        stored = self.cards.get()  # None for a new bucket (saves an exists() round trip)
+        bucket = BucketState.from_columns(*stored) if stored else BucketState()
+        messages = [
+            Message(v, k, t, int(p), int(o), int(ts))
+            for frame in rows
+            for v, k, t, p, o, ts in zip(
+                frame["value"],
+                frame["key"],
+                frame["topic"],
+                frame["partition"],
+                frame["offset"],
+                frame["kafka_ts_ms"],
+                strict=True,
+            )
+        ]
+        out = process_bucket(bucket, messages, self.validator, datetime.now(UTC))
+        touched = {c: bucket.cards[c] for c in bucket.cards} if self.emit_states else {}
+        ids, blobs, last_times = bucket.columns()
+        if ids:
+            self.cards.update((ids, blobs, last_times))
+        else:
+            self.cards.clear()
+        frame = pd.DataFrame(
+            {
+                "kind": ["txn" if r.reason is None else "dead" for r in out],
+                "transaction_id": [r.transaction_id for r in out],
+                "card_id": [r.card_id for r in out],
+                "record": [r.record for r in out],
+                "card_features": [r.card_features for r in out],
+                "late": [r.late for r in out],
+                "reason": [r.reason for r in out],
+                "dead_letter": [r.dead_letter for r in out],
+                "dead_letter_key": [
+                    None
+                    if r.reason is None
+                    else f"{r.message.topic}/{r.message.partition}/{r.message.offset}".encode()
+                    for r in out
+                ],
+                "partition": [r.message.partition for r in out],
+                "offset": [r.message.offset for r in out],
+                "kafka_ts_ms": [r.message.timestamp_ms for r in out],
+                "card_state": [None] * len(out),
+            }
+        )
+        if touched:
+            states = pd.DataFrame(
+                {
+                    "kind": "state",
+                    "card_id": list(touched),
+                    "card_state": [bucket.blobs[c] for c in touched],
+                }
+            )
+            frame = pd.concat([frame, states], ignore_index=True)
+        yield frame
+
+    def close(self) -> None:
+        pass
+
+
+def kafka_options(kafka: KafkaSettings) -> dict[str, str]:
+    """Spark's ``kafka.*`` options for the configured cluster (SASL/TLS as the other clients)."""
+    options = {
+        "kafka.bootstrap.servers": kafka.bootstrap,
+        "kafka.security.protocol": kafka.security_protocol,
+    }
+    if kafka.sasl_mechanism and kafka.sasl_username and kafka.sasl_password:
+        module = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule"
+            if kafka.sasl_mechanism == "PLAIN"
+            else "org.apache.kafka.common.security.scram.ScramLoginModule"
+        )
+        options["kafka.sasl.mechanism"] = kafka.sasl_mechanism
+        options["kafka.sasl.jaas.config"] = (
+            f'{module} required username="{kafka.sasl_username}" '
+            f'password="{kafka.sasl_password.get_secret_value()}";'
+        )
+    if kafka.ssl_ca_location:
+        options["kafka.ssl.truststore.type"] = "PEM"
+        options["kafka.ssl.truststore.location"] = str(kafka.ssl_ca_location)
+    return options
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """What one scorer run reads, where it keeps its checkpoint and how it batches."""
+
+    source_topic: str
+    checkpoint: str
+    parquet_uri: str | None
+    buckets: int
+    trigger_s: float
+    starting_offsets: str = "earliest"
+    max_offsets_per_trigger: int | None = None
+    emit_states: bool = False
+
+
+def stage_frame(spark: SparkSession, settings: Settings, options: StreamOptions) -> DataFrame:
+    """The Kafka source through the card-bucket stage (rows as ``STAGE_SCHEMA``)."""
+    reader = spark.readStream.format("kafka")
+    for key, value in kafka_options(settings.kafka).items():
+        reader = reader.option(key, value)
+    reader = reader.option("subscribe", options.source_topic).option(
+        "startingOffsets", options.starting_offsets
+    )
+    if options.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(options.max_offsets_per_trigger))
+    source = reader.load().select(
+        "value",
+        "key",
+        "topic",
+        "partition",
+        "offset",
+        F.unix_millis("timestamp").alias("kafka_ts_ms"),
+        F.pmod(
+            F.xxhash64(F.get_json_object(F.col("value").cast("string"), "$.card_id")),
+            F.lit(options.buckets),
+        ).alias("bucket"),
+    )
+    return source.groupBy("bucket").transformWithStateInPandas(
+        statefulProcessor=CardBuckets(options.emit_states),
+        outputStructType=STAGE_SCHEMA,
+        outputMode="Update",
+        timeMode="None",
+    )
+
+
+@dataclass
+class BatchReport:
+    """What the handler did so far (for the CLI summary and tests)."""
+
+    batches: int = 0
+    scored: int = 0
+    alerts: int = 0
+    dead_letters: int = 0
+    late: int = 0
+    versions: set[str] = field(default_factory=set)
+    latencies: list[float] = field(default_factory=list)
+
+
+@dataclass
+class BatchHandler:
+    """foreachBatch: the driver side of one micro-batch (see the module docstring)."""
+
+    settings: Settings
+    options: StreamOptions
+    champion: ModelHolder
+    shadow: ModelHolder | None
+    outputs: KafkaOutputs
+    books: BookStore
+    parquet: ObjectLocation | None
+    metrics: ScorerMetrics
+    publisher: StatePublisher | None = None
+    report: BatchReport = field(default_factory=BatchReport)
+    _book: MerchantBook | None = None
+    _last_batch: int | None = None
+
+    def refresh_models(self) -> None:
+        for holder in (self.champion, self.shadow):
+            if holder is None:
+                continue
+            before = (holder.counts.loaded, holder.counts.refused, holder.counts.failed)
+            holder.refresh()
+            after = (holder.counts.loaded, holder.counts.refused, holder.counts.failed)
+            for result, b, a in zip(("loaded", "refused", "failed"), before, after, strict=True):
+                if a > b:
+                    self.metrics.reloads.labels(result).inc(a - b)
+            version = holder.current.version if holder.current else None
+            self.metrics.set_model(holder.alias, version, FEATURE_SET_VERSION)
+
+    def _book_for(self, batch_id: int) -> MerchantBook:
+        if self._book is not None and self._last_batch == batch_id - 1:
+            return self._book
+        return self.books.load_before(batch_id)
+
+    def __call__(self, frame: DataFrame, batch_id: int) -> None:
+        started = time.perf_counter()
+        rows = frame.toPandas()  # runs the card stage once; its state commits with the batch
+        collected = time.perf_counter()
+        self.metrics.stage_seconds.labels("card_stage").observe(collected - started)
+        self.refresh_models()
+        champion = self.champion.current
+        if champion is None:
+            raise RuntimeError(f"no model at @{self.champion.alias}: cannot score")
+        try:
+            self._handle(rows, batch_id, champion, collected)
+        except BaseException:
+            self._book, self._last_batch = None, None  # reload from the last save next time
+            raise
+
+    def _handle(self, rows: pd.DataFrame, batch_id: int, champion: Any, t0: float) -> None:
+        dead = rows[rows["kind"] == "dead"]
+        txns = rows[rows["kind"] == "txn"]
+        accepted = [
+            accepted_from(r, f, p, o, ts, late)
+            for r, f, p, o, ts, late in zip(
+                txns["record"],
+                txns["card_features"],
+                txns["partition"],
+                txns["offset"],
+                txns["kafka_ts_ms"],
+                txns["late"],
+                strict=True,
+            )
+        ]
+        book = self._book_for(batch_id)
+        shadow = self.shadow.current if self.shadow else None
+        with connect(self.settings.postgres) as conn:
+            write_raw(conn, accepted, self.options.source_topic)
+            read_new_labels(conn, book)
+            batch = score_batch(accepted, book, champion, shadow, datetime.now(UTC))
+            t1 = time.perf_counter()
+            write_postgres(conn, batch, self.settings.mlflow.model_name)
+        t2 = time.perf_counter()
+        dead_letters = list(zip(dead["dead_letter_key"], dead["dead_letter"], strict=True))
+        self.outputs.publish(batch, dead_letters, timeout_s=60)
+        t3 = time.perf_counter()
+        if self.parquet is not None and len(batch):
+            for name, data in parquet_objects(batch, batch_id).items():
+                self.parquet.put(name, data)
+        self.books.save(batch_id, book)
+        self._book, self._last_batch = book, batch_id
+        t4 = time.perf_counter()
+        self._account(batch, dead, rows, book)
+        for stage, seconds in (
+            ("features_and_scoring", t1 - t0),
+            ("postgres", t2 - t1),
+            ("kafka", t3 - t2),
+            ("parquet_and_book", t4 - t3),
+        ):
+            self.metrics.stage_seconds.labels(stage).observe(seconds)
+
+    def _account(
+        self, batch: ScoredBatch, dead: pd.DataFrame, rows: pd.DataFrame, book: MerchantBook
+    ) -> None:
+        now_ms = time.time() * 1000
+        report, metrics = self.report, self.metrics
+        latencies = [(now_ms - r.kafka_ts_ms) / 1000 for r in batch.rows]
+        for seconds in latencies:
+            metrics.latency.observe(seconds)
+        report.latencies.extend(latencies[-10_000:])
+        alerts = int(batch.scores.alert.sum()) if len(batch) else 0
+        late = sum(batch.late)
+        metrics.scored.inc(len(batch))
+        metrics.alerts.inc(alerts)
+        metrics.late.inc(late)
+        for reason, n in dead["reason"].value_counts().items():
+            metrics.dead_letters.labels(str(reason)).inc(int(n))
+        report.batches += 1
+        report.scored += len(batch)
+        report.alerts += alerts
+        report.late += late
+        report.dead_letters += len(dead)
+        if len(batch):
+            report.versions.add(batch.champion.version)
+        if self.publisher is not None:
+            states = rows[rows["kind"] == "state"]
+            touched = {r.txn.merchant_id for r in batch.rows}
+            self.publisher(
+                dict(zip(states["card_id"], states["card_state"], strict=True)),
+                {m: book.merchants[m] for m in touched if m in book.merchants},
+            )

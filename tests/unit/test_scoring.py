@@ -1,0 +1,285 @@
+"""The scorer's pure parts: the card-bucket stage, the merchant book, scoring and reload.
+
+The streaming path must give the offline builder's features: here the stage and the
+book run over a generated history split into arbitrary micro-batches and buckets,
+with states round-tripped through bytes between batches as Spark stores them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from xgboost import XGBClassifier
+
+from fraudstream.features.catalogue import CARD_FEATURES, FEATURE_SET_VERSION, feature_names
+from fraudstream.features.events import LabelEvent
+from fraudstream.features.replay import build_features, label_events
+from fraudstream.generator import GeneratorConfig, generate
+from fraudstream.generator.config import LabelConfig
+from fraudstream.schema.tables import wire_records
+from fraudstream.scoring.batch import Accepted, accepted_from, feature_matrix
+from fraudstream.scoring.cards import BucketState, Message, process_bucket
+from fraudstream.scoring.merchants import MerchantBook
+from fraudstream.scoring.model import IncompatibleModelError, ScoringModel, score, top_reasons
+from fraudstream.scoring.reload import ModelHolder
+from fraudstream.validation import TransactionValidator
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+START = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def generated() -> tuple[pd.DataFrame, pd.DataFrame, list[bytes]]:
+    # Analysts find most fraud within hours, so labels reach later transactions of the history.
+    labels = LabelConfig(analyst_share=0.9, analyst_median_days=0.3)
+    config = GeneratorConfig(
+        seed=5, start=START, days=6, customers=80, merchants=300, fraud_rate=0.05, labels=labels
+    )
+    data = generate(config)
+    values = [value for _, _, value in wire_records(data.transactions, "transaction")]
+    return data.transactions.to_pandas(), data.labels.to_pandas(), values
+
+
+def _messages(values: list[bytes]) -> list[Message]:
+    return [Message(v, None, "transactions", i % 3, i, 0) for i, v in enumerate(values)]
+
+
+def _stream(
+    values: list[bytes],
+    buckets: int,
+    batch_size: int,
+    labels: list[LabelEvent] | None = None,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Run the stage and the book over micro-batches; features by transaction id, late count."""
+    validator = TransactionValidator()
+    stored: dict[int, tuple[list[str], list[bytes], list[float]]] = {}
+    book_bytes = MerchantBook().to_bytes()
+    out: dict[str, np.ndarray] = {}
+    late = 0
+    messages = _messages(values)
+    for start in range(0, len(messages), batch_size):
+        chunk = messages[start : start + batch_size]
+        by_bucket: dict[int, list[Message]] = {}
+        for m in chunk:
+            card = json.loads(m.value or b"{}").get("card_id", "")
+            by_bucket.setdefault(hash(card) % buckets, []).append(m)
+        accepted: list[Accepted] = []
+        for bucket_id, msgs in by_bucket.items():
+            bucket = BucketState.from_columns(*stored.get(bucket_id, ([], [], [])))
+            for row in process_bucket(bucket, msgs, validator, NOW):
+                assert row.reason is None, row.dead_letter
+                accepted.append(
+                    accepted_from(row.record, row.card_features, 0, 0, 0, row.late)  # type: ignore[arg-type]
+                )
+            stored[bucket_id] = bucket.columns()
+        book = MerchantBook.from_bytes(book_bytes)
+        if labels:
+            book.add_labels(
+                [
+                    lb
+                    for lb in labels
+                    if lb.transaction_id in {a.txn.transaction_id for a in accepted}
+                ]
+            )
+        matrix, late_flags = feature_matrix(accepted, book)
+        book_bytes = book.to_bytes()
+        late += sum(late_flags)
+        for row, vector in zip(accepted, matrix, strict=True):
+            out[row.txn.transaction_id] = vector
+    return out, late
+
+
+def _assert_parity(offline: pd.DataFrame, streamed: dict[str, np.ndarray]) -> None:
+    assert len(streamed) == len(offline)
+    expected = offline[feature_names()].to_numpy(np.float64)
+    got = np.vstack([streamed[t] for t in offline["transaction_id"]])
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
+@pytest.mark.parametrize(("buckets", "batch_size"), [(1, 10_000), (7, 97), (64, 500)])
+def test_stream_features_equal_the_offline_builder(
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]], buckets: int, batch_size: int
+) -> None:
+    txns, _, values = generated
+    streamed, late = _stream(values, buckets, batch_size)
+    assert late == 0
+    _assert_parity(build_features(txns), streamed)
+
+
+def test_labels_known_in_time_give_the_offline_merchant_risk(
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
+) -> None:
+    """With every label known when its transaction is seen, the book equals the builder."""
+    txns, labels, values = generated
+    events = label_events(txns, labels)
+    assert any(e.is_fraud for e in events)
+    streamed, _ = _stream(values, 5, 200, labels=events)
+    offline = build_features(txns, labels)
+    _assert_parity(offline, streamed)
+    risk = offline[[c for c in feature_names() if "fraud_risk" in c]].to_numpy()
+    assert risk.max() > 0, "the history must exercise the label path"
+
+
+def test_invalid_messages_become_dead_letters_and_touch_no_state() -> None:
+    bucket = BucketState()
+    poison = [
+        Message(b"not json", b"k", "transactions", 0, 1, 0),
+        Message(b'{"transaction_id": "x"}', None, "transactions", 0, 2, 0),
+        Message(None, None, "transactions", 1, 3, 0),
+    ]
+    rows = process_bucket(bucket, poison, TransactionValidator(), NOW)
+    assert [r.reason for r in rows] == ["unparseable", "missing_field", "unparseable"]
+    for row in rows:
+        letter = json.loads(row.dead_letter or b"")
+        assert letter["source_offset"] == row.message.offset
+        assert letter["reason"] == row.reason
+    assert bucket.columns() == ([], [], [])
+
+
+def test_a_late_event_is_scored_but_not_added(
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
+) -> None:
+    _, _, values = generated
+    records = [json.loads(v) for v in values]
+    card = records[0]["card_id"]
+    mine = [v for v, r in zip(values, records, strict=True) if r["card_id"] == card][:3]
+    assert len(mine) == 3
+    bucket = BucketState()
+    process_bucket(bucket, _messages([mine[0], mine[2]]), TransactionValidator(), NOW)
+    before = bucket.columns()
+    rows = process_bucket(bucket, _messages([mine[1]]), TransactionValidator(), NOW)
+    assert rows[0].late is True
+    assert bucket.columns() == before
+
+
+def test_state_of_cards_idle_for_30_days_is_dropped() -> None:
+    bucket = BucketState(blobs={"a": b"x", "b": b"y"}, last_time={"a": 0.0, "b": 100.0})
+    assert bucket.expire(30 * 86400.0 + 50.0) == 1
+    assert list(bucket.blobs) == ["b"]
+
+
+def test_merchant_book_round_trips_exactly(
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
+) -> None:
+    txns, labels, values = generated
+    book = MerchantBook(cursor=12.5, unresolved={"t1": (3.0, True)})
+    book.add_labels(label_events(txns, labels)[:20])
+    width = len(CARD_FEATURES)
+    accepted = [accepted_from(v.decode(), [0.0] * width, 0, 0, 0, False) for v in values[:300]]
+    feature_matrix(accepted, book)
+    again = MerchantBook.from_bytes(book.to_bytes())
+    assert again == book
+
+
+def _model(threshold: float = 0.5) -> ScoringModel:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(feature_names())))
+    y = (x[:, 0] + x[:, 5] > 1).astype(int)
+    model = XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1).fit(x, y)
+    return ScoringModel(model, "7", threshold, FEATURE_SET_VERSION)
+
+
+def test_scores_equal_predict_proba_and_reasons_are_top_contributions() -> None:
+    scoring = _model()
+    x = np.random.default_rng(1).normal(size=(50, len(feature_names())))
+    x[0, 3] = np.nan
+    result = score(scoring, x)
+    np.testing.assert_array_equal(result.score, scoring.model.predict_proba(x)[:, 1])
+    assert list(result.alert) == list(result.score >= 0.5)
+    for row, reasons in enumerate(result.reasons):
+        assert len(reasons) <= 3
+        contributions = [c for _, _, c in reasons]
+        assert contributions == sorted(contributions, reverse=True)
+        assert all(c > 0 for c in contributions)
+        for name, value, _ in reasons:
+            column = feature_names().index(name)
+            assert value == x[row, column] or (np.isnan(value) and np.isnan(x[row, column]))
+    assert any(name == feature_names()[0] for r in result.reasons for name, _, _ in r)
+
+
+def test_top_reasons_without_contributions_are_empty() -> None:
+    assert top_reasons(None, np.zeros((2, 3))) == [[], []]
+
+
+class _Loaded:
+    def __init__(self, version: str, fsv: str) -> None:
+        self.model, self.version, self.threshold = object(), version, 0.5
+        self.feature_set_version, self.feature_names = fsv, feature_names()
+
+
+def test_reload_swaps_on_a_moved_alias_and_refuses_another_feature_set() -> None:
+    alias = {"champion": "1"}
+    fsv = {"1": FEATURE_SET_VERSION, "2": "999", "3": FEATURE_SET_VERSION}
+    clock = [0.0]
+    holder = ModelHolder(
+        "champion",
+        lookup=lambda a: alias[a],
+        loader=lambda v, role: ScoringModel.checked(_Loaded(v, fsv[v]), role),
+        interval_s=10,
+        clock=lambda: clock[0],
+    )
+    assert holder.refresh()
+    assert holder.current is not None
+    assert holder.current.version == "1"
+    alias["champion"] = "2"
+    assert not holder.refresh(), "not due before the interval"
+    clock[0] = 11
+    assert not holder.refresh()
+    assert holder.current.version == "1"
+    assert holder.counts.refused == 1
+    clock[0] = 30
+    holder.refresh()
+    assert holder.counts.refused == 1, "a refused version is not retried"
+    alias["champion"] = "3"
+    clock[0] = 45
+    assert holder.refresh()
+    assert holder.current.version == "3"
+    assert holder.counts.loaded == 2
+
+
+def test_reload_keeps_the_model_when_the_registry_fails() -> None:
+    def lookup(_alias: str) -> str:
+        raise ConnectionError("registry down")
+
+    holder = ModelHolder("champion", lookup, lambda v, r: _model(), 1.0)
+    holder.current = _model()
+    assert not holder.refresh()
+    assert holder.counts.failed == 1
+    assert holder.current is not None
+
+
+def test_incompatible_feature_columns_are_refused() -> None:
+    loaded = _Loaded("4", FEATURE_SET_VERSION)
+    loaded.feature_names = list(reversed(feature_names()))
+    with pytest.raises(IncompatibleModelError):
+        ScoringModel.checked(loaded)
+
+
+def test_random_batches_of_one_card_keep_order_within_batch() -> None:
+    """Shuffled input inside a batch is sorted by event time before the update."""
+    base = datetime(2026, 3, 3, tzinfo=UTC)
+    values = [
+        json.dumps(
+            {
+                "transaction_id": f"t{i}",
+                "event_time": (base + timedelta(minutes=i)).isoformat().replace("+00:00", "Z"),
+                "card_id": "c1",
+                "merchant_id": f"m{i % 3}",
+                "amount": 10.0 + i,
+                "currency": "EUR",
+            }
+        ).encode()
+        for i in range(20)
+    ]
+    shuffled = values[:]
+    random.Random(3).shuffle(shuffled)
+    rows = process_bucket(BucketState(), _messages(shuffled), TransactionValidator(), NOW)
+    assert [r.transaction_id for r in rows] == [f"t{i}" for i in range(20)]
+    assert not any(r.late for r in rows)
+    assert rows[-1].card_features is not None
+    assert rows[-1].card_features[0] == 20.0
