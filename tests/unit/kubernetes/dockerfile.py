@@ -7,6 +7,7 @@ of requirements.lock (or without dependencies where the base image owns them, as
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,22 @@ class Dockerfile:
                 user = instruction.arguments
         users[current] = user
         return users
+
+    def entrypoints(self) -> dict[str, list[str] | None]:
+        """The ENTRYPOINT (exec form) in force at the end of each stage, inherited like users."""
+        found: dict[str, list[str] | None] = {}
+        stages = iter(self.stages())
+        current, entry = "", None
+        for instruction in self.instructions:
+            if instruction.keyword == "FROM":
+                if current:
+                    found[current] = entry
+                base, name = next(stages)
+                current, entry = name or f"#{len(found)}", found.get(base)
+            elif instruction.keyword == "ENTRYPOINT":
+                entry = json.loads(instruction.arguments)
+        found[current] = entry
+        return found
 
     def targets(self) -> list[str]:
         """Stages nothing else builds on or copies from: the images this file produces."""

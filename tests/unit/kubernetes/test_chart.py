@@ -85,7 +85,6 @@ def test_scorer_is_a_restarting_stream_with_s3a_checkpoints(
     assert spec["restartPolicy"]["type"] == "Always"
     checkpoint = spec["arguments"][spec["arguments"].index("--checkpoint") + 1]
     assert checkpoint.startswith("s3a://")
-    assert spec["arguments"][0] == "score-stream"
     assert "deps" not in spec  # jars are baked into the image, nothing fetched at start
     assert spec["monitoring"]["exposeDriverMetrics"] is True
     assert spec["sparkConf"]["spark.hadoop.fs.s3a.path.style.access"] == "true"
