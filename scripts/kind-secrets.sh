@@ -24,12 +24,17 @@ airflow_password="$(kubectl -n "$NS" get secret fraudstream-postgres-airflow \
   -o jsonpath='{.data.password}' 2>/dev/null | base64 -d || true)"
 airflow_password="${airflow_password:-$(random)}"
 
-ensure "$NS" fraudstream-s3 "rootUser=fs$(random | cut -c1-14)" "rootPassword=$(random)"
+# MinIO reads rootUser/rootPassword; every S3 client (platform, MLflow, training pods) reads
+# access-key/secret-key, the names a real S3 Secret has in staging.
+s3_user="fs$(random | cut -c1-14)"
+s3_password="$(random)"
+ensure "$NS" fraudstream-s3 "rootUser=$s3_user" "rootPassword=$s3_password" \
+  "access-key=$s3_user" "secret-key=$s3_password"
 ensure "$NS" fraudstream-postgres-mlflow username=mlflow "password=$(random)"
 ensure "$NS" fraudstream-postgres-airflow username=airflow "password=$airflow_password"
 ensure "$NS" fraudstream-airflow-metadata \
   "connection=postgresql://airflow:$airflow_password@fraudstream-postgres-rw:5432/airflow"
 ensure "$NS" fraudstream-airflow-api-secret-key "api-secret-key=$(random)"
 ensure "$NS" fraudstream-redis "password=$(random)"
-ensure "$NS" fraudstream-api "token=$(random)"
+ensure "$NS" fraudstream-api-token "token=$(random)"
 ensure monitoring grafana-admin admin-user=admin "admin-password=$(random)"
