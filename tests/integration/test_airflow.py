@@ -1,0 +1,320 @@
+"""The feedback loop through the running Airflow: retrain, then drift triggers retraining.
+
+Airflow is started by the platform (``platform up --with-airflow``) with this module's own
+scratch database and model name in its environment, so its tasks (the real CLI as local
+processes) see only this module's data. DAG runs are triggered through Airflow's REST API,
+as a user or another system would, and followed until they finish.
+
+1. A generated, labelled history in transactions_raw and labels; fraud_retrain with that
+   history's end as cutoff extracts, trains, evaluates and promotes: a new version exists,
+   it is @champion (the first model always wins), and the run's training profile is logged.
+2. Scored rows of the champion on the history's last day, and a shifted copy (amounts
+   multiplied, features rebuilt with the same feature code) in a later window; fraud_monitor
+   on the shifted window records PSI breaches in monitoring_metrics and creates a
+   fraud_retrain run keyed by the window.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from psycopg2.extras import execute_values
+
+from fraudstream.adapters import registry
+from fraudstream.adapters.postgres import connect, migrate, scratch_database, upsert_labels
+from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
+from fraudstream.features.replay import build_features
+from fraudstream.generator import GeneratorConfig, generate
+from fraudstream.model.experiment import scores_of
+from fraudstream.monitoring.store import champion_profile
+from fraudstream.platform.runtime import EmbeddedPlatform
+from fraudstream.schema import Label, field_names
+from fraudstream.settings import Settings, load_settings
+from tests.integration.conftest import run_cli
+
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.mlflow,
+    pytest.mark.postgres,
+    pytest.mark.s3,
+    pytest.mark.timeout(1500),
+]
+
+START = datetime(2031, 2, 1, tzinfo=UTC)
+AS_OF = START + timedelta(days=36)
+SHIFTED_END = AS_OF + timedelta(days=2)
+
+
+class Airflow:
+    """The Airflow REST API (v2) with the platform's generated admin login."""
+
+    def __init__(self, url: str, user: str, password: str) -> None:
+        token = httpx.post(
+            f"{url}/auth/token", json={"username": user, "password": password}, timeout=30
+        )
+        token.raise_for_status()
+        self.http = httpx.Client(
+            base_url=f"{url}/api/v2",
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+            timeout=30,
+        )
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        assert response.status_code < 300, f"{method} {path}: {response.text}"
+        return response.json() if response.content else None
+
+    def wait_for_dag(self, dag_id: str, timeout_s: float = 180) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.http.get(f"/dags/{dag_id}").status_code == 200:
+                return
+            time.sleep(2)
+        pytest.fail(f"Airflow did not parse {dag_id} within {timeout_s:.0f}s")
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
+
+    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+        run_id = f"test__{uuid.uuid4().hex[:10]}"
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+        self.call("POST", f"/dags/{dag_id}/dagRuns", json=body)
+        return run_id
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        state = "queued"
+        while time.monotonic() < deadline:
+            state = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            if state in ("success", "failed"):
+                return str(state)
+            time.sleep(3)
+        pytest.fail(f"{dag_id} run {run_id} still {state} after {timeout_s:.0f}s")
+
+    def fail_active_runs(self, dag_id: str) -> None:
+        """Runs left over from an interrupted session would hold ``max_active_runs``."""
+        for state in ("queued", "running"):
+            found = self.call("GET", f"/dags/{dag_id}/dagRuns", params={"state": state})
+            for run in found["dag_runs"]:
+                path = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
+                self.call("PATCH", path, json={"state": "failed"})
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        found = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        return {t["task_id"]: t["state"] for t in found["task_instances"]}
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self.call("GET", f"/dags/{dag_id}/dagRuns")["dag_runs"]
+        return found
+
+
+def _stop_airflow() -> None:
+    """Stop Airflow's components (only them): the next `up` starts them with this env."""
+    platform = EmbeddedPlatform(load_settings(), with_airflow=True)
+    platform._stop_stage(platform.airflow.services, lambda _msg: None)
+
+
+@pytest.fixture(scope="module")
+def env(settings: Settings) -> Iterator[Settings]:
+    """A scratch database and model name of this module's own, seen by Airflow's tasks."""
+    with (
+        scratch_database(settings.postgres, "test") as database,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        mp.setenv("FRAUDSTREAM_POSTGRES_DATABASE", database.database)
+        mp.setenv("FRAUDSTREAM_MLFLOW_MODEL_NAME", f"fraud-detector-af-{uuid.uuid4().hex[:8]}")
+        # A failing task should fail the test now, not after retries minutes apart.
+        mp.setenv("FRAUDSTREAM_DAG_RETRIES", "0")
+        migrate(database)
+        _stop_airflow()
+        try:
+            yield load_settings()
+        finally:
+            _stop_airflow()
+
+
+@pytest.fixture(scope="module")
+def airflow(env: Settings) -> Airflow:
+    status = json.loads(run_cli("platform", "up", "--with-airflow", "--json", timeout=900).stdout)
+    assert status["healthy"], status
+    assert "airflow_ui" in status["urls"]
+    platform = EmbeddedPlatform(env, with_airflow=True)
+    client = Airflow(status["urls"]["airflow_ui"], *platform.airflow.login())
+    for dag_id in ("fraud_retrain", "fraud_monitor"):
+        client.wait_for_dag(dag_id)
+        client.fail_active_runs(dag_id)
+    return client
+
+
+@pytest.fixture(scope="module")
+def history(env: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """37 generated days in transactions_raw and labels."""
+    config = GeneratorConfig(seed=23, start=START, days=37, customers=300, merchants=300)
+    data = generate(config)
+    txns, labels = data.transactions.to_pandas(), data.labels.to_pandas()
+    columns = field_names("transaction")
+    rows = [
+        tuple(None if pd.isna(v) else v for v in record)
+        for record in txns[list(columns)].itertuples(index=False)
+    ]
+    with connect(env.postgres) as conn, conn.cursor() as cur:
+        execute_values(cur, f"INSERT INTO transactions_raw ({', '.join(columns)}) VALUES %s", rows)
+        upsert_labels(
+            conn,
+            [
+                Label(r.transaction_id, bool(r.is_fraud), r.label_time, r.source, r.fraud_scenario)
+                for r in labels.itertuples(index=False)
+            ],
+        )
+    return txns, labels
+
+
+@pytest.fixture(scope="module")
+def retrained(airflow: Airflow, env: Settings, history: Any) -> tuple[str, str]:
+    airflow.set_paused("fraud_retrain", False)
+    conf = {"as_of": AS_OF.isoformat(), "candidates": 2, "smote": False, "reason": "test"}
+    run_id = airflow.trigger("fraud_retrain", conf)
+    state = airflow.wait_for_run("fraud_retrain", run_id, timeout_s=1200)
+    assert state == "success", airflow.task_states("fraud_retrain", run_id)
+    airflow.set_paused("fraud_retrain", True)
+    return run_id, str(registry.version_for_alias(env, registry.CHAMPION))
+
+
+def test_a_retrain_run_registers_and_promotes_a_version(
+    airflow: Airflow, env: Settings, retrained: tuple[str, str]
+) -> None:
+    run_id, champion = retrained
+    states = airflow.task_states("fraud_retrain", run_id)
+    assert states == {
+        "extract_training_set": "success",
+        "train": "success",
+        "evaluate": "success",
+        "promote": "success",
+    }
+    assert champion != "None"
+    assert registry.version_for_alias(env, registry.CHALLENGER) == champion
+    with connect(env.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT version, decided_by FROM model_promotions WHERE request_key = %s",
+            ("fraud_retrain/20310309T000000Z",),
+        )
+        assert cur.fetchall() == [(champion, "airflow:fraud_retrain")]
+        cur.execute(
+            "SELECT aliases FROM model_metadata WHERE model_name = %s AND version = %s",
+            (env.mlflow.model_name, champion),
+        )
+        assert "champion" in cur.fetchone()[0]
+    version, profile = champion_profile(env)
+    assert version == champion
+    assert set(profile.columns) == {*feature_names(), "score"}
+    assert profile.feature_set_version == FEATURE_SET_VERSION
+
+
+def _scored_rows(env: Settings, txns: pd.DataFrame, labels: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """transactions_with_score rows of the champion, features from the one feature code."""
+    loaded = registry.load_model(env, registry.CHAMPION)
+    features = build_features(txns, labels)
+    scores = scores_of(loaded.model, features)
+    amounts = txns.set_index("transaction_id")["amount"]
+    rows = []
+    for i, row in enumerate(features.itertuples(index=False)):
+        doc = {
+            name: (None if np.isnan(v) else float(v))
+            for name, v in zip(feature_names(), row[3:], strict=True)
+        }
+        rows.append(
+            (
+                row.transaction_id,
+                row.event_time.to_pydatetime(),
+                row.card_id,
+                "m",
+                float(amounts[row.transaction_id]),
+                float(scores[i]),
+                loaded.threshold,
+                bool(scores[i] >= loaded.threshold),
+                env.mlflow.model_name,
+                loaded.version,
+                FEATURE_SET_VERSION,
+                json.dumps(doc),
+            )
+        )
+    return rows
+
+
+def _insert_scored(env: Settings, rows: list[tuple[Any, ...]]) -> None:
+    with connect(env.postgres) as conn, conn.cursor() as cur:
+        execute_values(
+            cur,
+            """INSERT INTO transactions_with_score (transaction_id, event_time, card_id,
+                   merchant_id, amount, score, threshold, is_alert, model_name, model_version,
+                   feature_set_version, features) VALUES %s
+               ON CONFLICT (transaction_id) DO NOTHING""",
+            rows,
+        )
+
+
+def test_drift_is_measured_and_triggers_retraining(
+    airflow: Airflow,
+    env: Settings,
+    history: tuple[pd.DataFrame, pd.DataFrame],
+    retrained: tuple[str, str],
+) -> None:
+    txns, labels = history
+    last_day = txns[txns["event_time"] >= AS_OF - timedelta(days=1)].copy()
+    last_day = last_day[last_day["event_time"] < AS_OF]
+    shifted = last_day.assign(
+        amount=last_day["amount"] * 8,
+        event_time=last_day["event_time"] + timedelta(days=2),
+        transaction_id=last_day["transaction_id"] + "-s",
+    )
+    before = txns[txns["event_time"] < AS_OF]
+    _insert_scored(env, _scored_rows(env, before, labels)[-len(last_day) :])
+    shifted_history = pd.concat([before, shifted])
+    _insert_scored(env, _scored_rows(env, shifted_history, labels)[-len(shifted) :])
+
+    # The same window twice through the CLI: stored once (upserts), the score stable.
+    window = ["--window-hours", "24", "--min-rows", "100", "--json"]
+    calm = json.loads(run_cli("monitor", "--window-end", AS_OF.isoformat(), *window).stdout)
+    again = json.loads(run_cli("monitor", "--window-end", AS_OF.isoformat(), *window).stdout)
+    assert calm["metrics"] == again["metrics"]
+
+    conf = {"as_of": SHIFTED_END.isoformat(), "window_hours": 24.0, "min_rows": 100}
+    airflow.set_paused("fraud_monitor", False)
+    run_id = airflow.trigger("fraud_monitor", conf)
+    assert airflow.wait_for_run("fraud_monitor", run_id, timeout_s=600) == "success"
+    airflow.set_paused("fraud_monitor", True)
+    assert airflow.task_states("fraud_monitor", run_id) == {
+        "monitor": "success",
+        "breach_gate": "success",
+        "trigger_retrain": "success",
+    }
+    with connect(env.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            """SELECT metric, value, breached FROM monitoring_metrics
+               WHERE model_name = %s AND window_end = %s""",
+            (env.mlflow.model_name, SHIFTED_END),
+        )
+        stored = {metric: (value, breached) for metric, value, breached in cur.fetchall()}
+        cur.execute(
+            "SELECT count(*) FROM monitoring_metrics WHERE model_name = %s AND window_end = %s",
+            (env.mlflow.model_name, AS_OF),
+        )
+        assert cur.fetchone()[0] == len(calm["metrics"])
+    assert stored["psi_txn_amount"][1] is True
+    assert stored["psi_txn_amount"][0] > 0.2
+    assert stored["psi_score"][0] > calm["metrics"]["psi_score"]
+    assert stored["scored_rows"][0] == len(shifted)
+
+    drift_runs = [r for r in airflow.runs("fraud_retrain") if r["dag_run_id"].startswith("drift__")]
+    assert [r["dag_run_id"] for r in drift_runs] == ["drift__20310311T000000Z"]
+    assert drift_runs[0]["conf"]["as_of"] == SHIFTED_END.isoformat()
+    airflow.call("DELETE", f"/dags/fraud_retrain/dagRuns/{drift_runs[0]['dag_run_id']}")
