@@ -100,3 +100,26 @@ def test_successive_halving_tries_every_candidate_on_rungs_with_frauds() -> None
     found = search(x, y, folds, "scale_pos_weight", candidates=6, halving=True)
     assert found.candidates >= 6  # every candidate on the first rung, survivors again later
     assert found.best_ap > 0.3
+
+
+def test_the_refit_on_all_rows_alerts_like_the_fold_model_at_the_stored_threshold() -> None:
+    """Genuine rows are sampled in the search, not in the refit: the threshold found on a
+    fold's scores must still mean the same alert rate for the refitted model."""
+    frame = dataset(n=12_000, seed=6)
+    folds = prequential_folds(frame["event_time"], n_folds=2, fold_days=5, delay_days=2)
+    result = train(
+        frame,
+        ["f1", "f2", "f3"],
+        folds,
+        candidates=2,
+        arms=("scale_pos_weight",),
+        negatives_per_fraud=3,
+    )
+    assert result.model.get_booster().num_boosted_rounds() == result.best_iteration
+    val = folds[0][1]
+    fold_scores = result.ablation["scale_pos_weight"].recent_scores
+    x_val = frame[["f1", "f2", "f3"]].to_numpy()[val]
+    refit_rate = np.mean(result.model.predict_proba(x_val)[:, 1] >= result.threshold)
+    fold_rate = np.mean(fold_scores >= result.threshold)
+    assert fold_rate > 0
+    assert 0.5 * fold_rate <= refit_rate <= 2.0 * fold_rate

@@ -68,9 +68,16 @@ HALVING_SPACE: dict[str, Any] = {**PARAM_SPACE, "n_estimators": randint(100, 400
 
 
 def base_classifier(imbalance: Imbalance, pos_weight: float, n_jobs: int) -> XGBClassifier:
-    """XGBoost with the hist tree method; ``scale_pos_weight`` only in that arm."""
+    """XGBoost with the hist tree method; ``scale_pos_weight`` only in that arm.
+
+    ``base_score`` is pinned at 0.5: XGBoost would otherwise start from the
+    training rows' fraud rate, which differs between a search fold (genuine rows
+    sampled) and the refit (all rows), and the threshold found on the fold's
+    scores would not fit the refitted model's scores.
+    """
     return XGBClassifier(
         tree_method="hist",
+        base_score=0.5,
         eval_metric="aucpr",
         n_jobs=n_jobs,
         random_state=0,
