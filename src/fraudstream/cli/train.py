@@ -138,7 +138,10 @@ def train(
     labels: LabelOpt = None,
     training_set: SetOpt = None,
     train_start: StartOpt = None,
-    train_days: int = 21,
+    train_days: Annotated[
+        int | None,
+        typer.Option(help="Training days [default: 21; with --training-set, the rest of it]."),
+    ] = None,
     delay_days: int = 7,
     test_days: int = 7,
     candidates: Annotated[int, typer.Option(help="Search candidates (first imbalance arm).")] = 20,
@@ -157,8 +160,8 @@ def train(
     """Train XGBoost on a time-ordered split, evaluate it with baselines, register a challenger.
 
     With --unsupervised, fit an anomaly model on the same features instead (labels optional).
-    The split starts at --train-start, else at the first day of the data (of the
-    training set's window with --training-set).
+    The split starts at --train-start, else at the first day of the data; with
+    --training-set it fills the set's window (the test period ends at its end).
     """
     import pandas as pd
 
@@ -170,10 +173,20 @@ def train(
     inputs = read_inputs(transactions, labels, training_set, need_labels=not unsupervised)
     txns, labs = inputs.transactions, inputs.labels
     if inputs.manifest and not train_start:
+        # The split fills the window: its test period ends where the window ends.
         train_start = str(inputs.manifest["window_start"])[:10]
-    split = default_split(txns["event_time"], train_days, delay_days, test_days)
+        if train_days is None:
+            train_days = int(inputs.manifest["window_days"]) - delay_days - test_days
+    days = train_days if train_days is not None else 21
+    if days < 1:
+        raise typer.BadParameter(
+            f"no training days left: the window is shorter than --delay-days {delay_days} "
+            f"+ --test-days {test_days}",
+            param_hint="--train-days",
+        )
+    split = default_split(txns["event_time"], days, delay_days, test_days)
     if train_start:
-        split = TimeSplit(pd.Timestamp(train_start, tz="UTC"), train_days, delay_days, test_days)
+        split = TimeSplit(pd.Timestamp(train_start, tz="UTC"), days, delay_days, test_days)
     if unsupervised:
         with _progress() as bar:
             rows = bar.add_task("features", total=len(txns))
