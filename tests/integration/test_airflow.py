@@ -155,6 +155,25 @@ def airflow(env: Settings) -> Airflow:
     return client
 
 
+def test_status_shows_the_ui_and_its_generated_login(airflow: Airflow, env: Settings) -> None:
+    shown = run_cli("platform", "status").stdout
+    user, password = EmbeddedPlatform(env, with_airflow=True).airflow.login()
+    url = status_url()
+    assert f"Airflow UI:     {url} (user {user}, password {password})" in shown
+    for service in ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor"):
+        assert service in shown
+    refused = httpx.post(
+        f"{url}/auth/token", json={"username": user, "password": "wrong"}, timeout=30
+    )
+    assert refused.status_code == 401
+
+
+def status_url() -> str:
+    """The Airflow UI's URL as `platform status --json` reports it."""
+    status = json.loads(run_cli("platform", "status", "--json").stdout)
+    return str(status["urls"]["airflow_ui"])
+
+
 @pytest.fixture(scope="module")
 def history(env: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """37 generated days in transactions_raw and labels."""

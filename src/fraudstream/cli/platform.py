@@ -51,7 +51,8 @@ def _print_status(platform: EmbeddedPlatform, as_json: bool) -> bool:
     console.print(f"PostgreSQL:     {platform.settings.postgres.redacted_dsn()}")
     if "airflow_ui" in urls:
         user, password = platform.airflow.login()
-        console.print(f"Airflow UI:     {urls['airflow_ui']} (user {user}, password {password})")
+        login = f"(user {user}, password {password})"
+        console.print(f"Airflow UI:     {urls['airflow_ui']} {login}", soft_wrap=True)
     return all(r.healthy for r in rows)
 
 
