@@ -428,26 +428,27 @@ class ApiSettings(BaseSettings):
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def required_token(self) -> SecretStr:
+        """The write token; the API refuses to start without one (local mode generates it)."""
+        if self.token is None:
+            raise SettingsError(
+                "FRAUDSTREAM_API_TOKEN must be set to serve the API outside local mode "
+                "(from a Kubernetes Secret); generated credentials are for local mode only"
+            )
+        return self.token
+
 
 def _service_secrets(
     platform: PlatformSettings, redis: RedisSettings, api: ApiSettings
 ) -> tuple[RedisSettings, ApiSettings]:
-    """Fill the Redis password and API token from the local credentials; required elsewhere."""
-    if redis.password is not None and api.token is not None:
+    """Fill the Redis password and API token from the local credentials.
+
+    Outside local mode they stay as given: only the commands that use them require them
+    (``ApiSettings.required_token`` for `fraudstream serve`), so a training pod needs no API
+    token, and a Redis without a password is reachable.
+    """
+    if platform.mode != "local" or (redis.password is not None and api.token is not None):
         return redis, api
-    if platform.mode != "local":
-        missing = [
-            var
-            for value, var in (
-                (redis.password, "FRAUDSTREAM_REDIS_PASSWORD"),
-                (api.token, "FRAUDSTREAM_API_TOKEN"),
-            )
-            if value is None
-        ]
-        raise SettingsError(
-            f"{', '.join(missing)} must be set in {platform.mode} mode "
-            "(from a Kubernetes Secret); generated credentials are for local mode only"
-        )
     creds = _local_credentials(platform.home)
     redis = redis.model_copy(
         update={"password": redis.password or SecretStr(creds["redis_password"])}

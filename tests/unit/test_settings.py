@@ -106,6 +106,12 @@ def test_secrets_from_environment_are_used_as_given(
     s = load_settings()
     assert s.postgres.password is not None
     assert s.postgres.password.get_secret_value() == "from-a-secret"
+    # Only the commands that use them need the Redis password and the API token.
+    assert s.redis.password is None
+    with pytest.raises(SettingsError, match="FRAUDSTREAM_API_TOKEN"):
+        s.api.required_token()
+    monkeypatch.setenv("FRAUDSTREAM_API_TOKEN", "tok")
+    assert load_settings().api.required_token().get_secret_value() == "tok"
 
 
 def test_settings_are_frozen() -> None:

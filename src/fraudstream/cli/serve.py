@@ -31,10 +31,10 @@ def serve(
     from fraudstream.api.app import create_app
 
     settings = load_settings()
+    token = settings.api.required_token().get_secret_value()
     host = host or settings.api.host
     port = port or settings.api.port
     app = create_app(settings, reload_interval_s=reload_interval)
-    token = settings.api.token.get_secret_value() if settings.api.token else ""
     console.print(f"dashboard: http://{host}:{port}/dashboard/#token={token}")
     console.print(f"API docs:  http://{host}:{port}/docs")
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)

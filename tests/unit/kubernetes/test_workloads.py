@@ -107,9 +107,16 @@ def test_a_workload_without_a_credential_fails_to_load(
     objects = rendered_objects["default"]
     api = next(w for w in package_workloads(objects) if w.where.endswith("-api api"))
     env = environment(api, config_map_data(objects))
-    del env["FRAUDSTREAM_REDIS_PASSWORD"]
+    # The API token is needed only to serve the API: loading works, serving is refused.
+    del env["FRAUDSTREAM_API_TOKEN"]
     use_environment(monkeypatch, env)
-    with pytest.raises(settings_module.SettingsError, match="FRAUDSTREAM_REDIS_PASSWORD"):
+    loaded = settings_module.load_settings()
+    with pytest.raises(settings_module.SettingsError, match="FRAUDSTREAM_API_TOKEN"):
+        loaded.api.required_token()
+    # Every command needs the database password.
+    del env["FRAUDSTREAM_POSTGRES_PASSWORD"]
+    use_environment(monkeypatch, env)
+    with pytest.raises(settings_module.SettingsError, match="FRAUDSTREAM_POSTGRES_PASSWORD"):
         settings_module.load_settings()
 
 
