@@ -9,6 +9,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 FS     := $(BIN)/fraudstream
 PYTEST_ARGS ?=
+DURATION ?= 180
 
 .PHONY: help setup runtime system-deps venv lock demo test test-unit test-integration lint format typecheck \
         up down status logs reset smoke bench clean k8s-tools k8s-verify airflow-venv lock-airflow
@@ -53,10 +54,8 @@ lock: ## Re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
 
-demo: runtime ## Start the platform, run a smoke batch end to end, print status and URLs
-	$(FS) platform up
-	$(FS) platform smoke
-	$(FS) platform status
+demo: runtime airflow-venv ## Run the whole pipeline for DURATION seconds (default 180) with a live view, then a summary and the URLs
+	$(FS) demo --duration $(DURATION)
 
 test: setup ## Run every test against real services (starts its own platform instance)
 	$(BIN)/pytest $(PYTEST_ARGS)

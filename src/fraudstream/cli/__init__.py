@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from fraudstream.cli.demo import demo_app
 from fraudstream.cli.errors import run_guarded
 from fraudstream.cli.generate import transactions_app
 from fraudstream.cli.labels import labels_app
@@ -34,6 +35,7 @@ app.add_typer(labels_app)
 app.add_typer(serve_app)
 app.add_typer(score_app)
 app.add_typer(monitor_app)
+app.add_typer(demo_app)
 
 
 def main() -> None:

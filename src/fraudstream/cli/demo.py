@@ -62,9 +62,10 @@ def demo(
 ) -> None:
     """Run the whole pipeline on the embedded platform, then stop what it started.
 
-    platform up, a generated history, train, promote, then the scorer, label ingestion, the API and
-    a live generator for DURATION seconds with a live view, and a summary with the URLs. The
-    platform keeps running afterwards (`fraudstream platform down` stops it).
+    Platform up, a generated history, train, promote; then the scorer, label ingestion, the API
+    and a live generator for DURATION seconds, watched live; then a summary with the URLs.
+
+    The platform keeps running afterwards: `fraudstream platform down` stops it.
     """
     from fraudstream.demo import Demo, DemoOptions, terminate_as_interrupt
 
