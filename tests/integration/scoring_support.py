@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,8 +45,12 @@ class History:
 
 
 def history(seed: int, days: int = 4, customers: int = 120, merchants: int = 300) -> History:
+    # Ids unique per run: Postgres keeps earlier runs' rows (same seed, same ids otherwise).
     data = generate(
-        GeneratorConfig(seed=seed, start=START, days=days, customers=customers, merchants=merchants)
+        GeneratorConfig(
+            seed=seed, start=START, days=days, customers=customers, merchants=merchants
+        ),
+        id_prefix=f"tx{seed}-{uuid.uuid4().hex[:8]}",
     )
     return History(data.transactions, data.transactions.to_pandas(), data.labels.to_pandas())
 

@@ -126,6 +126,8 @@ def run_scorer(
         metrics=metrics,
         publisher=publisher,
     )
+    metrics.reloads.labels("loaded").inc(champion.counts.loaded)
+    handler.refresh_models()
     spark = build_session(settings, spark_settings, "fraudstream-scorer")
     query = (
         stage_frame(spark, settings, options)
@@ -143,6 +145,7 @@ def run_scorer(
         while not stop.is_set() and query.isActive:
             if duration_s is not None and time.monotonic() - started >= duration_s:
                 break
+            handler.refresh_models()
             for progress in _as_dicts(query.recentProgress):
                 if last_progress is not None and progress.get("batchId", -1) <= last_progress:
                     continue

@@ -267,6 +267,8 @@ class BatchHandler:
     _last_batch: int | None = None
 
     def refresh_models(self) -> None:
+        """Poll the aliases when due; called by the driver's watch loop, not by a batch, so a
+        promotion is picked up on an idle stream too. A batch reads ``current`` once."""
         for holder in (self.champion, self.shadow):
             if holder is None:
                 continue
@@ -289,8 +291,7 @@ class BatchHandler:
         rows = frame.toPandas()  # runs the card stage once; its state commits with the batch
         collected = time.perf_counter()
         self.metrics.stage_seconds.labels("card_stage").observe(collected - started)
-        self.refresh_models()
-        champion = self.champion.current
+        champion = self.champion.current  # swapped only between batches (see refresh_models)
         if champion is None:
             raise RuntimeError(f"no model at @{self.champion.alias}: cannot score")
         try:

@@ -1,0 +1,270 @@
+"""Streaming scorer: open-loop latency and capacity; the scoring stage against a row-at-a-time UDF.
+
+Prints figures and ratios, asserts nothing. Needs a running platform
+(`fraudstream platform up`, or the FRAUDSTREAM_* settings of another).
+
+1. Scoring stage (Spark, same session, same rows): the scorer's vectorised stage
+   (``mapInPandas``: one ``predict_proba`` and one SHAP ``pred_contribs`` call per
+   Arrow batch, one thread) against the baseline comparable projects write: a
+   row-at-a-time Python UDF that builds a one-row DataFrame and calls
+   ``predict_proba``. Median of --repeat runs each, and the ratio.
+2. End to end, open loop: a producer sends live transactions (generated, stamped
+   with the current time) at each fixed --rates for --seconds, never waiting for
+   results, into a scratch topic read by a `fraudstream score` process. Latency is
+   the prediction record's Kafka timestamp minus the transaction's CreateTime
+   (``ingest_time``), over the rows sent after --warmup seconds. A rate is kept up
+   with when every sent row was scored within 10 s of the end of sending (bounded
+   lag). Also Spark's per-batch duration breakdown from the scorer's metrics.
+
+Usage: python bench/stream.py [--rates 200,500,1000] [--seconds 60] [--warmup 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from confluent_kafka import Consumer, Producer
+from xgboost import XGBClassifier
+
+from fraudstream.adapters import registry
+from fraudstream.adapters.kafka import consumer_config, create_scratch_topic, producer_config
+from fraudstream.features.catalogue import feature_names
+from fraudstream.features.replay import attach_labels, build_features
+from fraudstream.generator import GeneratorConfig, generate
+from fraudstream.model.experiment import Experiment
+from fraudstream.model.split import TimeSplit
+from fraudstream.schema.tables import wire_records
+from fraudstream.settings import ScorerSettings, Settings, SparkSettings, load_settings
+
+CLI = str(Path(sys.executable).parent / "fraudstream")
+START = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def _model(settings: Settings, name: str) -> tuple[Any, pd.DataFrame]:
+    """A small XGBoost on generated history, registered as @champion of ``name``."""
+    data = generate(GeneratorConfig(seed=3, start=START, days=14, customers=400, merchants=300))
+    txns, labels = data.transactions.to_pandas(), data.labels.to_pandas()
+    features = attach_labels(build_features(txns, labels), labels)
+    model = XGBClassifier(n_estimators=200, max_depth=6, n_jobs=1, random_state=0)
+    model.fit(features[feature_names()].to_numpy(np.float64), features["is_fraud"].to_numpy())
+    os.environ["FRAUDSTREAM_MLFLOW_MODEL_NAME"] = name
+    experiment = Experiment(
+        model, "xgboost", 0.5, {"bench": True}, TimeSplit(pd.Timestamp(START), 10, 2, 2), {}, {}
+    )
+    _, version = registry.log_experiment(settings, experiment, git_sha="bench")
+    registry.set_champion(settings, version, "bench")
+    return model, features
+
+
+def _time(fn: Any, repeat: int) -> float:
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs)
+
+
+def bench_scoring_stage(settings: Settings, model: Any, rows: pd.DataFrame, repeat: int) -> None:
+    from pyspark.sql import functions as F  # noqa: N812
+    from pyspark.sql.types import DoubleType
+
+    from fraudstream.adapters.spark import build_session
+    from fraudstream.features.catalogue import FEATURE_SET_VERSION
+    from fraudstream.scoring.model import ScoringModel, score
+
+    spark = build_session(settings, SparkSettings(), "bench-scoring-stage")
+    names = feature_names()
+    frame = spark.createDataFrame(rows[names].astype("float64")).repartition(2).cache()
+    n = frame.count()
+    scoring = ScoringModel(model, "bench", 0.5, FEATURE_SET_VERSION)
+
+    def vectorised(batches: Any) -> Any:
+        for batch in batches:
+            result = score(scoring, batch[names].to_numpy(np.float64))
+            yield pd.DataFrame({"score": result.score})
+
+    def one_row(*values: float) -> float:
+        row = pd.DataFrame([values], columns=names)
+        return float(model.predict_proba(row)[0, 1])
+
+    baseline_udf = F.udf(one_row, DoubleType())
+    base_n = min(n, 2_000)
+    sample = frame.limit(base_n).cache()
+    sample.count()
+    t_vec = _time(
+        lambda: frame.mapInPandas(vectorised, "score double").agg(F.sum("score")).collect(),
+        repeat,
+    )
+    t_base = _time(
+        lambda: sample.select(baseline_udf(*names).alias("s")).agg(F.sum("s")).collect(), repeat
+    )
+    vec_rate, base_rate = n / t_vec, base_n / t_base
+    print(
+        json.dumps(
+            {
+                "scoring_stage": {
+                    "vectorised_rows_per_s": round(vec_rate),
+                    "vectorised_rows": n,
+                    "with_reason_codes": True,
+                    "row_udf_rows_per_s": round(base_rate),
+                    "row_udf_rows": base_n,
+                    "ratio": round(vec_rate / base_rate, 1),
+                }
+            }
+        )
+    )
+    spark.stop()
+
+
+def _live_values(count: int) -> list[tuple[bytes, dict[str, Any]]]:
+    data = generate(GeneratorConfig(seed=9, start=START, days=30, customers=3000, merchants=300))
+    out = []
+    for _, key, value in wire_records(data.transactions, "transaction"):
+        out.append((key, json.loads(value)))
+        if len(out) >= count:
+            break
+    return out
+
+
+def _produce(settings: Settings, topic: str, rate: float, seconds: float, pool: list[Any]) -> int:
+    """Open loop: send at ``rate``/s for ``seconds``, each stamped with the current time."""
+    producer = Producer(producer_config(settings.kafka, **{"linger.ms": 5}))
+    started, sent = time.monotonic(), 0
+    total = int(rate * seconds)
+    while sent < total:
+        due = int((time.monotonic() - started) * rate)
+        while sent < min(due, total):
+            key, record = pool[sent % len(pool)]
+            record = {
+                **record,
+                "transaction_id": f"b{uuid.uuid4().hex[:16]}",
+                "event_time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            }
+            producer.produce(topic, json.dumps(record).encode(), key)
+            sent += 1
+        producer.poll(0)
+        time.sleep(0.002)
+    producer.flush(60)
+    return sent
+
+
+def _collect(
+    settings: Settings, topic: str, stop: threading.Event, out: list[tuple[float, float]]
+) -> None:
+    consumer = Consumer(consumer_config(settings.kafka, f"bench-{uuid.uuid4().hex[:8]}"))
+    consumer.subscribe([topic])
+    while not stop.is_set():
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        record = json.loads(msg.value())
+        ingest = datetime.fromisoformat(record["ingest_time"].replace("Z", "+00:00")).timestamp()
+        out.append((ingest, msg.timestamp()[1] / 1000 - ingest))
+    consumer.close()
+
+
+def _stage_seconds(port: int) -> dict[str, float]:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    except OSError:
+        return {}
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in text.decode().splitlines():
+        if line.startswith("fraudstream_scorer_stage_seconds_sum"):
+            sums[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
+        if line.startswith("fraudstream_scorer_stage_seconds_count"):
+            counts[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
+    return {k: round(1000 * v / counts[k], 1) for k, v in sums.items() if counts.get(k)}
+
+
+def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -> None:
+    topics = {k: create_scratch_topic(settings.kafka, f"bench-{k}") for k in ("in", "p", "a", "d")}
+    pool = _live_values(20_000)
+    checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/bench/{uuid.uuid4().hex[:10]}"
+    env = {**os.environ, "FRAUDSTREAM_MLFLOW_MODEL_NAME": name}
+    log = Path(args.log).open("w")  # noqa: SIM115 (the scorer's output, closed at the end)
+    scorer = subprocess.Popen(
+        [CLI, "score", "--source", topics["in"], "--predictions", topics["p"], "--alerts",
+         topics["a"], "--dead-letters", topics["d"], "--checkpoint", checkpoint,
+         "--starting-offsets", "latest", "--trigger", str(args.trigger), "--no-parquet",
+         "--no-progress"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    results: list[tuple[float, float]] = []
+    stop = threading.Event()
+    collector = threading.Thread(target=_collect, args=(settings, topics["p"], stop, results))
+    collector.start()
+    try:
+        _produce(settings, topics["in"], 20, 40, pool)  # the scorer's start-up and first batches
+        for rate in rates:
+            results.clear()
+            t0 = time.time()
+            sent = _produce(settings, topics["in"], rate, args.seconds, pool)
+            t_end = time.time()
+            deadline = t_end + 10
+            while time.time() < deadline and len(results) < sent:
+                time.sleep(0.5)
+            steady = [lat for ingest, lat in results if ingest >= t0 + args.warmup]
+            kept_up = len(results) >= sent
+            figures: dict[str, Any] = {"rate": rate, "sent": sent, "scored": len(results)}
+            if steady:
+                q = np.percentile(steady, [50, 90, 99, 100])
+                figures.update(
+                    {
+                        f"{k}_ms": round(v * 1000)
+                        for k, v in zip(("p50", "p90", "p99", "max"), q, strict=True)
+                    }
+                )
+            figures["kept_up"] = kept_up
+            figures["batch_ms_by_stage"] = _stage_seconds(ScorerSettings().metrics_port)
+            figures["load_avg_1m"] = os.getloadavg()[0]
+            print(json.dumps({"stream": figures}), flush=True)
+            if not kept_up:
+                # Drain before the next rate would only measure the backlog: stop here.
+                break
+    finally:
+        stop.set()
+        collector.join()
+        scorer.terminate()
+        scorer.wait(120)
+        log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", default="200,500,1000,2000")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--warmup", type=float, default=15)
+    parser.add_argument("--trigger", type=float, default=0.5)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-stream", action="store_true")
+    parser.add_argument("--log", default="bench-stream-scorer.log", help="The scorer's output.")
+    args = parser.parse_args()
+    settings = load_settings()
+    name = f"fraud-detector-bench-{uuid.uuid4().hex[:6]}"
+    model, features = _model(settings, name)
+    settings = load_settings()
+    print(json.dumps({"machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}}))
+    bench_scoring_stage(settings, model, features, args.repeat)
+    if not args.skip_stream:
+        bench_stream(settings, name, [float(r) for r in args.rates.split(",")], args)
+
+
+if __name__ == "__main__":
+    main()

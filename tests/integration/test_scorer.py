@@ -1,0 +1,275 @@
+"""The streaming scorer on the real platform: Kafka, Spark with S3A checkpoints, MLflow, Postgres.
+
+Two scorer runs (``fraudstream score`` subprocesses) keep the module within its time budget:
+
+- a steady run: a generated history with 1,000 poison messages mixed in, then a new
+  model promoted mid-stream. Checks feature and score parity with the offline
+  builder, dead letters, every sink, and hot reload without restart or gap;
+- a crash run: the scorer is SIGKILLed mid-stream and restarted from its checkpoint,
+  then a Kafka node is killed while more transactions arrive. Checks that every
+  transaction is in Postgres exactly once, no prediction is missing, and that the
+  card features still equal the offline builder's (no event counted twice in state).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from fraudstream.adapters import registry
+from fraudstream.adapters.kafka import consumer_config, create_scratch_topic, producer_config
+from fraudstream.adapters.postgres import connect
+from fraudstream.adapters.transaction_stream import StreamTopics, replay
+from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
+from fraudstream.features.replay import build_features
+from fraudstream.platform.process import ProcessRecord, alive
+from fraudstream.platform.runtime import EmbeddedPlatform
+from fraudstream.settings import Settings, load_settings
+from tests.integration.conftest import run_cli
+from tests.integration.scoring_support import (
+    History,
+    ScorerProcess,
+    history,
+    register_model,
+    scored_count,
+    scorer_env,
+    wait_until,
+)
+
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.postgres,
+    pytest.mark.s3,
+    pytest.mark.mlflow,
+    pytest.mark.timeout(1500),
+]
+
+POISON = 1_000
+
+
+@pytest.fixture(scope="module")
+def model_name() -> Iterator[str]:
+    name = f"fraud-detector-scorer-{uuid.uuid4().hex[:8]}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FRAUDSTREAM_MLFLOW_MODEL_NAME", name)
+        yield name
+
+
+@pytest.fixture(scope="module")
+def model_settings(model_name: str) -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="module")
+def first(model_settings: Settings) -> tuple[History, str]:
+    data = history(seed=21)
+    return data, register_model(model_settings, data, threshold=0.3, seed=1)
+
+
+def _topics(settings: Settings, prefix: str) -> dict[str, str]:
+    return {
+        kind: create_scratch_topic(settings.kafka, f"{prefix}-{kind}")
+        for kind in ("source", "predictions", "alerts", "dead")
+    }
+
+
+def _args(topics: dict[str, str], checkpoint: str, *extra: str) -> list[str]:
+    return [
+        "--source",
+        topics["source"],
+        "--predictions",
+        topics["predictions"],
+        "--alerts",
+        topics["alerts"],
+        "--dead-letters",
+        topics["dead"],
+        "--checkpoint",
+        checkpoint,
+        "--trigger",
+        "1",
+        *extra,
+    ]
+
+
+def _send_poison(settings: Settings, topic: str) -> None:
+    producer = Producer(producer_config(settings.kafka))
+    kinds = [b"not json", b"{}", b'{"transaction_id": 5}', b"\xff\xfe", b'{"amount": -1}']
+    for i in range(POISON):
+        producer.produce(topic, key=f"poison-{i}".encode(), value=kinds[i % len(kinds)])
+        if i % 200 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def _count_topic(settings: Settings, topic: str, expected: int, timeout: float = 60) -> list[bytes]:
+    consumer = Consumer(consumer_config(settings.kafka, f"count-{uuid.uuid4().hex[:8]}"))
+    consumer.subscribe([topic])
+    keys: list[bytes] = []
+    deadline = pd.Timestamp.now() + pd.Timedelta(seconds=timeout)
+    try:
+        while len(keys) < expected and pd.Timestamp.now() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            keys.append(msg.key())
+    finally:
+        consumer.close()
+    return keys
+
+
+def _stored(settings: Settings, ids: list[str]) -> pd.DataFrame:
+    with connect(settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            """SELECT transaction_id, score, threshold, is_alert, model_version,
+                      feature_set_version, reason_codes, features, ingest_time, scored_at
+               FROM transactions_with_score WHERE transaction_id = ANY(%s)""",
+            (ids,),
+        )
+        columns = [d[0] for d in cur.description]
+        return pd.DataFrame(cur.fetchall(), columns=columns)
+
+
+def _assert_features_equal_offline(stored: pd.DataFrame, data: History) -> pd.DataFrame:
+    offline = build_features(data.transactions).set_index("transaction_id")
+    names = feature_names()
+    got = np.array(
+        [[np.nan if row[n] is None else row[n] for n in names] for row in stored["features"]],
+        dtype=np.float64,
+    )
+    expected = offline.loc[stored["transaction_id"], names].to_numpy(np.float64)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9, equal_nan=True)
+    return offline
+
+
+def test_steady_stream_parity_poison_sinks_and_hot_reload(
+    model_settings: Settings, model_name: str, first: tuple[History, str], tmp_path: Path
+) -> None:
+    data, version = first
+    settings = model_settings
+    topics = _topics(settings, "steady")
+    replay(settings.kafka, data.table, None, topics=StreamTopics(transactions=topics["source"]))
+    _send_poison(settings, topics["source"])
+    ids = data.transactions["transaction_id"].astype(str).tolist()
+    checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
+    scorer = ScorerProcess(
+        _args(topics, checkpoint, "--reload-interval", "2", "--no-parquet"),
+        scorer_env(model_name),
+        tmp_path / "scorer.log",
+    )
+    try:
+        wait_until(lambda: scored_count(settings, ids) == len(ids), 600, "the history", scorer)
+        stored = _stored(settings, ids)
+        assert set(stored["model_version"]) == {version}
+        assert set(stored["feature_set_version"]) == {FEATURE_SET_VERSION}
+
+        # Parity: identical feature vectors and scores to the offline path.
+        offline = _assert_features_equal_offline(stored, data)
+        loaded = registry.load_model(settings, version)
+        expected = loaded.model.predict_proba(
+            offline.loc[stored["transaction_id"], feature_names()].to_numpy(np.float64)
+        )[:, 1]
+        np.testing.assert_allclose(stored["score"].to_numpy(), expected, rtol=0, atol=1e-12)
+        assert list(stored["is_alert"]) == list(stored["score"] >= 0.3)
+        assert stored["reason_codes"].map(len).max() == 3
+        assert (stored["scored_at"] >= stored["ingest_time"]).all()
+
+        # Poison: every one dead-lettered, keyed by its source offset; the query kept going.
+        dead = _count_topic(settings, topics["dead"], POISON)
+        assert len(set(dead)) == POISON
+        predictions = _count_topic(settings, topics["predictions"], len(ids))
+        assert {k.decode() for k in predictions} == set(ids)
+        alerts = _count_topic(settings, topics["alerts"], int(stored["is_alert"].sum()))
+        assert {k.decode() for k in alerts} == set(stored.loc[stored["is_alert"], "transaction_id"])
+
+        # Hot reload: promote a new version mid-stream; later rows carry it, none is missing.
+        later = history(seed=22)
+        new_version = register_model(settings, later, threshold=0.4, seed=2)
+        wait_until(
+            lambda: "now serving version " + new_version in scorer.output(),
+            180,
+            "the scorer to load the promoted version",
+            scorer,
+        )
+        replay(
+            settings.kafka, later.table, None, topics=StreamTopics(transactions=topics["source"])
+        )
+        later_ids = later.transactions["transaction_id"].astype(str).tolist()
+        wait_until(
+            lambda: scored_count(settings, later_ids) == len(later_ids),
+            300,
+            "the later rows",
+            scorer,
+        )
+        assert set(_stored(settings, later_ids)["model_version"]) == {new_version}
+        assert scorer.alive(), "no restart: the same process served both versions"
+    finally:
+        scorer.proc.send_signal(signal.SIGTERM)
+        scorer.wait(120)
+
+
+def test_crash_and_a_lost_kafka_node_lose_and_duplicate_nothing(
+    model_settings: Settings,
+    model_name: str,
+    first: tuple[History, str],
+    platform: EmbeddedPlatform,
+    tmp_path: Path,
+) -> None:
+    settings = model_settings
+    data = history(seed=23)
+    topics = _topics(settings, "crash")
+    replay(settings.kafka, data.table, None, topics=StreamTopics(transactions=topics["source"]))
+    ids = data.transactions["transaction_id"].astype(str).tolist()
+    checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
+    args = _args(topics, checkpoint, "--max-offsets-per-trigger", "150")
+    env = scorer_env(model_name)
+
+    scorer = ScorerProcess(args, env, tmp_path / "first.log")
+    wait_until(lambda: scored_count(settings, ids) >= 300, 600, "a few micro-batches", scorer)
+    scorer.kill()  # SIGKILL to the scorer and its Spark JVM: a crash mid-stream
+    assert scored_count(settings, ids) < len(ids), "the crash must interrupt the stream"
+
+    scorer = ScorerProcess(args, env, tmp_path / "second.log")
+    victim = platform.kafka_nodes[2]
+    try:
+        wait_until(lambda: scored_count(settings, ids) == len(ids), 600, "the restart", scorer)
+        record = ProcessRecord.load(platform.run_dir, victim.name)
+        assert record is not None
+        assert alive(record)
+        os.killpg(record.pid, signal.SIGKILL)
+        more = history(seed=24)
+        replay(settings.kafka, more.table, None, topics=StreamTopics(transactions=topics["source"]))
+        more_ids = more.transactions["transaction_id"].astype(str).tolist()
+        wait_until(
+            lambda: scored_count(settings, more_ids) == len(more_ids),
+            600,
+            "the rows sent while a Kafka node was down",
+            scorer,
+        )
+    finally:
+        scorer.proc.send_signal(signal.SIGTERM)
+        scorer.wait(120)
+        status = json.loads(run_cli("platform", "up", "--json").stdout)
+        assert status["healthy"], status
+
+    with connect(settings.postgres) as conn, conn.cursor() as cur:
+        for table in ("transactions_raw", "transactions_with_score"):
+            cur.execute(
+                f"SELECT count(*), count(DISTINCT transaction_id) FROM {table} "
+                "WHERE transaction_id = ANY(%s)",
+                (ids + more_ids,),
+            )
+            assert cur.fetchone() == (len(ids) + len(more_ids),) * 2, table
+    # No event counted twice in any card's state: features still equal the offline builder's.
+    _assert_features_equal_offline(_stored(settings, ids), data)
+    _assert_features_equal_offline(_stored(settings, more_ids), more)
+    predictions = _count_topic(settings, topics["predictions"], len(ids) + len(more_ids), 120)
+    assert {k.decode() for k in predictions} == set(ids) | set(more_ids)

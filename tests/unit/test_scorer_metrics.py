@@ -1,0 +1,49 @@
+"""The scorer's metrics: fed from Spark's progress JSON, names as the dashboards expect."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+
+from fraudstream.adapters.scorer_metrics import ScorerMetrics, kafka_lag
+
+PROGRESS = {
+    "batchId": 4,
+    "numInputRows": 1200,
+    "inputRowsPerSecond": 950.5,
+    "processedRowsPerSecond": 1100.0,
+    "durationMs": {"triggerExecution": 870},
+    "sources": [
+        {
+            "endOffset": {"transactions": {"0": 100, "1": 250}},
+            "latestOffset": {"transactions": {"0": 130, "1": 250}},
+        }
+    ],
+}
+
+
+def test_lag_is_the_records_between_end_and_latest_offsets() -> None:
+    assert kafka_lag(PROGRESS["sources"]) == 30  # type: ignore[arg-type]
+    as_strings = [{"endOffset": '{"t": {"0": 5}}', "latestOffset": '{"t": {"0": 9}}'}]
+    assert kafka_lag(as_strings) == 4
+    assert kafka_lag([]) is None
+
+
+def test_progress_feeds_rates_duration_and_lag() -> None:
+    metrics = ScorerMetrics()
+    metrics.observe_progress(PROGRESS)
+    text = generate_latest(metrics.registry).decode()
+    assert "fraudstream_scorer_input_rows_per_second 950.5" in text
+    assert "fraudstream_scorer_processed_rows_per_second 1100.0" in text
+    assert "fraudstream_scorer_kafka_lag 30.0" in text
+    assert "fraudstream_scorer_batch_duration_seconds_count 1.0" in text
+
+
+def test_model_info_keeps_one_version_per_role() -> None:
+    metrics = ScorerMetrics()
+    metrics.set_model("champion", "3", "1")
+    metrics.set_model("challenger", "4", "1")
+    metrics.set_model("champion", "5", "1")
+    text = generate_latest(metrics.registry).decode()
+    assert 'fraudstream_model_info{feature_set_version="1",role="champion",version="5"} 1.0' in text
+    assert 'version="3"' not in text
+    assert 'role="challenger",version="4"' in text
