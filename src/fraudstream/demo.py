@@ -24,13 +24,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from fraudstream.adapters.object_store import s3_client
 from fraudstream.adapters.postgres import connect
-from fraudstream.settings import ScorerSettings, Settings
+from fraudstream.settings import Settings
 
 #: The demo's world: small enough to generate and train in about a minute on two cores,
 #: large enough that the model sees every fraud scenario.
@@ -48,7 +48,7 @@ class DemoOptions:
     duration_s: float = 180.0
     rate: float = 50.0
     airflow: bool = True
-    candidates: int = 4
+    candidates: int = 2
     scorer_start_timeout_s: float = 300.0
 
 
@@ -58,18 +58,6 @@ def cli() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-c", "from fraudstream.cli import main; main()"]
-
-
-def _batches(metrics_url: str) -> float:
-    """Micro-batches the scorer reports on its Prometheus endpoint (0 while it starts)."""
-    try:
-        text = httpx.get(metrics_url, timeout=2.0).text
-    except httpx.HTTPError:
-        return 0.0
-    for line in text.splitlines():
-        if line.startswith("fraudstream_scorer_batch_duration_seconds_count"):
-            return float(line.split()[-1])
-    return 0.0
 
 
 def _ms(seconds: float | None) -> str:
@@ -130,25 +118,16 @@ class Demo:
 
     # -- steps -------------------------------------------------------------------------------
 
-    def run_step(self, title: str, *args: str, timeout_s: float = 1800) -> str:
-        """Run one CLI command to completion; its output goes to the console and to a log."""
+    def run_step(self, title: str, *args: str, timeout_s: float = 1800) -> None:
+        """Run one CLI command to completion, its output (progress bars too) on this terminal."""
         self.console.rule(f"[bold]{title}")
-        self.logs.mkdir(parents=True, exist_ok=True)
-        log = self.logs / f"{args[0]}-{args[1] if len(args) > 1 else ''}.log".replace("--", "")
-        with log.open("w", encoding="utf-8") as out:
-            process = subprocess.Popen(
-                [*cli(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
-            assert process.stdout is not None
-            captured = []
-            for line in process.stdout:
-                out.write(line)
-                captured.append(line)
-                self.console.print(line.rstrip("\n"), markup=False, highlight=False)
-            code = process.wait(timeout=timeout_s)
+        try:
+            code = subprocess.run([*cli(), *args], timeout=timeout_s, check=False).returncode
+        except subprocess.TimeoutExpired:
+            raise DemoError(f"{title} did not finish within {timeout_s:.0f} s") from None
         if code != 0:
-            raise DemoError(f"{title} failed (exit {code}); log: {log}")
-        return "".join(captured)
+            command = " ".join(["fraudstream", *args])
+            raise DemoError(f"{title} failed (exit {code}): `{command}`, output above")
 
     def start(self, name: str, *args: str) -> Child:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -223,12 +202,12 @@ class Demo:
         try:
             self.console.rule("[bold]start the pipeline")
             self.start("ingest-labels", "ingest-labels")
+            checkpoint = self._checkpoint(started)
             scorer = self.start(
-                "scorer", "score", "--starting-offsets", "latest",
-                "--checkpoint", self._checkpoint(started),
+                "scorer", "score", "--starting-offsets", "latest", "--checkpoint", checkpoint
             )  # fmt: skip
             self.start("api", "serve")
-            self._wait_for_scorer(scorer)
+            self._wait_for_scorer(scorer, checkpoint)
             self.start(
                 "generator", "generate", "stream", "--rate", str(self.options.rate),
                 "--duration", str(self.options.duration_s), "--truth", str(truth_file),
@@ -243,14 +222,17 @@ class Demo:
         bucket = self.settings.s3.checkpoint_bucket
         return f"s3a://{bucket}/checkpoints/demo-{started:%Y%m%dT%H%M%S}"
 
-    def _wait_for_scorer(self, scorer: Child) -> None:
-        """The scorer is ready once its metrics show a first (possibly empty) micro-batch."""
-        url = f"http://127.0.0.1:{ScorerSettings().metrics_port}/metrics"
+    def _wait_for_scorer(self, scorer: Child, checkpoint: str) -> None:
+        """Ready once the query has planned its first micro-batch: from then on its starting
+        offsets are fixed in the checkpoint (``offsets/0``), so no live record is skipped."""
+        bucket, _, prefix = checkpoint.removeprefix("s3a://").partition("/")
+        client = s3_client(self.settings.s3)
         deadline = time.monotonic() + self.options.scorer_start_timeout_s
         with self.console.status("waiting for the scorer's first micro-batch (Spark starts)"):
             while time.monotonic() < deadline:
                 self.check_children()
-                if _batches(url) > 0:
+                found = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/offsets/0")
+                if found.get("KeyCount", 0):
                     return
                 time.sleep(1.0)
         raise DemoError(f"the scorer did not start within the timeout; log: {scorer.log}")

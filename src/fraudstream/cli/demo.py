@@ -58,7 +58,7 @@ def demo(
     airflow: Annotated[
         bool, typer.Option(help="Also start Airflow (the retraining and monitoring DAGs).")
     ] = True,
-    candidates: Annotated[int, typer.Option(min=1, help="Search candidates when training.")] = 4,
+    candidates: Annotated[int, typer.Option(min=1, help="Search candidates when training.")] = 2,
 ) -> None:
     """Run the whole pipeline on the embedded platform, then stop what it started.
 
