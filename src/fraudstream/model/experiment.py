@@ -69,6 +69,7 @@ def fit_metrics(result: TrainingResult) -> dict[str, float]:
     flat = {
         "validation_average_precision": result.validation_ap,
         "validation_f2": result.validation_f2,
+        "validation_alert_rate": result.validation_alert_rate,
     }
     for arm, found in result.ablation.items():
         flat[f"ablation_{arm}_validation_ap"] = found.best_ap

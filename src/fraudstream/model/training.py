@@ -293,6 +293,8 @@ class TrainingResult:
     ablation: dict[str, SearchResult] = field(default_factory=dict)
     best_iteration: int = 0
     final_fit_seconds: float = 0.0
+    # share of the most recent fold's validation rows above the F2-optimal threshold
+    validation_alert_rate: float = float("nan")
 
 
 def fit_final(
@@ -362,7 +364,8 @@ def train(
     ``frame`` holds the training rows in event-time order with ``is_fraud``;
     ``folds`` index its rows by position, ``folds[0]`` being the most recent. The
     threshold maximises F2 on the kept candidate's out-of-sample scores of that
-    most recent fold, and those scores give the logged validation AP and F2.
+    most recent fold, and those scores give the logged validation AP and F2; the
+    refitted model's threshold keeps that threshold's alert rate on those rows.
     """
     x = frame[feature_columns].to_numpy(dtype=np.float64)
     y = frame["is_fraud"].to_numpy().astype(int)
@@ -383,8 +386,10 @@ def train(
     t0 = time.perf_counter()
     model = fit_final(x, y, best.imbalance, best.best_params, best.best_trees)
     final_s = time.perf_counter() - t0
-    recent_y = y[folds[0][1]]
-    threshold, f2 = f2_threshold(recent_y, best.recent_scores)
+    val = folds[0][1]
+    fold_threshold, f2 = f2_threshold(y[val], best.recent_scores)
+    alert_rate = float(np.mean(best.recent_scores >= fold_threshold))
+    threshold = threshold_at_alert_rate(model.predict_proba(x[val])[:, 1], alert_rate)
     return TrainingResult(
         model=model,
         imbalance=best.imbalance,
@@ -395,4 +400,17 @@ def train(
         ablation=ablation,
         best_iteration=best.best_trees,
         final_fit_seconds=final_s,
+        validation_alert_rate=alert_rate,
     )
+
+
+def threshold_at_alert_rate(scores: np.ndarray, alert_rate: float) -> float:
+    """The score above which ``alert_rate`` of ``scores`` lie (at least one alert).
+
+    The F2-optimal threshold is found on the search's fold model, whose scores are
+    out of sample; the refitted model's scores live on another scale (SMOTE or
+    weights on more rows), so the threshold is carried over as the alert rate it
+    gives on the same validation rows, not as an absolute score.
+    """
+    alerts = max(1, round(alert_rate * len(scores)))
+    return float(np.sort(scores)[::-1][min(alerts, len(scores)) - 1])
