@@ -223,16 +223,19 @@ class Demo:
         return f"s3a://{bucket}/checkpoints/demo-{started:%Y%m%dT%H%M%S}"
 
     def _wait_for_scorer(self, scorer: Child, checkpoint: str) -> None:
-        """Ready once the query has planned its first micro-batch: from then on its starting
-        offsets are fixed in the checkpoint (``offsets/0``), so no live record is skipped."""
+        """Ready once the query has planned its first micro-batch.
+
+        From then on its starting offsets are fixed in the checkpoint (Spark's ``offsets/0``),
+        so no live record is skipped.
+        """
         bucket, _, prefix = checkpoint.removeprefix("s3a://").partition("/")
         client = s3_client(self.settings.s3)
         deadline = time.monotonic() + self.options.scorer_start_timeout_s
         with self.console.status("waiting for the scorer's first micro-batch (Spark starts)"):
             while time.monotonic() < deadline:
                 self.check_children()
-                found = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/offsets/0")
-                if found.get("KeyCount", 0):
+                found = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")
+                if any(o["Key"].endswith("/offsets/0") for o in found.get("Contents", [])):
                     return
                 time.sleep(1.0)
         raise DemoError(f"the scorer did not start within the timeout; log: {scorer.log}")
