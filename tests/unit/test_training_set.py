@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from fraudstream.model.training import sample_negatives
 from fraudstream.settings import S3Settings
 
 AS_OF = datetime(2026, 3, 1, tzinfo=UTC)
+CLI = [str(Path(sys.executable).parent / "fraudstream")]
 
 
 def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -116,3 +119,35 @@ def test_alias_moved_events_match_their_schema() -> None:
     for broken in ({**event, "version": "v7"}, {k: v for k, v in event.items() if k != "reason"}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, model_event_schema())
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_cli_errors_name_the_problem_and_the_fix(tmp_path: Path) -> None:
+    txns, labels = frames()
+    files = {
+        ts.TRANSACTIONS_FILE: ts.parquet_bytes(txns, "transaction"),
+        ts.LABELS_FILE: ts.parquet_bytes(labels, "label"),
+    }
+    where = Location(str(tmp_path), S3Settings())
+    for name, data in files.items():
+        where.write(name, data)
+    content = ts.manifest(ts.Window(AS_OF, 35), txns, labels, files)
+    where.write(ts.MANIFEST_FILE, ts.manifest_bytes(content))
+    where.write(ts.LABELS_FILE, files[ts.TRANSACTIONS_FILE])  # tampered after extraction
+
+    tampered = _cli("evaluate", "--model", "champion", "--training-set", str(tmp_path))
+    assert tampered.returncode == 2
+    assert "labels.parquet does not match manifest.json" in " ".join(tampered.stderr.split())
+    missing = _cli("train", "--training-set", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2
+    assert "extract-training-set" in missing.stderr
+    for args, hint in (
+        (("--as-of", "yesterday", "--output", str(tmp_path)), "not an ISO date"),
+        (("--as-of", "2026-03-01", "--output", "gs://bucket/x"), "s3://BUCKET/PREFIX"),
+    ):
+        bad = _cli("extract-training-set", *args)
+        assert bad.returncode == 2, bad.stderr
+        assert hint in " ".join(bad.stderr.split())

@@ -92,10 +92,11 @@ def read_inputs(
     if training_set:
         from fraudstream.adapters import training_sets
         from fraudstream.adapters.object_store import LocationError
+        from fraudstream.model.training_set import TrainingSetError
 
         try:
             found = training_sets.load(load_settings(), training_set)
-        except LocationError as exc:
+        except (LocationError, TrainingSetError) as exc:
             raise typer.BadParameter(
                 f"{exc} (write it with `fraudstream extract-training-set`)",
                 param_hint="--training-set",

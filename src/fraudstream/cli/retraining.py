@@ -58,12 +58,15 @@ def extract_training_set(
     labels (a reason to skip training, not a failure).
     """
     from fraudstream.adapters import training_sets
-    from fraudstream.adapters.object_store import Location
+    from fraudstream.adapters.object_store import Location, LocationError
     from fraudstream.model.training_set import EXIT_TOO_FEW_LABELS, TooFewLabelsError, Window
 
     json_mode(console, as_json)
     window = Window(_as_of(as_of), days)
-    Location(output, load_settings().s3)  # a malformed URI fails before the query
+    try:
+        Location(output, load_settings().s3)  # a malformed URI fails before the query
+    except LocationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--output") from None
     try:
         content = training_sets.extract(load_settings(), window, output, min_labels, min_frauds)
     except TooFewLabelsError as exc:
