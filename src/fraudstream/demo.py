@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ from rich.table import Table
 
 from fraudstream.adapters.object_store import s3_client
 from fraudstream.adapters.postgres import connect
-from fraudstream.settings import Settings
+from fraudstream.settings import ScorerSettings, Settings, SparkSettings
 
 #: The demo's world: small enough to generate and train in about a minute on two cores,
 #: large enough that the model sees every fraud scenario.
@@ -150,11 +151,16 @@ class Demo:
                 )
 
     def stop_all(self) -> None:
-        for child in reversed(self.children):
-            if child.alive():
-                self.console.print(f"stopping {child.name} ...")
-            child.stop()
-        self.children.clear()
+        """Stop every child, newest first; a second Ctrl-C meanwhile cannot orphan one."""
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for child in reversed(self.children):
+                if child.alive():
+                    self.console.print(f"stopping {child.name} ...")
+                child.stop()
+            self.children.clear()
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def history(self) -> Path:
         """Generate the history once per parameter set; later demos reuse it."""
@@ -201,6 +207,7 @@ class Demo:
         view = LiveView(self.settings, started, truth_file)
         try:
             self.console.rule("[bold]start the pipeline")
+            self._check_ports()
             self.start("ingest-labels", "ingest-labels")
             checkpoint = self._checkpoint(started)
             scorer = self.start(
@@ -217,6 +224,22 @@ class Demo:
         finally:
             self.stop_all()
         return view.summary()
+
+    def _check_ports(self) -> None:
+        """The pipeline's own ports must be free: a leftover scorer or API would answer instead."""
+        ports = {
+            "scorer metrics": ("FRAUDSTREAM_SCORER_METRICS_PORT", ScorerSettings().metrics_port),
+            "Spark UI": ("FRAUDSTREAM_SPARK_UI_PORT", SparkSettings().ui_port),
+            "API": ("FRAUDSTREAM_API_PORT", self.settings.api.port),
+        }
+        for what, (variable, port) in ports.items():
+            with socket.socket() as probe:
+                probe.settimeout(0.5)
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    raise DemoError(
+                        f"port {port} ({what}) is already in use: stop the process holding it "
+                        f"(`ss -ltnp | grep {port}`) or set {variable} to a free port"
+                    )
 
     def _checkpoint(self, started: datetime) -> str:
         bucket = self.settings.s3.checkpoint_bucket
