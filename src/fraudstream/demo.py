@@ -50,6 +50,7 @@ class DemoOptions:
     rate: float = 50.0
     airflow: bool = True
     candidates: int = 2
+    retrain: bool = False
     scorer_start_timeout_s: float = 300.0
 
 
@@ -202,7 +203,14 @@ class Demo:
         self.run_step("start the platform", *up)
         self.run_step("check every service end to end", "platform", "smoke")
         folder = self.history()
-        self.train_and_promote(folder)
+        champion = self._champion()
+        if champion is None or self.options.retrain:
+            self.train_and_promote(folder)
+        else:
+            self.console.rule("[bold]model")
+            self.console.print(
+                f"@champion is version {champion}: serving it (--retrain trains a challenger first)"
+            )
         truth_file = self.home / f"truth-{started:%Y%m%dT%H%M%S}.jsonl"
         view = LiveView(self.settings, started, truth_file)
         try:
@@ -214,6 +222,10 @@ class Demo:
                 "scorer", "score", "--starting-offsets", "latest", "--checkpoint", checkpoint
             )  # fmt: skip
             self.start("api", "serve")
+            token = self.settings.api.required_token().get_secret_value()
+            self.console.print(
+                f"dashboard (live during the run): {self.settings.api.url}/dashboard/#token={token}"
+            )
             self._wait_for_scorer(scorer, checkpoint)
             self.start(
                 "generator", "generate", "stream", "--rate", str(self.options.rate),
@@ -224,6 +236,11 @@ class Demo:
         finally:
             self.stop_all()
         return view.summary()
+
+    def _champion(self) -> str | None:
+        from fraudstream.adapters.registry import CHAMPION, version_for_alias
+
+        return version_for_alias(self.settings, CHAMPION)
 
     def _check_ports(self) -> None:
         """The pipeline's own ports must be free: a leftover scorer or API would answer instead."""
@@ -279,7 +296,8 @@ class Demo:
                 drained_at = drained_at or time.monotonic()
                 if view.caught_up() or time.monotonic() - drained_at > 60:
                     live.update(view.table())
-                    return
+                    break
+        self.console.print()
 
 
 @dataclass(frozen=True)

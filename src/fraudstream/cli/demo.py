@@ -41,7 +41,7 @@ def _summary(summary: Summary, settings: Settings, airflow: bool) -> Table:
     table.add_row("labels ingested", f"{summary.labels:,}")
     table.add_row("model versions", ", ".join(summary.models) or "-")
     api = ApiSettings()
-    table.add_row("dashboard and API", f"http://{api.host}:{api.port}/  (fraudstream serve)")
+    table.add_row("dashboard (`fraudstream serve`)", f"http://{api.host}:{api.port}/dashboard/")
     table.add_row("MLflow", settings.mlflow.uri)
     table.add_row("MinIO console", f"http://{settings.s3.host}:{settings.s3.console_port}")
     if airflow:
@@ -59,10 +59,15 @@ def demo(
         bool, typer.Option(help="Also start Airflow (the retraining and monitoring DAGs).")
     ] = True,
     candidates: Annotated[int, typer.Option(min=1, help="Search candidates when training.")] = 2,
+    retrain: Annotated[
+        bool,
+        typer.Option(help="Train and gate a challenger even when a champion is already serving."),
+    ] = False,
 ) -> None:
     """Run the whole pipeline on the embedded platform, then stop what it started.
 
-    Platform up, a generated history, train, promote; then the scorer, label ingestion, the API
+    Platform up, a generated history, train and promote (when no champion serves yet, or with
+    --retrain); then the scorer, label ingestion, the API
     and a live generator for DURATION seconds, watched live; then a summary with the URLs.
 
     The platform keeps running afterwards: `fraudstream platform down` stops it.
@@ -70,7 +75,9 @@ def demo(
     from fraudstream.demo import Demo, DemoOptions, terminate_as_interrupt
 
     settings = load_settings()
-    options = DemoOptions(duration_s=duration, rate=rate, airflow=airflow, candidates=candidates)
+    options = DemoOptions(
+        duration_s=duration, rate=rate, airflow=airflow, candidates=candidates, retrain=retrain
+    )
     runner = Demo(settings, options, console)
     with terminate_as_interrupt():
         summary = runner.run()

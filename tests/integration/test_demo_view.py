@@ -1,0 +1,97 @@
+"""The demo's live view reads its figures from what the pipeline wrote, in the real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from fraudstream.adapters.postgres import connect
+from fraudstream.demo import Child, LiveView
+from fraudstream.settings import Settings
+
+from .conftest import unique
+
+
+def _insert(settings: Settings, rows: list[tuple[str, bool, datetime, datetime]]) -> None:
+    with connect(settings.postgres) as conn, conn.cursor() as cur:
+        for txn_id, alert, ingest, scored in rows:
+            cur.execute(
+                """INSERT INTO transactions_with_score (transaction_id, event_time, card_id,
+                       merchant_id, amount, score, threshold, is_alert, model_name, model_version,
+                       feature_set_version, ingest_time, scored_at)
+                   VALUES (%s, %s, 'c', 'm', 10, %s, 0.5, %s, 'fraud-detector', '7', 'v1',
+                           %s, %s)""",
+                (txn_id, ingest, 0.9 if alert else 0.1, alert, ingest, scored),
+            )  # fmt: skip
+
+
+def test_live_view_counts_latency_and_precision_against_the_truth(
+    settings: Settings, tmp_path: Path
+) -> None:
+    started = datetime.now(UTC)
+    prefix = unique("demo")
+    # 10 scored transactions: 4 alerts, of which 3 are true frauds; a fifth fraud was missed.
+    # Latencies: 100, 200, ..., 1000 ms.
+    rows = []
+    for i in range(10):
+        ingest = started + timedelta(milliseconds=10 * i)
+        rows.append(
+            (f"{prefix}-{i}", i < 4, ingest, ingest + timedelta(milliseconds=100 * (i + 1)))
+        )
+    _insert(settings, rows)
+    truth = tmp_path / "truth.jsonl"
+    frauds = [f"{prefix}-{i}" for i in (0, 1, 2, 9)]
+    truth.write_text("".join(json.dumps({"transaction_id": t}) + "\n" for t in frauds))
+
+    view = LiveView(settings, started, truth)
+    figures = view.figures()
+    assert figures["scored"] == 10
+    assert figures["alerts"] == 4
+    assert figures["true_alerts"] == 3
+    assert figures["frauds_sent"] == 4
+    assert figures["model"] == "7"
+    assert figures["p50"] == pytest.approx(0.55, abs=1e-6)
+    summary = view.summary()
+    assert summary.precision == pytest.approx(0.75)
+    assert summary.recall == pytest.approx(0.75)
+    assert summary.models == ["7"]
+    assert summary.p99_ms == pytest.approx(991.0, abs=1e-3)
+    # The view renders without touching anything but the database and the truth file.
+    assert view.table().row_count == 8
+
+
+def test_a_child_stops_with_its_whole_process_group(tmp_path: Path) -> None:
+    """SIGINT first; a child that ignores it (and its own children) is still stopped."""
+    script = (
+        "import signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "time.sleep(600)\n"
+    )
+    log = tmp_path / "child.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", script], stdout=out, stderr=out, start_new_session=True
+        )
+    time.sleep(1.0)
+    child = Child("stubborn", process, log)
+    started = time.monotonic()
+    code = child.stop(grace_s=1.0)
+    assert code == -signal.SIGTERM
+    assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 5
+    while True:
+        group = subprocess.run(
+            ["pgrep", "-g", str(process.pid)], capture_output=True, text=True, check=False
+        )
+        if not group.stdout.strip() or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert group.stdout.strip() == "", "a process of the child's group survived"
