@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost
 from xgboost import XGBClassifier
 
 from fraudstream.features.catalogue import CARD_FEATURES, FEATURE_SET_VERSION, feature_names
@@ -200,6 +201,16 @@ def test_scores_equal_predict_proba_and_reasons_are_top_contributions() -> None:
             column = feature_names().index(name)
             assert value == x[row, column] or (np.isnan(value) and np.isnan(x[row, column]))
     assert any(name == feature_names()[0] for r in result.reasons for name, _, _ in r)
+    # Alerts carry exact TreeSHAP contributions, the other rows the path attribution.
+    assert list(result.exact) == list(result.alert)
+    assert result.alert.any()
+    assert not result.alert.all()
+    booster = scoring.model.get_booster()
+    matrix = xgboost.DMatrix(x, missing=np.nan, feature_names=feature_names())
+    for row, exact in enumerate(result.exact.tolist()):
+        contribs = booster.predict(matrix, pred_contribs=True, approx_contribs=not exact)[row]
+        for name, _, contribution in result.reasons[row]:
+            assert contribution == pytest.approx(contribs[feature_names().index(name)], rel=1e-6)
 
 
 def test_top_reasons_without_contributions_are_empty() -> None:

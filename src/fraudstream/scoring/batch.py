@@ -120,6 +120,7 @@ class ScoredBatch:
             "model_version": self.champion.version,
             "feature_set_version": FEATURE_SET_VERSION,
             "reason_codes": self.reason_detail(i),
+            "reason_method": "shap" if self.scores.exact[i] else "path",
             "event_time": txn.to_json_dict()["event_time"],
             "ingest_time": _iso(row.kafka_ts_ms / 1000),
             "scored_at": self.scored_at.isoformat().replace("+00:00", "Z"),
