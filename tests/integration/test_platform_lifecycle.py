@@ -26,7 +26,7 @@ def test_status_json_lists_services_and_connections(settings: Settings) -> None:
     doc = json.loads(run_cli("platform", "status", "--json").stdout)
     assert doc["healthy"] is True
     names = [s["service"] for s in doc["services"]]
-    assert names == ["postgres", "minio", "kafka-1", "kafka-2", "kafka-3", "mlflow"]
+    assert names == ["postgres", "minio", "kafka-1", "kafka-2", "kafka-3", "mlflow", "redis"]
     assert all(s["pid"] and s["state"] == "running" for s in doc["services"])
     conn = doc["connections"]
     assert conn["kafka_bootstrap_servers"] == settings.kafka.bootstrap
