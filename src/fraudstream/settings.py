@@ -291,6 +291,10 @@ class ScorerSettings(BaseSettings):
     )
     shadow: bool = Field(default=False, description="Also score with the challenger, never alert.")
     parquet: bool = Field(default=True, description="Write scored rows as Parquet to S3.")
+    online_store: bool = Field(
+        default=True,
+        description="Publish each batch's card and merchant states to the online store (Redis).",
+    )
 
 
 class AirflowSettings(BaseSettings):

@@ -13,6 +13,7 @@ Two scorer runs (``fraudstream score`` subprocesses) keep the module within its 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -33,10 +34,14 @@ from fraudstream.adapters.kafka import (
     create_scratch_topic,
     producer_config,
 )
+from fraudstream.adapters.online_store import OnlineStore
 from fraudstream.adapters.postgres import connect
 from fraudstream.adapters.transaction_stream import StreamTopics, replay
+from fraudstream.features.card import update_card
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
+from fraudstream.features.events import TxnEvent, from_record
 from fraudstream.features.replay import build_features
+from fraudstream.features.vector import FeatureStore
 from fraudstream.platform.process import ProcessRecord, alive
 from fraudstream.platform.runtime import EmbeddedPlatform
 from fraudstream.settings import Settings, load_settings
@@ -172,6 +177,27 @@ def _assert_features_equal_offline(stored: pd.DataFrame, data: History) -> pd.Da
     return offline
 
 
+def _assert_online_cards_equal_offline(settings: Settings, data: History) -> None:
+    """A probe transaction one minute after each card's last one gets the same card features
+    from the published state as from the offline replay's state (to 1e-9, like the parity)."""
+    offline = FeatureStore()
+    ordered = data.transactions.sort_values(["event_time", "transaction_id"], kind="stable")
+    for record in ordered.to_dict("records"):
+        offline.features(from_record(record))
+    store = OnlineStore(settings.redis)
+    try:
+        for card_id, state in offline.cards.items():
+            published = store.get(card_id, "-").card
+            assert published is not None, f"no state for {card_id} in the online store"
+            probe = TxnEvent("probe", state.times[-1] + 60.0, card_id, "merch-probe", 42.0,
+                             None, None, None)  # fmt: skip
+            _, expected = update_card(copy.deepcopy(state), probe)
+            _, got = update_card(published, probe)
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9, err_msg=card_id)
+    finally:
+        store.close()
+
+
 def test_steady_stream_parity_poison_sinks_and_hot_reload(
     model_settings: Settings, model_name: str, first: tuple[History, str], tmp_path: Path
 ) -> None:
@@ -203,6 +229,10 @@ def test_steady_stream_parity_poison_sinks_and_hot_reload(
         assert list(stored["is_alert"]) == list(stored["score"] >= 0.3)
         assert stored["reason_codes"].map(len).max() == 3
         assert (stored["scored_at"] >= stored["ingest_time"]).all()
+
+        # The online store holds each card's state after its last transaction, exactly as the
+        # offline replay leaves it: what POST /score computes its features from.
+        _assert_online_cards_equal_offline(settings, data)
 
         # Poison: every one dead-lettered, keyed by its source offset; the query kept going.
         dead = _count_topic(settings, topics["dead"], POISON)

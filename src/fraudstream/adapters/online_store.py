@@ -93,13 +93,19 @@ class OnlineStore:
             raise self._error(exc) from None
         return States(_decoded(card_blob, decode_card), _decoded(merchant_blob, decode_merchant))
 
-    def put(self, cards: Mapping[str, CardState], merchants: Mapping[str, MerchantState]) -> int:
+    def put(
+        self, cards: Mapping[str, CardState | bytes], merchants: Mapping[str, MerchantState]
+    ) -> int:
         """Write states (each with the TTL), pipelined in chunks; returns how many were written.
 
         Idempotent: writing the same states again leaves the store as it was. Last
         write wins per key, so callers publish states in event-time order per entity.
         """
-        blobs = [(self.card_key(k), encode_card(v)) for k, v in cards.items()]
+        # Card states may arrive already encoded (the scorer keeps them as codec bytes).
+        blobs = [
+            (self.card_key(k), v if isinstance(v, bytes) else encode_card(v))
+            for k, v in cards.items()
+        ]
         blobs += [(self.merchant_key(k), encode_merchant(v)) for k, v in merchants.items()]
         items = iter(blobs)
         try:

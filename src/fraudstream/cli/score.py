@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -93,6 +94,13 @@ def score(
         float | None, typer.Option(min=1, help="Stop after this many seconds (default: run on).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Print one line per micro-batch.")] = True,
+    online_store: Annotated[
+        bool | None,
+        typer.Option(
+            "--online-store/--no-online-store",
+            help="Publish each batch's card and merchant states to Redis for POST /score.",
+        ),
+    ] = None,
 ) -> None:
     """Score the transaction stream: features from Spark state, the @champion model, every sink.
 
@@ -137,6 +145,19 @@ def score(
         if progress and p.get("numInputRows"):
             console.print(progress_line(p), highlight=False)
 
+    publisher = None
+    if scorer.online_store if online_store is None else online_store:
+        from fraudstream.adapters.online_store import OnlineStore, OnlineStoreError
+
+        store = OnlineStore(settings.redis)
+        try:
+            store.ping()
+        except OnlineStoreError as exc:
+            err.print(f"error (online store): {exc}; or run with --no-online-store")
+            raise typer.Exit(1) from None
+        publisher = store.put
+        options = replace(options, emit_states=True)
+
     console.print(
         f"scoring {source} with @{settings.mlflow.model_alias} of {settings.mlflow.model_name}; "
         f"checkpoint {options.checkpoint}; metrics on :{scorer.metrics_port}"
@@ -149,6 +170,7 @@ def score(
             options,
             OutputTopics(predictions, alerts, dead_letters),
             duration_s=duration,
+            publisher=publisher,
             on_batch=on_batch,
         )
     except NoModelError as exc:

@@ -90,7 +90,7 @@ _BUCKET_STATE = StructType(
     ]
 )
 
-StatePublisher = Callable[[dict[str, bytes], dict[str, MerchantState]], None]
+StatePublisher = Callable[[dict[str, bytes], dict[str, MerchantState]], object]
 """Receives each batch's updated card states (codec bytes) and merchant states."""
 
 
@@ -155,13 +155,14 @@ class CardBuckets(StatefulProcessor):
             }
         )
         if touched:
+            # Every other column None (object dtype), not NaN: Arrow would refuse a NaN where
+            # the schema has an array, and turn the integer columns into floats.
             states = pd.DataFrame(
-                {
-                    "kind": "state",
-                    "card_id": list(touched),
-                    "card_state": [bucket.blobs[c] for c in touched],
-                }
+                {name: pd.Series([None] * len(touched), dtype=object) for name in frame.columns}
             )
+            states["kind"] = "state"
+            states["card_id"] = list(touched)
+            states["card_state"] = [bucket.blobs[c] for c in touched]
             frame = pd.concat([frame, states], ignore_index=True)
         yield frame
 
