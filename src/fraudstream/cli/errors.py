@@ -42,6 +42,27 @@ KNOWN: dict[str, tuple[str, str]] = {
         "model registry",
         "check the alias or version, or train one with `fraudstream train`",
     ),
+    "fraudstream.adapters.online_store.OnlineStoreError": (
+        "online store",
+        "is the platform up? `fraudstream platform status` (Redis)",
+    ),
+    "fraudstream.adapters.score_sinks.SinkError": (
+        "scorer output",
+        "check the sink named above; the batch is retried from the checkpoint on restart",
+    ),
+    "fraudstream.adapters.object_store.LocationError": ("location", "fix the URI named above"),
+    "fraudstream.model.training_set.TrainingSetError": (
+        "training set",
+        "extract it again with `fraudstream extract-training-set`",
+    ),
+    "fraudstream.monitoring.store.MonitoringError": (
+        "monitoring",
+        "train and promote a champion (`fraudstream train`, `promote`): each run logs its profile",
+    ),
+    "fraudstream.features.codec.StateDecodeError": (
+        "feature state",
+        "the stored state is from another feature-set version: let the scorer rebuild it",
+    ),
 }
 
 
