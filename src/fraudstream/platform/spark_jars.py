@@ -9,12 +9,10 @@ So the local scorer and the one on Kubernetes run the very same connector versio
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 
-from fraudstream.platform.toolchain import require, run_tool
+from fraudstream.platform.toolchain import maven_jars
 
 SPARK_VERSION = "4.2.0"
 # Attached as a -javaagent by the Spark Operator on Kubernetes; not a classpath jar.
@@ -30,30 +28,11 @@ def _pom_digest() -> str:
 def spark_jars(cache_dir: Path) -> list[Path]:
     """Classpath jars for Spark (Kafka source and sink, S3A), resolved once into the cache.
 
-    The first call runs ``mvn dependency:copy-dependencies`` (seconds with a warm
-    ``~/.m2``, a minute or two cold) into a staging folder renamed into place when
-    complete, so an interrupted resolution is never used.
+    The first call runs Maven (seconds with a warm ``~/.m2``, a minute or two cold).
     """
-    target = cache_dir / "jars" / f"spark-{SPARK_VERSION}-{_pom_digest()}"
-    if not (target / ".complete").is_file():
-        mvn = require("mvn", "Install Maven: `apt-get install maven` (or `make system-deps`).")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="spark-jars-", dir=target.parent))
-        pom = resources.files("fraudstream.platform") / "maven" / "spark-pom.xml"
-        with resources.as_file(pom) as pom_path:
-            run_tool(
-                [
-                    mvn,
-                    "-B",
-                    "-q",
-                    "-f",
-                    str(pom_path),
-                    "dependency:copy-dependencies",
-                    f"-DoutputDirectory={staging}",
-                ],
-                "resolving the Spark Kafka and S3A jars from Maven Central",
-            )
-        (staging / ".complete").write_text(SPARK_VERSION)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
+    target = maven_jars(
+        "spark-pom.xml",
+        cache_dir / "jars" / f"spark-{SPARK_VERSION}-{_pom_digest()}",
+        "the Spark Kafka and S3A jars",
+    )
     return sorted(p for p in target.glob("*.jar") if not p.name.startswith(_AGENT_PREFIX))

@@ -59,34 +59,39 @@ def _complete(folder: Path) -> bool:
     return (folder / ".complete").is_file()
 
 
-def kafka_jars(cache_dir: Path) -> Path:
-    """Directory with the Kafka broker's classpath, resolved by Maven from the packaged pom."""
-    target = cache_dir / "jars" / f"kafka-{KAFKA_VERSION}"
+def maven_jars(pom_name: str, target: Path, what: str, *properties: str) -> Path:
+    """Resolve a packaged pom's dependencies into ``target`` once (``mvn
+    dependency:copy-dependencies``); later calls return at once.
+
+    Maven writes into a staging folder that is renamed into place only when complete, so an
+    interrupted resolution is never used.
+    """
     if _complete(target):
         return target
-    mvn = require("mvn", "Install Maven: `apt-get install maven`.")
+    mvn = require("mvn", "Install Maven: `apt-get install maven` (or `make system-deps`).")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="kafka-jars-", dir=target.parent))
-    pom = resources.files("fraudstream.platform") / "maven" / "kafka-pom.xml"
+    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}-", dir=target.parent))
+    pom = resources.files("fraudstream.platform") / "maven" / pom_name
     with resources.as_file(pom) as pom_path:
         run_tool(
             [
-                mvn,
-                "-B",
-                "-q",
-                "-f",
-                str(pom_path),
-                f"-Dkafka.version={KAFKA_VERSION}",
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={staging}",
-                "-DincludeScope=runtime",
+                mvn, "-B", "-q", "-f", str(pom_path), *properties,
+                "dependency:copy-dependencies", f"-DoutputDirectory={staging}",
             ],
-            "resolving the Kafka jars from Maven Central",
-        )
-    (staging / ".complete").write_text(KAFKA_VERSION)
+            f"resolving {what} from Maven Central",
+        )  # fmt: skip
+    (staging / ".complete").write_text(target.name)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
+
+
+def kafka_jars(cache_dir: Path) -> Path:
+    """Directory with the Kafka broker's classpath, resolved by Maven from the packaged pom."""
+    return maven_jars(
+        "kafka-pom.xml", cache_dir / "jars" / f"kafka-{KAFKA_VERSION}", "the Kafka jars",
+        f"-Dkafka.version={KAFKA_VERSION}", "-DincludeScope=runtime",
+    )  # fmt: skip
 
 
 def minio_binary(cache_dir: Path) -> Path:
