@@ -13,41 +13,32 @@ monitor -> breach_gate -> trigger_retrain:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import Param
 
 from fraudstream_dags.config import DagConfig
-from fraudstream_dags.intervals import CUTOFF, CUTOFF_KEY, MACROS
-from fraudstream_dags.tasks import cli_task, default_args
+from fraudstream_dags.dag import fraudstream_dag
+from fraudstream_dags.intervals import CUTOFF, CUTOFF_KEY
+from fraudstream_dags.tasks import cli_task
 
 NO_BREACH_EXIT_CODE = 99
 """`fraudstream monitor-gate`: no threshold crossed in the window."""
 
 config = DagConfig.from_env()
 
-with DAG(
-    dag_id="fraud_monitor",
+with fraudstream_dag(
+    "fraud_monitor",
+    config=config,
     description="Hourly PSI, alert rate and label-based quality; triggers fraud_retrain.",
     schedule="0 * * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(config),
-    user_defined_macros=MACROS,
+    as_of_help="Window end (ISO 8601, UTC) for a manual run; empty: the data interval.",
     params={
-        "as_of": Param(
-            None,
-            type=["null", "string"],
-            description="Window end (ISO 8601, UTC) for a manual run; empty: the data interval.",
-        ),
         "window_hours": Param(1.0, type="number", exclusiveMinimum=0),
         "psi_threshold": Param(0.2, type="number", minimum=0),
         "max_alert_rate": Param(0.05, type="number", minimum=0, maximum=1),
         "min_rows": Param(200, type="integer", minimum=1),
     },
-    tags=["fraudstream", "monitoring"],
+    tags=["monitoring"],
     doc_md=__doc__,
 ) as dag:
     monitor = cli_task(

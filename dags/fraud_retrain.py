@@ -18,13 +18,12 @@ The cutoff is the end of the data interval (or the `as_of` parameter of a manual
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from airflow.sdk import DAG, Param
+from airflow.sdk import Param
 
 from fraudstream_dags.config import DagConfig
-from fraudstream_dags.intervals import CUTOFF, CUTOFF_KEY, MACROS
-from fraudstream_dags.tasks import cli_task, default_args
+from fraudstream_dags.dag import fraudstream_dag
+from fraudstream_dags.intervals import CUTOFF, CUTOFF_KEY
+from fraudstream_dags.tasks import cli_task
 
 TOO_FEW_LABELS_EXIT_CODE = 4
 """`fraudstream extract-training-set`: not enough labels (or frauds) before the cutoff."""
@@ -33,27 +32,19 @@ config = DagConfig.from_env()
 DATASET = f"s3://{config.dataset_bucket}/training/fraud_retrain/{CUTOFF_KEY}"
 INPUTS = ["--training-set", f"{DATASET}/"]
 
-with DAG(
-    dag_id="fraud_retrain",
+with fraudstream_dag(
+    "fraud_retrain",
+    config=config,
     description="Retrain the fraud model on labels known at the cutoff; promote it if it wins.",
     schedule="0 3 * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args(config),
-    user_defined_macros=MACROS,
+    as_of_help="Cutoff (ISO 8601, UTC) for a manual run; empty: the data interval.",
     params={
-        "as_of": Param(
-            None,
-            type=["null", "string"],
-            description="Cutoff (ISO 8601, UTC) for a manual run; empty: the data interval.",
-        ),
         "days": Param(35, type="integer", minimum=7, description="Days of history to train on."),
         "candidates": Param(20, type="integer", minimum=1, description="Search candidates."),
         "smote": Param(True, type="boolean", description="Run the SMOTE arm of the ablation."),
         "reason": Param("schedule", type="string", description="Why this run was started."),
     },
-    tags=["fraudstream", "training"],
+    tags=["training"],
     doc_md=__doc__,
 ) as dag:
     extract = cli_task(
