@@ -45,7 +45,7 @@ def _summary(summary: Summary, settings: Settings, airflow: bool) -> Table:
     table.add_row("MLflow", settings.mlflow.uri)
     table.add_row("MinIO console", f"http://{settings.s3.host}:{settings.s3.console_port}")
     if airflow:
-        table.add_row("Airflow", f"http://127.0.0.1:{AirflowSettings().port}")
+        table.add_row("Airflow", f"http://127.0.0.1:{AirflowSettings().port}  (login: make status)")
     return table
 
 
