@@ -31,6 +31,7 @@ from fraudstream.adapters.kafka import producer_config
 from fraudstream.adapters.object_store import s3_client
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.features.events import LabelEvent, epoch_seconds
+from fraudstream.schema.contract import field_names
 from fraudstream.scoring.batch import ScoredBatch
 from fraudstream.scoring.merchants import MerchantBook
 from fraudstream.settings import KafkaSettings, S3Settings
@@ -89,23 +90,8 @@ class KafkaOutputs:
         self._producer.flush(30)
 
 
-_RAW_COLUMNS = (
-    "transaction_id",
-    "event_time",
-    "card_id",
-    "merchant_id",
-    "amount",
-    "currency",
-    "customer_id",
-    "merchant_category",
-    "channel",
-    "country",
-    "lat",
-    "lon",
-    "device_id",
-    "ip",
-    "schema_version",
-)
+# The contract is the one list of a raw transaction's columns (transactions_raw mirrors it).
+_RAW_COLUMNS = field_names("transaction")
 
 
 def write_postgres(
