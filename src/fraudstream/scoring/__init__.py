@@ -1,0 +1,1 @@
+"""The streaming scorer: card state in Spark, merchant book, vectorised scoring, sinks."""
