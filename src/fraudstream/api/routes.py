@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -122,16 +123,7 @@ def score(
     )
     decision = scorer.decide(txn, rt.store.get(txn.card_id, txn.merchant_id))
     rt.metrics.score_duration.observe(time.perf_counter() - start)
-    return {
-        "transaction_id": decision.transaction_id,
-        "score": decision.score,
-        "threshold": decision.threshold,
-        "decision": decision.decision,
-        "reason_codes": [r.__dict__ for r in decision.reasons],
-        "model_version": decision.model_version,
-        "feature_set_version": decision.feature_set_version,
-        "features": decision.features,
-    }
+    return dataclasses.asdict(decision)
 
 
 # -- alerts --------------------------------------------------------------------------------

@@ -26,8 +26,7 @@ from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import TxnEvent
 from fraudstream.features.merchant import update_merchant
 from fraudstream.features.transaction import transaction_features
-
-TOP_REASONS = 3
+from fraudstream.scoring.model import top_reasons
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class Decision:
     score: float
     threshold: float
     decision: str  # "alert" | "pass"
-    reasons: list[Reason]
+    reason_codes: list[Reason]
     model_version: str
     feature_set_version: str
     features: dict[str, float | None]
@@ -74,18 +73,14 @@ class Scorer:
         return float(self.model.predict_proba(x)[0, 1])
 
     def reasons(self, x: np.ndarray) -> list[Reason]:
+        """Exact TreeSHAP for the one row (cheap at one row), ranked as the stream ranks them."""
         if self.booster is None:
             return []
         import xgboost
 
         matrix = xgboost.DMatrix(x, missing=np.nan, feature_names=self.names, nthread=1)
-        contribs = np.asarray(self.booster.predict(matrix, pred_contribs=True))[0, :-1]
-        top = np.argsort(-contribs, kind="stable")[:TOP_REASONS]
-        return [
-            Reason(self.names[c], _nullable(float(x[0, c])), float(contribs[c]))
-            for c in top.tolist()
-            if contribs[c] > 0
-        ]
+        contribs = np.asarray(self.booster.predict(matrix, pred_contribs=True))[:, :-1]
+        return [Reason(f, _nullable(v), c) for f, v, c in top_reasons(contribs, x)[0]]
 
     def decide(self, txn: TxnEvent, states: States) -> Decision:
         values = feature_vector(txn, states)
@@ -96,7 +91,7 @@ class Scorer:
             score=score,
             threshold=self.threshold,
             decision="alert" if score >= self.threshold else "pass",
-            reasons=self.reasons(x),
+            reason_codes=self.reasons(x),
             model_version=self.version,
             feature_set_version=FEATURE_SET_VERSION,
             features={n: _nullable(v) for n, v in zip(self.names, values, strict=True)},
