@@ -31,8 +31,6 @@ def test_every_non_python_file_is_package_data() -> None:
     data = {
         p
         for p in package.rglob("*")
-        if p.is_file()
-        and p.suffix not in {".py", ".pyc"}
-        and "__pycache__" not in p.parts
+        if p.is_file() and p.suffix not in {".py", ".pyc"} and "__pycache__" not in p.parts
     }
     assert not sorted(data - covered), f"not shipped: {sorted(data - covered)}"
