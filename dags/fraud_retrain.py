@@ -6,7 +6,8 @@ Kubernetes, a local process in the embedded platform; see fraudstream_dags/tasks
 - extract_training_set: transactions and the labels known at the cutoff, point in time,
   from PostgreSQL to s3://<datasets>/training/fraud_retrain/<cutoff>/; skipped (with every
   later task) when too few labels have arrived;
-- train: XGBoost on that set, registered in MLflow as @challenger;
+- train: XGBoost on that set, registered in MLflow as @challenger, keyed by the cutoff: a
+  retry (or a second run for the same cutoff) reuses the version instead of training again;
 - evaluate: challenger beside the champion on the same holdout (its report is in the log);
 - promote: the gate; @champion moves only when the challenger wins, the decision is
   published on model_events and recorded in model_promotions and model_metadata, keyed by
@@ -31,6 +32,8 @@ TOO_FEW_LABELS_EXIT_CODE = 4
 config = DagConfig.from_env()
 DATASET = f"s3://{config.dataset_bucket}/training/fraud_retrain/{CUTOFF_KEY}"
 INPUTS = ["--training-set", f"{DATASET}/"]
+REQUEST_KEY = f"fraud_retrain/{CUTOFF_KEY}"
+"""Keys the run's registration (`train --run-key`) and promotion (`promote --request-key`)."""
 
 with fraudstream_dag(
     "fraud_retrain",
@@ -71,10 +74,12 @@ with fraudstream_dag(
             "--candidates",
             "{{ params.candidates }}",
             "{{ '--smote' if params.smote else '--no-smote' }}",
+            "--run-key",
+            REQUEST_KEY,
             "--json",
         ],
         size="training",
-        doc_md="Train and register a challenger.",
+        doc_md="Train and register a challenger (a retry reuses the version of its cutoff).",
     )
     evaluate = cli_task(
         config,
@@ -92,7 +97,7 @@ with fraudstream_dag(
             "challenger",
             *INPUTS,
             "--request-key",
-            f"fraud_retrain/{CUTOFF_KEY}",
+            REQUEST_KEY,
             "--decided-by",
             "airflow:fraud_retrain",
             "--json",

@@ -19,26 +19,27 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jsonschema
-import numpy as np
 import pandas as pd
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from psycopg2.extras import execute_values
+from mlflow.tracking import MlflowClient
 
 from fraudstream.adapters import registry
 from fraudstream.adapters.kafka import consumer_config, create_scratch_topic, delete_topic
 from fraudstream.adapters.object_store import s3_client
-from fraudstream.adapters.postgres import connect, migrate, scratch_database, upsert_labels
+from fraudstream.adapters.postgres import connect, migrate, scratch_database
 from fraudstream.adapters.training_sets import load
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
-from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.model.events import model_event_schema
-from fraudstream.model.experiment import run_experiment
-from fraudstream.model.split import TimeSplit
 from fraudstream.model.training_set import EXIT_TOO_FEW_LABELS
-from fraudstream.schema import Label, field_names
+from fraudstream.schema import Label
 from fraudstream.settings import Settings, load_settings
 from tests.integration.conftest import CLI, run_cli
+from tests.integration.history_support import (
+    generated_history,
+    register_worse_challenger,
+    store_history,
+)
 
 pytestmark = [
     pytest.mark.kafka,
@@ -50,6 +51,10 @@ pytestmark = [
 
 START = datetime(2026, 2, 1, tzinfo=UTC)
 AS_OF = START + timedelta(days=36)  # window [START + 1 d, AS_OF): 21 train, 7 delay, 7 test
+# Run keys of this module's own: the training runs of every model share one MLflow experiment.
+TRAIN_KEY = f"fraud_retrain/test-{uuid.uuid4().hex[:8]}"
+WORSE_KEY = f"fraud_retrain/test-worse-{uuid.uuid4().hex[:8]}"
+TRAIN = ("train", "--no-smote", "--training-set")
 
 
 def _json_line(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -78,26 +83,15 @@ def env(settings: Settings) -> Iterator[Settings]:
 @pytest.fixture(scope="module")
 def history(env: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A generated history in transactions_raw and labels, plus one label filed after AS_OF."""
-    config = GeneratorConfig(seed=11, start=START, days=37, customers=300, merchants=300)
-    data = generate(config)
-    txns, labels = data.transactions.to_pandas(), data.labels.to_pandas()
-    columns = field_names("transaction")
-    rows = [
-        tuple(None if pd.isna(v) else v for v in record)
-        for record in txns[list(columns)].itertuples(index=False)
-    ]
+    txns, labels = generated_history(seed=11, start=START, days=37)
     late = txns[(txns["event_time"] < AS_OF - timedelta(days=2))]
     late = late[~late["transaction_id"].isin(labels["transaction_id"])].iloc[0]
-    with connect(env.postgres) as conn, conn.cursor() as cur:
-        execute_values(cur, f"INSERT INTO transactions_raw ({', '.join(columns)}) VALUES %s", rows)
-        upsert_labels(
-            conn,
-            [
-                Label(r.transaction_id, bool(r.is_fraud), r.label_time, r.source, r.fraud_scenario)
-                for r in labels.itertuples(index=False)
-            ]
-            + [Label(late["transaction_id"], True, AS_OF + timedelta(hours=1), "analyst")],
-        )
+    store_history(
+        env,
+        txns,
+        labels,
+        [Label(late["transaction_id"], True, AS_OF + timedelta(hours=1), "analyst")],
+    )
     return txns, labels.assign(late_id=late["transaction_id"])
 
 
@@ -212,12 +206,11 @@ def test_train_and_promote_from_the_extracted_set(
 ) -> None:
     uri, _ = extracted
     trained = _json_line(
-        run_cli(
-            "train", "--training-set", uri, "--candidates", "2", "--no-smote", "--json", timeout=900
-        )
+        run_cli(*TRAIN, uri, "--candidates", "2", "--run-key", TRAIN_KEY, "--json", timeout=900)
     )
     version = trained["version"]
     assert trained["alias"] == "challenger"
+    assert (trained["run_key"], trained["reused"]) == (TRAIN_KEY, False)
     assert version
     assert trained["lineage"]["training_set"] == uri
     assert trained["metrics"]["xgboost"]["rows"] > 0
@@ -257,16 +250,7 @@ def test_train_and_promote_from_the_extracted_set(
 
     # A worse challenger: the same pipeline on labels scattered at random.
     txns, labels = history
-    rng = np.random.default_rng(0)
-    noise = labels.assign(transaction_id=rng.permutation(txns["transaction_id"])[: len(labels)])
-    worse = run_experiment(
-        txns,
-        noise,
-        TimeSplit(pd.Timestamp(START), 21, 7, 7),
-        candidates=1,
-        arms=("scale_pos_weight",),
-    )
-    _, worse_version = registry.log_experiment(env, worse, "test")
+    worse_version = register_worse_challenger(env, txns, labels, START, run_key=WORSE_KEY)
     refused = _json_line(run_cli(*promote, "--request-key", "dag-run-2"))
     assert refused["decision"] == "refused"
     assert "Average Precision is not higher" in refused["reason"]
@@ -283,3 +267,72 @@ def test_train_and_promote_from_the_extracted_set(
         check=False,
     )
     assert strict.returncode == 3, strict.stdout + strict.stderr
+
+
+def _versions(settings: Settings) -> list[int]:
+    client = MlflowClient(settings.mlflow.uri)
+    found = client.search_model_versions(f"name = '{settings.mlflow.model_name}'")
+    return sorted(int(v.version) for v in found)
+
+
+def _metadata(settings: Settings, version: str) -> tuple[str, list[str], float] | None:
+    """(run_id, aliases, threshold) of the version's ``model_metadata`` row."""
+    with connect(settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT run_id, aliases, threshold FROM model_metadata "
+            "WHERE model_name = %s AND version = %s",
+            (settings.mlflow.model_name, version),
+        )
+        row = cur.fetchone()
+    return None if row is None else (row[0], row[1], float(row[2]))
+
+
+def test_a_retried_train_reuses_its_version_and_finishes_what_a_crash_left(
+    env: Settings, extracted: tuple[str, dict[str, Any]]
+) -> None:
+    """`train --run-key`, as the DAG's retry of a train task runs it (after the test above:
+    the good version is champion, the worse one challenger)."""
+    uri, _ = extracted
+    name = env.mlflow.model_name
+    client = MlflowClient(env.mlflow.uri)
+    registered = _versions(env)
+    champion = registry.version_for_alias(env, registry.CHAMPION)
+    worse = registry.version_for_alias(env, registry.CHALLENGER)
+    assert champion is not None
+    assert worse not in (None, champion)
+
+    retried = run_cli(*TRAIN, uri, "--candidates", "1", "--run-key", TRAIN_KEY, "--json")
+    again = _json_line(retried)
+    assert "reused as @challenger, nothing trained" in " ".join(retried.stderr.split())
+    assert (again["version"], again["reused"], again["alias"]) == (champion, True, "challenger")
+    assert again["run_id"] == client.get_model_version(name, champion).run_id
+    assert again["lineage"]["training_set"] == uri
+    assert again["metrics"]["xgboost"]["rows"] > 0
+    assert _versions(env) == registered  # nothing registered
+    assert registry.version_for_alias(env, registry.CHALLENGER) == champion  # moved back
+    recorded = _metadata(env, champion)
+    assert recorded is not None
+    assert recorded[1] == ["challenger", "champion"]
+    assert again["threshold"] == pytest.approx(recorded[2])
+
+    # An attempt that died after registering its version, before tagging it, moving
+    # @challenger or recording it: the retry finishes those steps and trains nothing.
+    client.delete_model_version_tag(name, worse, registry.RUN_KEY_TAG)
+    client.delete_model_version_tag(name, worse, "threshold")
+    with connect(env.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM model_metadata WHERE model_name = %s AND version = %s", (name, worse)
+        )
+    assert _metadata(env, worse) is None
+    finished = _json_line(run_cli(*TRAIN, uri, "--run-key", WORSE_KEY, "--json"))
+    assert (finished["version"], finished["reused"]) == (worse, True)
+    assert _versions(env) == registered
+    assert registry.version_for_alias(env, registry.CHALLENGER) == worse
+    tags = client.get_model_version(name, worse).tags
+    assert tags[registry.RUN_KEY_TAG] == WORSE_KEY
+    assert float(tags["threshold"]) == pytest.approx(finished["threshold"])
+    assert _metadata(env, worse) == (
+        finished["run_id"],
+        ["challenger"],
+        pytest.approx(finished["threshold"]),
+    )

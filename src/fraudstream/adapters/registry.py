@@ -10,6 +10,7 @@ The tracking URI is passed per call; nothing is configured at import time.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,10 @@ from fraudstream.settings import Settings
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 EXPERIMENT_NAME = "fraud-detector-training"
+RUN_KEY_TAG = "run_key"
+"""Tag of a training run (and its version) naming the request it answers (``train --run-key``)."""
+SUMMARY_ARTIFACT = "report/train_summary.json"
+_RUN_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/+=@-]{0,199}")
 # The anomaly scorer is stored with skops (no arbitrary pickle); these are the types it holds.
 ANOMALY_TRUSTED_TYPES = [
     "fraudstream.model.anomaly.AnomalyScorer",
@@ -79,10 +84,19 @@ def _log_model(experiment: Experiment, settings: Settings, metadata: dict[str, A
     )
 
 
-def log_experiment(settings: Settings, experiment: Experiment, git_sha: str) -> tuple[str, str]:
+def log_experiment(
+    settings: Settings,
+    experiment: Experiment,
+    git_sha: str,
+    run_key: str | None = None,
+    summary: dict[str, Any] | None = None,
+) -> tuple[str, str]:
     """Log params, metrics, reports, plots and the model; register it as challenger.
 
     Returns (run_id, version). The version is also upserted into ``model_metadata``.
+    ``run_key`` tags the run from its creation (see ``registered_for_run_key``);
+    ``summary`` is logged as ``report/train_summary.json`` so a keyed retry can
+    print what the first attempt printed.
     """
     client = _client(settings)
     mlflow.set_experiment(EXPERIMENT_NAME)
@@ -92,7 +106,7 @@ def log_experiment(settings: Settings, experiment: Experiment, git_sha: str) -> 
         "feature_names": feature_names(),
         "model_kind": experiment.kind,
     }
-    with mlflow.start_run() as run:
+    with mlflow.start_run(tags={RUN_KEY_TAG: run_key} if run_key else None) as run:
         mlflow.log_params({**experiment.params, **experiment.lineage, "git_sha": git_sha})
         mlflow.log_metrics(experiment.metrics)
         mlflow.set_tags(
@@ -104,6 +118,8 @@ def log_experiment(settings: Settings, experiment: Experiment, git_sha: str) -> 
         )
         mlflow.log_dict(experiment.reports, "report/test_report.json")
         mlflow.log_dict(experiment.lineage, "report/lineage.json")
+        if summary is not None:
+            mlflow.log_dict(summary, SUMMARY_ARTIFACT)
         if experiment.train_features is not None:
             # The drift reference `fraudstream monitor` compares traffic with.
             profile = build_profile(
@@ -116,12 +132,112 @@ def log_experiment(settings: Settings, experiment: Experiment, git_sha: str) -> 
             mlflow.log_figure(figure, f"plots/{name}")
         info = _log_model(experiment, settings, metadata)
     version = str(info.registered_model_version)
-    model_name = settings.mlflow.model_name
-    client.set_model_version_tag(model_name, version, "threshold", str(experiment.threshold))
-    client.set_model_version_tag(model_name, version, "feature_set_version", FEATURE_SET_VERSION)
-    client.set_registered_model_alias(model_name, CHALLENGER, version)
-    record_version(settings, version, run.info.run_id, experiment.threshold, experiment.metrics)
+    _finish_registration(client, settings, version, run.info.run_id, experiment.metrics, run_key)
     return run.info.run_id, version
+
+
+def _finish_registration(
+    client: MlflowClient,
+    settings: Settings,
+    version: str,
+    run_id: str,
+    metrics: dict[str, float],
+    run_key: str | None,
+) -> None:
+    """Tag the version, point ``challenger`` at it, record it: every step idempotent, so a
+    keyed retry after a crash anywhere past registration finishes the same way."""
+    name = settings.mlflow.model_name
+    threshold = float(metrics["threshold"])
+    client.set_model_version_tag(name, version, "threshold", str(threshold))
+    client.set_model_version_tag(name, version, "feature_set_version", FEATURE_SET_VERSION)
+    if run_key:
+        client.set_model_version_tag(name, version, RUN_KEY_TAG, run_key)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    record_version(settings, version, run_id, threshold, metrics)
+
+
+def check_run_key(key: str) -> str:
+    """The key itself when it can tag a run and be searched for; else a ValueError naming why.
+
+    Letters, digits and ``_ . : / + = @ -``, at most 200 characters: no quotes or spaces,
+    so the key can sit in a registry search filter as it is.
+    """
+    if not _RUN_KEY.fullmatch(key):
+        raise ValueError(
+            f"{key!r} is not a usable run key: use 1-200 letters, digits and _ . : / + = @ -, "
+            "starting with a letter or digit (e.g. fraud_retrain/20260301T030000Z)"
+        )
+    return key
+
+
+@dataclass(frozen=True)
+class KeyedVersion:
+    """A registered version whose training run carries a run key."""
+
+    version: str
+    run_id: str
+    aliases: tuple[str, ...]
+
+
+def pick_keyed(found: list[KeyedVersion]) -> KeyedVersion | None:
+    """The version a keyed retry reuses when several carry the key (two attempts that ran
+    at once): the one already ``challenger``, else the first registered."""
+    if not found:
+        return None
+    for candidate in found:
+        if CHALLENGER in candidate.aliases:
+            return candidate
+    return min(found, key=lambda v: int(v.version))
+
+
+def registered_for_run_key(settings: Settings, key: str) -> KeyedVersion | None:
+    """The version of this model registered by a training run tagged ``key``, if any.
+
+    The run is tagged when it is created, before the model is registered, so a version
+    registered by an attempt that died before tagging it or moving the alias is found too.
+    Versions whose registration did not complete (status other than READY) are ignored.
+    """
+    client = _client(settings)
+    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.{RUN_KEY_TAG} = '{check_run_key(key)}'"
+    )
+    found = []
+    for run in runs:
+        versions = client.search_model_versions(
+            f"name = '{settings.mlflow.model_name}' AND run_id = '{run.info.run_id}'"
+        )
+        found += [
+            KeyedVersion(str(v.version), run.info.run_id, tuple(sorted(v.aliases)))
+            for v in versions
+            if v.status == "READY"
+        ]
+    return pick_keyed(found)
+
+
+def adopt_keyed(settings: Settings, keyed: KeyedVersion, run_key: str) -> dict[str, Any]:
+    """Finish what the keyed attempt may have left undone (tags, ``challenger``, the
+    ``model_metadata`` row) and return the summary it logged (``train --json``'s body)."""
+    client = _client(settings)
+    run = client.get_run(keyed.run_id)
+    _finish_registration(
+        client, settings, keyed.version, keyed.run_id, dict(run.data.metrics), run_key
+    )
+    try:
+        summary: dict[str, Any] = mlflow.artifacts.load_dict(
+            f"runs:/{keyed.run_id}/{SUMMARY_ARTIFACT}"
+        )
+    except MlflowException:
+        # Logged without a summary (not by `fraudstream train`): what the run itself holds.
+        summary = {
+            "model_kind": run.data.tags.get("model_kind"),
+            "threshold": run.data.metrics.get("threshold"),
+            "metrics": dict(run.data.metrics),
+            "lineage": {},
+        }
+    return summary
 
 
 def record_version(

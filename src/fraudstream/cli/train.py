@@ -155,6 +155,13 @@ def train(
     alert_rate: Annotated[
         float, typer.Option(help="Target alert rate of the unsupervised threshold.")
     ] = 0.005,
+    run_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Idempotency key: when a version was registered under it, reuse that version "
+            "(@challenger again) instead of training."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train XGBoost on a time-ordered split, evaluate it with baselines, register a challenger.
@@ -162,6 +169,8 @@ def train(
     With --unsupervised, fit an anomaly model on the same features instead (labels optional).
     The split starts at --train-start, else at the first day of the data; with
     --training-set it fills the set's window (the test period ends at its end).
+    With --run-key, a retried request (the same key) trains nothing: the version the
+    first attempt registered becomes @challenger again and the same summary is printed.
     """
     import pandas as pd
 
@@ -170,6 +179,8 @@ def train(
     from fraudstream.model.split import TimeSplit, default_split
 
     json_mode(console, as_json)
+    if run_key is not None and _reused(run_key, register, as_json):
+        return
     inputs = read_inputs(transactions, labels, training_set, need_labels=not unsupervised)
     txns, labs = inputs.transactions, inputs.labels
     if inputs.manifest and not train_start:
@@ -216,23 +227,11 @@ def train(
         )
     run_id, version = None, None
     settings = load_settings()
-    if register:
-        # MLflow prints run links on stdout; with --json stdout is the summary's alone.
-        with contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout):
-            run_id, version = registry.log_experiment(settings, experiment, _git_sha())
-        console.print(
-            f"registered {settings.mlflow.model_name} version {version} "
-            f"as @challenger (run {run_id})"
-        )
-    if as_json:
-        print_json(
+    # What --json prints besides the registration; logged with the run for keyed retries.
+    body = json.loads(
+        json.dumps(
             {
-                "command": "train",
-                "model_name": settings.mlflow.model_name,
                 "model_kind": experiment.kind,
-                "run_id": run_id,
-                "version": version,
-                "alias": registry.CHALLENGER if register else None,
                 "threshold": experiment.threshold,
                 "metrics": {
                     **experiment.fit_metrics,
@@ -242,9 +241,82 @@ def train(
                     },
                 },
                 "lineage": experiment.lineage,
-                "decision": None,
-            }
+            },
+            default=str,
         )
+    )
+    if register:
+        # MLflow prints run links on stdout; with --json stdout is the summary's alone.
+        with contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout):
+            run_id, version = registry.log_experiment(
+                settings, experiment, _git_sha(), run_key=run_key, summary=body
+            )
+        console.print(
+            f"registered {settings.mlflow.model_name} version {version} "
+            f"as @challenger (run {run_id})"
+        )
+    if as_json:
+        _print_train_json(body, run_id, version, register, run_key, reused=False)
+
+
+def _reused(run_key: str, register: bool, as_json: bool) -> bool:
+    """True when a version is already registered under ``run_key`` (and is @challenger again).
+
+    Checked before the inputs are read: a retried task costs a registry lookup, not a
+    training. A version the first attempt registered but left untagged, without the alias
+    or unrecorded (it died half way) is finished here, the same way.
+    """
+    from fraudstream.adapters import registry
+
+    if not register:
+        raise typer.BadParameter(
+            "a run key names a registered version: drop --no-register or --run-key",
+            param_hint="--run-key",
+        )
+    try:
+        registry.check_run_key(run_key)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--run-key") from None
+    settings = load_settings()
+    keyed = registry.registered_for_run_key(settings, run_key)
+    if keyed is None:
+        return False
+    with contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout):
+        body = registry.adopt_keyed(settings, keyed, run_key)
+    console.print(
+        f"run key {run_key} already registered {settings.mlflow.model_name} version "
+        f"{keyed.version} (run {keyed.run_id}): reused as @challenger, nothing trained",
+        soft_wrap=True,
+    )
+    if as_json:
+        _print_train_json(body, keyed.run_id, keyed.version, True, run_key, reused=True)
+    return True
+
+
+def _print_train_json(
+    body: dict[str, Any],
+    run_id: str | None,
+    version: str | None,
+    registered: bool,
+    run_key: str | None,
+    reused: bool,
+) -> None:
+    print_json(
+        {
+            "command": "train",
+            "model_name": load_settings().mlflow.model_name,
+            "model_kind": body.get("model_kind"),
+            "run_id": run_id,
+            "version": version,
+            "alias": "challenger" if registered else None,
+            "threshold": body.get("threshold"),
+            "metrics": body.get("metrics", {}),
+            "lineage": body.get("lineage", {}),
+            "run_key": run_key,
+            "reused": reused,
+            "decision": None,
+        }
+    )
 
 
 def _supervised(

@@ -136,7 +136,7 @@ def test_local_tasks_run_the_project_cli(described: dict[str, Any]) -> None:
     assert tasks["train"]["bash_command"] == (
         "/opt/fraudstream/bin/fraudstream train --training-set "
         "s3://fraudstream-datasets/training/fraud_retrain/20260201T030000Z/ "
-        "--candidates 20 --smote --json"
+        "--candidates 20 --smote --run-key fraud_retrain/20260201T030000Z --json"
     )
     assert tasks["extract_training_set"]["skip_on_exit_code"] == [4]
     gate = described["local"]["dags"]["fraud_monitor"]["tasks"]["breach_gate"]
@@ -190,6 +190,8 @@ def test_pods_run_the_trainer_image_with_the_cli(described: dict[str, Any]) -> N
     promote = pods["fraud_retrain.promote"]["pod"]["spec"]["containers"][0]
     key = promote["args"][promote["args"].index("--request-key") + 1]
     assert key == "fraud_retrain/20260201T030000Z"
+    # A retried train reuses the version registered under the same cutoff.
+    assert train["args"][train["args"].index("--run-key") + 1] == key
     monitor = pods["fraud_monitor.monitor"]["pod"]["spec"]["containers"][0]
     assert monitor["args"][:3] == ["monitor", "--window-end", CUTOFF]
 
