@@ -10,16 +10,20 @@ import pytest
 from imblearn.over_sampling import SMOTE
 
 from fraudstream.model.split import prequential_folds
-from fraudstream.model.training import MISSING_SENTINEL, search, train
+from fraudstream.model.threshold import DAY, f2_alert_rate, threshold_at_alert_rate
+from fraudstream.model.training import MISSING_SENTINEL, Imbalance, search, train
 
 START = pd.Timestamp("2026-05-01T00:00:00Z")
 
 
-def dataset(n: int = 3000, seed: int = 4) -> pd.DataFrame:
-    """Row id in column ``rid``; fraud (~5 %) driven by f1 and f2; some NaN in f3."""
+def dataset(
+    n: int = 3000, seed: int = 4, logit_of: tuple[float, float, float] = (-4.0, 2.0, 1.5)
+) -> pd.DataFrame:
+    """Row id in column ``rid``; fraud (~5 %) driven by f1 and f2 (the intercept and
+    coefficients of ``logit_of``); some NaN in f3; 30 days."""
     rng = np.random.default_rng(seed)
     f1, f2 = rng.normal(size=n), rng.normal(size=n)
-    logit = -4.0 + 2.0 * f1 + 1.5 * f2
+    logit = logit_of[0] + logit_of[1] * f1 + logit_of[2] * f2
     y = (rng.uniform(size=n) < 1 / (1 + np.exp(-logit))).astype(int)
     f3 = np.where(rng.uniform(size=n) < 0.3, np.nan, rng.normal(size=n))
     return pd.DataFrame(
@@ -32,6 +36,23 @@ def dataset(n: int = 3000, seed: int = 4) -> pd.DataFrame:
             "is_fraud": y,
         }
     )
+
+
+def with_late_labels(frame: pd.DataFrame, median_days: float = 4.0, seed: int = 0) -> pd.DataFrame:
+    """Labels arrive after a log-normal delay; ``is_fraud``/``label_time`` as known one day
+    after the last row (the cutoff, ``CUTOFF``), the truth kept in ``true_fraud``."""
+    rng = np.random.default_rng(seed)
+    delay = pd.to_timedelta(rng.lognormal(np.log(median_days), 0.5, len(frame)), unit="D")
+    label_time = (frame["event_time"] + delay).where(frame["is_fraud"] == 1)
+    known = label_time <= CUTOFF
+    return frame.assign(
+        true_fraud=frame["is_fraud"],
+        is_fraud=known.astype(int),
+        label_time=label_time.where(known),
+    )
+
+
+CUTOFF = START + 31 * DAY
 
 
 class RecordingSMOTE(SMOTE):  # type: ignore[misc]
@@ -102,10 +123,36 @@ def test_successive_halving_tries_every_candidate_on_rungs_with_frauds() -> None
     assert found.best_ap > 0.3
 
 
-def test_the_refit_on_all_rows_alerts_like_the_fold_model_at_the_stored_threshold() -> None:
-    """Genuine rows are sampled in the search, not in the refit: the threshold found on a
-    fold's scores must still mean the same alert rate for the refitted model."""
-    frame = dataset(n=12_000, seed=6)
+@pytest.mark.parametrize("arm", ["scale_pos_weight", "smote"])
+def test_the_refit_on_all_rows_alerts_at_the_chosen_rate_on_unseen_rows(arm: Imbalance) -> None:
+    """Genuine rows are sampled in the search, not in the refit, and SMOTE's density
+    differs with the row count: the stored threshold must still mean the chosen alert
+    rate for the refitted model, in both imbalance arms."""
+    frame = with_late_labels(dataset(n=12_000, seed=6))
+    folds = prequential_folds(frame["event_time"], n_folds=2, fold_days=5, delay_days=2)
+    result = train(
+        frame,
+        ["f1", "f2", "f3"],
+        folds,
+        candidates=2,
+        arms=(arm,),
+        negatives_per_fraud=3,
+        labels_known_at=CUTOFF,
+    )
+    assert result.imbalance == arm
+    assert result.model.get_booster().num_boosted_rounds() == result.best_iteration
+    fresh = dataset(n=6000, seed=7)  # out of sample for every model of the run
+    x_fresh = fresh[["f1", "f2", "f3"]].to_numpy()
+    refit_rate = np.mean(result.model.predict_proba(x_fresh)[:, 1] >= result.threshold)
+    assert result.validation_alert_rate > 0
+    assert 0.5 * result.validation_alert_rate <= refit_rate <= 2.0 * result.validation_alert_rate
+
+
+def test_late_labels_of_the_recent_fold_do_not_drag_the_threshold_down() -> None:
+    """The most recent fold has a fraction of its fraud labels at the cutoff; counted as
+    they are, the F2-optimal alert rate would be far too low."""
+    # a sharper signal than the default: the F2 optimum is then a clear peak
+    frame = with_late_labels(dataset(n=12_000, seed=6, logit_of=(-7.0, 2.5, 2.5)))
     folds = prequential_folds(frame["event_time"], n_folds=2, fold_days=5, delay_days=2)
     result = train(
         frame,
@@ -114,10 +161,22 @@ def test_the_refit_on_all_rows_alerts_like_the_fold_model_at_the_stored_threshol
         candidates=2,
         arms=("scale_pos_weight",),
         negatives_per_fraud=3,
+        labels_known_at=CUTOFF,
     )
-    assert result.model.get_booster().num_boosted_rounds() == result.best_iteration
-    fresh = dataset(n=6000, seed=7)  # out of sample for every model of the run
-    x_fresh = fresh[["f1", "f2", "f3"]].to_numpy()
-    refit_rate = np.mean(result.model.predict_proba(x_fresh)[:, 1] >= result.threshold)
-    assert result.validation_alert_rate > 0
-    assert 0.5 * result.validation_alert_rate <= refit_rate <= 2.0 * result.validation_alert_rate
+    val = folds[0][1]
+    known, truth = frame["is_fraud"].to_numpy()[val], frame["true_fraud"].to_numpy()[val]
+    assert known.sum() < 0.5 * truth.sum()  # the fold is far from complete
+    assert result.validation_label_completeness == pytest.approx(
+        known.sum() / truth.sum(), abs=0.15
+    )
+    scores = result.ablation["scale_pos_weight"].fold_scores[0]
+    naive, _ = f2_alert_rate(scores, known.astype(float))
+    complete, _ = f2_alert_rate(scores, truth.astype(float))
+    chosen = result.validation_alert_rate
+    assert naive < 0.75 * complete  # the known labels alone ask for too few alerts
+    assert chosen > naive
+    assert chosen >= 0.85 * complete
+    # The stored threshold gives the refitted model that rate on the fold's rows.
+    x_val = frame[["f1", "f2", "f3"]].to_numpy()[val]
+    refit = result.model.predict_proba(x_val)[:, 1]
+    assert threshold_at_alert_rate(refit, chosen) == pytest.approx(result.threshold)

@@ -70,6 +70,7 @@ def fit_metrics(result: TrainingResult) -> dict[str, float]:
         "validation_average_precision": result.validation_ap,
         "validation_f2": result.validation_f2,
         "validation_alert_rate": result.validation_alert_rate,
+        "validation_label_completeness": result.validation_label_completeness,
     }
     for arm, found in result.ablation.items():
         flat[f"ablation_{arm}_validation_ap"] = found.best_ap
@@ -158,8 +159,8 @@ def validation_folds(train_frame: pd.DataFrame, split: TimeSplit, n_folds: int) 
     """Prequential folds of ``train_days / (n_folds + 3)`` days inside the training period.
 
     The fold delay is the split's delay, capped at one fold, so the oldest fold keeps
-    about half of the training days. ``folds[0]`` (the most recent) early-stops the
-    final fit and sets the threshold: its AP is the logged validation AP.
+    about half of the training days. ``folds[0]`` (the most recent) sets the
+    threshold (``model.threshold``): its AP is the logged validation AP.
     """
     fold_days = max(1, split.train_days // (n_folds + 3))
     return prequential_folds(
@@ -187,7 +188,16 @@ def run_experiment(
     train_frame = training_rows(features, labels, split)
     test = attach_labels(holdout_rows(features, labels, split), labels)
     folds = validation_folds(train_frame, split, n_folds)
-    result = train(train_frame, feature_names(), folds, candidates, halving, arms, progress)
+    result = train(
+        train_frame,
+        feature_names(),
+        folds,
+        candidates,
+        halving,
+        arms,
+        progress,
+        labels_known_at=split.test_start,
+    )
     t2 = time.perf_counter()
     say(f"trained in {t2 - t1:.0f} s; evaluating on the test period")
     reports, scores = report_with_baselines(result.model, result.threshold, test, train_frame)

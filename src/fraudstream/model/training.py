@@ -25,7 +25,13 @@ from sklearn.model_selection import HalvingRandomSearchCV, ParameterSampler
 from xgboost import XGBClassifier
 from xgboost.callback import EarlyStopping
 
-from fraudstream.model.metrics import f2_threshold
+from fraudstream.model.threshold import (
+    DAY,
+    f2_alert_rate,
+    fraud_weights,
+    label_completeness,
+    threshold_at_alert_rate,
+)
 
 Imbalance = Literal["scale_pos_weight", "smote"]
 Folds = Sequence[tuple[np.ndarray, np.ndarray]]
@@ -173,8 +179,9 @@ class SearchResult:
     fit_seconds: float
     candidates: int
     best_trees: int = 0
-    # validation scores of the best candidate on the most recent fold (folds[0])
-    recent_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # out-of-sample validation scores of the best candidate, one array per fold,
+    # in the folds' order (folds[0], the most recent, first)
+    fold_scores: list[np.ndarray] = field(default_factory=list)
     recent_ap: float = float("nan")
     all_aps: list[float] = field(default_factory=list)
     tried: list[dict[str, Any]] = field(default_factory=list)
@@ -232,7 +239,7 @@ def search(
         fit_seconds=time.perf_counter() - t0,
         candidates=len(aps),
         best_trees=round(float(np.mean([f.trees for f in fits]))),
-        recent_scores=fits[0].scores,
+        fold_scores=[f.scores for f in fits],
         recent_ap=fits[0].average_precision,
         all_aps=aps,
         tried=drawn,
@@ -263,16 +270,16 @@ def _halving_search(
     searcher.fit(x, y)
     params = {k.removeprefix("xgb__"): _plain(v) for k, v in searcher.best_params_.items()}
     trees = int(params.pop("n_estimators"))
-    fit = fit_fold(x, y, folds[0], imbalance, params, sampler)
+    fits = [fit_fold(x, y, fold, imbalance, params, sampler) for fold in folds]
     return SearchResult(
         imbalance=imbalance,
         best_params=params,
         best_ap=float(searcher.best_score_),
         fit_seconds=time.perf_counter() - t0,
         candidates=len(searcher.cv_results_["params"]),
-        best_trees=min(trees, fit.trees),
-        recent_scores=fit.scores,
-        recent_ap=fit.average_precision,
+        best_trees=min(trees, fits[0].trees),
+        fold_scores=[f.scores for f in fits],
+        recent_ap=fits[0].average_precision,
     )
 
 
@@ -295,6 +302,8 @@ class TrainingResult:
     final_fit_seconds: float = 0.0
     # share of the most recent fold's validation rows above the F2-optimal threshold
     validation_alert_rate: float = float("nan")
+    # estimated share of that fold's eventual fraud labels known at the cutoff
+    validation_label_completeness: float = float("nan")
 
 
 def fit_final(
@@ -354,6 +363,7 @@ def train(
     progress: Progress | None = None,
     negatives_per_fraud: float | None = NEGATIVES_PER_FRAUD,
     ablation_candidates: int = ABLATION_CANDIDATES,
+    labels_known_at: pd.Timestamp | None = None,
 ) -> TrainingResult:
     """Search each imbalance arm on the same folds, keep the better validation AP, refit it.
 
@@ -361,11 +371,14 @@ def train(
     arm's ``ablation_candidates`` best on the same (sampled) folds, so the arms are
     compared candidate for candidate.
 
-    ``frame`` holds the training rows in event-time order with ``is_fraud``;
-    ``folds`` index its rows by position, ``folds[0]`` being the most recent. The
-    threshold maximises F2 on the kept candidate's out-of-sample scores of that
-    most recent fold, and those scores give the logged validation AP and F2; the
-    refitted model's threshold keeps that threshold's alert rate on those rows.
+    ``frame`` holds the training rows in event-time order with ``is_fraud`` (and
+    ``label_time``, the known verdict's time); ``folds`` index its rows by position,
+    ``folds[0]`` being the most recent. The threshold is chosen as in
+    ``model.threshold``: the alert rate maximising F2 on the kept candidate's
+    out-of-sample scores of that most recent fold, each known fraud weighted by the
+    inverse of the label completeness at its age when ``labels_known_at`` (the label
+    cutoff) is given, then the score giving that rate to the refitted model on the
+    same rows. ``validation_f2`` is that weighted (estimated) F2.
     """
     x = frame[feature_columns].to_numpy(dtype=np.float64)
     y = frame["is_fraud"].to_numpy().astype(int)
@@ -386,9 +399,16 @@ def train(
     t0 = time.perf_counter()
     model = fit_final(x, y, best.imbalance, best.best_params, best.best_trees)
     final_s = time.perf_counter() - t0
-    val = folds[0][1]
-    fold_threshold, f2 = f2_threshold(y[val], best.recent_scores)
-    alert_rate = float(np.mean(best.recent_scores >= fold_threshold))
+    # The most recent fold with a known fraud (on a short history the last block may have none).
+    k = next((i for i, (_, v) in enumerate(folds) if y[v].any()), None)
+    if k is None:
+        raise ValueError(
+            "no validation fold holds a known fraud: no threshold can be chosen (train on "
+            "more days, or wait for labels to arrive)"
+        )
+    val = folds[k][1]
+    weights = validation_weights(frame, val, labels_known_at)
+    alert_rate, f2 = f2_alert_rate(best.fold_scores[k], weights)
     threshold = threshold_at_alert_rate(model.predict_proba(x[val])[:, 1], alert_rate)
     return TrainingResult(
         model=model,
@@ -401,16 +421,21 @@ def train(
         best_iteration=best.best_trees,
         final_fit_seconds=final_s,
         validation_alert_rate=alert_rate,
+        validation_label_completeness=float(y[val].sum() / weights.sum()),
     )
 
 
-def threshold_at_alert_rate(scores: np.ndarray, alert_rate: float) -> float:
-    """The score above which ``alert_rate`` of ``scores`` lie (at least one alert).
+def validation_weights(
+    frame: pd.DataFrame, val: np.ndarray, labels_known_at: pd.Timestamp | None
+) -> np.ndarray:
+    """What each validation row counts as a fraud in the threshold's F2 (``fraud_weights``).
 
-    The F2-optimal threshold is found on the search's fold model, whose scores are
-    out of sample; the refitted model's scores live on another scale (SMOTE or
-    weights on more rows), so the threshold is carried over as the alert rate it
-    gives on the same validation rows, not as an absolute score.
+    The completeness curve is estimated on every training row (older rows show how
+    late labels arrive); without a cutoff or ``label_time`` the labels count as complete.
     """
-    alerts = max(1, round(alert_rate * len(scores)))
-    return float(np.sort(scores)[::-1][min(alerts, len(scores)) - 1])
+    y = frame["is_fraud"].to_numpy().astype(int)
+    if labels_known_at is None or "label_time" not in frame:
+        return fraud_weights(y[val], np.zeros(len(val)), None)
+    curve = label_completeness(frame["event_time"], frame["label_time"], y, labels_known_at)
+    ages = ((labels_known_at - frame["event_time"].iloc[val]) / DAY).to_numpy(np.float64)
+    return fraud_weights(y[val], ages, curve)
