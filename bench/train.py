@@ -172,8 +172,8 @@ def main() -> None:
     print(
         f"threshold {result.threshold:.4f}: validation alert rate "
         f"{result.validation_alert_rate:.3%} (estimated F2 {result.validation_f2:.3f}, "
-        f"{result.validation_label_completeness:.0%} of the fold's fraud labels known at the "
-        "cutoff)"
+        f"{int(val_rows['is_fraud'].sum())} known frauds, an estimated "
+        f"{result.validation_label_completeness:.0%} of the fold's eventual ones)"
     )
     reports, _ = report_with_baselines(result.model, result.threshold, test, rows)
     print(f"test period: {len(test):,} rows, fraud rate {test['is_fraud'].mean():.3%}")

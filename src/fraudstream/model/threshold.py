@@ -18,8 +18,8 @@ Three facts shape the rule (measured on the histories of docs/model.md).
   at its age being estimated from the labels themselves (``label_completeness``: the
   chain-ladder method of insurance claims reserving).
 * **Fold models and the refit score on different scales** (genuine rows sampled in the
-  search, all rows in the refit; at the same absolute score the fold model alerted on
-  2.3 times as many rows as a model fitted on the fold's rows without sampling), so an
+  search, all rows in the refit; at a score of 0.5 the fold model alerted on 2.3
+  times as many rows as a model fitted on the fold's rows without sampling), so an
   absolute score does not carry over. The rate does: the refitted model's threshold is
   the score giving that rate on the same validation rows, and is stored as a score, so
   the alert rate still rises and falls with the fraud in the scored traffic.
