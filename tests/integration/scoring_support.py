@@ -25,6 +25,7 @@ import pyarrow as pa
 from xgboost import XGBClassifier
 
 from fraudstream.adapters import registry
+from fraudstream.adapters.kafka import create_scratch_topic
 from fraudstream.adapters.postgres import connect
 from fraudstream.features.catalogue import feature_names
 from fraudstream.features.replay import attach_labels, build_features
@@ -73,6 +74,39 @@ def register_model(settings: Settings, data: History, threshold: float, seed: in
     _, version = registry.log_experiment(settings, experiment, git_sha="test")
     registry.set_champion(settings, version, "scorer test")
     return version
+
+
+def scratch_topics(settings: Settings, prefix: str) -> dict[str, str]:
+    """Fresh source, predictions, alerts and dead-letter topics of one scorer run."""
+    return {
+        kind: create_scratch_topic(settings.kafka, f"{prefix}-{kind}")
+        for kind in ("source", "predictions", "alerts", "dead")
+    }
+
+
+def scorer_args(
+    topics: dict[str, str], checkpoint: str, *extra: str, trigger_s: int = 1
+) -> list[str]:
+    """`fraudstream score` arguments for ``scratch_topics``, one micro-batch per ``trigger_s``.
+
+    The card stage's state TTL runs on processing time, so an idle stream still runs a
+    (cheap) micro-batch per trigger: a longer trigger spares the CPU of a long wait.
+    """
+    return [
+        "--source",
+        topics["source"],
+        "--predictions",
+        topics["predictions"],
+        "--alerts",
+        topics["alerts"],
+        "--dead-letters",
+        topics["dead"],
+        "--checkpoint",
+        checkpoint,
+        "--trigger",
+        str(trigger_s),
+        *extra,
+    ]
 
 
 def scorer_env(model_name: str, **extra: str) -> dict[str, str]:

@@ -5,10 +5,14 @@ scratch database and model name in its environment, so its tasks (the real CLI a
 processes) see only this module's data. DAG runs are triggered through Airflow's REST API,
 as a user or another system would, and followed until they finish.
 
-1. A generated, labelled history in transactions_raw and labels; fraud_retrain with that
-   history's end as cutoff extracts, trains, evaluates and promotes: a new version exists,
-   it is @champion (the first model always wins), and the run's training profile is logged.
-2. Scored rows of the champion on the history's last day, and a shifted copy (amounts
+1. A generated, labelled history in transactions_raw and labels, and a first @champion
+   fitted on labels scattered at random, served by a running scorer (``fraudstream score``,
+   a subprocess with the module's database and model name). fraud_retrain with the history's
+   end as cutoff extracts, trains, evaluates and promotes: a new version exists, it beat the
+   first one and is @champion, and the run's training profile is logged.
+2. The scorer, not restarted, loads the promoted version; every transaction replayed after
+   the promotion is stored with it.
+3. Scored rows of the champion on the history's last day, and a shifted copy (amounts
    multiplied, features rebuilt with the same feature code) in a later window; fraud_monitor
    on the shifted window records PSI breaches in monitoring_metrics and creates a
    fraud_retrain run keyed by the window.
@@ -17,29 +21,45 @@ as a user or another system would, and followed until they finish.
 from __future__ import annotations
 
 import json
+import signal
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
+from mlflow.tracking import MlflowClient
 from psycopg2.extras import execute_values
 
 from fraudstream.adapters import registry
-from fraudstream.adapters.postgres import connect, migrate, scratch_database, upsert_labels
+from fraudstream.adapters.kafka import delete_topic
+from fraudstream.adapters.postgres import connect, migrate, scratch_database
+from fraudstream.adapters.transaction_stream import StreamTopics, replay
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.replay import build_features
-from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.model.experiment import scores_of
 from fraudstream.monitoring.store import champion_profile
 from fraudstream.platform.runtime import EmbeddedPlatform
-from fraudstream.schema import Label, field_names
 from fraudstream.settings import Settings, load_settings
 from tests.integration.conftest import run_cli
+from tests.integration.history_support import generated_history, scattered_labels, store_history
+from tests.integration.scoring_support import (
+    History,
+    ScorerProcess,
+    register_model,
+    scored_count,
+    scorer_args,
+    scorer_env,
+    scratch_topics,
+    wait_until,
+)
+from tests.integration.scoring_support import history as scorer_history
 
 pytestmark = [
     pytest.mark.kafka,
@@ -177,28 +197,101 @@ def status_url() -> str:
 @pytest.fixture(scope="module")
 def history(env: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """37 generated days in transactions_raw and labels."""
-    config = GeneratorConfig(seed=23, start=START, days=37, customers=300, merchants=300)
-    data = generate(config)
-    txns, labels = data.transactions.to_pandas(), data.labels.to_pandas()
-    columns = field_names("transaction")
-    rows = [
-        tuple(None if pd.isna(v) else v for v in record)
-        for record in txns[list(columns)].itertuples(index=False)
-    ]
-    with connect(env.postgres) as conn, conn.cursor() as cur:
-        execute_values(cur, f"INSERT INTO transactions_raw ({', '.join(columns)}) VALUES %s", rows)
-        upsert_labels(
-            conn,
-            [
-                Label(r.transaction_id, bool(r.is_fraud), r.label_time, r.source, r.fraud_scenario)
-                for r in labels.itertuples(index=False)
-            ],
-        )
+    txns, labels = generated_history(seed=23, start=START, days=37)
+    store_history(env, txns, labels)
     return txns, labels
 
 
+def _stop(scorer: ScorerProcess) -> None:
+    """SIGTERM: the scorer stops between micro-batches (a no-op once it has stopped)."""
+    if scorer.alive():
+        scorer.proc.send_signal(signal.SIGTERM)
+        scorer.wait(120)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A scorer process started before the retraining, and what it has scored so far."""
+
+    scorer: ScorerProcess
+    topics: dict[str, str]
+    first_version: str
+    before_ids: list[str]
+    after: pa.Table
+
+
+def _stored_versions(env: Settings, ids: list[str]) -> set[tuple[str, str]]:
+    """(model_name, model_version) of the stored rows of ``ids``."""
+    with connect(env.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT model_name, model_version FROM transactions_with_score "
+            "WHERE transaction_id = ANY(%s)",
+            (ids,),
+        )
+        return {(name, version) for name, version in cur.fetchall()}
+
+
 @pytest.fixture(scope="module")
-def retrained(airflow: Airflow, env: Settings, history: Any) -> tuple[str, str]:
+def serving(
+    airflow: Airflow,
+    env: Settings,
+    history: tuple[pd.DataFrame, pd.DataFrame],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Serving]:
+    """A first @champion that must lose (fitted on three days of labels scattered at random),
+    and a scorer serving it on fresh topics, its first day of transactions scored.
+
+    The scorer gets the module's database and model name explicitly: its rows must land
+    where the assertions read them, not in the platform's default ``fraud`` database.
+    """
+    txns, labels = history
+    early = txns[txns["event_time"] < START + timedelta(days=3)]
+    early_labels = labels[labels["transaction_id"].isin(early["transaction_id"])]
+    noise = History(pa.table({}), early, scattered_labels(early, early_labels))
+    first_version = register_model(env, noise, threshold=0.5)
+
+    # Two days of their own (ids unique to this run, event times years before the
+    # monitored windows): the first scored before the retraining, the second after it.
+    stream = scorer_history(seed=31, days=2, customers=60)
+    cut = pd.Timestamp(stream.transactions["event_time"].min()).floor("D") + pd.Timedelta(days=1)
+    is_before = (stream.transactions["event_time"] < cut).to_numpy()
+    topics = scratch_topics(env, "airflow-scorer")
+    checkpoint = f"s3a://{env.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
+    scorer = ScorerProcess(
+        # A trigger of 3 s: the scorer mostly waits for the retraining, on 2 shared cores.
+        scorer_args(
+            topics,
+            checkpoint,
+            "--reload-interval",
+            "2",
+            "--no-parquet",
+            "--no-online-store",
+            trigger_s=3,
+        ),
+        scorer_env(env.mlflow.model_name, FRAUDSTREAM_POSTGRES_DATABASE=env.postgres.database),
+        tmp_path_factory.mktemp("scorer") / "scorer.log",
+    )
+    try:
+        source = StreamTopics(transactions=topics["source"])
+        replay(env.kafka, stream.table.filter(pa.array(is_before)), None, topics=source)
+        before_ids = stream.transactions.loc[is_before, "transaction_id"].astype(str).tolist()
+        wait_until(
+            lambda: scored_count(env, before_ids) == len(before_ids),
+            300,
+            "the first day scored by the first champion",
+            scorer,
+        )
+        yield Serving(
+            scorer, topics, first_version, before_ids, stream.table.filter(pa.array(~is_before))
+        )
+    finally:
+        _stop(scorer)
+        for name in topics.values():
+            delete_topic(env.kafka, name)
+
+
+@pytest.fixture(scope="module")
+def retrained(airflow: Airflow, env: Settings, history: Any, serving: Serving) -> tuple[str, str]:
     airflow.set_paused("fraud_retrain", False)
     conf = {"as_of": AS_OF.isoformat(), "candidates": 2, "smote": False, "reason": "test"}
     run_id = airflow.trigger("fraud_retrain", conf)
@@ -209,7 +302,7 @@ def retrained(airflow: Airflow, env: Settings, history: Any) -> tuple[str, str]:
 
 
 def test_a_retrain_run_registers_and_promotes_a_version(
-    airflow: Airflow, env: Settings, retrained: tuple[str, str]
+    airflow: Airflow, env: Settings, serving: Serving, retrained: tuple[str, str]
 ) -> None:
     run_id, champion = retrained
     states = airflow.task_states("fraud_retrain", run_id)
@@ -221,12 +314,16 @@ def test_a_retrain_run_registers_and_promotes_a_version(
     }
     assert champion != "None"
     assert registry.version_for_alias(env, registry.CHALLENGER) == champion
+    # Registered under the run's key: a retried train task reuses this version.
+    tags = MlflowClient(env.mlflow.uri).get_model_version(env.mlflow.model_name, champion).tags
+    assert tags[registry.RUN_KEY_TAG] == "fraud_retrain/20310309T000000Z"
     with connect(env.postgres) as conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT version, decided_by FROM model_promotions WHERE request_key = %s",
+            "SELECT version, previous_version, decided_by FROM model_promotions "
+            "WHERE request_key = %s",
             ("fraud_retrain/20310309T000000Z",),
         )
-        assert cur.fetchall() == [(champion, "airflow:fraud_retrain")]
+        assert cur.fetchall() == [(champion, serving.first_version, "airflow:fraud_retrain")]
         cur.execute(
             "SELECT aliases FROM model_metadata WHERE model_name = %s AND version = %s",
             (env.mlflow.model_name, champion),
@@ -236,6 +333,33 @@ def test_a_retrain_run_registers_and_promotes_a_version(
     assert version == champion
     assert set(profile.columns) == {*feature_names(), "score"}
     assert profile.feature_set_version == FEATURE_SET_VERSION
+
+
+def test_a_running_scorer_switches_to_the_promoted_version(
+    env: Settings, serving: Serving, retrained: tuple[str, str]
+) -> None:
+    _, champion = retrained
+    name = env.mlflow.model_name
+    assert champion != serving.first_version
+    assert _stored_versions(env, serving.before_ids) == {(name, serving.first_version)}
+    wait_until(
+        lambda: f"now serving version {champion}" in serving.scorer.output(),
+        120,
+        "the scorer to load the promoted version",
+        serving.scorer,
+    )
+    source = StreamTopics(transactions=serving.topics["source"])
+    replay(env.kafka, serving.after, None, topics=source)
+    after_ids = [str(i) for i in serving.after.column("transaction_id").to_pylist()]
+    wait_until(
+        lambda: scored_count(env, after_ids) == len(after_ids),
+        300,
+        "the transactions sent after the promotion",
+        serving.scorer,
+    )
+    assert _stored_versions(env, after_ids) == {(name, champion)}
+    assert serving.scorer.alive(), "no restart: the same process served both versions"
+    _stop(serving.scorer)  # its idle micro-batches would slow the rest of the module
 
 
 def _scored_rows(env: Settings, txns: pd.DataFrame, labels: pd.DataFrame) -> list[tuple[Any, ...]]:
