@@ -10,8 +10,10 @@ from fraudstream.model.metrics import at_threshold
 from fraudstream.model.threshold import (
     DAY,
     MIN_COMPLETENESS,
+    MIN_KNOWN_FRAUDS,
     completeness_at,
     f2_alert_rate,
+    folds_to_use,
     fraud_weights,
     label_completeness,
     threshold_at_alert_rate,
@@ -76,9 +78,9 @@ def test_a_fold_with_missing_labels_does_not_drag_the_alert_rate_down() -> None:
     def f2_at(rate: float) -> float:
         return at_threshold(y, scores, threshold_at_alert_rate(scores, rate))["f2"]
 
-    complete, _ = f2_alert_rate(scores, y.astype(float))
-    naive, _ = f2_alert_rate(scores, known.astype(float))
-    weighted, f2 = f2_alert_rate(scores, known / 0.4)
+    complete, _ = f2_alert_rate([scores], [y.astype(float)])
+    naive, _ = f2_alert_rate([scores], [known.astype(float)])
+    weighted, f2 = f2_alert_rate([scores], [known / 0.4])
     # Counting every unlabelled fraud as a false alarm asks for fewer alerts...
     assert naive < 0.85 * complete
     # ... weighting the known frauds by the labels still to come gives the right rate back,
@@ -90,18 +92,35 @@ def test_a_fold_with_missing_labels_does_not_drag_the_alert_rate_down() -> None:
     assert f2_at(naive) < f2_at(weighted) - 0.01
     assert 0.0 < f2 <= 1.0
     with pytest.raises(ValueError, match="no known fraud"):
-        f2_alert_rate(scores, np.zeros(len(scores)))
+        f2_alert_rate([scores], [np.zeros(len(scores))])
 
 
 def test_the_alert_rate_follows_the_fraud_rate() -> None:
     low, _ = f2_alert_rate(*_weighted(scored_fold(rate=0.005)))
     high, _ = f2_alert_rate(*_weighted(scored_fold(rate=0.02)))
     assert high > 2 * low
+    both, _ = f2_alert_rate(
+        *(
+            a + b
+            for a, b in zip(
+                _weighted(scored_fold(rate=0.005)), _weighted(scored_fold(rate=0.02)), strict=True
+            )
+        )
+    )
+    assert low < both < high  # two folds together: a rate between theirs
 
 
-def _weighted(fold: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _weighted(fold: tuple[np.ndarray, ...]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     scores, y, _ = fold
-    return scores, y.astype(float)
+    return [scores], [y.astype(float)]
+
+
+def test_older_folds_join_only_while_the_recent_ones_hold_too_few_frauds() -> None:
+    assert folds_to_use([MIN_KNOWN_FRAUDS, 0, 50]) == 1
+    assert folds_to_use([2, MIN_KNOWN_FRAUDS - 2, 50]) == 2
+    assert folds_to_use([1, 1, 1]) == 3  # all there is
+    with pytest.raises(ValueError, match="no validation fold holds a known fraud"):
+        folds_to_use([0, 0, 0])
 
 
 def test_threshold_at_alert_rate_gives_that_rate() -> None:

@@ -166,12 +166,13 @@ def test_late_labels_of_the_recent_fold_do_not_drag_the_threshold_down() -> None
     val = folds[0][1]
     known, truth = frame["is_fraud"].to_numpy()[val], frame["true_fraud"].to_numpy()[val]
     assert known.sum() < 0.5 * truth.sum()  # the fold is far from complete
+    assert result.validation_folds_used == 1  # it holds enough known frauds alone
     assert result.validation_label_completeness == pytest.approx(
         known.sum() / truth.sum(), abs=0.15
     )
     scores = result.ablation["scale_pos_weight"].fold_scores[0]
-    naive, _ = f2_alert_rate(scores, known.astype(float))
-    complete, _ = f2_alert_rate(scores, truth.astype(float))
+    naive, _ = f2_alert_rate([scores], [known.astype(float)])
+    complete, _ = f2_alert_rate([scores], [truth.astype(float)])
     chosen = result.validation_alert_rate
     assert naive < 0.75 * complete  # the known labels alone ask for too few alerts
     assert chosen > naive

@@ -71,6 +71,7 @@ def fit_metrics(result: TrainingResult) -> dict[str, float]:
         "validation_f2": result.validation_f2,
         "validation_alert_rate": result.validation_alert_rate,
         "validation_label_completeness": result.validation_label_completeness,
+        "validation_folds_used": float(result.validation_folds_used),
     }
     for arm, found in result.ablation.items():
         flat[f"ablation_{arm}_validation_ap"] = found.best_ap

@@ -6,7 +6,9 @@ Three facts shape the rule (measured on the histories of docs/model.md).
 * **The fraud rate moves.** Four-day blocks of one generated history range from 0.14 %
   to 0.95 % fraud, and the F2-optimal alert rate follows the fraud rate; the most
   recent validation fold is the best guess of the coming days, so it sets the rate
-  (pooling all folds averaged older, calmer periods in and alerted too little).
+  (pooling all folds averaged older, calmer periods in and alerted too little). Only
+  when it holds fewer than ``MIN_KNOWN_FRAUDS`` known frauds do older folds join
+  (``folds_to_use``): a rate chosen on two frauds is noise.
 * **Labels arrive late.** At the label cutoff (the test start) a fraud of the most
   recent fold is 7 to 11 days old and most chargebacks for it are still to come (43 to
   48 % of its eventual fraud labels were known). Scored against those labels, every
@@ -27,6 +29,8 @@ Three facts shape the rule (measured on the histories of docs/model.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -36,6 +40,8 @@ DAY = pd.Timedelta(days=1)
 # A fraud whose estimated completeness is lower than this counts at most 1 / this
 # times: very young rows would otherwise weigh on the choice with a handful of labels.
 MIN_COMPLETENESS = 0.2
+# One fold decides the rate when it holds this many known frauds; else older folds join.
+MIN_KNOWN_FRAUDS = 10
 # Candidate alert rates: 1 in 10,000 rows up to one row in five, log-spaced.
 ALERT_RATES = np.geomspace(1e-4, 0.2, 600)
 
@@ -89,27 +95,54 @@ def fraud_weights(
     return np.where(fraud, 1.0 / completeness, 0.0)
 
 
-def f2_alert_rate(scores: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
-    """The alert rate maximising F2 on one fold's out-of-sample scores, and that estimated F2.
+def folds_to_use(known_frauds: Sequence[int]) -> int:
+    """How many of the most recent folds choose the rate: the fewest holding
+    ``MIN_KNOWN_FRAUDS`` known frauds together, else all of them.
 
-    At a rate ``q`` the fold alerts on its top ``q`` of rows; true positives and frauds
-    are sums of ``weights`` (``fraud_weights``: a known fraud also stands for the frauds
-    of its age not labelled yet), alerts are counted as they are, and precision is
-    capped at 1. The rate, not the score, is what carries over to the refitted model.
+    One fold decides when it can (it reflects the current fraud rate best); a fold
+    with a couple of known frauds would make the rate noise, so older folds are added
+    until the evidence is enough. ``known_frauds`` is per fold, most recent first.
     """
-    frauds = float(weights.sum())
+    if sum(known_frauds) == 0:
+        raise ValueError(
+            "no validation fold holds a known fraud: no threshold can be chosen (train on "
+            "more days, or wait for labels to arrive)"
+        )
+    total = np.cumsum(known_frauds)
+    enough = np.flatnonzero(total >= MIN_KNOWN_FRAUDS)
+    return int(enough[0]) + 1 if len(enough) else len(known_frauds)
+
+
+def f2_alert_rate(
+    fold_scores: Sequence[np.ndarray], fold_weights: Sequence[np.ndarray]
+) -> tuple[float, float]:
+    """The alert rate maximising F2 on the folds' out-of-sample scores, and that estimated F2.
+
+    At a rate ``q`` every fold alerts on its own top ``q`` of rows (a fold model's
+    scale does not matter); true positives and frauds are sums of ``fold_weights``
+    (``fraud_weights``: a known fraud also stands for the frauds of its age not
+    labelled yet), alerts are counted as they are, and precision is capped at 1. The
+    rate, not the score, is what carries over to the refitted model.
+    """
+    alerts = np.zeros(len(ALERT_RATES))
+    hits = np.zeros(len(ALERT_RATES))
+    frauds, rows = 0.0, 0
+    for scores, weights in zip(fold_scores, fold_weights, strict=True):
+        caught = np.cumsum(weights[np.argsort(-scores, kind="stable")])
+        top = np.clip(np.round(ALERT_RATES * len(scores)).astype(int), 1, len(scores))
+        alerts += top
+        hits += caught[top - 1]
+        frauds += float(weights.sum())
+        rows += len(scores)
     if frauds <= 0:
-        raise ValueError("the validation fold holds no known fraud: no threshold can be chosen")
-    caught = np.cumsum(weights[np.argsort(-scores, kind="stable")])
-    alerts = np.clip(np.round(ALERT_RATES * len(scores)).astype(int), 1, len(scores))
-    hits = caught[alerts - 1]
+        raise ValueError("the validation folds hold no known fraud: no threshold can be chosen")
     precision = np.minimum(hits / alerts, 1.0)
     recall = hits / frauds
     denom = F_BETA**2 * precision + recall
     numer = (1 + F_BETA**2) * precision * recall
     f2 = np.divide(numer, denom, out=np.zeros_like(denom), where=denom > 0)
     best = int(np.argmax(f2))
-    return float(alerts[best] / len(scores)), float(f2[best])
+    return float(alerts[best] / rows), float(f2[best])
 
 
 def threshold_at_alert_rate(scores: np.ndarray, alert_rate: float) -> float:

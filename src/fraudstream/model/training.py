@@ -28,6 +28,7 @@ from xgboost.callback import EarlyStopping
 from fraudstream.model.threshold import (
     DAY,
     f2_alert_rate,
+    folds_to_use,
     fraud_weights,
     label_completeness,
     threshold_at_alert_rate,
@@ -300,10 +301,12 @@ class TrainingResult:
     ablation: dict[str, SearchResult] = field(default_factory=dict)
     best_iteration: int = 0
     final_fit_seconds: float = 0.0
-    # share of the most recent fold's validation rows above the F2-optimal threshold
+    # the chosen alert rate: F2-optimal on the most recent fold (model.threshold)
     validation_alert_rate: float = float("nan")
-    # estimated share of that fold's eventual fraud labels known at the cutoff
+    # estimated share of those rows' eventual fraud labels known at the cutoff
     validation_label_completeness: float = float("nan")
+    # how many of the most recent folds chose the rate (more when one has few frauds)
+    validation_folds_used: int = 1
 
 
 def fit_final(
@@ -375,7 +378,8 @@ def train(
     ``label_time``, the known verdict's time); ``folds`` index its rows by position,
     ``folds[0]`` being the most recent. The threshold is chosen as in
     ``model.threshold``: the alert rate maximising F2 on the kept candidate's
-    out-of-sample scores of that most recent fold, each known fraud weighted by the
+    out-of-sample scores of that most recent fold (older ones join while they hold
+    fewer than ``MIN_KNOWN_FRAUDS`` known frauds), each known fraud weighted by the
     inverse of the label completeness at its age when ``labels_known_at`` (the label
     cutoff) is given, then the score giving that rate to the refitted model on the
     same rows. ``validation_f2`` is that weighted (estimated) F2.
@@ -399,16 +403,11 @@ def train(
     t0 = time.perf_counter()
     model = fit_final(x, y, best.imbalance, best.best_params, best.best_trees)
     final_s = time.perf_counter() - t0
-    # The most recent fold with a known fraud (on a short history the last block may have none).
-    k = next((i for i, (_, v) in enumerate(folds) if y[v].any()), None)
-    if k is None:
-        raise ValueError(
-            "no validation fold holds a known fraud: no threshold can be chosen (train on "
-            "more days, or wait for labels to arrive)"
-        )
-    val = folds[k][1]
-    weights = validation_weights(frame, val, labels_known_at)
-    alert_rate, f2 = f2_alert_rate(best.fold_scores[k], weights)
+    used = folds_to_use([int(y[v].sum()) for _, v in folds])
+    vals = [v for _, v in folds[:used]]
+    weights = [validation_weights(frame, v, labels_known_at) for v in vals]
+    alert_rate, f2 = f2_alert_rate(best.fold_scores[:used], weights)
+    val = np.concatenate(vals)
     threshold = threshold_at_alert_rate(model.predict_proba(x[val])[:, 1], alert_rate)
     return TrainingResult(
         model=model,
@@ -421,7 +420,8 @@ def train(
         best_iteration=best.best_trees,
         final_fit_seconds=final_s,
         validation_alert_rate=alert_rate,
-        validation_label_completeness=float(y[val].sum() / weights.sum()),
+        validation_label_completeness=float(y[val].sum() / sum(w.sum() for w in weights)),
+        validation_folds_used=used,
     )
 
 
