@@ -171,9 +171,10 @@ def main() -> None:
     )
     print(
         f"threshold {result.threshold:.4f}: validation alert rate "
-        f"{result.validation_alert_rate:.3%} (estimated F2 {result.validation_f2:.3f}, "
-        f"{int(val_rows['is_fraud'].sum())} known frauds, an estimated "
-        f"{result.validation_label_completeness:.0%} of the fold's eventual ones)"
+        f"{result.validation_alert_rate:.3%} on the {result.validation_folds_used} most recent "
+        f"fold(s) (estimated F2 {result.validation_f2:.3f}; the most recent holds "
+        f"{int(val_rows['is_fraud'].sum())} known frauds; an estimated "
+        f"{result.validation_label_completeness:.0%} of the eventual ones were known)"
     )
     reports, _ = report_with_baselines(result.model, result.threshold, test, rows)
     print(f"test period: {len(test):,} rows, fraud rate {test['is_fraud'].mean():.3%}")
