@@ -257,10 +257,11 @@ class SparkSettings(BaseSettings):
     master: str = Field(default="local[2]", description="Spark master URL for local runs.")
     ui_port: Port = Field(default=18340, description="The Spark UI of the scorer's driver.")
     shuffle_partitions: int = Field(
-        default=2,
+        default=1,
         ge=1,
         le=4096,
-        description="Partitions of the stateful stage (fixed per checkpoint).",
+        description="Partitions of the stateful stage (fixed per checkpoint); each costs a task, "
+        "a state store and its commit per micro-batch (docs/scorer.md, Benchmark).",
     )
     driver_memory: str = Field(default="1g", pattern=r"^[0-9]+[mg]$")
 
@@ -272,7 +273,7 @@ class ScorerSettings(BaseSettings):
 
     metrics_port: Port = Field(default=18290, description="Prometheus endpoint of the driver.")
     buckets: int = Field(
-        default=8,
+        default=2,
         ge=1,
         le=65536,
         description="Card buckets: grouping keys of the stateful stage (fixed per checkpoint).",

@@ -58,7 +58,7 @@ def _stream(
 ) -> tuple[dict[str, np.ndarray], int]:
     """Run the stage and the book over micro-batches; features by transaction id, late count."""
     validator = TransactionValidator()
-    stored: dict[int, tuple[list[str], list[bytes], list[float]]] = {}
+    stored: dict[int, dict[str, tuple[bytes, float]]] = {}  # the stream's per-bucket map
     book_bytes = MerchantBook().to_bytes()
     out: dict[str, np.ndarray] = {}
     late = 0
@@ -71,13 +71,17 @@ def _stream(
             by_bucket.setdefault(hash(card) % buckets, []).append(m)
         accepted: list[Accepted] = []
         for bucket_id, msgs in by_bucket.items():
-            bucket = BucketState.from_columns(*stored.get(bucket_id, ([], [], [])))
+            entries = stored.setdefault(bucket_id, {})
+            bucket = BucketState(loader=entries.get)  # a fresh bucket per batch, as the stream
             for row in process_bucket(bucket, msgs, validator, NOW):
                 assert row.reason is None, row.dead_letter
                 accepted.append(
                     accepted_from(row.record, row.card_features, 0, 0, 0, row.late)  # type: ignore[arg-type]
                 )
-            stored[bucket_id] = bucket.columns()
+            updated, removed = bucket.changes()
+            entries.update(updated)
+            for card_id in removed:
+                del entries[card_id]
         book = MerchantBook.from_bytes(book_bytes)
         if labels:
             book.add_labels(
@@ -162,6 +166,34 @@ def test_state_of_cards_idle_for_30_days_is_dropped() -> None:
     bucket = BucketState(blobs={"a": b"x", "b": b"y"}, last_time={"a": 0.0, "b": 100.0})
     assert bucket.expire(30 * 86400.0 + 50.0) == 1
     assert list(bucket.blobs) == ["b"]
+    assert bucket.changes() == ({}, ["a"])  # the stream removes "a" from the state store
+
+
+def test_only_the_cards_a_batch_touches_are_read_and_written(
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
+) -> None:
+    _, _, values = generated
+    records = [json.loads(v) for v in values]
+    first, second = (
+        records[0]["card_id"],
+        next(r["card_id"] for r in records if r["card_id"] != records[0]["card_id"]),
+    )
+    store: dict[str, tuple[bytes, float]] = {}
+    bucket = BucketState(loader=store.get)
+    both = [v for v, r in zip(values, records, strict=True) if r["card_id"] in (first, second)]
+    process_bucket(bucket, _messages(both[:4]), TransactionValidator(), NOW)
+    updated, _ = bucket.changes()
+    store.update(updated)
+    assert store
+    assert set(store) <= {first, second}
+    asked: list[str] = []
+    again = BucketState(loader=lambda c: asked.append(c) or store.get(c))
+    mine = [v for v, r in zip(values, records, strict=True) if r["card_id"] == first]
+    process_bucket(again, _messages(mine[-1:]), TransactionValidator(), NOW)
+    written, removed = again.changes()
+    assert asked == [first]
+    assert list(written) == [first]
+    assert removed == []
 
 
 def test_merchant_book_round_trips_exactly(

@@ -23,6 +23,7 @@ from fraudstream.adapters.spark import build_session
 from fraudstream.scoring.model import IncompatibleModelError, ScoringModel
 from fraudstream.scoring.reload import ModelHolder
 from fraudstream.scoring.stream import (
+    STATE_LAYOUT,
     BatchHandler,
     BatchReport,
     StatePublisher,
@@ -40,6 +41,32 @@ class NoModelError(RuntimeError):
 
 class MissingTopicError(RuntimeError):
     """A topic the scorer reads or writes does not exist (topics are not auto-created)."""
+
+
+class CheckpointLayoutError(RuntimeError):
+    """The checkpoint holds card state in a layout this version cannot read."""
+
+
+def check_layout(checkpoint: ObjectLocation) -> None:
+    """Refuse a checkpoint written with another card-state layout; mark a new one.
+
+    The layout is recorded as ``<checkpoint>/layout/<name>``. A checkpoint with Spark
+    offsets but no marker predates the marker (one value per bucket): Spark cannot read
+    its card state as this version's per-card map, so the scorer stops with the fix.
+    """
+    names = checkpoint.list("layout")
+    if f"layout/{STATE_LAYOUT}" in names:
+        return
+    if names or checkpoint.list("spark/offsets"):
+        found = names[0].rsplit("/", 1)[-1] if names else "bucket-value-v1 (no marker)"
+        raise CheckpointLayoutError(
+            f"checkpoint {checkpoint.uri} holds card state of layout {found}; this scorer "
+            f"keeps {STATE_LAYOUT} (one state-store entry per card) and cannot read it: start "
+            "from a new checkpoint (--checkpoint or FRAUDSTREAM_SCORER_CHECKPOINT) with "
+            "--starting-offsets earliest to rebuild the card state from the topic, or run the "
+            "version that wrote it"
+        )
+    checkpoint.put(f"layout/{STATE_LAYOUT}", STATE_LAYOUT.encode())
 
 
 def check_topics(settings: Settings, names: list[str]) -> None:
@@ -111,6 +138,7 @@ def run_scorer(
     shadow = (
         model_holder(settings, "challenger", scorer.reload_interval_s) if scorer.shadow else None
     )
+    check_layout(ObjectLocation(options.checkpoint, settings.s3))
     metrics = ScorerMetrics()
     if serve_metrics:
         metrics.serve(scorer.metrics_port)
