@@ -10,8 +10,9 @@ as a user or another system would, and followed until they finish.
    a subprocess with the module's database and model name). fraud_retrain with the history's
    end as cutoff extracts, trains, evaluates and promotes: a new version exists, it beat the
    first one and is @champion, and the run's training profile is logged.
-2. The scorer, not restarted, loads the promoted version; every transaction replayed after
-   the promotion is stored with it.
+2. The scorer, not restarted, loads the promoted version: the rows it scored before the
+   promote task started carry the first version, every transaction sent after the promotion
+   is stored with the new one.
 3. Scored rows of the champion on the history's last day, and a shifted copy (amounts
    multiplied, features rebuilt with the same feature code) in a later window; fraud_monitor
    on the shifted window records PSI breaches in monitoring_metrics and creates a
@@ -132,6 +133,10 @@ class Airflow:
         found = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         return {t["task_id"]: t["state"] for t in found["task_instances"]}
 
+    def task_started(self, dag_id: str, run_id: str, task_id: str) -> datetime:
+        found = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+        return datetime.fromisoformat(found["start_date"])
+
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self.call("GET", f"/dags/{dag_id}/dagRuns")["dag_runs"]
         return found
@@ -211,24 +216,25 @@ def _stop(scorer: ScorerProcess) -> None:
 
 @dataclass(frozen=True)
 class Serving:
-    """A scorer process started before the retraining, and what it has scored so far."""
+    """A scorer process started before the retraining, and the transactions sent to it:
+    ``first_ids`` as it started, ``later`` to send once the retraining has promoted."""
 
     scorer: ScorerProcess
     topics: dict[str, str]
     first_version: str
-    before_ids: list[str]
-    after: pa.Table
+    first_ids: list[str]
+    later: pa.Table
 
 
-def _stored_versions(env: Settings, ids: list[str]) -> set[tuple[str, str]]:
-    """(model_name, model_version) of the stored rows of ``ids``."""
+def _stored(env: Settings, ids: list[str]) -> list[tuple[str, str, datetime]]:
+    """(model_name, model_version, scored_at) of the stored rows of ``ids``."""
     with connect(env.postgres) as conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT DISTINCT model_name, model_version FROM transactions_with_score "
+            "SELECT model_name, model_version, scored_at FROM transactions_with_score "
             "WHERE transaction_id = ANY(%s)",
             (ids,),
         )
-        return {(name, version) for name, version in cur.fetchall()}
+        return [(name, version, at) for name, version, at in cur.fetchall()]
 
 
 @pytest.fixture(scope="module")
@@ -239,10 +245,12 @@ def serving(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Serving]:
     """A first @champion that must lose (fitted on three days of labels scattered at random),
-    and a scorer serving it on fresh topics, its first day of transactions scored.
+    and a scorer serving it on fresh topics, a first day of transactions sent to it.
 
-    The scorer gets the module's database and model name explicitly: its rows must land
-    where the assertions read them, not in the platform's default ``fraud`` database.
+    The scorer starts while the retraining runs (its Spark start overlaps the DAG run
+    instead of adding to the module's time). It gets the module's database and model name
+    explicitly: its rows must land where the assertions read them, not in the platform's
+    default ``fraud`` database that the session's ``settings`` fixture points at.
     """
     txns, labels = history
     early = txns[txns["event_time"] < START + timedelta(days=3)]
@@ -251,10 +259,10 @@ def serving(
     first_version = register_model(env, noise, threshold=0.5)
 
     # Two days of their own (ids unique to this run, event times years before the
-    # monitored windows): the first scored before the retraining, the second after it.
+    # monitored windows): the first sent now, the second after the promotion.
     stream = scorer_history(seed=31, days=2, customers=60)
     cut = pd.Timestamp(stream.transactions["event_time"].min()).floor("D") + pd.Timedelta(days=1)
-    is_before = (stream.transactions["event_time"] < cut).to_numpy()
+    is_first = (stream.transactions["event_time"] < cut).to_numpy()
     topics = scratch_topics(env, "airflow-scorer")
     checkpoint = f"s3a://{env.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
     scorer = ScorerProcess(
@@ -273,16 +281,10 @@ def serving(
     )
     try:
         source = StreamTopics(transactions=topics["source"])
-        replay(env.kafka, stream.table.filter(pa.array(is_before)), None, topics=source)
-        before_ids = stream.transactions.loc[is_before, "transaction_id"].astype(str).tolist()
-        wait_until(
-            lambda: scored_count(env, before_ids) == len(before_ids),
-            300,
-            "the first day scored by the first champion",
-            scorer,
-        )
+        replay(env.kafka, stream.table.filter(pa.array(is_first)), None, topics=source)
+        first_ids = stream.transactions.loc[is_first, "transaction_id"].astype(str).tolist()
         yield Serving(
-            scorer, topics, first_version, before_ids, stream.table.filter(pa.array(~is_before))
+            scorer, topics, first_version, first_ids, stream.table.filter(pa.array(~is_first))
         )
     finally:
         _stop(scorer)
@@ -336,28 +338,42 @@ def test_a_retrain_run_registers_and_promotes_a_version(
 
 
 def test_a_running_scorer_switches_to_the_promoted_version(
-    env: Settings, serving: Serving, retrained: tuple[str, str]
+    airflow: Airflow, env: Settings, serving: Serving, retrained: tuple[str, str]
 ) -> None:
-    _, champion = retrained
-    name = env.mlflow.model_name
-    assert champion != serving.first_version
-    assert _stored_versions(env, serving.before_ids) == {(name, serving.first_version)}
+    run_id, champion = retrained
+    name, first = env.mlflow.model_name, serving.first_version
+    assert champion != first
+    switched = f"@champion: now serving version {champion} (was {first})"
     wait_until(
-        lambda: f"now serving version {champion}" in serving.scorer.output(),
+        lambda: switched in serving.scorer.output(),
         120,
         "the scorer to load the promoted version",
         serving.scorer,
     )
-    source = StreamTopics(transactions=serving.topics["source"])
-    replay(env.kafka, serving.after, None, topics=source)
-    after_ids = [str(i) for i in serving.after.column("transaction_id").to_pylist()]
     wait_until(
-        lambda: scored_count(env, after_ids) == len(after_ids),
+        lambda: scored_count(env, serving.first_ids) == len(serving.first_ids),
+        120,
+        "the transactions sent as the scorer started",
+        serving.scorer,
+    )
+    # @champion cannot have moved before the promote task started: every row scored
+    # earlier carries the first version (the retraining leaves the scorer minutes for it).
+    promote_started = airflow.task_started("fraud_retrain", run_id, "promote")
+    first_rows = _stored(env, serving.first_ids)
+    early = [(n, v) for n, v, at in first_rows if at < promote_started]
+    assert early, f"no row scored before the promote task started at {promote_started}"
+    assert set(early) == {(name, first)}
+
+    source = StreamTopics(transactions=serving.topics["source"])
+    replay(env.kafka, serving.later, None, topics=source)
+    later_ids = [str(i) for i in serving.later.column("transaction_id").to_pylist()]
+    wait_until(
+        lambda: scored_count(env, later_ids) == len(later_ids),
         300,
         "the transactions sent after the promotion",
         serving.scorer,
     )
-    assert _stored_versions(env, after_ids) == {(name, champion)}
+    assert {(n, v) for n, v, _ in _stored(env, later_ids)} == {(name, champion)}
     assert serving.scorer.alive(), "no restart: the same process served both versions"
     _stop(serving.scorer)  # its idle micro-batches would slow the rest of the module
 
