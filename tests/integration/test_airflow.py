@@ -237,9 +237,8 @@ def _stored(env: Settings, ids: list[str]) -> list[tuple[str, str, datetime]]:
         return [(name, version, at) for name, version, at in cur.fetchall()]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def serving(
-    airflow: Airflow,
     env: Settings,
     history: tuple[pd.DataFrame, pd.DataFrame],
     tmp_path_factory: pytest.TempPathFactory,
@@ -247,10 +246,11 @@ def serving(
     """A first @champion that must lose (fitted on three days of labels scattered at random),
     and a scorer serving it on fresh topics, a first day of transactions sent to it.
 
-    The scorer starts while the retraining runs (its Spark start overlaps the DAG run
-    instead of adding to the module's time). It gets the module's database and model name
-    explicitly: its rows must land where the assertions read them, not in the platform's
-    default ``fraud`` database that the session's ``settings`` fixture points at.
+    Started first (autouse), so the scorer's Spark start and first micro-batch overlap
+    Airflow's start and the retraining instead of adding to the module's time. It gets the
+    module's database and model name explicitly: its rows must land where the assertions
+    read them, not in the platform's default ``fraud`` database that the session's
+    ``settings`` fixture points at.
     """
     txns, labels = history
     early = txns[txns["event_time"] < START + timedelta(days=3)]
