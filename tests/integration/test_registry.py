@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -25,10 +24,11 @@ from fraudstream.adapters.postgres import connect
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.features.replay import attach_labels, build_features
 from fraudstream.generator import GeneratorConfig, generate, write_history
-from fraudstream.model.experiment import run_experiment, scores_of
+from fraudstream.model.experiment import scores_of
 from fraudstream.model.split import TimeSplit, holdout_rows
 from fraudstream.settings import Settings, load_settings
 from tests.integration.conftest import CLI, run_cli
+from tests.integration.history_support import register_worse_challenger
 
 # Training on two shared cores takes minutes when other work runs beside it.
 pytestmark = [pytest.mark.mlflow, pytest.mark.postgres, pytest.mark.s3, pytest.mark.timeout(1800)]
@@ -192,16 +192,7 @@ def test_promotion_takes_the_first_challenger_and_refuses_a_worse_one(
 
     # A worse challenger: the same pipeline trained on labels scattered at random.
     txns, labels = (pd.read_parquet(p) for p in history)
-    rng = np.random.default_rng(0)
-    noise = labels.assign(transaction_id=rng.permutation(txns["transaction_id"])[: len(labels)])
-    worse = run_experiment(
-        txns,
-        noise,
-        TimeSplit(pd.Timestamp(START), 21, 7, 7),
-        candidates=1,
-        arms=("scale_pos_weight",),
-    )
-    _, worse_version = registry.log_experiment(model_settings, worse, "test")
+    worse_version = register_worse_challenger(model_settings, txns, labels, START)
 
     refused = subprocess.run(
         [*CLI, "promote", *window], capture_output=True, text=True, timeout=600, check=False
