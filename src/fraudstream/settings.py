@@ -260,8 +260,8 @@ class SparkSettings(BaseSettings):
         default=1,
         ge=1,
         le=4096,
-        description="Partitions of the stateful stage (fixed per checkpoint); each costs a task, "
-        "a state store and its commit per micro-batch (docs/scorer.md, Benchmark).",
+        description="Partitions of the stateful stage (fixed per checkpoint: Spark keeps the "
+        "value a checkpoint was created with).",
     )
     driver_memory: str = Field(default="1g", pattern=r"^[0-9]+[mg]$")
 
@@ -276,7 +276,8 @@ class ScorerSettings(BaseSettings):
         default=2,
         ge=1,
         le=65536,
-        description="Card buckets: grouping keys of the stateful stage (fixed per checkpoint).",
+        description="Card buckets: grouping keys of the stateful stage (fixed per checkpoint, "
+        "recorded in it; 8 before it was recorded).",
     )
     reload_interval_s: float = Field(
         default=30.0, gt=0, description="How often the registry alias is polled for a new model."

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -58,7 +59,7 @@ def _stream(
 ) -> tuple[dict[str, np.ndarray], int]:
     """Run the stage and the book over micro-batches; features by transaction id, late count."""
     validator = TransactionValidator()
-    stored: dict[int, dict[str, tuple[bytes, float]]] = {}  # the stream's per-bucket map
+    stored: dict[int, tuple[list[str], list[bytes], list[float]]] = {}
     book_bytes = MerchantBook().to_bytes()
     out: dict[str, np.ndarray] = {}
     late = 0
@@ -71,17 +72,13 @@ def _stream(
             by_bucket.setdefault(hash(card) % buckets, []).append(m)
         accepted: list[Accepted] = []
         for bucket_id, msgs in by_bucket.items():
-            entries = stored.setdefault(bucket_id, {})
-            bucket = BucketState(loader=entries.get)  # a fresh bucket per batch, as the stream
+            bucket = BucketState.from_columns(*stored.get(bucket_id, ([], [], [])))
             for row in process_bucket(bucket, msgs, validator, NOW):
                 assert row.reason is None, row.dead_letter
                 accepted.append(
                     accepted_from(row.record, row.card_features, 0, 0, 0, row.late)  # type: ignore[arg-type]
                 )
-            updated, removed = bucket.changes()
-            entries.update(updated)
-            for card_id in removed:
-                del entries[card_id]
+            stored[bucket_id] = bucket.columns()
         book = MerchantBook.from_bytes(book_bytes)
         if labels:
             book.add_labels(
@@ -166,34 +163,6 @@ def test_state_of_cards_idle_for_30_days_is_dropped() -> None:
     bucket = BucketState(blobs={"a": b"x", "b": b"y"}, last_time={"a": 0.0, "b": 100.0})
     assert bucket.expire(30 * 86400.0 + 50.0) == 1
     assert list(bucket.blobs) == ["b"]
-    assert bucket.changes() == ({}, ["a"])  # the stream removes "a" from the state store
-
-
-def test_only_the_cards_a_batch_touches_are_read_and_written(
-    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
-) -> None:
-    _, _, values = generated
-    records = [json.loads(v) for v in values]
-    first, second = (
-        records[0]["card_id"],
-        next(r["card_id"] for r in records if r["card_id"] != records[0]["card_id"]),
-    )
-    store: dict[str, tuple[bytes, float]] = {}
-    bucket = BucketState(loader=store.get)
-    both = [v for v, r in zip(values, records, strict=True) if r["card_id"] in (first, second)]
-    process_bucket(bucket, _messages(both[:4]), TransactionValidator(), NOW)
-    updated, _ = bucket.changes()
-    store.update(updated)
-    assert store
-    assert set(store) <= {first, second}
-    asked: list[str] = []
-    again = BucketState(loader=lambda c: asked.append(c) or store.get(c))
-    mine = [v for v, r in zip(values, records, strict=True) if r["card_id"] == first]
-    process_bucket(again, _messages(mine[-1:]), TransactionValidator(), NOW)
-    written, removed = again.changes()
-    assert asked == [first]
-    assert list(written) == [first]
-    assert removed == []
 
 
 def test_merchant_book_round_trips_exactly(
@@ -326,3 +295,22 @@ def test_random_batches_of_one_card_keep_order_within_batch() -> None:
     assert not any(r.late for r in rows)
     assert rows[-1].card_features is not None
     assert rows[-1].card_features[0] == 20.0
+
+
+def test_the_bucket_count_is_recorded_and_fixed_for_a_checkpoint(tmp_path: Path) -> None:
+    from fraudstream.adapters.score_sinks import ObjectLocation
+    from fraudstream.scoring.run import CheckpointBucketsError, check_buckets
+    from fraudstream.settings import S3Settings
+
+    fresh = ObjectLocation(str(tmp_path / "fresh"), S3Settings())
+    check_buckets(fresh, 2)
+    check_buckets(fresh, 2)
+    with pytest.raises(CheckpointBucketsError, match="keeps its card state in 2 buckets"):
+        check_buckets(fresh, 8)
+
+    legacy = ObjectLocation(str(tmp_path / "legacy"), S3Settings())
+    legacy.put("spark/offsets/0", b"v1")  # written by a scorer that recorded no count
+    with pytest.raises(CheckpointBucketsError, match="--buckets 8"):
+        check_buckets(legacy, 2)
+    check_buckets(legacy, 8)
+    assert legacy.list("card-buckets") == ["card-buckets/8"]

@@ -5,14 +5,11 @@ bucket's messages of a micro-batch to ``process_bucket`` together with that buck
 card states. Everything here is pure: no Spark, no Kafka, no clock (the validation
 time is passed in), so the unit tests and the stream run the same code.
 
-Why buckets and not one grouping key per card: every grouping key costs the
-stateful operator a round of Python-JVM calls and Arrow frames per micro-batch, so
-per-card keys spend their time on the bridge. The grouping key is a bucket; inside
-it, each card's state is one entry of a map (``features.codec`` bytes and the card's
-last event time). A micro-batch fetches only the cards it touches (``loader``),
-decodes them, and writes back only those (``changes``): its cost follows the
-batch's size, not the number of cards in state (the first design kept a bucket's
-cards in one value and rewrote all of them every batch).
+Why buckets and not one grouping key per card: every per-key state call crosses the
+Python-JVM bridge (tens of µs) while ``update_card`` costs a few µs, so per-card keys
+spend their time on the bridge. A bucket holds its cards' states in one value, read
+and written once per micro-batch; only the cards a batch touches are decoded and
+re-encoded (``features.codec``), the others are carried over as bytes.
 
 Order: a card's messages are processed sorted by (event time, transaction id), the
 order the offline builder replays them in. A transaction older than its card's latest
@@ -25,7 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,18 +42,13 @@ NAN = math.nan
 class BucketState:
     """The card states of one bucket: encoded blobs by card id, and each card's last event time.
 
-    ``cards`` holds decoded states of the cards touched in this batch; ``columns`` or
-    ``changes`` writes them back. ``last_time`` lets idle cards be dropped without
-    decoding them. ``loader`` (optional) fetches a card's stored (blob, last time) the
-    first time the batch asks for a card not in ``blobs``: the stream passes the
-    state store's map lookup, so only touched cards are read.
+    ``cards`` holds decoded states of the cards touched in this batch; ``encode``
+    writes them back. ``last_time`` lets idle cards be dropped without decoding them.
     """
 
     blobs: dict[str, bytes] = field(default_factory=dict)
     last_time: dict[str, float] = field(default_factory=dict)
     cards: dict[str, CardState] = field(default_factory=dict)
-    loader: Callable[[str], tuple[bytes, float] | None] | None = None
-    expired: list[str] = field(default_factory=list)
 
     @classmethod
     def from_columns(
@@ -70,14 +62,8 @@ class BucketState:
 
     def card(self, card_id: str) -> CardState | None:
         state = self.cards.get(card_id)
-        if state is None:
-            if card_id not in self.blobs and self.loader is not None:
-                stored = self.loader(card_id)
-                if stored is not None:
-                    self.blobs[card_id] = bytes(stored[0])
-                    self.last_time[card_id] = float(stored[1])
-            if card_id in self.blobs:
-                state = self.cards[card_id] = decode_card(self.blobs[card_id])
+        if state is None and card_id in self.blobs:
+            state = self.cards[card_id] = decode_card(self.blobs[card_id])
         return state
 
     def expire(self, now: float) -> int:
@@ -91,18 +77,7 @@ class BucketState:
             self.blobs.pop(card_id, None)
             self.cards.pop(card_id, None)
             del self.last_time[card_id]
-        self.expired.extend(idle)
         return len(idle)
-
-    def changes(self) -> tuple[dict[str, tuple[bytes, float]], list[str]]:
-        """The touched cards re-encoded as {card id: (blob, last time)}, and the expired ids."""
-        updated = {}
-        for card_id, state in self.cards.items():
-            blob = self.blobs[card_id] = encode_card(state)
-            updated[card_id] = (blob, self.last_time[card_id])
-        self.cards.clear()
-        removed, self.expired = self.expired, []
-        return updated, removed
 
     def columns(self) -> tuple[list[str], list[bytes], list[float]]:
         """(card ids, blobs, last times) with the touched cards re-encoded."""

@@ -23,7 +23,6 @@ from fraudstream.adapters.spark import build_session
 from fraudstream.scoring.model import IncompatibleModelError, ScoringModel
 from fraudstream.scoring.reload import ModelHolder
 from fraudstream.scoring.stream import (
-    STATE_LAYOUT,
     BatchHandler,
     BatchReport,
     StatePublisher,
@@ -43,30 +42,46 @@ class MissingTopicError(RuntimeError):
     """A topic the scorer reads or writes does not exist (topics are not auto-created)."""
 
 
-class CheckpointLayoutError(RuntimeError):
-    """The checkpoint holds card state in a layout this version cannot read."""
+class CheckpointBucketsError(RuntimeError):
+    """The run asks for another card-bucket count than the checkpoint's card state uses."""
 
 
-def check_layout(checkpoint: ObjectLocation) -> None:
-    """Refuse a checkpoint written with another card-state layout; mark a new one.
+LEGACY_BUCKETS = 8
+"""The bucket count scorers used by default before the count was recorded in the checkpoint."""
 
-    The layout is recorded as ``<checkpoint>/layout/<name>``. A checkpoint with Spark
-    offsets but no marker predates the marker (one value per bucket): Spark cannot read
-    its card state as this version's per-card map, so the scorer stops with the fix.
+
+def check_buckets(checkpoint: ObjectLocation, buckets: int) -> None:
+    """Refuse a bucket count other than the checkpoint's; record it for a new checkpoint.
+
+    A card's bucket is ``pmod(xxhash64(card_id), buckets)``: with another count a card
+    would be looked up in a bucket that does not hold its state and silently start
+    afresh. The count is recorded as ``<checkpoint>/card-buckets/<count>``. A checkpoint
+    with Spark offsets but no record was written before the count was recorded (the
+    default was 8 then): the default of this version (2) is refused there, any count
+    given explicitly is trusted and recorded.
     """
-    names = checkpoint.list("layout")
-    if f"layout/{STATE_LAYOUT}" in names:
+    names = [n.rsplit("/", 1)[-1] for n in checkpoint.list("card-buckets")]
+    recorded = sorted(int(n) for n in names if n.isdigit())
+    fix = "(--buckets or FRAUDSTREAM_SCORER_BUCKETS), or start a new checkpoint (--checkpoint)"
+    if recorded:
+        if recorded[0] != buckets:
+            raise CheckpointBucketsError(
+                f"checkpoint {checkpoint.uri} keeps its card state in {recorded[0]} buckets and "
+                f"this run asks for {buckets}; the count is fixed for a checkpoint's life: run "
+                f"with {recorded[0]} buckets {fix}"
+            )
         return
-    if names or checkpoint.list("spark/offsets"):
-        found = names[0].rsplit("/", 1)[-1] if names else "bucket-value-v1 (no marker)"
-        raise CheckpointLayoutError(
-            f"checkpoint {checkpoint.uri} holds card state of layout {found}; this scorer "
-            f"keeps {STATE_LAYOUT} (one state-store entry per card) and cannot read it: start "
-            "from a new checkpoint (--checkpoint or FRAUDSTREAM_SCORER_CHECKPOINT) with "
-            "--starting-offsets earliest to rebuild the card state from the topic, or run the "
-            "version that wrote it"
+    if (
+        checkpoint.list("spark/offsets")
+        and buckets == ScorerSettings.model_fields["buckets"].default
+    ):
+        raise CheckpointBucketsError(
+            f"checkpoint {checkpoint.uri} was written by an earlier scorer, which did not record "
+            f"its card-bucket count (its default was {LEGACY_BUCKETS}; this version's is "
+            f"{buckets}): run with the count it was created with, e.g. --buckets "
+            f"{LEGACY_BUCKETS} {fix}; the count is recorded from then on"
         )
-    checkpoint.put(f"layout/{STATE_LAYOUT}", STATE_LAYOUT.encode())
+    checkpoint.put(f"card-buckets/{buckets}", str(buckets).encode())
 
 
 def check_topics(settings: Settings, names: list[str]) -> None:
@@ -138,7 +153,7 @@ def run_scorer(
     shadow = (
         model_holder(settings, "challenger", scorer.reload_interval_s) if scorer.shadow else None
     )
-    check_layout(ObjectLocation(options.checkpoint, settings.s3))
+    check_buckets(ObjectLocation(options.checkpoint, settings.s3), options.buckets)
     metrics = ScorerMetrics()
     if serve_metrics:
         metrics.serve(scorer.metrics_port)

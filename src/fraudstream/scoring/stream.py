@@ -54,7 +54,7 @@ from fraudstream.adapters.score_sinks import (
     write_raw,
 )
 from fraudstream.adapters.scorer_metrics import ScorerMetrics
-from fraudstream.features.catalogue import FEATURE_SET_VERSION, HISTORY_S
+from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.features.merchant import MerchantState
 from fraudstream.scoring.batch import ScoredBatch, accepted_from, score_batch
 from fraudstream.scoring.cards import BucketState, Message, process_bucket
@@ -82,31 +82,26 @@ STAGE_SCHEMA = StructType(
         StructField("card_state", BinaryType()),
     ]
 )
-_CARD_KEY = StructType([StructField("card_id", StringType())])
-_CARD_VALUE = StructType(
-    [StructField("state", BinaryType()), StructField("last_time", DoubleType())]
+_BUCKET_STATE = StructType(
+    [
+        StructField("card_ids", ArrayType(StringType())),
+        StructField("states", ArrayType(BinaryType())),
+        StructField("last_times", ArrayType(DoubleType())),
+    ]
 )
-CARD_STATE_TTL_MS = int(HISTORY_S * 1000)
-"""Spark drops a card's entry after 30 days without an update (processing time): bounded state."""
-STATE_LAYOUT = "card-map-v2"
-"""The card state's layout in the checkpoint; ``run`` refuses a checkpoint of another layout."""
 
 StatePublisher = Callable[[dict[str, bytes], dict[str, MerchantState]], object]
 """Receives each batch's updated card states (codec bytes) and merchant states."""
 
 
 class CardBuckets(StatefulProcessor):
-    """One grouping key per card bucket; each card's state one entry of the bucket's MapState.
-
-    A batch reads (``getValue``) and writes (``updateValue``) only the cards it touches,
-    so its cost follows the batch, not the number of cards in state.
-    """
+    """One grouping key per card bucket; the bucket's card states in one ValueState."""
 
     def __init__(self, emit_states: bool = False) -> None:
         self.emit_states = emit_states
 
     def init(self, handle: StatefulProcessorHandle) -> None:
-        self.cards = handle.getMapState("card_states", _CARD_KEY, _CARD_VALUE, CARD_STATE_TTL_MS)
+        self.cards = handle.getValueState("cards", _BUCKET_STATE)
         self.validator = TransactionValidator()
 
     def handleInputRows(  # noqa: N802 (Spark's name)
@@ -115,8 +110,8 @@ class CardBuckets(StatefulProcessor):
         rows: Iterator[pd.DataFrame],
         timerValues: Any,  # noqa: N803 (Spark passes it by this name)
     ) -> Iterator[pd.DataFrame]:
-        cards = self.cards
-        bucket = BucketState(loader=lambda card_id: cards.getValue((card_id,)))
+        stored = self.cards.get()  # None for a new bucket (saves an exists() round trip)
+        bucket = BucketState.from_columns(*stored) if stored else BucketState()
         messages = [
             Message(v, k, t, int(p), int(o), int(ts))
             for frame in rows
@@ -131,12 +126,12 @@ class CardBuckets(StatefulProcessor):
             )
         ]
         out = process_bucket(bucket, messages, self.validator, datetime.now(UTC))
-        updated, removed = bucket.changes()
-        for card_id, value in updated.items():
-            cards.updateValue((card_id,), value)
-        for card_id in removed:
-            cards.removeKey((card_id,))
-        touched = updated if self.emit_states else {}
+        touched = {c: bucket.cards[c] for c in bucket.cards} if self.emit_states else {}
+        ids, blobs, last_times = bucket.columns()
+        if ids:
+            self.cards.update((ids, blobs, last_times))
+        else:
+            self.cards.clear()
         frame = pd.DataFrame(
             {
                 "kind": ["txn" if r.reason is None else "dead" for r in out],
@@ -167,7 +162,7 @@ class CardBuckets(StatefulProcessor):
             )
             states["kind"] = "state"
             states["card_id"] = list(touched)
-            states["card_state"] = [blob for blob, _ in touched.values()]
+            states["card_state"] = [bucket.blobs[c] for c in touched]
             frame = pd.concat([frame, states], ignore_index=True)
         yield frame
 
@@ -238,7 +233,7 @@ def stage_frame(spark: SparkSession, settings: Settings, options: StreamOptions)
         statefulProcessor=CardBuckets(options.emit_states),
         outputStructType=STAGE_SCHEMA,
         outputMode="Update",
-        timeMode="ProcessingTime",  # the card entries' TTL counts processing time
+        timeMode="None",
     )
 
 
