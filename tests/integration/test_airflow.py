@@ -294,6 +294,14 @@ def serving(
 
 @pytest.fixture(scope="module")
 def retrained(airflow: Airflow, env: Settings, history: Any, serving: Serving) -> tuple[str, str]:
+    # The scorer's first rows must exist before @champion can move, whatever the machine's
+    # speed: usually they already do (its start overlapped Airflow's), so this costs nothing.
+    wait_until(
+        lambda: scored_count(env, serving.first_ids) > 0,
+        600,
+        "the scorer's first rows, before retraining",
+        serving.scorer,
+    )
     airflow.set_paused("fraud_retrain", False)
     conf = {"as_of": AS_OF.isoformat(), "candidates": 2, "smote": False, "reason": "test"}
     run_id = airflow.trigger("fraud_retrain", conf)
@@ -357,7 +365,7 @@ def test_a_running_scorer_switches_to_the_promoted_version(
         serving.scorer,
     )
     # @champion cannot have moved before the promote task started: every row scored
-    # earlier carries the first version (the retraining leaves the scorer minutes for it).
+    # earlier (some were, see ``retrained``) carries the first version.
     promote_started = airflow.task_started("fraud_retrain", run_id, "promote")
     first_rows = _stored(env, serving.first_ids)
     early = [(n, v) for n, v, at in first_rows if at < promote_started]
