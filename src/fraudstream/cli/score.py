@@ -108,7 +108,13 @@ def score(
     with the same --checkpoint resumes where it stopped.
     """
     from fraudstream.adapters.score_sinks import OutputTopics
-    from fraudstream.scoring.run import MissingTopicError, NoModelError, progress_line, run_scorer
+    from fraudstream.scoring.run import (
+        CheckpointBucketsError,
+        MissingTopicError,
+        NoModelError,
+        progress_line,
+        run_scorer,
+    )
     from fraudstream.scoring.stream import StreamOptions
 
     logging.basicConfig(
@@ -178,5 +184,8 @@ def score(
         raise typer.Exit(1) from None
     except MissingTopicError as exc:
         err.print(f"error (kafka): {exc}")
+        raise typer.Exit(1) from None
+    except CheckpointBucketsError as exc:
+        err.print(f"error (checkpoint): {exc}")
         raise typer.Exit(1) from None
     console.print(_summary(result, scorer.metrics_port, spark.ui_port))
