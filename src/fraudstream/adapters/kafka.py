@@ -12,12 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     ConfigResource,
     NewPartitions,
     NewTopic,
+    OffsetSpec,
 )
 
 from fraudstream.settings import KafkaSettings
@@ -145,10 +146,12 @@ def ensure_topics(
 
 
 def _wait_visible(admin: AdminClient, names: list[str], partitions: int, timeout_s: float) -> None:
-    """Wait until new topics have a leader for every partition and answer config requests.
+    """Wait until new topics have a leader for every partition, answer config requests and
+    every partition's leader answers for its offsets.
 
-    Creation returns before every broker has the metadata; describing too early
-    fails with UNKNOWN_TOPIC_OR_PART.
+    Creation returns before every broker has applied the metadata; describing, or asking
+    a leader for offsets, too early fails with UNKNOWN_TOPIC_OR_PART. With partitions
+    spread over the brokers, every leader answering means every broker has the topic.
     """
     deadline = time.monotonic() + timeout_s
     pending = set(names)
@@ -161,8 +164,11 @@ def _wait_visible(admin: AdminClient, names: list[str], partitions: int, timeout
             if any(p.leader < 0 for p in meta.partitions.values()):
                 continue
             resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+            latest = {TopicPartition(name, p): OffsetSpec.latest() for p in meta.partitions}  # type: ignore[no-untyped-call]
             try:
                 admin.describe_configs([resource])[resource].result(timeout=timeout_s)
+                for future in admin.list_offsets(latest, request_timeout=timeout_s).values():
+                    future.result()
             except KafkaException:
                 continue
             pending.discard(name)
