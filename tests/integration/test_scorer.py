@@ -32,7 +32,6 @@ from fraudstream.adapters import registry
 from fraudstream.adapters.kafka import (
     admin_client,
     consumer_config,
-    create_scratch_topic,
     producer_config,
 )
 from fraudstream.adapters.online_store import OnlineStore
@@ -53,7 +52,9 @@ from tests.integration.scoring_support import (
     history,
     register_model,
     scored_count,
+    scorer_args,
     scorer_env,
+    scratch_topics,
     wait_until,
 )
 
@@ -87,13 +88,6 @@ def first(model_settings: Settings) -> tuple[History, str]:
     return data, register_model(model_settings, data, threshold=0.3, seed=1)
 
 
-def _topics(settings: Settings, prefix: str) -> dict[str, str]:
-    return {
-        kind: create_scratch_topic(settings.kafka, f"{prefix}-{kind}")
-        for kind in ("source", "predictions", "alerts", "dead")
-    }
-
-
 def _one_partition_topic(settings: Settings, prefix: str) -> str:
     """A source topic whose order is the replay's event-time order (see the crash test)."""
     name = f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -107,24 +101,6 @@ def _one_partition_topic(settings: Settings, prefix: str) -> str:
     admin.create_topics([spec])[name].result(30)
     wait_until(lambda: name in admin.list_topics(timeout=10).topics, 30, name)
     return name
-
-
-def _args(topics: dict[str, str], checkpoint: str, *extra: str) -> list[str]:
-    return [
-        "--source",
-        topics["source"],
-        "--predictions",
-        topics["predictions"],
-        "--alerts",
-        topics["alerts"],
-        "--dead-letters",
-        topics["dead"],
-        "--checkpoint",
-        checkpoint,
-        "--trigger",
-        "1",
-        *extra,
-    ]
 
 
 def _send_poison(settings: Settings, topic: str) -> None:
@@ -217,13 +193,13 @@ def test_steady_stream_parity_poison_sinks_and_hot_reload(
 ) -> None:
     data, version = first
     settings = model_settings
-    topics = _topics(settings, "steady")
+    topics = scratch_topics(settings, "steady")
     replay(settings.kafka, data.table, None, topics=StreamTopics(transactions=topics["source"]))
     _send_poison(settings, topics["source"])
     ids = data.transactions["transaction_id"].astype(str).tolist()
     checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
     scorer = ScorerProcess(
-        _args(topics, checkpoint, "--reload-interval", "2", "--no-parquet"),
+        scorer_args(topics, checkpoint, "--reload-interval", "2", "--no-parquet"),
         scorer_env(model_name),
         tmp_path / "scorer.log",
     )
@@ -291,7 +267,7 @@ def test_crash_and_a_lost_kafka_node_lose_and_duplicate_nothing(
 ) -> None:
     settings = model_settings
     data = history(seed=23)
-    topics = _topics(settings, "crash")
+    topics = scratch_topics(settings, "crash")
     # One partition: micro-batches capped by --max-offsets-per-trigger then follow event time
     # across merchants too, so merchant features can be held to the offline builder's exactly
     # (across partitions they are exact only within a batch; see docs/scorer.md).
@@ -299,7 +275,7 @@ def test_crash_and_a_lost_kafka_node_lose_and_duplicate_nothing(
     replay(settings.kafka, data.table, None, topics=StreamTopics(transactions=topics["source"]))
     ids = data.transactions["transaction_id"].astype(str).tolist()
     checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
-    args = _args(topics, checkpoint, "--max-offsets-per-trigger", "150")
+    args = scorer_args(topics, checkpoint, "--max-offsets-per-trigger", "150")
     env = scorer_env(model_name)
 
     scorer = ScorerProcess(args, env, tmp_path / "first.log")
