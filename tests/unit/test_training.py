@@ -11,7 +11,7 @@ from imblearn.over_sampling import SMOTE
 
 from fraudstream.model.split import prequential_folds
 from fraudstream.model.threshold import DAY, f2_alert_rate, threshold_at_alert_rate
-from fraudstream.model.training import MISSING_SENTINEL, Imbalance, search, train
+from fraudstream.model.training import MISSING_SENTINEL, Imbalance, TrainingResult, search, train
 
 START = pd.Timestamp("2026-05-01T00:00:00Z")
 
@@ -123,12 +123,8 @@ def test_successive_halving_tries_every_candidate_on_rungs_with_frauds() -> None
     assert found.best_ap > 0.3
 
 
-@pytest.mark.parametrize("arm", ["scale_pos_weight", "smote"])
-def test_the_refit_on_all_rows_alerts_at_the_chosen_rate_on_unseen_rows(arm: Imbalance) -> None:
-    """Genuine rows are sampled in the search, not in the refit, and SMOTE's density
-    differs with the row count: the stored threshold must still mean the chosen alert
-    rate for the refitted model, in both imbalance arms."""
-    frame = with_late_labels(dataset(n=12_000, seed=6))
+def _train_two_folds(frame: pd.DataFrame, arm: Imbalance) -> tuple[Any, TrainingResult]:
+    """Two 5-day prequential folds, two candidates of one arm, labels known at CUTOFF."""
     folds = prequential_folds(frame["event_time"], n_folds=2, fold_days=5, delay_days=2)
     result = train(
         frame,
@@ -139,6 +135,16 @@ def test_the_refit_on_all_rows_alerts_at_the_chosen_rate_on_unseen_rows(arm: Imb
         negatives_per_fraud=3,
         labels_known_at=CUTOFF,
     )
+    return folds, result
+
+
+@pytest.mark.parametrize("arm", ["scale_pos_weight", "smote"])
+def test_the_refit_on_all_rows_alerts_at_the_chosen_rate_on_unseen_rows(arm: Imbalance) -> None:
+    """Genuine rows are sampled in the search, not in the refit, and SMOTE's density
+    differs with the row count: the stored threshold must still mean the chosen alert
+    rate for the refitted model, in both imbalance arms."""
+    frame = with_late_labels(dataset(n=12_000, seed=6))
+    _, result = _train_two_folds(frame, arm)
     assert result.imbalance == arm
     assert result.model.get_booster().num_boosted_rounds() == result.best_iteration
     fresh = dataset(n=6000, seed=7)  # out of sample for every model of the run
@@ -153,16 +159,7 @@ def test_late_labels_of_the_recent_fold_do_not_drag_the_threshold_down() -> None
     they are, the F2-optimal alert rate would be far too low."""
     # a sharper signal than the default: the F2 optimum is then a clear peak
     frame = with_late_labels(dataset(n=12_000, seed=6, logit_of=(-7.0, 2.5, 2.5)))
-    folds = prequential_folds(frame["event_time"], n_folds=2, fold_days=5, delay_days=2)
-    result = train(
-        frame,
-        ["f1", "f2", "f3"],
-        folds,
-        candidates=2,
-        arms=("scale_pos_weight",),
-        negatives_per_fraud=3,
-        labels_known_at=CUTOFF,
-    )
+    folds, result = _train_two_folds(frame, "scale_pos_weight")
     val = folds[0][1]
     known, truth = frame["is_fraud"].to_numpy()[val], frame["true_fraud"].to_numpy()[val]
     assert known.sum() < 0.5 * truth.sum()  # the fold is far from complete
