@@ -8,7 +8,7 @@ for bytes from Kafka); the dataclasses do not re-check the contract.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -29,6 +29,17 @@ def format_timestamp(value: datetime) -> str:
         f"{v.year:04d}-{v.month:02d}-{v.day:02d}T"
         f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}Z"
     )
+
+
+def _present(record: Any) -> dict[str, Any]:
+    """A flat contract dataclass's fields that are not None, by name (``asdict`` without
+    its recursive deep copy, which cost the stream a third of its card-stage time)."""
+    values = {}
+    for field in fields(record):
+        value = getattr(record, field.name)
+        if value is not None:
+            values[field.name] = value
+    return values
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -71,7 +82,7 @@ class Transaction:
 
     def to_json_dict(self) -> dict[str, Any]:
         """The wire form: timestamps as RFC 3339 strings, absent optionals left out."""
-        values = {k: v for k, v in asdict(self).items() if v is not None}
+        values = _present(self)
         values["event_time"] = format_timestamp(self.event_time)
         return values
 
@@ -93,6 +104,6 @@ class Label:
         return cls(**values)
 
     def to_json_dict(self) -> dict[str, Any]:
-        values = {k: v for k, v in asdict(self).items() if v is not None}
+        values = _present(self)
         values["label_time"] = format_timestamp(self.label_time)
         return values
