@@ -59,7 +59,7 @@ def _stream(
 ) -> tuple[dict[str, np.ndarray], int]:
     """Run the stage and the book over micro-batches; features by transaction id, late count."""
     validator = TransactionValidator()
-    stored: dict[int, tuple[list[str], list[bytes], list[float]]] = {}
+    stored: dict[int, bytes] = {}  # each bucket as Spark's state keeps it
     book_bytes = MerchantBook().to_bytes()
     out: dict[str, np.ndarray] = {}
     late = 0
@@ -72,13 +72,13 @@ def _stream(
             by_bucket.setdefault(hash(card) % buckets, []).append(m)
         accepted: list[Accepted] = []
         for bucket_id, msgs in by_bucket.items():
-            bucket = BucketState.from_columns(*stored.get(bucket_id, ([], [], [])))
+            bucket = BucketState.from_bytes(stored.get(bucket_id, BucketState().to_bytes()))
             for row in process_bucket(bucket, msgs, validator, NOW):
                 assert row.reason is None, row.dead_letter
                 accepted.append(
                     accepted_from(row.record, row.card_features, 0, 0, 0, row.late)  # type: ignore[arg-type]
                 )
-            stored[bucket_id] = bucket.columns()
+            stored[bucket_id] = bucket.to_bytes()
         book = MerchantBook.from_bytes(book_bytes)
         if labels:
             book.add_labels(
@@ -308,9 +308,28 @@ def test_the_bucket_count_is_recorded_and_fixed_for_a_checkpoint(tmp_path: Path)
     with pytest.raises(CheckpointBucketsError, match="keeps its card state in 2 buckets"):
         check_buckets(fresh, 8)
 
-    legacy = ObjectLocation(str(tmp_path / "legacy"), S3Settings())
-    legacy.put("spark/offsets/0", b"v1")  # written by a scorer that recorded no count
-    with pytest.raises(CheckpointBucketsError, match="--buckets 8"):
-        check_buckets(legacy, 2)
-    check_buckets(legacy, 8)
-    assert legacy.list("card-buckets") == ["card-buckets/8"]
+    assert fresh.list("card-state") == ["card-state/2"]
+
+    # Offsets without a layout record: a checkpoint of an earlier scorer, whatever the count.
+    earlier = ObjectLocation(str(tmp_path / "earlier"), S3Settings())
+    earlier.put("spark/offsets/0", b"v1")
+    earlier.put("card-buckets/8", b"8")
+    for buckets in (2, 8):
+        with pytest.raises(CheckpointBucketsError, match="start a new checkpoint"):
+            check_buckets(earlier, buckets)
+    assert earlier.list("card-state") == []
+
+
+def test_a_bucket_round_trips_through_its_packed_value() -> None:
+    bucket = BucketState(
+        blobs={"card-é": b"\x00\x01", "card-2": b"", "c3": bytes(range(256))},
+        last_time={"card-é": 1.5, "card-2": -2.0, "c3": 1e9},
+    )
+    back = BucketState.from_bytes(bucket.to_bytes())
+    assert back.blobs == bucket.blobs
+    assert back.last_time == bucket.last_time
+    assert BucketState.from_bytes(BucketState().to_bytes()).blobs == {}
+    packed = bucket.to_bytes()
+    for broken in (b"", b"XXXX" + packed[4:], packed[:-1], packed + b"x"):
+        with pytest.raises(ValueError, match="card bucket value"):
+            BucketState.from_bytes(broken)

@@ -25,6 +25,7 @@ from fraudstream.features.catalogue import CARD_FEATURES, FEATURE_SET_VERSION, f
 from fraudstream.features.events import TxnEvent, epoch_seconds
 from fraudstream.features.transaction import transaction_features
 from fraudstream.schema import Transaction
+from fraudstream.schema.model import format_timestamp
 from fraudstream.scoring.merchants import MerchantBook
 from fraudstream.scoring.model import Scores, ScoringModel, score
 
@@ -121,7 +122,7 @@ class ScoredBatch:
             "feature_set_version": FEATURE_SET_VERSION,
             "reason_codes": self.reason_detail(i),
             "reason_method": "shap" if self.scores.exact[i] else "path",
-            "event_time": txn.to_json_dict()["event_time"],
+            "event_time": format_timestamp(txn.event_time),
             "ingest_time": _iso(row.kafka_ts_ms / 1000),
             "scored_at": self.scored_at.isoformat().replace("+00:00", "Z"),
             "late_event": self.late[i],

@@ -22,10 +22,13 @@ from __future__ import annotations
 import copy
 import json
 import math
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import numpy as np
 
 from fraudstream.features.card import CardState, update_card
 from fraudstream.features.catalogue import CARD_FEATURES, HISTORY_S
@@ -35,6 +38,8 @@ from fraudstream.schema import Transaction
 from fraudstream.validation import Rejection, SourcePosition, TransactionValidator, dead_letter
 
 CARD_WIDTH = len(CARD_FEATURES)
+_BUCKET_MAGIC = b"FSB2"
+_BUCKET_HEADER = struct.Struct("<4sQ")
 NAN = math.nan
 
 
@@ -42,23 +47,14 @@ NAN = math.nan
 class BucketState:
     """The card states of one bucket: encoded blobs by card id, and each card's last event time.
 
-    ``cards`` holds decoded states of the cards touched in this batch; ``encode``
-    writes them back. ``last_time`` lets idle cards be dropped without decoding them.
+    ``cards`` holds decoded states of the cards touched in this batch; ``to_bytes``
+    (through ``columns``) writes them back. ``last_time`` lets idle cards be dropped
+    without decoding them.
     """
 
     blobs: dict[str, bytes] = field(default_factory=dict)
     last_time: dict[str, float] = field(default_factory=dict)
     cards: dict[str, CardState] = field(default_factory=dict)
-
-    @classmethod
-    def from_columns(
-        cls, card_ids: Iterable[str], blobs: Iterable[bytes], last_times: Iterable[float]
-    ) -> BucketState:
-        ids = list(card_ids)
-        return cls(
-            blobs=dict(zip(ids, (bytes(b) for b in blobs), strict=True)),
-            last_time=dict(zip(ids, last_times, strict=True)),
-        )
 
     def card(self, card_id: str) -> CardState | None:
         state = self.cards.get(card_id)
@@ -78,6 +74,59 @@ class BucketState:
             self.cards.pop(card_id, None)
             del self.last_time[card_id]
         return len(idle)
+
+    def to_bytes(self) -> bytes:
+        """The bucket as one value (touched cards re-encoded): what Spark's state keeps.
+
+        Layout (little endian): ``FSB2``, the card count n (u64), n last event times
+        (f64), n end offsets of the card ids and n of the card states (u64, cumulative),
+        then the UTF-8 card ids and the encoded states back to back. One opaque value
+        crosses the Python-JVM bridge as it is; a row of three arrays was converted
+        element by element on both sides.
+        """
+        ids, blobs, last_times = self.columns()
+        names = [c.encode() for c in ids]
+        parts = [
+            _BUCKET_HEADER.pack(_BUCKET_MAGIC, len(ids)),
+            np.asarray(last_times, dtype="<f8").tobytes(),
+            np.cumsum([len(n) for n in names], dtype="<u8").tobytes(),
+            np.cumsum([len(b) for b in blobs], dtype="<u8").tobytes(),
+        ]
+        return b"".join([*parts, *names, *blobs])
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> BucketState:
+        """The bucket written by ``to_bytes``; ``ValueError`` for anything else."""
+        data = bytes(data)
+        if len(data) < _BUCKET_HEADER.size:
+            raise ValueError(f"a card bucket value needs {_BUCKET_HEADER.size} bytes")
+        magic, count = _BUCKET_HEADER.unpack_from(data)
+        if magic != _BUCKET_MAGIC:
+            raise ValueError(f"not a card bucket value (starts with {magic!r})")
+        at = _BUCKET_HEADER.size
+        if len(data) < at + 24 * count:
+            raise ValueError(f"a card bucket value of {count} cards is cut short")
+        last_times = np.frombuffer(data, "<f8", count, at).tolist()
+        at += 8 * count
+        name_ends = np.frombuffer(data, "<u8", count, at).tolist()
+        at += 8 * count
+        blob_ends = np.frombuffer(data, "<u8", count, at).tolist()
+        at += 8 * count
+        names_at, blobs_at = at, at + (name_ends[-1] if count else 0)
+        if blobs_at + (blob_ends[-1] if count else 0) != len(data):
+            raise ValueError("a card bucket value's length does not match its offsets")
+        ids = [
+            data[names_at + a : names_at + b].decode()
+            for a, b in zip([0, *name_ends], name_ends, strict=False)
+        ]
+        blobs = [
+            data[blobs_at + a : blobs_at + b]
+            for a, b in zip([0, *blob_ends], blob_ends, strict=False)
+        ]
+        return cls(
+            blobs=dict(zip(ids, blobs, strict=True)),
+            last_time=dict(zip(ids, last_times, strict=True)),
+        )
 
     def columns(self) -> tuple[list[str], list[bytes], list[float]]:
         """(card ids, blobs, last times) with the touched cards re-encoded."""

@@ -46,42 +46,41 @@ class CheckpointBucketsError(RuntimeError):
     """The run asks for another card-bucket count than the checkpoint's card state uses."""
 
 
-LEGACY_BUCKETS = 8
-"""The bucket count scorers used by default before the count was recorded in the checkpoint."""
+CARD_STATE_LAYOUT = 2
+"""How the card stage keeps a bucket in Spark's state (``BucketState.to_bytes``); recorded
+in the checkpoint. Layout 1 (a row of three arrays, no record) is not read by this version."""
 
 
 def check_buckets(checkpoint: ObjectLocation, buckets: int) -> None:
-    """Refuse a bucket count other than the checkpoint's; record it for a new checkpoint.
+    """Refuse a checkpoint whose card state this run would misread; record a new one's shape.
 
     A card's bucket is ``pmod(xxhash64(card_id), buckets)``: with another count a card
     would be looked up in a bucket that does not hold its state and silently start
-    afresh. The count is recorded as ``<checkpoint>/card-buckets/<count>``. A checkpoint
-    with Spark offsets but no record was written before the count was recorded (the
-    default was 8 then): the default of this version (2) is refused there, any count
-    given explicitly is trusted and recorded.
+    afresh. The count is recorded as ``<checkpoint>/card-buckets/<count>`` and the state
+    layout as ``<checkpoint>/card-state/<layout>``. A checkpoint with Spark offsets but
+    no layout record was written by an earlier scorer whose state this one cannot read.
     """
+    layouts = [n.rsplit("/", 1)[-1] for n in checkpoint.list("card-state")]
+    if checkpoint.list("spark/offsets") and str(CARD_STATE_LAYOUT) not in layouts:
+        raise CheckpointBucketsError(
+            f"checkpoint {checkpoint.uri} was written by an earlier scorer, whose card-state "
+            f"layout this version does not read: start a new checkpoint (--checkpoint or "
+            f"FRAUDSTREAM_SCORER_CHECKPOINT; it reads the topic from --starting-offsets), or "
+            f"finish this one with the version that wrote it"
+        )
     names = [n.rsplit("/", 1)[-1] for n in checkpoint.list("card-buckets")]
     recorded = sorted(int(n) for n in names if n.isdigit())
-    fix = "(--buckets or FRAUDSTREAM_SCORER_BUCKETS), or start a new checkpoint (--checkpoint)"
-    if recorded:
-        if recorded[0] != buckets:
-            raise CheckpointBucketsError(
-                f"checkpoint {checkpoint.uri} keeps its card state in {recorded[0]} buckets and "
-                f"this run asks for {buckets}; the count is fixed for a checkpoint's life: run "
-                f"with {recorded[0]} buckets {fix}"
-            )
-        return
-    if (
-        checkpoint.list("spark/offsets")
-        and buckets == ScorerSettings.model_fields["buckets"].default
-    ):
+    if recorded and recorded[0] != buckets:
         raise CheckpointBucketsError(
-            f"checkpoint {checkpoint.uri} was written by an earlier scorer, which did not record "
-            f"its card-bucket count (its default was {LEGACY_BUCKETS}; this version's is "
-            f"{buckets}): run with the count it was created with, e.g. --buckets "
-            f"{LEGACY_BUCKETS} {fix}; the count is recorded from then on"
+            f"checkpoint {checkpoint.uri} keeps its card state in {recorded[0]} buckets and "
+            f"this run asks for {buckets}; the count is fixed for a checkpoint's life: run "
+            f"with {recorded[0]} buckets (--buckets or FRAUDSTREAM_SCORER_BUCKETS), or start "
+            "a new checkpoint (--checkpoint)"
         )
-    checkpoint.put(f"card-buckets/{buckets}", str(buckets).encode())
+    if not recorded:
+        checkpoint.put(f"card-buckets/{buckets}", str(buckets).encode())
+    if str(CARD_STATE_LAYOUT) not in layouts:
+        checkpoint.put(f"card-state/{CARD_STATE_LAYOUT}", str(CARD_STATE_LAYOUT).encode())
 
 
 def check_topics(settings: Settings, names: list[str]) -> None:
