@@ -386,9 +386,11 @@ class BatchHandler:
         if len(batch):
             report.versions.add(batch.champion.version)
         if self.publisher is not None:
+            started = time.perf_counter()
             states = rows[rows["kind"] == "state"]
             touched = {r.txn.merchant_id for r in batch.rows}
             self.publisher(
                 dict(zip(states["card_id"], states["card_state"], strict=True)),
                 {m: book.merchants[m] for m in touched if m in book.merchants},
             )
+            metrics.stage_seconds.labels("online_store").observe(time.perf_counter() - started)
