@@ -68,13 +68,6 @@ class KafkaOutputs:
             except BufferError:
                 self._producer.poll(0.05)
 
-    def publish(
-        self, batch: ScoredBatch, dead_letters: Iterable[tuple[bytes, bytes]], timeout_s: float
-    ) -> None:
-        """Send every prediction, alert and dead letter; returns when all are acknowledged."""
-        self.send(batch, dead_letters)
-        self.wait(timeout_s)
-
     def send(self, batch: ScoredBatch, dead_letters: Iterable[tuple[bytes, bytes]]) -> None:
         """Hand every prediction, alert and dead letter to the producer (``wait`` for the acks).
 
