@@ -17,7 +17,12 @@ import uuid
 
 from confluent_kafka import Consumer, Producer
 
-from fraudstream.adapters.kafka import consumer_config, create_scratch_topic, producer_config
+from fraudstream.adapters.kafka import (
+    consumer_config,
+    create_scratch_topic,
+    delete_topic,
+    producer_config,
+)
 from fraudstream.platform.runtime import EmbeddedPlatform
 from fraudstream.settings import Settings, load_settings
 
@@ -91,10 +96,12 @@ def main() -> None:
 
     durable, baseline, consumed = [], [], []
     for _ in range(args.repeats):
-        topic = _topic(settings)
-        baseline.append(produce_rate(settings, _topic(settings), args.records, durable=False))
+        topic, scratch = _topic(settings), _topic(settings)
+        baseline.append(produce_rate(settings, scratch, args.records, durable=False))
         durable.append(produce_rate(settings, topic, args.records, durable=True))
         consumed.append(consume_rate(settings, topic, args.records))
+        for name in (topic, scratch):
+            delete_topic(settings.kafka, name)
     med = statistics.median
     print(
         f"records per run: {args.records:,} of {len(PAYLOAD)} bytes, {args.repeats} runs (medians)"

@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ from fraudstream.adapters import registry
 from fraudstream.adapters.kafka import (
     admin_client,
     consumer_config,
+    delete_topic,
     producer_config,
 )
 from fraudstream.adapters.online_store import OnlineStore
@@ -44,7 +46,7 @@ from fraudstream.features.replay import build_features
 from fraudstream.features.vector import FeatureStore
 from fraudstream.platform.process import ProcessRecord, alive
 from fraudstream.platform.runtime import EmbeddedPlatform
-from fraudstream.settings import Settings, load_settings
+from fraudstream.settings import ScorerSettings, Settings, load_settings
 from tests.integration.conftest import run_cli
 from tests.integration.scoring_support import (
     History,
@@ -86,6 +88,16 @@ def model_settings(model_name: str) -> Settings:
 def first(model_settings: Settings) -> tuple[History, str]:
     data = history(seed=21)
     return data, register_model(model_settings, data, threshold=0.3, seed=1)
+
+
+@pytest.fixture
+def made_topics(model_settings: Settings) -> Iterator[list[str]]:
+    """Names of the topics a test created, deleted after it: every partition a broker
+    holds adds to the work of each replica fetch, so leftover topics slow the cluster."""
+    made: list[str] = []
+    yield made
+    for name in made:
+        delete_topic(model_settings.kafka, name)
 
 
 def _one_partition_topic(settings: Settings, prefix: str) -> str:
@@ -188,12 +200,30 @@ def _assert_online_cards_equal_offline(settings: Settings, data: History) -> Non
         store.close()
 
 
+def _assert_progress_metrics() -> None:
+    url = f"http://127.0.0.1:{ScorerSettings().metrics_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    values = {
+        line.split(" ")[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["fraudstream_scorer_batch_duration_seconds_count"] >= 1
+    assert values["fraudstream_scored_total"] >= 1
+    assert "fraudstream_scorer_processed_rows_per_second" in values
+
+
 def test_steady_stream_parity_poison_sinks_and_hot_reload(
-    model_settings: Settings, model_name: str, first: tuple[History, str], tmp_path: Path
+    model_settings: Settings,
+    model_name: str,
+    first: tuple[History, str],
+    made_topics: list[str],
+    tmp_path: Path,
 ) -> None:
     data, version = first
     settings = model_settings
     topics = scratch_topics(settings, "steady")
+    made_topics.extend(topics.values())
     replay(settings.kafka, data.table, None, topics=StreamTopics(transactions=topics["source"]))
     _send_poison(settings, topics["source"])
     ids = data.transactions["transaction_id"].astype(str).tolist()
@@ -223,6 +253,9 @@ def test_steady_stream_parity_poison_sinks_and_hot_reload(
         # The online store holds each card's state after its last transaction, exactly as the
         # offline replay leaves it: what POST /score computes its features from.
         _assert_online_cards_equal_offline(settings, data)
+
+        # Spark's progress reports reach the Prometheus endpoint (the query listener).
+        _assert_progress_metrics()
 
         # Poison: every one dead-lettered, keyed by its source offset; the query kept going.
         dead = _count_topic(settings, topics["dead"], POISON)
@@ -263,15 +296,18 @@ def test_crash_and_a_lost_kafka_node_lose_and_duplicate_nothing(
     model_name: str,
     first: tuple[History, str],
     platform: EmbeddedPlatform,
+    made_topics: list[str],
     tmp_path: Path,
 ) -> None:
     settings = model_settings
     data = history(seed=23)
     topics = scratch_topics(settings, "crash")
+    made_topics.extend(topics.values())
     # One partition: micro-batches capped by --max-offsets-per-trigger then follow event time
     # across merchants too, so merchant features can be held to the offline builder's exactly
     # (across partitions they are exact only within a batch; see docs/scorer.md).
     topics["source"] = _one_partition_topic(settings, "crash-source")
+    made_topics.append(topics["source"])
     replay(settings.kafka, data.table, None, topics=StreamTopics(transactions=topics["source"]))
     ids = data.transactions["transaction_id"].astype(str).tolist()
     checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
