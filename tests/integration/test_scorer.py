@@ -200,15 +200,25 @@ def _assert_online_cards_equal_offline(settings: Settings, data: History) -> Non
         store.close()
 
 
-def _assert_progress_metrics() -> None:
+def _scorer_metrics() -> dict[str, float]:
     url = f"http://127.0.0.1:{ScorerSettings().metrics_port}/metrics"
     text = urllib.request.urlopen(url, timeout=10).read().decode()
-    values = {
+    return {
         line.split(" ")[0]: float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         if line and not line.startswith("#")
     }
-    assert values["fraudstream_scorer_batch_duration_seconds_count"] >= 1
+
+
+def _assert_progress_metrics(scorer: ScorerProcess) -> None:
+    # A batch's progress report follows its commit, which follows its writes: wait for it.
+    wait_until(
+        lambda: _scorer_metrics()["fraudstream_scorer_batch_duration_seconds_count"] >= 1,
+        60,
+        "a progress report on the metrics endpoint",
+        scorer,
+    )
+    values = _scorer_metrics()
     assert values["fraudstream_scored_total"] >= 1
     assert "fraudstream_scorer_processed_rows_per_second" in values
 
@@ -255,7 +265,7 @@ def test_steady_stream_parity_poison_sinks_and_hot_reload(
         _assert_online_cards_equal_offline(settings, data)
 
         # Spark's progress reports reach the Prometheus endpoint (the query listener).
-        _assert_progress_metrics()
+        _assert_progress_metrics(scorer)
 
         # Poison: every one dead-lettered, keyed by its source offset; the query kept going.
         dead = _count_topic(settings, topics["dead"], POISON)
