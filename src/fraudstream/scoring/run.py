@@ -223,9 +223,9 @@ def run_scorer(
 class ProgressFeed(StreamingQueryListener):
     """Each finished micro-batch's progress, pushed by Spark's listener bus.
 
-    Polling ``query.recentProgress`` instead copies up to 100 progress objects across
-    py4j on every poll: about a tenth of a core on the driver, measured at 1,000 tx/s.
-    The listener hands over each batch's progress once, as its JSON text.
+    Polling ``query.recentProgress`` instead rebuilds up to 100 progress objects on
+    every poll, each through dozens of py4j calls, and needs batch ids compared to skip
+    those already seen. The listener hands over each batch's progress once, as JSON.
     """
 
     def __init__(self) -> None:
