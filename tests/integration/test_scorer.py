@@ -28,6 +28,7 @@ import pandas as pd
 import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+from prometheus_client.parser import text_string_to_metric_families
 
 from fraudstream.adapters import registry
 from fraudstream.adapters.kafka import (
@@ -204,9 +205,10 @@ def _scorer_metrics() -> dict[str, float]:
     url = f"http://127.0.0.1:{ScorerSettings().metrics_port}/metrics"
     text = urllib.request.urlopen(url, timeout=10).read().decode()
     return {
-        line.split(" ")[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels
     }
 
 
