@@ -11,7 +11,8 @@ PROGRESS = {
     "numInputRows": 1200,
     "inputRowsPerSecond": 950.5,
     "processedRowsPerSecond": 1100.0,
-    "durationMs": {"triggerExecution": 870},
+    "durationMs": {"triggerExecution": 870, "walCommit": 120, "addBatch": 600, "getBatch": 0},
+    "stateOperators": [{"allUpdatesTimeMs": 250, "commitTimeMs": 90}],
     "sources": [
         {
             "endOffset": {"transactions": {"0": 100, "1": 250}},
@@ -36,6 +37,22 @@ def test_progress_feeds_rates_duration_and_lag() -> None:
     assert "fraudstream_scorer_processed_rows_per_second 1100.0" in text
     assert "fraudstream_scorer_kafka_lag 30.0" in text
     assert "fraudstream_scorer_batch_duration_seconds_count 1.0" in text
+
+
+def test_progress_feeds_the_time_of_each_batch_phase() -> None:
+    metrics = ScorerMetrics()
+    metrics.observe_progress(PROGRESS)
+    metrics.observe_progress({**PROGRESS, "numInputRows": 0})  # an empty batch: not counted
+    text = generate_latest(metrics.registry).decode()
+    for phase, seconds in (
+        ("walCommit", 0.12),
+        ("addBatch", 0.6),
+        ("state_update", 0.25),
+        ("state_commit", 0.09),
+    ):
+        assert f'fraudstream_scorer_batch_phase_seconds_sum{{phase="{phase}"}} {seconds}' in text
+        assert f'fraudstream_scorer_batch_phase_seconds_count{{phase="{phase}"}} 1.0' in text
+    assert 'phase="getBatch"' not in text  # only the phases worth a series
 
 
 def test_model_info_keeps_one_version_per_role() -> None:

@@ -15,6 +15,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+PHASE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+# Spark's durationMs keys worth a series; triggerExecution is the batch itself (above).
+SPARK_PHASES = (
+    "latestOffset",
+    "queryPlanning",
+    "walCommit",
+    "addBatch",
+    "commitOffsets",
+)
+# The state operators' own times, summed over operators (and partitions, by Spark).
+STATE_PHASES = (("state_update", "allUpdatesTimeMs"), ("state_commit", "commitTimeMs"))
 
 
 @dataclass
@@ -67,6 +78,14 @@ class ScorerMetrics:
         self.reloads = Counter(
             "fraudstream_model_reloads_total", "Model reload attempts", ["result"], registry=r
         )
+        self.phase_seconds = Histogram(
+            "fraudstream_scorer_batch_phase_seconds",
+            "Spark's time per micro-batch phase (durationMs; state_update and state_commit "
+            "from the state operator)",
+            ["phase"],
+            buckets=PHASE_BUCKETS,
+            registry=r,
+        )
         self.stage_seconds = Histogram(
             "fraudstream_scorer_stage_seconds",
             "Driver time per micro-batch stage",
@@ -95,6 +114,14 @@ class ScorerMetrics:
         duration_ms = (progress.get("durationMs") or {}).get("triggerExecution")
         if duration_ms is not None and progress.get("numInputRows", 0):
             self.batch_duration.observe(duration_ms / 1000)
+            durations = progress.get("durationMs") or {}
+            for phase in SPARK_PHASES:
+                if phase in durations:
+                    self.phase_seconds.labels(phase).observe(durations[phase] / 1000)
+            operators = progress.get("stateOperators") or []
+            for phase, key in STATE_PHASES if operators else ():
+                ms = sum(float(op.get(key) or 0) for op in operators)
+                self.phase_seconds.labels(phase).observe(ms / 1000)
         lag = kafka_lag(progress.get("sources") or [])
         if lag is not None:
             self.kafka_lag.set(lag)
