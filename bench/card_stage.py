@@ -16,9 +16,10 @@ For each variant (checkpoint on file:// or s3a://, N card buckets) it:
 Each figure is the median over the measured batches; ``vs_first`` divides each
 variant's median batch time by the first variant's, measured in the same run.
 
-Usage: python bench/card_stage.py [--variants file:8,s3a:8,s3a:2:1] [--cards 10000]
-(a variant is storage:buckets[:shuffle partitions, default 2]; 0 buckets: the Kafka read
-and toPandas without the card stage, the floor of a micro-batch)
+Usage: python bench/card_stage.py [--variants s3a:2:1:per-card,s3a:2:1:packed] [--cards 10000]
+(a variant is storage:buckets[:shuffle partitions, default 2[:card-state layout, default
+packed]]; 0 buckets: the Kafka read and toPandas without the card stage, the floor of a
+micro-batch)
 """
 
 from __future__ import annotations
@@ -87,13 +88,13 @@ def _source_only(spark: Any, settings: Settings, topic: str) -> Any:
 def run_variant(
     settings: Settings,
     spark: Any,
-    variant: tuple[str, int, int],
+    variant: tuple[str, int, int, str],
     args: Any,
     pool: list[Any],
 ) -> dict[str, Any]:
     from fraudstream.scoring.stream import StreamOptions, stage_frame
 
-    storage, buckets, partitions = variant
+    storage, buckets, partitions, layout = variant
     # Read when the query first starts, then fixed by its checkpoint.
     spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
     topic = create_scratch_topic(settings.kafka, "bench-cards")
@@ -111,6 +112,7 @@ def run_variant(
         parquet_uri=None,
         buckets=buckets,
         trigger_s=args.trigger,
+        card_state=layout,
     )
     collect_ms: dict[int, float] = {}
 
@@ -121,7 +123,7 @@ def run_variant(
 
     query = (
         (stage_frame(spark, settings, options) if buckets else _source_only(spark, settings, topic))
-        .writeStream.queryName(f"card-stage-{storage}-{buckets}-{partitions}")
+        .writeStream.queryName(f"card-stage-{storage}-{buckets}-{partitions}-{layout}")
         .option("checkpointLocation", f"{checkpoint}/spark")
         .trigger(processingTime=f"{args.trigger} seconds")
         .foreachBatch(handler)
@@ -174,6 +176,7 @@ def run_variant(
         "storage": storage,
         "buckets": buckets,
         "shuffle_partitions": partitions,
+        "card_state": layout,
         "cards": args.cards,
         "batch_size": args.batch_size,
         "first_batch_ms": first["durationMs"].get("triggerExecution"),
@@ -188,8 +191,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--variants",
-        default="file:8,s3a:8,s3a:2:1",
-        help="storage:buckets[:shuffle partitions], comma-separated (storage: file or s3a)",
+        default="s3a:2:1:per-card,s3a:2:1:packed",
+        help="storage:buckets[:shuffle partitions[:card-state layout]], comma-separated "
+        "(storage: file or s3a; layout: per-card or packed)",
     )
     parser.add_argument("--cards", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=500)
@@ -205,8 +209,13 @@ def main() -> None:
     baseline = None
     try:
         for variant in args.variants.split(","):
-            storage, buckets, *partitions = variant.split(":")
-            shape = (storage, int(buckets), int(partitions[0]) if partitions else 2)
+            storage, buckets, *rest = variant.split(":")
+            shape = (
+                storage,
+                int(buckets),
+                int(rest[0]) if rest else 2,
+                rest[1] if len(rest) > 1 else "packed",
+            )
             figures = run_variant(settings, spark, shape, args, pool)
             total = figures["median_ms"].get("triggerExecution") or 0.0
             baseline = baseline or total

@@ -194,7 +194,7 @@ def _collect(
     consumer.close()
 
 
-def _stage_seconds(port: int) -> dict[str, float]:
+def _stage_seconds(port: int, metric: str = "fraudstream_scorer_stage_seconds") -> dict[str, float]:
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     except OSError:
@@ -202,9 +202,9 @@ def _stage_seconds(port: int) -> dict[str, float]:
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
     for line in text.decode().splitlines():
-        if line.startswith("fraudstream_scorer_stage_seconds_sum"):
+        if line.startswith(f"{metric}_sum"):
             sums[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
-        if line.startswith("fraudstream_scorer_stage_seconds_count"):
+        if line.startswith(f"{metric}_count"):
             counts[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
     return {k: round(1000 * v / counts[k], 1) for k, v in sums.items() if counts.get(k)}
 
@@ -219,7 +219,7 @@ def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -
         [CLI, "score", "--source", topics["in"], "--predictions", topics["p"], "--alerts",
          topics["a"], "--dead-letters", topics["d"], "--checkpoint", checkpoint,
          "--starting-offsets", "latest", "--trigger", str(args.trigger), "--no-parquet",
-         "--no-progress"],
+         "--no-progress", "--card-state", args.card_state],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     results: list[tuple[float, float]] = []
@@ -242,7 +242,12 @@ def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -
                 time.sleep(0.5)
             steady = [lat for ingest, lat in results if ingest >= t0 + args.warmup]
             kept_up = len(results) >= sent
-            figures: dict[str, Any] = {"rate": rate, "sent": sent, "scored": len(results)}
+            figures: dict[str, Any] = {
+                "rate": rate,
+                "card_state": args.card_state,
+                "sent": sent,
+                "scored": len(results),
+            }
             if steady:
                 q = np.percentile(steady, [50, 90, 99, 100])
                 figures.update(
@@ -252,7 +257,11 @@ def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -
                     }
                 )
             figures["kept_up"] = kept_up
-            figures["batch_ms_by_stage"] = _stage_seconds(ScorerSettings().metrics_port)
+            port = ScorerSettings().metrics_port
+            figures["batch_ms_by_stage"] = _stage_seconds(port)
+            figures["batch_ms_by_spark_phase"] = _stage_seconds(
+                port, "fraudstream_scorer_batch_phase_seconds"
+            )
             figures["load_avg_1m"] = os.getloadavg()[0]
             print(json.dumps({"stream": figures}), flush=True)
             if not kept_up:
@@ -283,6 +292,10 @@ def main() -> None:
         "default is 5). Every produce request costs the three local brokers CPU that the "
         "scorer shares, so this changes the figures (docs/scorer.md).",
     )
+    parser.add_argument(
+        "--card-state", default="packed", choices=["packed", "per-card"],
+        help="The scorer's card-state layout.",
+    )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-stream", action="store_true")
     parser.add_argument("--skip-stage", action="store_true", help="Skip the scoring-stage part.")

@@ -279,6 +279,12 @@ class ScorerSettings(BaseSettings):
         description="Card buckets: grouping keys of the stateful stage (fixed per checkpoint, "
         "recorded in it; 8 before it was recorded).",
     )
+    card_state: Literal["packed", "per-card"] = Field(
+        default="packed",
+        description="How a bucket keeps its card states: packed in one value (faster up to "
+        "about 50k cards) or one entry per card (cost per batch independent of the card "
+        "count); a new checkpoint records it, an existing one keeps its own.",
+    )
     reload_interval_s: float = Field(
         default=30.0, gt=0, description="How often the registry alias is polled for a new model."
     )

@@ -323,7 +323,10 @@ def test_crash_and_a_lost_kafka_node_lose_and_duplicate_nothing(
     replay(settings.kafka, data.table, None, topics=StreamTopics(transactions=topics["source"]))
     ids = data.transactions["transaction_id"].astype(str).tolist()
     checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
-    args = scorer_args(topics, checkpoint, "--max-offsets-per-trigger", "150")
+    # The per-card card-state layout here (the steady test above runs the default, packed).
+    args = scorer_args(
+        topics, checkpoint, "--max-offsets-per-trigger", "150", "--card-state", "per-card"
+    )
     env = scorer_env(model_name)
 
     scorer = ScorerProcess(args, env, tmp_path / "first.log")

@@ -25,7 +25,7 @@ from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.generator.config import LabelConfig
 from fraudstream.schema.tables import wire_records
 from fraudstream.scoring.batch import Accepted, accepted_from, feature_matrix
-from fraudstream.scoring.cards import BucketState, Message, process_bucket
+from fraudstream.scoring.cards import BucketState, LoadedCards, Message, process_bucket
 from fraudstream.scoring.merchants import MerchantBook
 from fraudstream.scoring.model import IncompatibleModelError, ScoringModel, score, top_reasons
 from fraudstream.scoring.reload import ModelHolder
@@ -56,10 +56,16 @@ def _stream(
     buckets: int,
     batch_size: int,
     labels: list[LabelEvent] | None = None,
+    layout: str = "packed",
 ) -> tuple[dict[str, np.ndarray], int]:
-    """Run the stage and the book over micro-batches; features by transaction id, late count."""
+    """Run the stage and the book over micro-batches; features by transaction id, late count.
+
+    Card states go through bytes between batches as Spark keeps them: a bucket's packed
+    value, or one value per card (``per-card``).
+    """
     validator = TransactionValidator()
     stored: dict[int, bytes] = {}  # each bucket as Spark's state keeps it
+    per_card: dict[str, bytes] = {}
     book_bytes = MerchantBook().to_bytes()
     out: dict[str, np.ndarray] = {}
     late = 0
@@ -72,13 +78,20 @@ def _stream(
             by_bucket.setdefault(hash(card) % buckets, []).append(m)
         accepted: list[Accepted] = []
         for bucket_id, msgs in by_bucket.items():
-            bucket = BucketState.from_bytes(stored.get(bucket_id, BucketState().to_bytes()))
+            bucket: BucketState | LoadedCards
+            if layout == "per-card":
+                bucket = LoadedCards(per_card.get)
+            else:
+                bucket = BucketState.from_bytes(stored.get(bucket_id, BucketState().to_bytes()))
             for row in process_bucket(bucket, msgs, validator, NOW):
                 assert row.reason is None, row.dead_letter
                 accepted.append(
                     accepted_from(row.record, row.card_features, 0, 0, 0, row.late)  # type: ignore[arg-type]
                 )
-            stored[bucket_id] = bucket.to_bytes()
+            if isinstance(bucket, LoadedCards):
+                per_card.update(bucket.updated())
+            else:
+                stored[bucket_id] = bucket.to_bytes()
         book = MerchantBook.from_bytes(book_bytes)
         if labels:
             book.add_labels(
@@ -103,12 +116,16 @@ def _assert_parity(offline: pd.DataFrame, streamed: dict[str, np.ndarray]) -> No
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9, equal_nan=True)
 
 
+@pytest.mark.parametrize("layout", ["packed", "per-card"])
 @pytest.mark.parametrize(("buckets", "batch_size"), [(1, 10_000), (7, 97), (64, 500)])
 def test_stream_features_equal_the_offline_builder(
-    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]], buckets: int, batch_size: int
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
+    buckets: int,
+    batch_size: int,
+    layout: str,
 ) -> None:
     txns, _, values = generated
-    streamed, late = _stream(values, buckets, batch_size)
+    streamed, late = _stream(values, buckets, batch_size, layout=layout)
     assert late == 0
     _assert_parity(build_features(txns), streamed)
 
@@ -157,6 +174,33 @@ def test_a_late_event_is_scored_but_not_added(
     rows = process_bucket(bucket, _messages([mine[1]]), TransactionValidator(), NOW)
     assert rows[0].late is True
     assert bucket.columns() == before
+
+
+def test_per_card_states_load_each_touched_card_once_and_write_back_only_updated_ones(
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
+) -> None:
+    _, _, values = generated
+    records = [json.loads(v) for v in values]
+    card = records[0]["card_id"]
+    mine = [v for v, r in zip(values, records, strict=True) if r["card_id"] == card][:3]
+    stored: dict[str, bytes] = {}
+    first = LoadedCards(stored.get)
+    process_bucket(first, _messages([mine[0], mine[2]]), TransactionValidator(), NOW)
+    stored.update(first.updated())
+    assert list(stored) == [card]
+
+    loads: list[str] = []
+
+    def load(card_id: str) -> bytes | None:
+        loads.append(card_id)
+        return stored.get(card_id)
+
+    # A late transaction reads its card's state and leaves it as it was.
+    late = LoadedCards(load)
+    rows = process_bucket(late, _messages([mine[1], mine[1]]), TransactionValidator(), NOW)
+    assert [r.late for r in rows] == [True, True]
+    assert loads == [card]
+    assert late.updated() == {}
 
 
 def test_state_of_cards_idle_for_30_days_is_dropped() -> None:
@@ -303,12 +347,18 @@ def test_the_bucket_count_is_recorded_and_fixed_for_a_checkpoint(tmp_path: Path)
     from fraudstream.settings import S3Settings
 
     fresh = ObjectLocation(str(tmp_path / "fresh"), S3Settings())
-    check_buckets(fresh, 2)
-    check_buckets(fresh, 2)
+    assert check_buckets(fresh, 2) == "packed"
+    assert check_buckets(fresh, 2) == "packed"
     with pytest.raises(CheckpointBucketsError, match="keeps its card state in 2 buckets"):
         check_buckets(fresh, 8)
-
     assert fresh.list("card-state") == ["card-state/2"]
+
+    # A checkpoint keeps the layout it was started with, whatever a later run asks for.
+    per_card = ObjectLocation(str(tmp_path / "per-card"), S3Settings())
+    assert check_buckets(per_card, 2, "per-card") == "per-card"
+    per_card.put("spark/offsets/0", b"v1")
+    assert check_buckets(per_card, 2, "packed") == "per-card"
+    assert per_card.list("card-state") == ["card-state/3"]
 
     # Offsets without a layout record: a checkpoint of an earlier scorer, whatever the count.
     earlier = ObjectLocation(str(tmp_path / "earlier"), S3Settings())

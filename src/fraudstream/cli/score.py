@@ -90,6 +90,12 @@ def score(
     buckets: Annotated[
         int | None, typer.Option(min=1, help="Card buckets (fixed for a checkpoint's life).")
     ] = None,
+    card_state: Annotated[
+        str | None,
+        typer.Option(
+            help="packed or per-card: how a new checkpoint keeps card states (docs/scorer.md)."
+        ),
+    ] = None,
     duration: Annotated[
         float | None, typer.Option(min=1, help="Stop after this many seconds (default: run on).")
     ] = None,
@@ -127,6 +133,8 @@ def score(
     spark = SparkSettings()
     if starting_offsets not in ("earliest", "latest"):
         raise typer.BadParameter("use earliest or latest", param_hint="--starting-offsets")
+    if card_state is not None and card_state not in ("per-card", "packed"):
+        raise typer.BadParameter("use packed or per-card", param_hint="--card-state")
     updates: dict[str, Any] = {}
     if reload_interval is not None:
         updates["reload_interval_s"] = reload_interval
@@ -142,6 +150,7 @@ def score(
         if no_parquet or not scorer.parquet
         else parquet or f"s3a://{settings.s3.dataset_bucket}/scored",
         buckets=buckets or scorer.buckets,
+        card_state=card_state or scorer.card_state,
         trigger_s=scorer.trigger_s if trigger is None else trigger,
         starting_offsets=starting_offsets,
         max_offsets_per_trigger=max_offsets_per_trigger or scorer.max_offsets_per_trigger,

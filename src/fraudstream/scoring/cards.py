@@ -5,11 +5,18 @@ bucket's messages of a micro-batch to ``process_bucket`` together with that buck
 card states. Everything here is pure: no Spark, no Kafka, no clock (the validation
 time is passed in), so the unit tests and the stream run the same code.
 
-Why buckets and not one grouping key per card: every per-key state call crosses the
-Python-JVM bridge (tens of µs) while ``update_card`` costs a few µs, so per-card keys
-spend their time on the bridge. A bucket holds its cards' states in one value, read
-and written once per micro-batch; only the cards a batch touches are decoded and
-re-encoded (``features.codec``), the others are carried over as bytes.
+Why buckets and not one grouping key per card: every grouping key costs the stage a
+call into Python, Arrow frames and state calls across the Python-JVM bridge, while
+``update_card`` costs a few µs. Within a bucket the card states are kept in one of two
+layouts (``CARD_STATE_LAYOUTS``):
+
+- ``per-card`` (``LoadedCards``): one state entry per card; a micro-batch reads and
+  writes only the cards it touches (two bridge calls per card), so its cost does not
+  grow with the number of cards in state;
+- ``packed`` (``BucketState``): all of a bucket's cards in one value, read and written
+  once per micro-batch (only the touched cards are decoded and re-encoded); fewer
+  bridge calls, but every batch moves the whole bucket, so its cost grows with the
+  card count (docs/scorer.md measures where the two cross).
 
 Order: a card's messages are processed sorted by (event time, transaction id), the
 order the offline builder replays them in. A transaction older than its card's latest
@@ -23,10 +30,10 @@ import copy
 import json
 import math
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -38,6 +45,9 @@ from fraudstream.schema import Transaction
 from fraudstream.validation import Rejection, SourcePosition, TransactionValidator, dead_letter
 
 CARD_WIDTH = len(CARD_FEATURES)
+CARD_STATE_LAYOUTS = {"packed": 2, "per-card": 3}
+"""Card-state layout name -> the number recorded in a checkpoint (1: an earlier packed
+layout, a row of three arrays, that this version does not read)."""
 _BUCKET_MAGIC = b"FSB2"
 _BUCKET_HEADER = struct.Struct("<4sQ")
 NAN = math.nan
@@ -137,6 +147,50 @@ class BucketState:
         return ids, [self.blobs[c] for c in ids], [self.last_time[c] for c in ids]
 
 
+class CardStates(Protocol):
+    """What ``process_bucket`` needs of a bucket's card states, in either layout."""
+
+    cards: dict[str, CardState]
+    last_time: dict[str, float]
+
+    def card(self, card_id: str) -> CardState | None: ...
+
+    def expire(self, now: float) -> int: ...
+
+
+class LoadedCards:
+    """A bucket's cards in the per-card layout: each touched card loaded once through ``load``.
+
+    ``load(card_id)`` returns the card's stored ``features.codec`` bytes or None;
+    ``updated`` returns the cards a batch added transactions to, encoded, for the
+    caller to write back (a late transaction reads its card but does not change it).
+    Idle cards are not expired here: Spark's state TTL drops them (``scoring.stream``).
+    """
+
+    def __init__(self, load: Callable[[str], bytes | None]) -> None:
+        self._load = load
+        self._absent: set[str] = set()
+        self.cards: dict[str, CardState] = {}
+        self.last_time: dict[str, float] = {}
+
+    def card(self, card_id: str) -> CardState | None:
+        state = self.cards.get(card_id)
+        if state is None and card_id not in self._absent:
+            stored = self._load(card_id)
+            if stored is None:
+                self._absent.add(card_id)
+            else:
+                state = self.cards[card_id] = decode_card(stored)
+        return state
+
+    def expire(self, now: float) -> int:
+        return 0
+
+    def updated(self) -> dict[str, bytes]:
+        """Card id -> encoded state of every card a transaction was added to."""
+        return {card_id: encode_card(self.cards[card_id]) for card_id in self.last_time}
+
+
 @dataclass(frozen=True)
 class Message:
     """One Kafka record of the source topic as the stage receives it."""
@@ -193,7 +247,7 @@ def _reject(message: Message, rejection: Rejection, now: datetime) -> StageRow:
 
 
 def process_bucket(
-    bucket: BucketState,
+    bucket: CardStates,
     messages: Iterable[Message],
     validator: TransactionValidator,
     now: datetime,

@@ -14,7 +14,7 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pyspark.sql.streaming.listener import StreamingQueryListener
@@ -23,6 +23,7 @@ from fraudstream.adapters.registry import RegistryError, load_model, version_for
 from fraudstream.adapters.score_sinks import BookStore, KafkaOutputs, ObjectLocation, OutputTopics
 from fraudstream.adapters.scorer_metrics import ScorerMetrics
 from fraudstream.adapters.spark import build_session
+from fraudstream.scoring.cards import CARD_STATE_LAYOUTS
 from fraudstream.scoring.model import IncompatibleModelError, ScoringModel
 from fraudstream.scoring.reload import ModelHolder
 from fraudstream.scoring.stream import (
@@ -49,22 +50,26 @@ class CheckpointBucketsError(RuntimeError):
     """The run asks for another card-bucket count than the checkpoint's card state uses."""
 
 
-CARD_STATE_LAYOUT = 2
-"""How the card stage keeps a bucket in Spark's state (``BucketState.to_bytes``); recorded
-in the checkpoint. Layout 1 (a row of three arrays, no record) is not read by this version."""
-
-
-def check_buckets(checkpoint: ObjectLocation, buckets: int) -> None:
+def check_buckets(checkpoint: ObjectLocation, buckets: int, layout: str = "packed") -> str:
     """Refuse a checkpoint whose card state this run would misread; record a new one's shape.
 
     A card's bucket is ``pmod(xxhash64(card_id), buckets)``: with another count a card
     would be looked up in a bucket that does not hold its state and silently start
     afresh. The count is recorded as ``<checkpoint>/card-buckets/<count>`` and the state
-    layout as ``<checkpoint>/card-state/<layout>``. A checkpoint with Spark offsets but
-    no layout record was written by an earlier scorer whose state this one cannot read.
+    layout as ``<checkpoint>/card-state/<number>`` (``CARD_STATE_LAYOUTS``). Returns the
+    layout to run with: ``layout`` for a new checkpoint, the recorded one for an existing
+    checkpoint (a warning says so when they differ: the layouts give the same features).
+    A checkpoint with Spark offsets but no readable layout record was written by an
+    earlier scorer whose state this one cannot read.
     """
-    layouts = [n.rsplit("/", 1)[-1] for n in checkpoint.list("card-state")]
-    if checkpoint.list("spark/offsets") and str(CARD_STATE_LAYOUT) not in layouts:
+    numbers = {str(n): name for name, n in CARD_STATE_LAYOUTS.items()}
+    recorded_layouts = [
+        numbers[n.rsplit("/", 1)[-1]]
+        for n in checkpoint.list("card-state")
+        if n.rsplit("/", 1)[-1] in numbers
+    ]
+    started = bool(checkpoint.list("spark/offsets"))
+    if started and not recorded_layouts:
         raise CheckpointBucketsError(
             f"checkpoint {checkpoint.uri} was written by an earlier scorer, whose card-state "
             f"layout this version does not read: start a new checkpoint (--checkpoint or "
@@ -82,8 +87,21 @@ def check_buckets(checkpoint: ObjectLocation, buckets: int) -> None:
         )
     if not recorded:
         checkpoint.put(f"card-buckets/{buckets}", str(buckets).encode())
-    if str(CARD_STATE_LAYOUT) not in layouts:
-        checkpoint.put(f"card-state/{CARD_STATE_LAYOUT}", str(CARD_STATE_LAYOUT).encode())
+    if recorded_layouts:
+        kept = recorded_layouts[0]
+        if kept != layout:
+            log.warning(
+                "checkpoint %s keeps its card state in the %s layout; running with it, not "
+                "%s (a layout is fixed for a checkpoint's life; a new checkpoint takes the "
+                "configured one)",
+                checkpoint.uri,
+                kept,
+                layout,
+            )
+        return kept
+    number = CARD_STATE_LAYOUTS[layout]
+    checkpoint.put(f"card-state/{number}", str(number).encode())
+    return layout
 
 
 def check_topics(settings: Settings, names: list[str]) -> None:
@@ -155,7 +173,10 @@ def run_scorer(
     shadow = (
         model_holder(settings, "challenger", scorer.reload_interval_s) if scorer.shadow else None
     )
-    check_buckets(ObjectLocation(options.checkpoint, settings.s3), options.buckets)
+    layout = check_buckets(
+        ObjectLocation(options.checkpoint, settings.s3), options.buckets, options.card_state
+    )
+    options = replace(options, card_state=layout)
     metrics = ScorerMetrics()
     if serve_metrics:
         metrics.serve(scorer.metrics_port)

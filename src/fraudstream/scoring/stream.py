@@ -55,10 +55,16 @@ from fraudstream.adapters.score_sinks import (
     write_raw,
 )
 from fraudstream.adapters.scorer_metrics import ScorerMetrics
-from fraudstream.features.catalogue import FEATURE_SET_VERSION
+from fraudstream.features.catalogue import FEATURE_SET_VERSION, HISTORY_S
 from fraudstream.features.merchant import MerchantState
 from fraudstream.scoring.batch import ScoredBatch, accepted_from, score_batch
-from fraudstream.scoring.cards import BucketState, Message, process_bucket
+from fraudstream.scoring.cards import (
+    CARD_STATE_LAYOUTS,
+    BucketState,
+    LoadedCards,
+    Message,
+    process_bucket,
+)
 from fraudstream.scoring.merchants import MerchantBook
 from fraudstream.scoring.reload import ModelHolder
 from fraudstream.settings import KafkaSettings, Settings
@@ -83,9 +89,18 @@ STAGE_SCHEMA = StructType(
         StructField("card_state", BinaryType()),
     ]
 )
-# A bucket's card states as one opaque value (``BucketState.to_bytes``).
+# The packed layout: a bucket's card states as one opaque value (``BucketState.to_bytes``).
 _BUCKET_STATE = StructType([StructField("packed", BinaryType())])
 CARD_STATE_VARIABLE = "card_bucket"
+# The per-card layout: card id -> the card's ``features.codec`` bytes.
+_CARD_KEY = StructType([StructField("card_id", StringType())])
+_CARD_VALUE = StructType([StructField("state", BinaryType())])
+CARD_MAP_VARIABLE = "cards"
+CARD_STATE_TTL_MS = int((HISTORY_S + 7 * 86_400) * 1000)
+"""A card unseen for this long (processing time) leaves the per-card state: the history
+horizon plus a week. A card idle for the horizon in event time has a new card's features,
+so dropping it changes nothing, as long as the stream's event time does not fall more than
+the extra week behind the clock (a backlog or outage longer than that)."""
 
 SPARK_KAFKA_FETCH_MAX_WAIT_MS = 10
 
@@ -94,14 +109,31 @@ StatePublisher = Callable[[dict[str, bytes], dict[str, MerchantState]], object]
 
 
 class CardBuckets(StatefulProcessor):
-    """One grouping key per card bucket; the bucket's card states in one ValueState."""
+    """One grouping key per card bucket; its card states in either layout (``scoring.cards``).
 
-    def __init__(self, emit_states: bool = False) -> None:
+    ``per-card``: a MapState with one entry per card, only the touched ones read and
+    written, each with a time to live (``CARD_STATE_TTL_MS``) so idle cards leave the
+    state. ``packed``: one ValueState holding the whole bucket (``BucketState.to_bytes``).
+    """
+
+    def __init__(self, emit_states: bool = False, layout: str = "packed") -> None:
+        if layout not in CARD_STATE_LAYOUTS:
+            raise ValueError(f"card-state layout {layout!r}: use one of {list(CARD_STATE_LAYOUTS)}")
         self.emit_states = emit_states
+        self.layout = layout
 
     def init(self, handle: StatefulProcessorHandle) -> None:
-        self.cards = handle.getValueState(CARD_STATE_VARIABLE, _BUCKET_STATE)
+        if self.layout == "per-card":
+            self.card_map = handle.getMapState(
+                CARD_MAP_VARIABLE, _CARD_KEY, _CARD_VALUE, CARD_STATE_TTL_MS
+            )
+        else:
+            self.cards = handle.getValueState(CARD_STATE_VARIABLE, _BUCKET_STATE)
         self.validator = TransactionValidator()
+
+    def _load_card(self, card_id: str) -> bytes | None:
+        stored = self.card_map.getValue((card_id,))
+        return None if stored is None else bytes(stored[0])
 
     def handleInputRows(  # noqa: N802 (Spark's name)
         self,
@@ -109,8 +141,6 @@ class CardBuckets(StatefulProcessor):
         rows: Iterator[pd.DataFrame],
         timerValues: Any,  # noqa: N803 (Spark passes it by this name)
     ) -> Iterator[pd.DataFrame]:
-        stored = self.cards.get()  # None for a new bucket (saves an exists() round trip)
-        bucket = BucketState.from_bytes(stored[0]) if stored else BucketState()
         messages = [
             Message(v, k, t, int(p), int(o), int(ts))
             for frame in rows
@@ -124,12 +154,24 @@ class CardBuckets(StatefulProcessor):
                 strict=True,
             )
         ]
-        out = process_bucket(bucket, messages, self.validator, datetime.now(UTC))
-        touched = {c: bucket.cards[c] for c in bucket.cards} if self.emit_states else {}
-        if bucket.blobs or bucket.cards:
-            self.cards.update((bucket.to_bytes(),))
+        if self.layout == "per-card":
+            loaded = LoadedCards(self._load_card)
+            out = process_bucket(loaded, messages, self.validator, datetime.now(UTC))
+            touched = loaded.updated()
+            for card_id, blob in touched.items():
+                self.card_map.updateValue((card_id,), (blob,))
         else:
-            self.cards.clear()
+            stored = self.cards.get()  # None for a new bucket (saves an exists() round trip)
+            bucket = BucketState.from_bytes(stored[0]) if stored else BucketState()
+            out = process_bucket(bucket, messages, self.validator, datetime.now(UTC))
+            changed = list(bucket.cards)
+            if bucket.blobs or bucket.cards:
+                self.cards.update((bucket.to_bytes(),))  # re-encodes the touched cards
+            else:
+                self.cards.clear()
+            touched = {c: bucket.blobs[c] for c in changed if c in bucket.blobs}
+        if not self.emit_states:
+            touched = {}
         frame = pd.DataFrame(
             {
                 "kind": ["txn" if r.reason is None else "dead" for r in out],
@@ -160,7 +202,7 @@ class CardBuckets(StatefulProcessor):
             )
             states["kind"] = "state"
             states["card_id"] = list(touched)
-            states["card_state"] = [bucket.blobs[c] for c in touched]
+            states["card_state"] = list(touched.values())
             frame = pd.concat([frame, states], ignore_index=True)
         yield frame
 
@@ -208,6 +250,7 @@ class StreamOptions:
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int | None = None
     emit_states: bool = False
+    card_state: str = "packed"
 
 
 def stage_frame(spark: SparkSession, settings: Settings, options: StreamOptions) -> DataFrame:
@@ -233,10 +276,12 @@ def stage_frame(spark: SparkSession, settings: Settings, options: StreamOptions)
         ).alias("bucket"),
     )
     return source.groupBy("bucket").transformWithStateInPandas(
-        statefulProcessor=CardBuckets(options.emit_states),
+        statefulProcessor=CardBuckets(options.emit_states, options.card_state),
         outputStructType=STAGE_SCHEMA,
         outputMode="Update",
-        timeMode="None",
+        # Spark's state TTL runs on processing time, and only in that time mode; it also
+        # makes Spark run a (cheap) micro-batch per trigger while the topic is idle.
+        timeMode="ProcessingTime" if options.card_state == "per-card" else "None",
     )
 
 
