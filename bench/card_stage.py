@@ -92,6 +92,7 @@ def run_variant(
     args: Any,
     pool: list[Any],
 ) -> dict[str, Any]:
+    from fraudstream.adapters.spark import S3A_CHECKPOINT_MANAGER, checkpoint_conf
     from fraudstream.scoring.stream import StreamOptions, stage_frame
 
     storage, buckets, partitions, layout = variant
@@ -104,6 +105,12 @@ def run_variant(
         checkpoint = f"file://{tmp}"
     else:
         checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/bench/cards-{uuid.uuid4().hex[:8]}"
+    # As the scorer: the rename-free checkpoint file manager on s3a:// (unless --rename).
+    manager = "spark.sql.streaming.checkpointFileManagerClass"
+    spark.conf.unset(manager)
+    for key, value in checkpoint_conf(checkpoint).items():
+        if not (args.rename and value == S3A_CHECKPOINT_MANAGER):
+            spark.conf.set(key, value)
     cards = [f"card-{i:06d}" for i in range(args.cards)]
     _produce(settings, topic, cards, pool)
     options = StreamOptions(
@@ -177,6 +184,7 @@ def run_variant(
         "buckets": buckets,
         "shuffle_partitions": partitions,
         "card_state": layout,
+        "checkpoint_manager": spark.conf.get(manager, "Spark's default"),
         "cards": args.cards,
         "batch_size": args.batch_size,
         "first_batch_ms": first["durationMs"].get("triggerExecution"),
@@ -199,6 +207,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--trigger", type=float, default=0.2)
+    parser.add_argument(
+        "--rename",
+        action="store_true",
+        help="On s3a://, Spark's default checkpoint file manager (temporary file + rename).",
+    )
     args = parser.parse_args()
     from fraudstream.adapters.spark import build_session
 

@@ -38,6 +38,22 @@ def s3a_conf(s3: S3Settings) -> dict[str, str]:
     return conf
 
 
+S3A_CHECKPOINT_MANAGER = (
+    "org.apache.spark.internal.io.cloud.AbortableStreamBasedCheckpointFileManager"
+)
+"""Writes each checkpoint file straight to its key (an S3 PUT is atomic) and aborts the upload
+on failure, instead of Spark's default of a temporary file renamed into place, which S3A does
+as a copy and a delete after several existence checks. From spark-hadoop-cloud (the pom)."""
+
+
+def checkpoint_conf(checkpoint: str) -> dict[str, str]:
+    """SQL options for a query checkpointing at ``checkpoint`` (the offset and commit logs
+    and the state store's files): the rename-free file manager on ``s3a://``, else none."""
+    if checkpoint.startswith("s3a://"):
+        return {"spark.sql.streaming.checkpointFileManagerClass": S3A_CHECKPOINT_MANAGER}
+    return {}
+
+
 def session_conf(settings: Settings, spark: SparkSettings, jars: list[str]) -> dict[str, str]:
     """Every option the scorer's session sets (secrets included: never log the result)."""
     conf = {

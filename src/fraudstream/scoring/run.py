@@ -22,7 +22,7 @@ from pyspark.sql.streaming.listener import StreamingQueryListener
 from fraudstream.adapters.registry import RegistryError, load_model, version_for_alias
 from fraudstream.adapters.score_sinks import BookStore, KafkaOutputs, ObjectLocation, OutputTopics
 from fraudstream.adapters.scorer_metrics import ScorerMetrics
-from fraudstream.adapters.spark import build_session
+from fraudstream.adapters.spark import build_session, checkpoint_conf
 from fraudstream.scoring.cards import CARD_STATE_LAYOUTS
 from fraudstream.scoring.model import IncompatibleModelError, ScoringModel
 from fraudstream.scoring.reload import ModelHolder
@@ -195,6 +195,8 @@ def run_scorer(
     metrics.reloads.labels("loaded").inc(champion.counts.loaded)
     handler.refresh_models()
     spark = build_session(settings, spark_settings, "fraudstream-scorer")
+    for key, value in checkpoint_conf(options.checkpoint).items():
+        spark.conf.set(key, value)
     progress = ProgressFeed()
     spark.streams.addListener(progress)
     query = (
