@@ -209,6 +209,22 @@ def _stage_seconds(port: int, metric: str = "fraudstream_scorer_stage_seconds") 
     return {k: round(1000 * v / counts[k], 1) for k, v in sums.items() if counts.get(k)}
 
 
+def _batches(port: int) -> dict[str, float]:
+    """Micro-batches that read rows since the scorer started, and their mean duration."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    except OSError:
+        return {}
+    values = {}
+    for line in text.decode().splitlines():
+        for part in ("sum", "count"):
+            if line.startswith(f"fraudstream_scorer_batch_duration_seconds_{part} "):
+                values[part] = float(line.rsplit(" ", 1)[1])
+    if not values.get("count"):
+        return {}
+    return {"count": values["count"], "mean_ms": round(1000 * values["sum"] / values["count"], 1)}
+
+
 def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -> None:
     topics = {k: create_scratch_topic(settings.kafka, f"bench-{k}") for k in ("in", "p", "a", "d")}
     pool = _live_values(20_000)
@@ -262,6 +278,7 @@ def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -
             figures["batch_ms_by_spark_phase"] = _stage_seconds(
                 port, "fraudstream_scorer_batch_phase_seconds"
             )
+            figures["batches"] = _batches(port)
             figures["load_avg_1m"] = os.getloadavg()[0]
             print(json.dumps({"stream": figures}), flush=True)
             if not kept_up:
