@@ -160,14 +160,19 @@ def test_invalid_messages_become_dead_letters_and_touch_no_state() -> None:
     assert bucket.columns() == ([], [], [])
 
 
-def test_a_late_event_is_scored_but_not_added(
-    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
-) -> None:
-    _, _, values = generated
+def _one_cards_first_three(values: list[bytes]) -> tuple[str, list[bytes]]:
+    """The first card of the history and its first three transactions (event-time order)."""
     records = [json.loads(v) for v in values]
     card = records[0]["card_id"]
     mine = [v for v, r in zip(values, records, strict=True) if r["card_id"] == card][:3]
     assert len(mine) == 3
+    return card, mine
+
+
+def test_a_late_event_is_scored_but_not_added(
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
+) -> None:
+    _, mine = _one_cards_first_three(generated[2])
     bucket = BucketState()
     process_bucket(bucket, _messages([mine[0], mine[2]]), TransactionValidator(), NOW)
     before = bucket.columns()
@@ -179,10 +184,7 @@ def test_a_late_event_is_scored_but_not_added(
 def test_per_card_states_load_each_touched_card_once_and_write_back_only_updated_ones(
     generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
 ) -> None:
-    _, _, values = generated
-    records = [json.loads(v) for v in values]
-    card = records[0]["card_id"]
-    mine = [v for v, r in zip(values, records, strict=True) if r["card_id"] == card][:3]
+    card, mine = _one_cards_first_three(generated[2])
     stored: dict[str, bytes] = {}
     first = LoadedCards(stored.get)
     process_bucket(first, _messages([mine[0], mine[2]]), TransactionValidator(), NOW)
