@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from confluent_kafka import Consumer, Producer
+from prometheus_client.parser import text_string_to_metric_families
 from xgboost import XGBClassifier
 
 from fraudstream.adapters import registry
@@ -194,35 +195,39 @@ def _collect(
     consumer.close()
 
 
-def _stage_seconds(port: int, metric: str = "fraudstream_scorer_stage_seconds") -> dict[str, float]:
+def _batch_means(port: int) -> dict[str, Any]:
+    """Mean ms per micro-batch by driver stage and by Spark phase, and the batch count, from
+    the scorer's metrics endpoint (sums and counts since it started)."""
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     except OSError:
         return {}
-    sums: dict[str, float] = {}
-    counts: dict[str, float] = {}
-    for line in text.decode().splitlines():
-        if line.startswith(f"{metric}_sum"):
-            sums[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
-        if line.startswith(f"{metric}_count"):
-            counts[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
-    return {k: round(1000 * v / counts[k], 1) for k, v in sums.items() if counts.get(k)}
+    sums: dict[tuple[str, str], float] = {}
+    counts: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            key = (family.name, next(iter(sample.labels.values()), ""))
+            if sample.name.endswith("_sum"):
+                sums[key] = sample.value
+            elif sample.name.endswith("_count"):
+                counts[key] = sample.value
 
+    def means(name: str) -> dict[str, float]:
+        return {
+            label: round(1000 * total / counts[(family, label)], 1)
+            for (family, label), total in sums.items()
+            if family == name and counts.get((family, label))
+        }
 
-def _batches(port: int) -> dict[str, float]:
-    """Micro-batches that read rows since the scorer started, and their mean duration."""
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
-    except OSError:
-        return {}
-    values = {}
-    for line in text.decode().splitlines():
-        for part in ("sum", "count"):
-            if line.startswith(f"fraudstream_scorer_batch_duration_seconds_{part} "):
-                values[part] = float(line.rsplit(" ", 1)[1])
-    if not values.get("count"):
-        return {}
-    return {"count": values["count"], "mean_ms": round(1000 * values["sum"] / values["count"], 1)}
+    batches = means("fraudstream_scorer_batch_duration_seconds").get("")
+    return {
+        "batch_ms_by_stage": means("fraudstream_scorer_stage_seconds"),
+        "batch_ms_by_spark_phase": means("fraudstream_scorer_batch_phase_seconds"),
+        "batches": {
+            "count": counts.get(("fraudstream_scorer_batch_duration_seconds", ""), 0.0),
+            "mean_ms": batches,
+        },
+    }
 
 
 def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -> None:
@@ -273,12 +278,7 @@ def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -
                     }
                 )
             figures["kept_up"] = kept_up
-            port = ScorerSettings().metrics_port
-            figures["batch_ms_by_stage"] = _stage_seconds(port)
-            figures["batch_ms_by_spark_phase"] = _stage_seconds(
-                port, "fraudstream_scorer_batch_phase_seconds"
-            )
-            figures["batches"] = _batches(port)
+            figures.update(_batch_means(ScorerSettings().metrics_port))
             figures["load_avg_1m"] = os.getloadavg()[0]
             print(json.dumps({"stream": figures}), flush=True)
             if not kept_up:

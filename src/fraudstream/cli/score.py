@@ -114,6 +114,7 @@ def score(
     with the same --checkpoint resumes where it stopped.
     """
     from fraudstream.adapters.score_sinks import OutputTopics
+    from fraudstream.scoring.cards import CARD_STATE_LAYOUTS
     from fraudstream.scoring.run import (
         CheckpointBucketsError,
         MissingTopicError,
@@ -133,8 +134,10 @@ def score(
     spark = SparkSettings()
     if starting_offsets not in ("earliest", "latest"):
         raise typer.BadParameter("use earliest or latest", param_hint="--starting-offsets")
-    if card_state is not None and card_state not in ("per-card", "packed"):
-        raise typer.BadParameter("use packed or per-card", param_hint="--card-state")
+    if card_state is not None and card_state not in CARD_STATE_LAYOUTS:
+        raise typer.BadParameter(
+            f"use one of {', '.join(CARD_STATE_LAYOUTS)}", param_hint="--card-state"
+        )
     updates: dict[str, Any] = {}
     if reload_interval is not None:
         updates["reload_interval_s"] = reload_interval
