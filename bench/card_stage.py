@@ -92,7 +92,7 @@ def run_variant(
     args: Any,
     pool: list[Any],
 ) -> dict[str, Any]:
-    from fraudstream.adapters.spark import S3A_CHECKPOINT_MANAGER, checkpoint_conf
+    from fraudstream.adapters.spark import checkpoint_conf
     from fraudstream.scoring.stream import StreamOptions, stage_frame
 
     storage, buckets, partitions, layout = variant
@@ -108,9 +108,8 @@ def run_variant(
     # As the scorer: the rename-free checkpoint file manager on s3a:// (unless --rename).
     manager = "spark.sql.streaming.checkpointFileManagerClass"
     spark.conf.unset(manager)
-    for key, value in checkpoint_conf(checkpoint).items():
-        if not (args.rename and value == S3A_CHECKPOINT_MANAGER):
-            spark.conf.set(key, value)
+    for key, value in ({} if args.rename else checkpoint_conf(checkpoint)).items():
+        spark.conf.set(key, value)
     cards = [f"card-{i:06d}" for i in range(args.cards)]
     _produce(settings, topic, cards, pool)
     options = StreamOptions(
