@@ -43,6 +43,37 @@ def test_up_is_idempotent(platform: EmbeddedPlatform) -> None:
     assert before == after
 
 
+def _descendants(pid: int) -> list[str]:
+    """Command lines of every process below ``pid`` (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    cmdlines: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmd:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+                cmdlines[int(entry)] = cmd.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], list(parents.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(cmdlines.get(child, ""))
+        todo.extend(parents.get(child, []))
+    return found
+
+
+def test_mlflow_runs_without_its_job_runner(platform: EmbeddedPlatform) -> None:
+    """MLflow 3's job runner (huey consumers, ~250 MB each) is off: fraudstream uses no jobs."""
+    mlflow = next(s for s in platform.status() if s.service == "mlflow")
+    assert mlflow.pid is not None
+    below = _descendants(mlflow.pid)
+    assert any("uvicorn" in cmd for cmd in below), below  # the server's worker: the walk works
+    assert not [cmd for cmd in below if "huey" in cmd]
+
+
 def test_down_frees_every_port_and_data_survives_up(
     settings: Settings, platform: EmbeddedPlatform, topic: str
 ) -> None:

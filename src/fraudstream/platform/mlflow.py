@@ -46,6 +46,9 @@ class MlflowServer(Service):
                 # The backend URI carries the password: pass it in the environment, not argv.
                 "MLFLOW_BACKEND_STORE_URI": pg.url(pg.mlflow_database, "postgresql+psycopg2"),
                 **s3.client_env(),
+                # MLflow's job runner (GenAI evaluation jobs; seven huey consumer processes of
+                # about 250 MB each, polling) serves nothing fraudstream uses.
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             },
             cwd=self.data_dir,
         )
