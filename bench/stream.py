@@ -15,9 +15,13 @@ Prints figures and ratios, asserts nothing. Needs a running platform
    (``ingest_time``), over the rows sent after --warmup seconds. A rate is kept up
    with when every sent row was scored within 10 s of the end of sending (bounded
    lag). The producer batches for --linger-ms (default 20, as fraudstream's own live
-   producer); the latency includes that wait, since CreateTime is set on send. Also
-   Spark's per-batch duration breakdown from the scorer's metrics. The scratch topics
-   are deleted at the end: leftover partitions slow the brokers for later runs.
+   producer); the latency includes that wait, since CreateTime is set on send. Also,
+   over the same window (after --warmup, until sending ends): the mean micro-batch
+   duration by driver stage and by Spark phase, from the scorer's metrics, and the
+   cores each part of the platform used (``cores``, from /proc on Linux). The JVM
+   compiles hot code during the first minute or two, so a --warmup of 60 or more
+   measures the steady state. The scratch topics are deleted at the end: leftover
+   partitions slow the brokers for later runs.
 
 Usage: python bench/stream.py [--rates 200,500,1000] [--seconds 60] [--warmup 15]
 """
@@ -195,39 +199,98 @@ def _collect(
     consumer.close()
 
 
-def _batch_means(port: int) -> dict[str, Any]:
-    """Mean ms per micro-batch by driver stage and by Spark phase, and the batch count, from
-    the scorer's metrics endpoint (sums and counts since it started)."""
+def _metric_totals(port: int) -> dict[tuple[str, str, str], float]:
+    """The scorer's histogram sums and counts by (family, label, "sum" | "count"), since it
+    started; empty when its metrics endpoint does not answer."""
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     except OSError:
         return {}
-    sums: dict[tuple[str, str], float] = {}
-    counts: dict[tuple[str, str], float] = {}
+    totals: dict[tuple[str, str, str], float] = {}
     for family in text_string_to_metric_families(text.decode()):
         for sample in family.samples:
-            key = (family.name, next(iter(sample.labels.values()), ""))
-            if sample.name.endswith("_sum"):
-                sums[key] = sample.value
-            elif sample.name.endswith("_count"):
-                counts[key] = sample.value
+            label = next(iter(sample.labels.values()), "")
+            for part in ("sum", "count"):
+                if sample.name.endswith(f"_{part}"):
+                    totals[(family.name, label, part)] = sample.value
+    return totals
+
+
+def _window_means(
+    before: dict[tuple[str, str, str], float], after: dict[tuple[str, str, str], float]
+) -> dict[str, Any]:
+    """Mean ms per micro-batch by driver stage and by Spark phase, and the batch count, over the
+    batches between two snapshots of the scorer's metrics (the measured window only: the
+    scorer's start and the JVM's first compilations are left out)."""
+
+    def delta(family: str, label: str, part: str) -> float:
+        return after.get((family, label, part), 0.0) - before.get((family, label, part), 0.0)
 
     def means(name: str) -> dict[str, float]:
+        labels = sorted({label for family, label, _ in after if family == name})
         return {
-            label: round(1000 * total / counts[(family, label)], 1)
-            for (family, label), total in sums.items()
-            if family == name and counts.get((family, label))
+            label: round(1000 * delta(name, label, "sum") / delta(name, label, "count"), 1)
+            for label in labels
+            if delta(name, label, "count") > 0
         }
 
-    batches = means("fraudstream_scorer_batch_duration_seconds").get("")
+    batch_family = "fraudstream_scorer_batch_duration_seconds"
     return {
         "batch_ms_by_stage": means("fraudstream_scorer_stage_seconds"),
         "batch_ms_by_spark_phase": means("fraudstream_scorer_batch_phase_seconds"),
         "batches": {
-            "count": counts.get(("fraudstream_scorer_batch_duration_seconds", ""), 0.0),
-            "mean_ms": batches,
+            "count": delta(batch_family, "", "count"),
+            "mean_ms": means(batch_family).get(""),
         },
     }
+
+
+# Who a process is, by its command line: the platform's parts, the scorer and this benchmark.
+_PROCESS_GROUPS = (
+    ("kafka_brokers", "kafka.Kafka"),
+    ("spark_jvm", "org.apache.spark.deploy.SparkSubmit"),
+    ("spark_python_workers", "pyspark.daemon"),
+    ("spark_python_workers", "pyspark.worker"),
+    ("scorer_driver", "fraudstream score"),
+    ("benchmark", "bench/stream.py"),
+    ("postgres", "postgres"),
+    ("minio", "minio"),
+    ("mlflow", "mlflow"),
+    ("redis", "redis-server"),
+    ("airflow", "airflow"),
+)
+
+
+def _cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each group of processes, from /proc (Linux);
+    empty elsewhere. Processes that ended between two snapshots are missed."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out: dict[str, float] = {}
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return out
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        used = (int(fields[11]) + int(fields[12])) / ticks
+        group = next((g for g, needle in _PROCESS_GROUPS if needle in cmdline), "other")
+        out[group] = out.get(group, 0.0) + used
+    return out
+
+
+def _cores(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """Cores busy on average per process group between two CPU snapshots, busiest first."""
+    if not before or seconds <= 0:
+        return {}
+    used = {g: (after.get(g, 0.0) - before.get(g, 0.0)) / seconds for g in after}
+    cores = {g: round(c, 2) for g, c in sorted(used.items(), key=lambda kv: -kv[1]) if c > 0.005}
+    return {"total": round(sum(used.values()), 2), **cores}
 
 
 def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -> None:
@@ -243,6 +306,7 @@ def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -
          "--no-progress", "--card-state", args.card_state],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    port = ScorerSettings().metrics_port
     results: list[tuple[float, float]] = []
     stop = threading.Event()
     collector = threading.Thread(target=_collect, args=(settings, topics["p"], stop, results))
@@ -256,8 +320,19 @@ def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -
         for rate in rates:
             results.clear()
             t0 = time.time()
+            # The scorer's metrics and the CPU are read when the warm-up ends and when sending
+            # ends, so the stage means and the cores cover the measured rows only.
+            window: dict[str, Any] = {}
+
+            def warm_snapshot(window: dict[str, Any] = window) -> None:
+                window["start"] = (time.monotonic(), _metric_totals(port), _cpu_seconds())
+
+            timer = threading.Timer(args.warmup, warm_snapshot)
+            timer.start()
             sent = _produce(settings, topics["in"], rate, args.seconds, pool, args.linger_ms)
             t_end = time.time()
+            timer.join()
+            ended, totals, cpu = time.monotonic(), _metric_totals(port), _cpu_seconds()
             deadline = t_end + 10
             while time.time() < deadline and len(results) < sent:
                 time.sleep(0.5)
@@ -278,7 +353,10 @@ def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -
                     }
                 )
             figures["kept_up"] = kept_up
-            figures.update(_batch_means(ScorerSettings().metrics_port))
+            if "start" in window:
+                started, warm_totals, warm_cpu = window["start"]
+                figures.update(_window_means(warm_totals, totals))
+                figures["cores"] = _cores(warm_cpu, cpu, ended - started)
             figures["load_avg_1m"] = os.getloadavg()[0]
             print(json.dumps({"stream": figures}), flush=True)
             if not kept_up:
