@@ -105,6 +105,7 @@ def write_postgres(
 ) -> None:
     """Upsert the batch's scored rows and alerts (raw rows: see ``write_raw``)."""
     ingest = [datetime.fromtimestamp(r.kafka_ts_ms / 1000, UTC) for r in batch.rows]
+    features = batch.features_json_rows()
     scored = [
         (
             r.txn.transaction_id,
@@ -119,7 +120,7 @@ def write_postgres(
             batch.champion.version,
             FEATURE_SET_VERSION,
             batch.reasons_json(i),
-            batch.features_json(i),
+            features[i],
             None if batch.shadow_scores is None else float(batch.shadow_scores[i]),
             None if batch.shadow is None else batch.shadow.version,
             batch.scored_at,
@@ -222,6 +223,34 @@ def _copy_text(value: Any) -> str:
     return str(value).translate(_COPY_ESCAPES)
 
 
+def _copy_column(values: tuple[Any, ...]) -> list[str]:
+    """A column's values in COPY's text format: ``_copy_text`` of each, done per column.
+
+    A column of one type is formatted in one pass (strings joined, escaped and split
+    again; numbers and timestamps mapped), which costs a fraction of a call per value.
+    NUL cannot occur in a Postgres text value; a string holding one anyway splits into
+    more parts than there are values and takes the per-value path (Postgres refuses it).
+    """
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        parts = "\0".join(values).translate(_COPY_ESCAPES).split("\0")
+        if len(parts) == len(values):
+            return parts
+    elif kinds <= {int, float, bool}:
+        return list(map(str, values))
+    elif kinds == {datetime}:
+        return list(map(datetime.isoformat, values))
+    return list(map(_copy_text, values))
+
+
+def copy_text_rows(rows: list[tuple[Any, ...]]) -> str:
+    """``rows`` in COPY's text format, one line each (the same text ``_copy_text`` gives)."""
+    if not rows:
+        return ""
+    columns = [_copy_column(column) for column in zip(*rows, strict=True)]
+    return "\n".join(map("\t".join, zip(*columns, strict=True))) + "\n"
+
+
 def copy_upsert(
     cur: psycopg2.extensions.cursor,
     table: str,
@@ -241,12 +270,7 @@ def copy_upsert(
         f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DROP AS "
         f"SELECT {names} FROM {table} WITH NO DATA"
     )
-    buffer = io.StringIO()
-    for row in rows:
-        buffer.write("\t".join(map(_copy_text, row)))
-        buffer.write("\n")
-    buffer.seek(0)
-    cur.copy_expert(f"COPY {stage} ({names}) FROM STDIN", buffer)
+    cur.copy_expert(f"COPY {stage} ({names}) FROM STDIN", io.StringIO(copy_text_rows(rows)))
     cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} {conflict}")
     cur.execute(f"TRUNCATE {stage}")
 
