@@ -20,8 +20,9 @@ Prints figures and ratios, asserts nothing. Needs a running platform
    duration by driver stage and by Spark phase, from the scorer's metrics, and the
    cores each part of the platform used (``cores``, from /proc on Linux). The JVM
    compiles hot code during the first minute or two, so a --warmup of 60 or more
-   measures the steady state. The scratch topics are deleted at the end: leftover
-   partitions slow the brokers for later runs.
+   measures the steady state. The scratch topics, and the run's rows in the scorer's
+   Postgres tables, are deleted at the end: leftover partitions slow the brokers and
+   leftover rows the upserts of later runs.
 
 Usage: python bench/stream.py [--rates 200,500,1000] [--seconds 60] [--warmup 15]
 """
@@ -55,6 +56,7 @@ from fraudstream.adapters.kafka import (
     delete_topic,
     producer_config,
 )
+from fraudstream.adapters.postgres import connect
 from fraudstream.features.catalogue import feature_names
 from fraudstream.features.replay import attach_labels, build_features
 from fraudstream.generator import GeneratorConfig, generate
@@ -371,6 +373,22 @@ def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -
         for topic in topics.values():
             # Leftover topics slow every later run: each partition adds to every fetch.
             delete_topic(settings.kafka, topic)
+        # So do leftover rows: each run adds its transactions to the scorer's tables.
+        _delete_rows(settings, topics["in"])
+
+
+def _delete_rows(settings: Settings, source_topic: str) -> None:
+    """Delete the run's rows from the scorer's tables (found through transactions_raw)."""
+    with connect(settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TEMP TABLE bench_ids ON COMMIT DROP AS "
+            "SELECT transaction_id FROM transactions_raw WHERE source_topic = %s",
+            (source_topic,),
+        )
+        for table in ("fraud_alerts", "transactions_with_score", "transactions_raw"):
+            cur.execute(
+                f"DELETE FROM {table} t USING bench_ids b WHERE t.transaction_id = b.transaction_id"
+            )
 
 
 def main() -> None:
