@@ -58,8 +58,7 @@ def test_features_json_is_the_json_of_the_name_to_value_dict() -> None:
         shadow_scores=None,
         scored_at=datetime(2026, 3, 2, tzinfo=UTC),
     )
-    texts = batch.features_json_rows()
-    assert len(texts) == 40
+    texts = [batch.features_json(i) for i in range(40)]
     for i, text in enumerate(texts):
         expected = {
             n: (None if math.isnan(v) else v)

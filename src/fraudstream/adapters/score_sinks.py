@@ -105,7 +105,6 @@ def write_postgres(
 ) -> None:
     """Upsert the batch's scored rows and alerts (raw rows: see ``write_raw``)."""
     ingest = [datetime.fromtimestamp(r.kafka_ts_ms / 1000, UTC) for r in batch.rows]
-    features = batch.features_json_rows()
     scored = [
         (
             r.txn.transaction_id,
@@ -120,7 +119,7 @@ def write_postgres(
             batch.champion.version,
             FEATURE_SET_VERSION,
             batch.reasons_json(i),
-            features[i],
+            batch.features_json(i),
             None if batch.shadow_scores is None else float(batch.shadow_scores[i]),
             None if batch.shadow is None else batch.shadow.version,
             batch.scored_at,

@@ -87,20 +87,15 @@ class ScoredBatch:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def features_json_rows(self) -> list[str]:
-        """Each row's feature name -> value object (NaN as null) as JSON text, for
-        ``transactions_with_score.features``: the text ``json.dumps`` gives for that dict.
-
-        One ``json.dumps`` of the whole matrix renders every value (``repr``; NaN as
-        ``NaN``, made ``null`` here), which a template of the names then takes row by
-        row: about 10x faster than encoding a dict per row.
-        """
-        if not len(self.rows):
-            return []
-        names = (json.dumps(n).replace("%", "%%") for n in feature_names())
-        template = ", ".join(f"{name}: %s" for name in names)
-        text = json.dumps(self.features.tolist()).replace("NaN", "null")
-        return ["{" + template % tuple(row.split(", ")) + "}" for row in text[2:-2].split("], [")]
+    def features_json(self, i: int) -> str:
+        """Feature name -> value for row i (NaN as null), for ``transactions_with_score``."""
+        values = self.features[i].tolist()
+        return json.dumps(
+            {
+                n: (None if math.isnan(v) else v)
+                for n, v in zip(feature_names(), values, strict=True)
+            }
+        )
 
     def reasons_json(self, i: int) -> str:
         return json.dumps([name for name, _, _ in self.scores.reasons[i]])
