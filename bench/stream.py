@@ -62,6 +62,7 @@ from fraudstream.features.replay import attach_labels, build_features
 from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.model.experiment import Experiment
 from fraudstream.model.split import TimeSplit
+from fraudstream.platform.process import running_processes
 from fraudstream.schema.tables import wire_records
 from fraudstream.settings import ScorerSettings, Settings, SparkSettings, load_settings
 
@@ -266,23 +267,10 @@ _PROCESS_GROUPS = (
 def _cpu_seconds() -> dict[str, float]:
     """CPU seconds (user + system) used so far by each group of processes, from /proc (Linux);
     empty elsewhere. Processes that ended between two snapshots are missed."""
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     out: dict[str, float] = {}
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return out
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        used = (int(fields[11]) + int(fields[12])) / ticks
-        group = next((g for g, needle in _PROCESS_GROUPS if needle in cmdline), "other")
-        out[group] = out.get(group, 0.0) + used
+    for process in running_processes():
+        group = next((g for g, needle in _PROCESS_GROUPS if needle in process.cmdline), "other")
+        out[group] = out.get(group, 0.0) + process.cpu_seconds
     return out
 
 

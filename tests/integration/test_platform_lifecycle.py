@@ -14,7 +14,13 @@ from confluent_kafka import Consumer, Producer
 from fraudstream.adapters.kafka import consumer_config, producer_config
 from fraudstream.adapters.object_store import s3_client
 from fraudstream.adapters.postgres import connect
-from fraudstream.platform.process import ProcessRecord, alive, listening_ports
+from fraudstream.platform.process import (
+    ProcessInfo,
+    ProcessRecord,
+    alive,
+    listening_ports,
+    running_processes,
+)
 from fraudstream.platform.runtime import EmbeddedPlatform
 from fraudstream.settings import Settings
 from tests.integration.conftest import CLI, run_cli
@@ -44,24 +50,15 @@ def test_up_is_idempotent(platform: EmbeddedPlatform) -> None:
 
 
 def _descendants(pid: int) -> list[str]:
-    """Command lines of every process below ``pid`` (from /proc)."""
-    parents: dict[int, list[int]] = {}
-    cmdlines: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmd:
-                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
-                cmdlines[int(entry)] = cmd.read().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError):
-            continue
-        parents.setdefault(ppid, []).append(int(entry))
-    found, todo = [], list(parents.get(pid, []))
+    """Command lines of every process below ``pid``."""
+    children: dict[int, list[ProcessInfo]] = {}
+    for process in running_processes():
+        children.setdefault(process.ppid, []).append(process)
+    found, todo = [], list(children.get(pid, []))
     while todo:
         child = todo.pop()
-        found.append(cmdlines.get(child, ""))
-        todo.extend(parents.get(child, []))
+        found.append(child.cmdline)
+        todo.extend(children.get(child.pid, []))
     return found
 
 

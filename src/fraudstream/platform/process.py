@@ -53,15 +53,59 @@ class ProcessRecord:
         (run_dir / f"{service}.json").unlink(missing_ok=True)
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks) of a pid, or None if it does not exist."""
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (the first is the state
+    letter), or None if the process does not exist."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # The command name may contain spaces and parentheses: split after the last ')'.
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return fields[0], int(fields[19])
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) of a pid, or None if it does not exist."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (fields[0], int(fields[19]))
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One running process as /proc shows it: for tests and benchmarks that look around."""
+
+    pid: int
+    ppid: int
+    cpu_seconds: float  # user + system, since it started
+    cmdline: str
+
+
+def running_processes() -> list[ProcessInfo]:
+    """Every process this user can see, from /proc (Linux; empty elsewhere)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(entry.name)
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields is None:
+            continue
+        found.append(
+            ProcessInfo(
+                pid=int(entry.name),
+                ppid=int(fields[1]),
+                cpu_seconds=(int(fields[11]) + int(fields[12])) / ticks,
+                cmdline=cmdline.replace(b"\0", b" ").decode(errors="replace").strip(),
+            )
+        )
+    return found
 
 
 def alive(record: ProcessRecord) -> bool:
