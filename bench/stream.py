@@ -264,21 +264,27 @@ _PROCESS_GROUPS = (
 )
 
 
-def _cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) used so far by each group of processes, from /proc (Linux);
-    empty elsewhere. Processes that ended between two snapshots are missed."""
-    out: dict[str, float] = {}
+def _cpu_seconds() -> dict[int, tuple[str, float]]:
+    """Each process's group and CPU seconds (user + system) used so far, from /proc (Linux);
+    empty elsewhere."""
+    out: dict[int, tuple[str, float]] = {}
     for process in running_processes():
         group = next((g for g, needle in _PROCESS_GROUPS if needle in process.cmdline), "other")
-        out[group] = out.get(group, 0.0) + process.cpu_seconds
+        out[process.pid] = (group, process.cpu_seconds)
     return out
 
 
-def _cores(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
-    """Cores busy on average per process group between two CPU snapshots, busiest first."""
+def _cores(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], seconds: float
+) -> dict[str, float]:
+    """Cores busy on average per process group between two CPU snapshots, busiest first: each
+    process's own difference (one started in between counts whole; one that ended in between
+    is missed)."""
     if not before or seconds <= 0:
         return {}
-    used = {g: (after.get(g, 0.0) - before.get(g, 0.0)) / seconds for g in after}
+    used: dict[str, float] = {}
+    for pid, (group, cpu) in after.items():
+        used[group] = used.get(group, 0.0) + (cpu - before.get(pid, (group, 0.0))[1]) / seconds
     cores = {g: round(c, 2) for g, c in sorted(used.items(), key=lambda kv: -kv[1]) if c > 0.005}
     return {"total": round(sum(used.values()), 2), **cores}
 
