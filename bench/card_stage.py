@@ -18,8 +18,8 @@ variant's median batch time by the first variant's, measured in the same run.
 
 Usage: python bench/card_stage.py [--variants s3a:2:1:per-card,s3a:2:1:packed] [--cards 10000]
 (a variant is storage:buckets[:shuffle partitions, default 2[:card-state layout, default
-packed]]; 0 buckets: the Kafka read and toPandas without the card stage, the floor of a
-micro-batch)
+packed[:decoded card states a worker keeps, default the scorer's, 0 for none]]]; 0 buckets:
+the Kafka read and toPandas without the card stage, the floor of a micro-batch)
 """
 
 from __future__ import annotations
@@ -88,14 +88,14 @@ def _source_only(spark: Any, settings: Settings, topic: str) -> Any:
 def run_variant(
     settings: Settings,
     spark: Any,
-    variant: tuple[str, int, int, str],
+    variant: tuple[str, int, int, str, int],
     args: Any,
     pool: list[Any],
 ) -> dict[str, Any]:
     from fraudstream.adapters.spark import checkpoint_conf
     from fraudstream.scoring.stream import StreamOptions, stage_frame
 
-    storage, buckets, partitions, layout = variant
+    storage, buckets, partitions, layout, decoded_cards = variant
     # Read when the query first starts, then fixed by its checkpoint.
     spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
     topic = create_scratch_topic(settings.kafka, "bench-cards")
@@ -119,6 +119,7 @@ def run_variant(
         buckets=buckets,
         trigger_s=args.trigger,
         card_state=layout,
+        decoded_cards=decoded_cards,
     )
     collect_ms: dict[int, float] = {}
 
@@ -183,6 +184,7 @@ def run_variant(
         "buckets": buckets,
         "shuffle_partitions": partitions,
         "card_state": layout,
+        "decoded_cards": decoded_cards,
         "checkpoint_manager": spark.conf.get(manager, "Spark's default"),
         "cards": args.cards,
         "batch_size": args.batch_size,
@@ -199,8 +201,8 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         default="s3a:2:1:per-card,s3a:2:1:packed",
-        help="storage:buckets[:shuffle partitions[:card-state layout]], comma-separated "
-        "(storage: file or s3a; layout: per-card or packed)",
+        help="storage:buckets[:shuffle partitions[:card-state layout[:decoded cards]]], "
+        "comma-separated (storage: file or s3a; layout: per-card or packed)",
     )
     parser.add_argument("--cards", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=500)
@@ -213,6 +215,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     from fraudstream.adapters.spark import build_session
+    from fraudstream.scoring.cards import DECODED_CARDS_CAPACITY
 
     settings = load_settings()
     pool = _templates()
@@ -227,6 +230,7 @@ def main() -> None:
                 int(buckets),
                 int(rest[0]) if rest else 2,
                 rest[1] if len(rest) > 1 else "packed",
+                int(rest[2]) if len(rest) > 2 else DECODED_CARDS_CAPACITY,
             )
             figures = run_variant(settings, spark, shape, args, pool)
             total = figures["median_ms"].get("triggerExecution") or 0.0

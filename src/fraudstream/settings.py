@@ -285,6 +285,14 @@ class ScorerSettings(BaseSettings):
         "about 50k cards) or one entry per card (cost per batch independent of the card "
         "count); a new checkpoint records it, an existing one keeps its own.",
     )
+    decoded_cards: int = Field(
+        default=20_000,
+        ge=0,
+        le=10_000_000,
+        description="Decoded card states each Python worker keeps between micro-batches, so "
+        "a card whose stored state it wrote itself is not decoded again (0: none; 2.5 KB "
+        "each measured with 6-transaction histories, more with longer ones).",
+    )
     reload_interval_s: float = Field(
         default=30.0, gt=0, description="How often the registry alias is polled for a new model."
     )

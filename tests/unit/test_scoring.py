@@ -25,7 +25,13 @@ from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.generator.config import LabelConfig
 from fraudstream.schema.tables import wire_records
 from fraudstream.scoring.batch import Accepted, accepted_from, feature_matrix
-from fraudstream.scoring.cards import BucketState, LoadedCards, Message, process_bucket
+from fraudstream.scoring.cards import (
+    BucketState,
+    DecodedCards,
+    LoadedCards,
+    Message,
+    process_bucket,
+)
 from fraudstream.scoring.merchants import MerchantBook
 from fraudstream.scoring.model import IncompatibleModelError, ScoringModel, score, top_reasons
 from fraudstream.scoring.reload import ModelHolder
@@ -57,12 +63,17 @@ def _stream(
     batch_size: int,
     labels: list[LabelEvent] | None = None,
     layout: str = "packed",
+    decoded: DecodedCards | None = None,
+    fail_every: int = 0,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Run the stage and the book over micro-batches; features by transaction id, late count.
 
     Card states go through bytes between batches as Spark keeps them: a bucket's packed
-    value, or one value per card (``per-card``).
+    value, or one value per card (``per-card``). ``decoded``: the worker's cache of
+    decoded states. ``fail_every``: every n-th batch first runs an attempt whose states
+    are encoded but never stored (a task that failed before Spark committed), then again.
     """
+    cache = DecodedCards(capacity=0) if decoded is None else decoded
     validator = TransactionValidator()
     stored: dict[int, bytes] = {}  # each bucket as Spark's state keeps it
     per_card: dict[str, bytes] = {}
@@ -70,19 +81,20 @@ def _stream(
     out: dict[str, np.ndarray] = {}
     late = 0
     messages = _messages(values)
-    for start in range(0, len(messages), batch_size):
+    for number, start in enumerate(range(0, len(messages), batch_size)):
         chunk = messages[start : start + batch_size]
         by_bucket: dict[int, list[Message]] = {}
         for m in chunk:
             card = json.loads(m.value or b"{}").get("card_id", "")
             by_bucket.setdefault(hash(card) % buckets, []).append(m)
+        if fail_every and number % fail_every == 0:
+            for bucket_id, msgs in by_bucket.items():
+                attempt = _bucket_of(layout, bucket_id, stored, per_card, cache)
+                process_bucket(attempt, msgs, validator, NOW)
+                attempt.updated() if isinstance(attempt, LoadedCards) else attempt.to_bytes()
         accepted: list[Accepted] = []
         for bucket_id, msgs in by_bucket.items():
-            bucket: BucketState | LoadedCards
-            if layout == "per-card":
-                bucket = LoadedCards(per_card.get)
-            else:
-                bucket = BucketState.from_bytes(stored.get(bucket_id, BucketState().to_bytes()))
+            bucket = _bucket_of(layout, bucket_id, stored, per_card, cache)
             for row in process_bucket(bucket, msgs, validator, NOW):
                 assert row.reason is None, row.dead_letter
                 accepted.append(
@@ -109,6 +121,18 @@ def _stream(
     return out, late
 
 
+def _bucket_of(
+    layout: str,
+    bucket_id: int,
+    stored: dict[int, bytes],
+    per_card: dict[str, bytes],
+    decoded: DecodedCards,
+) -> BucketState | LoadedCards:
+    if layout == "per-card":
+        return LoadedCards(per_card.get, decoded)
+    return BucketState.from_bytes(stored.get(bucket_id, BucketState().to_bytes()), decoded)
+
+
 def _assert_parity(offline: pd.DataFrame, streamed: dict[str, np.ndarray]) -> None:
     assert len(streamed) == len(offline)
     expected = offline[feature_names()].to_numpy(np.float64)
@@ -128,6 +152,68 @@ def test_stream_features_equal_the_offline_builder(
     streamed, late = _stream(values, buckets, batch_size, layout=layout)
     assert late == 0
     _assert_parity(build_features(txns), streamed)
+
+
+@pytest.mark.parametrize("layout", ["packed", "per-card"])
+def test_kept_decoded_states_give_the_offline_features_through_failed_attempts(
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]], layout: str
+) -> None:
+    """A worker's kept states serve later batches; an attempt whose state Spark never
+    stored (every third batch here) leaves no kept state that a replay could take."""
+    txns, _, values = generated
+    decoded = DecodedCards()
+    streamed, late = _stream(values, 3, 150, layout=layout, decoded=decoded, fail_every=3)
+    assert late == 0
+    _assert_parity(build_features(txns), streamed)
+    assert decoded.hits > 0, "later batches must take kept states"
+    assert decoded.misses > 0, "replays after a failed attempt must decode the stored bytes"
+
+
+def test_a_kept_state_is_handed_out_only_for_its_own_bytes_and_only_once(
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
+) -> None:
+    card, mine = _one_cards_first_three(generated[2])
+    bucket = BucketState()
+    process_bucket(bucket, _messages(mine[:1]), TransactionValidator(), NOW)
+    after_one = BucketState.from_bytes(bucket.to_bytes()).blobs[card]
+    process_bucket(bucket, _messages(mine[1:2]), TransactionValidator(), NOW)
+    after_two = BucketState.from_bytes(bucket.to_bytes()).blobs[card]
+    decoded = DecodedCards()
+    kept = BucketState.from_bytes(bucket.to_bytes()).card(card)
+    assert kept is not None
+    decoded.keep(card, after_two, kept)
+
+    # Other bytes (an older checkpoint, a replay after a failed attempt) are decoded.
+    state = decoded.decode(card, after_one)
+    assert state is not kept
+    assert len(state.times) == 1
+    assert (decoded.hits, decoded.misses) == (0, 1)
+    # The kept state went with that lookup, so its own bytes are decoded now too.
+    again = decoded.decode(card, after_two)
+    assert again is not kept
+    assert again == kept
+    assert (decoded.hits, decoded.misses) == (0, 2)
+    decoded.keep(card, after_two, again)
+    assert decoded.decode(card, after_two) is again
+    assert (decoded.hits, decoded.misses) == (1, 2)
+
+
+def test_decoded_states_are_bounded_least_recently_used_first(
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
+) -> None:
+    _, mine = _one_cards_first_three(generated[2])
+    bucket = BucketState()
+    process_bucket(bucket, _messages(mine[:1]), TransactionValidator(), NOW)
+    (card,) = bucket.cards
+    state = bucket.cards[card]
+    blob = BucketState.from_bytes(bucket.to_bytes()).blobs[card]
+    decoded = DecodedCards(capacity=2)
+    for name in ("a", "b", "a", "c"):
+        decoded.keep(name, blob, state)
+    assert len(decoded) == 2
+    assert decoded.decode("b", blob) is not state, "b, the least recently kept, left first"
+    assert decoded.decode("a", blob) is state
+    assert decoded.decode("c", blob) is state
 
 
 def test_labels_known_in_time_give_the_offline_merchant_risk(

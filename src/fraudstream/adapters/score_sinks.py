@@ -261,17 +261,18 @@ def copy_upsert(
 
     The same statement as a multi-row INSERT, loaded in COPY's text format: measured
     2-2.5x faster than ``execute_values`` for batches of 3,000 scored rows. The staging
-    table has only ``columns`` (no constraints) and is dropped at commit.
+    table has only ``columns`` (no constraints); it is created once per connection and
+    emptied at every commit (``ON COMMIT DELETE ROWS``), so a connection kept across
+    micro-batches writes no catalog rows per batch. One call per table and transaction.
     """
     stage = f"stage_{table}"
     names = ", ".join(columns)
     cur.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DROP AS "
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
         f"SELECT {names} FROM {table} WITH NO DATA"
     )
     cur.copy_expert(f"COPY {stage} ({names}) FROM STDIN", io.StringIO(copy_text_rows(rows)))
     cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} {conflict}")
-    cur.execute(f"TRUNCATE {stage}")
 
 
 def read_new_labels(conn: psycopg2.extensions.connection, book: MerchantBook) -> None:

@@ -154,6 +154,7 @@ def score(
         else parquet or f"s3a://{settings.s3.dataset_bucket}/scored",
         buckets=buckets or scorer.buckets,
         card_state=card_state or scorer.card_state,
+        decoded_cards=scorer.decoded_cards,
         trigger_s=scorer.trigger_s if trigger is None else trigger,
         starting_offsets=starting_offsets,
         max_offsets_per_trigger=max_offsets_per_trigger or scorer.max_offsets_per_trigger,

@@ -48,9 +48,65 @@ CARD_WIDTH = len(CARD_FEATURES)
 CARD_STATE_LAYOUTS = {"packed": 2, "per-card": 3}
 """Card-state layout name -> the number recorded in a checkpoint (1: an earlier packed
 layout, a row of three arrays, that this version does not read)."""
+DECODED_CARDS_CAPACITY = 20_000
+"""Decoded card states a worker process keeps between micro-batches (``DecodedCards``)."""
 _BUCKET_MAGIC = b"FSB2"
 _BUCKET_HEADER = struct.Struct("<4sQ")
 NAN = math.nan
+
+
+class DecodedCards:
+    """Decoded card states kept between micro-batches, each under the bytes it was decoded from.
+
+    Decoding a card's ``features.codec`` bytes costs tens of µs of Python per card, the
+    largest part of the stage's per-row work. A Spark Python worker lives across
+    micro-batches, so the states a batch encoded are kept here with their bytes; the
+    next batch that reads the very same bytes from Spark's state takes the kept state
+    instead of decoding them. The bytes decide, never the batch id or a version: after
+    a failed batch, a replay or a restart from an older checkpoint the stored bytes
+    differ (or the entry is gone) and the card is decoded as before. Since
+    ``decode_card(encode_card(s)) == s``, a kept state equals what decoding would give.
+
+    A state handed out is removed until ``keep`` puts it back with its new bytes, so a
+    state being updated, or one of a batch that failed midway, is never handed out.
+    At most ``capacity`` cards are kept, the least recently used leaving first.
+    """
+
+    def __init__(self, capacity: int = DECODED_CARDS_CAPACITY) -> None:
+        self.capacity = capacity
+        self._entries: dict[str, tuple[bytes, CardState]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def decode(self, card_id: str, blob: bytes) -> CardState:
+        """The state of ``blob``: the kept one when it was kept with these bytes."""
+        entry = self._entries.pop(card_id, None)
+        if entry is not None and entry[0] == blob:
+            self.hits += 1
+            return entry[1]
+        self.misses += 1
+        return decode_card(blob)
+
+    def keep(self, card_id: str, blob: bytes, state: CardState) -> None:
+        """Keep ``state``, which ``blob`` encodes, for the next batch (most recent last)."""
+        self._entries.pop(card_id, None)
+        self._entries[card_id] = (blob, state)
+        self._trim()
+
+    def resize(self, capacity: int) -> None:
+        """Keep at most ``capacity`` cards from now on (0: none)."""
+        self.capacity = capacity
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self._entries) > self.capacity:
+            del self._entries[next(iter(self._entries))]
+
+
+_NO_CACHE = DecodedCards(capacity=0)
 
 
 @dataclass
@@ -65,11 +121,12 @@ class BucketState:
     blobs: dict[str, bytes] = field(default_factory=dict)
     last_time: dict[str, float] = field(default_factory=dict)
     cards: dict[str, CardState] = field(default_factory=dict)
+    decoded: DecodedCards = field(default=_NO_CACHE, repr=False, compare=False)
 
     def card(self, card_id: str) -> CardState | None:
         state = self.cards.get(card_id)
         if state is None and card_id in self.blobs:
-            state = self.cards[card_id] = decode_card(self.blobs[card_id])
+            state = self.cards[card_id] = self.decoded.decode(card_id, self.blobs[card_id])
         return state
 
     def expire(self, now: float) -> int:
@@ -105,8 +162,11 @@ class BucketState:
         return b"".join([*parts, *names, *blobs])
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> BucketState:
-        """The bucket written by ``to_bytes``; ``ValueError`` for anything else."""
+    def from_bytes(cls, data: bytes, decoded: DecodedCards = _NO_CACHE) -> BucketState:
+        """The bucket written by ``to_bytes``; ``ValueError`` for anything else.
+
+        ``decoded``: where touched cards' states are looked up before decoding and kept
+        after encoding (``DecodedCards``)."""
         data = bytes(data)
         if len(data) < _BUCKET_HEADER.size:
             raise ValueError(f"a card bucket value needs {_BUCKET_HEADER.size} bytes")
@@ -136,12 +196,14 @@ class BucketState:
         return cls(
             blobs=dict(zip(ids, blobs, strict=True)),
             last_time=dict(zip(ids, last_times, strict=True)),
+            decoded=decoded,
         )
 
     def columns(self) -> tuple[list[str], list[bytes], list[float]]:
         """(card ids, blobs, last times) with the touched cards re-encoded."""
         for card_id, state in self.cards.items():
-            self.blobs[card_id] = encode_card(state)
+            blob = self.blobs[card_id] = encode_card(state)
+            self.decoded.keep(card_id, blob, state)
         self.cards.clear()
         ids = list(self.blobs)
         return ids, [self.blobs[c] for c in ids], [self.last_time[c] for c in ids]
@@ -167,9 +229,13 @@ class LoadedCards:
     Idle cards are not expired here: Spark's state TTL drops them (``scoring.stream``).
     """
 
-    def __init__(self, load: Callable[[str], bytes | None]) -> None:
+    def __init__(
+        self, load: Callable[[str], bytes | None], decoded: DecodedCards = _NO_CACHE
+    ) -> None:
         self._load = load
+        self._decoded = decoded
         self._absent: set[str] = set()
+        self._stored: dict[str, bytes] = {}
         self.cards: dict[str, CardState] = {}
         self.last_time: dict[str, float] = {}
 
@@ -180,15 +246,27 @@ class LoadedCards:
             if stored is None:
                 self._absent.add(card_id)
             else:
-                state = self.cards[card_id] = decode_card(stored)
+                self._stored[card_id] = stored
+                state = self.cards[card_id] = self._decoded.decode(card_id, stored)
         return state
 
     def expire(self, now: float) -> int:
         return 0
 
     def updated(self) -> dict[str, bytes]:
-        """Card id -> encoded state of every card a transaction was added to."""
-        return {card_id: encode_card(self.cards[card_id]) for card_id in self.last_time}
+        """Card id -> encoded state of every card a transaction was added to.
+
+        Every card read is kept in ``decoded`` with the bytes it now has in the state:
+        the new encoding of an updated card, the stored bytes of one only read (late).
+        """
+        out = {}
+        for card_id, state in self.cards.items():
+            if card_id in self.last_time:
+                blob = out[card_id] = encode_card(state)
+            else:
+                blob = self._stored[card_id]
+            self._decoded.keep(card_id, blob, state)
+        return out
 
 
 @dataclass(frozen=True)

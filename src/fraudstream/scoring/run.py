@@ -229,6 +229,7 @@ def run_scorer(
         query.stop()
         spark.streams.removeListener(progress)
         outputs.close()
+        handler.close_database()
         spark.stop()
     return RunResult(
         report=handler.report,
