@@ -337,6 +337,7 @@ def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -
             figures: dict[str, Any] = {
                 "rate": rate,
                 "card_state": args.card_state,
+                "decoded_cards": ScorerSettings().decoded_cards,
                 "sent": sent,
                 "scored": len(results),
             }

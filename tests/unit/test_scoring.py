@@ -18,6 +18,7 @@ import pytest
 import xgboost
 from xgboost import XGBClassifier
 
+from fraudstream.features.card import CardState
 from fraudstream.features.catalogue import CARD_FEATURES, FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import LabelEvent
 from fraudstream.features.replay import build_features, label_events
@@ -169,18 +170,24 @@ def test_kept_decoded_states_give_the_offline_features_through_failed_attempts(
     assert decoded.misses > 0, "replays after a failed attempt must decode the stored bytes"
 
 
+def _card_bytes(values: list[bytes], count: int) -> tuple[str, list[bytes], CardState]:
+    """The first card's stored bytes after each of its first ``count`` transactions, and
+    its state after the last (decoded from those bytes)."""
+    card, mine = _one_cards_first_three(values)
+    bucket, blobs = BucketState(), []
+    for value in mine[:count]:
+        process_bucket(bucket, _messages([value]), TransactionValidator(), NOW)
+        blobs.append(BucketState.from_bytes(bucket.to_bytes()).blobs[card])
+    state = BucketState.from_bytes(bucket.to_bytes()).card(card)
+    assert state is not None
+    return card, blobs, state
+
+
 def test_a_kept_state_is_handed_out_only_for_its_own_bytes_and_only_once(
     generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
 ) -> None:
-    card, mine = _one_cards_first_three(generated[2])
-    bucket = BucketState()
-    process_bucket(bucket, _messages(mine[:1]), TransactionValidator(), NOW)
-    after_one = BucketState.from_bytes(bucket.to_bytes()).blobs[card]
-    process_bucket(bucket, _messages(mine[1:2]), TransactionValidator(), NOW)
-    after_two = BucketState.from_bytes(bucket.to_bytes()).blobs[card]
+    card, (after_one, after_two), kept = _card_bytes(generated[2], 2)
     decoded = DecodedCards()
-    kept = BucketState.from_bytes(bucket.to_bytes()).card(card)
-    assert kept is not None
     decoded.keep(card, after_two, kept)
 
     # Other bytes (an older checkpoint, a replay after a failed attempt) are decoded.
@@ -201,12 +208,7 @@ def test_a_kept_state_is_handed_out_only_for_its_own_bytes_and_only_once(
 def test_decoded_states_are_bounded_least_recently_used_first(
     generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
 ) -> None:
-    _, mine = _one_cards_first_three(generated[2])
-    bucket = BucketState()
-    process_bucket(bucket, _messages(mine[:1]), TransactionValidator(), NOW)
-    (card,) = bucket.cards
-    state = bucket.cards[card]
-    blob = BucketState.from_bytes(bucket.to_bytes()).blobs[card]
+    _, (blob,), state = _card_bytes(generated[2], 1)
     decoded = DecodedCards(capacity=2)
     for name in ("a", "b", "a", "c"):
         decoded.keep(name, blob, state)
@@ -214,6 +216,8 @@ def test_decoded_states_are_bounded_least_recently_used_first(
     assert decoded.decode("b", blob) is not state, "b, the least recently kept, left first"
     assert decoded.decode("a", blob) is state
     assert decoded.decode("c", blob) is state
+    decoded.resize(0)
+    assert len(decoded) == 0
 
 
 def test_labels_known_in_time_give_the_offline_merchant_risk(
