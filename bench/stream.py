@@ -18,9 +18,12 @@ Prints figures and ratios, asserts nothing. Needs a running platform
    producer); the latency includes that wait, since CreateTime is set on send. Also,
    over the same window (after --warmup, until sending ends): the mean micro-batch
    duration by driver stage and by Spark phase, from the scorer's metrics, and the
-   cores each part of the platform used (``cores``, from /proc on Linux). The JVM
-   compiles hot code during the first minute or two, so a --warmup of 60 or more
-   measures the steady state. The scratch topics, and the run's rows in the scorer's
+   cores each part of the platform used (``cores``, from /proc on Linux), and the
+   Spark JVM's and the brokers' cores split by thread kind (``jvm_cores_by_thread``:
+   ``jit`` for the compiler threads, ``gc`` for the collector's, ``other``). The JVM
+   compiles hot code for minutes after a start (on a slow machine the compiler still
+   took 0.2-0.6 cores three minutes in): the ``jit`` figure says how much of that is
+   inside the window, and a longer --warmup moves it out. The scratch topics, and the run's rows in the scorer's
    Postgres tables, are deleted at the end: leftover partitions slow the brokers and
    leftover rows the upserts of later runs.
 
@@ -62,7 +65,7 @@ from fraudstream.features.replay import attach_labels, build_features
 from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.model.experiment import Experiment
 from fraudstream.model.split import TimeSplit
-from fraudstream.platform.process import running_processes
+from fraudstream.platform.process import running_processes, thread_cpu_seconds
 from fraudstream.schema.tables import wire_records
 from fraudstream.settings import ScorerSettings, Settings, SparkSettings, load_settings
 
@@ -289,6 +292,45 @@ def _cores(
     return {"total": round(sum(used.values()), 2), **cores}
 
 
+_JVM_GROUPS = ("spark_jvm", "kafka_brokers")
+
+
+def _jvm_thread_kind(name: str) -> str:
+    """``jit`` for the JVM's compiler threads, ``gc`` for its collector's, else ``other``."""
+    if name.startswith(("C1 Compiler", "C2 Compiler")):
+        return "jit"
+    if name.startswith(("GC Thread", "G1 ")):
+        return "gc"
+    return "other"
+
+
+def _jvm_thread_seconds(
+    processes: dict[int, tuple[str, float]],
+) -> dict[tuple[int, int], tuple[str, str, float]]:
+    """(pid, thread id) -> (group, thread kind, CPU seconds) for the JVMs among ``processes``."""
+    out: dict[tuple[int, int], tuple[str, str, float]] = {}
+    for pid, (group, _) in processes.items():
+        if group in _JVM_GROUPS:
+            for tid, (name, seconds) in thread_cpu_seconds(pid).items():
+                out[(pid, tid)] = (group, _jvm_thread_kind(name), seconds)
+    return out
+
+
+def _jvm_cores(
+    before: dict[tuple[int, int], tuple[str, str, float]],
+    after: dict[tuple[int, int], tuple[str, str, float]],
+    seconds: float,
+) -> dict[str, dict[str, float]]:
+    """Cores busy per JVM group and thread kind between two snapshots: how much of a JVM's
+    share went to compiling (the JIT, heavy for minutes after a start) and collecting."""
+    used: dict[str, dict[str, float]] = {}
+    for key, (group, kind, cpu) in after.items():
+        earlier = before.get(key, (group, kind, 0.0))[2]
+        kinds = used.setdefault(group, {})
+        kinds[kind] = kinds.get(kind, 0.0) + (cpu - earlier) / seconds
+    return {g: {k: round(c, 3) for k, c in sorted(kinds.items())} for g, kinds in used.items()}
+
+
 def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -> None:
     topics = {k: create_scratch_topic(settings.kafka, f"bench-{k}") for k in ("in", "p", "a", "d")}
     pool = _live_values(20_000)
@@ -321,7 +363,9 @@ def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -
             window: dict[str, Any] = {}
 
             def warm_snapshot(window: dict[str, Any] = window) -> None:
-                window["start"] = (time.monotonic(), _metric_totals(port), _cpu_seconds())
+                processes = _cpu_seconds()
+                threads = _jvm_thread_seconds(processes)
+                window["start"] = (time.monotonic(), _metric_totals(port), processes, threads)
 
             timer = threading.Timer(args.warmup, warm_snapshot)
             timer.start()
@@ -329,6 +373,7 @@ def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -
             t_end = time.time()
             timer.join()
             ended, totals, cpu = time.monotonic(), _metric_totals(port), _cpu_seconds()
+            threads = _jvm_thread_seconds(cpu)
             deadline = t_end + 10
             while time.time() < deadline and len(results) < sent:
                 time.sleep(0.5)
@@ -351,9 +396,10 @@ def bench_stream(settings: Settings, name: str, rates: list[float], args: Any) -
                 )
             figures["kept_up"] = kept_up
             if "start" in window:
-                started, warm_totals, warm_cpu = window["start"]
+                started, warm_totals, warm_cpu, warm_threads = window["start"]
                 figures.update(_window_means(warm_totals, totals))
                 figures["cores"] = _cores(warm_cpu, cpu, ended - started)
+                figures["jvm_cores_by_thread"] = _jvm_cores(warm_threads, threads, ended - started)
             figures["load_avg_1m"] = os.getloadavg()[0]
             print(json.dumps({"stream": figures}), flush=True)
             if not kept_up:

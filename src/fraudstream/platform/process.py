@@ -108,6 +108,29 @@ def running_processes() -> list[ProcessInfo]:
     return found
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
+    """Each thread of ``pid``: thread id -> (its name as the kernel keeps it, at most 15
+    characters; CPU seconds, user + system, since it started). Empty if ``pid`` is gone or
+    /proc is missing. A JVM names its threads, so its compiler ("C2 CompilerThre") and
+    collector ("GC Thread#0", "G1 Conc#0") threads can be told apart."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    tasks = Path(f"/proc/{pid}/task")
+    found: dict[int, tuple[str, float]] = {}
+    try:
+        entries = list(tasks.iterdir())
+    except OSError:
+        return found
+    for entry in entries:
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        found[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
+    return found
+
+
 def alive(record: ProcessRecord) -> bool:
     """True while the recorded process runs (a zombie or a recycled pid is not alive)."""
     stat = _stat(record.pid)
