@@ -23,9 +23,9 @@ Prints figures and ratios, asserts nothing. Needs a running platform
    ``jit`` for the compiler threads, ``gc`` for the collector's, ``other``). The JVM
    compiles hot code for minutes after a start (on a slow machine the compiler still
    took 0.2-0.6 cores three minutes in): the ``jit`` figure says how much of that is
-   inside the window, and a longer --warmup moves it out. The scratch topics, and the run's rows in the scorer's
-   Postgres tables, are deleted at the end: leftover partitions slow the brokers and
-   leftover rows the upserts of later runs.
+   inside the window, and a longer --warmup moves it out. The scratch topics, and the
+   run's rows in the scorer's Postgres tables, are deleted at the end: leftover
+   partitions slow the brokers and leftover rows the upserts of later runs.
 
 Usage: python bench/stream.py [--rates 200,500,1000] [--seconds 60] [--warmup 15]
 """

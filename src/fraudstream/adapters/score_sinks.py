@@ -15,7 +15,6 @@ Every write is safe to repeat for a replayed micro-batch:
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import orjson
 import psycopg2.extensions
 from confluent_kafka import Producer
 from psycopg2.extras import execute_values
@@ -79,7 +79,7 @@ class KafkaOutputs:
         for i in range(len(batch)):
             record = batch.prediction(i)
             key = record["transaction_id"].encode()
-            value = json.dumps(record, separators=(",", ":")).encode()
+            value = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
             self._send(self.topics.predictions, key, value)
             if batch.scores.alert[i]:
                 self._send(self.topics.alerts, key, value)
@@ -139,7 +139,7 @@ def write_postgres(
             batch.champion.threshold,
             batch.champion.version,
             batch.reasons_json(i),
-            json.dumps(batch.reason_detail(i)),
+            orjson.dumps(batch.reason_detail(i), option=orjson.OPT_SERIALIZE_NUMPY).decode(),
             ingest[i],
             batch.scored_at,
         )

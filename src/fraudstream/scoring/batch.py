@@ -13,13 +13,13 @@ for each sink. Pure: no Kafka, Postgres or Spark here.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
 from fraudstream.features.catalogue import CARD_FEATURES, FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import TxnEvent, epoch_seconds
@@ -62,7 +62,7 @@ def accepted_from(
     if len(card_features) != len(CARD_FEATURES):
         raise ValueError(f"{len(card_features)} card features, expected {len(CARD_FEATURES)}")
     return Accepted(
-        Transaction.from_json_dict(json.loads(record)),
+        Transaction.from_json_dict(orjson.loads(record)),
         tuple(float(v) for v in card_features),
         int(partition),
         int(offset),
@@ -90,15 +90,15 @@ class ScoredBatch:
     def features_json(self, i: int) -> str:
         """Feature name -> value for row i (NaN as null), for ``transactions_with_score``."""
         values = self.features[i].tolist()
-        return json.dumps(
+        return orjson.dumps(
             {
                 n: (None if math.isnan(v) else v)
                 for n, v in zip(feature_names(), values, strict=True)
             }
-        )
+        ).decode()
 
     def reasons_json(self, i: int) -> str:
-        return json.dumps([name for name, _, _ in self.scores.reasons[i]])
+        return orjson.dumps([name for name, _, _ in self.scores.reasons[i]]).decode()
 
     def reason_detail(self, i: int) -> list[dict[str, Any]]:
         return [

@@ -27,7 +27,6 @@ the update functions need event-time order; its row says ``late=True``.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import struct
 from collections.abc import Callable, Iterable
@@ -36,6 +35,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 
 from fraudstream.features.card import CardState, update_card
 from fraudstream.features.catalogue import CARD_FEATURES, HISTORY_S
@@ -361,7 +361,7 @@ def process_bucket(
                 card_id=txn.card_id,
                 merchant_id=txn.merchant_id,
                 event_time_us=round(event.time * 1e6),
-                record=json.dumps(txn.to_json_dict(), separators=(",", ":")),
+                record=orjson.dumps(txn.to_json_dict()).decode(),
                 card_features=list(features),
                 late=late,
             )
@@ -373,5 +373,5 @@ def process_bucket(
 
 def record_fields(record: str) -> dict[str, Any]:
     """The canonical transaction back from a stage row's ``record``."""
-    value: dict[str, Any] = json.loads(record)
+    value: dict[str, Any] = orjson.loads(record)
     return value
