@@ -53,15 +53,28 @@ class ProcessRecord:
         (run_dir / f"{service}.json").unlink(missing_ok=True)
 
 
+def _read_stat(path: Path) -> tuple[str, list[str]] | None:
+    """(command name, the fields after it, the first being the state letter) of a
+    process's or thread's ``stat`` file, or None if it is gone."""
+    try:
+        raw = path.read_text()
+    except OSError:  # gone (or not ours) between listing and reading
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    close = raw.rindex(")")
+    return raw[raw.index("(") + 1 : close], raw[close + 2 :].split()
+
+
 def _stat_fields(pid: int | str) -> list[str] | None:
     """The fields of ``/proc/<pid>/stat`` after the command name (the first is the state
     letter), or None if the process does not exist."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # The command name may contain spaces and parentheses: split after the last ')'.
-    return raw[raw.rindex(")") + 2 :].split()
+    stat = _read_stat(Path(f"/proc/{pid}/stat"))
+    return None if stat is None else stat[1]
+
+
+def _cpu_seconds(fields: list[str], ticks: int) -> float:
+    """User + system CPU time from a ``stat`` file's fields after the command name."""
+    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -101,7 +114,7 @@ def running_processes() -> list[ProcessInfo]:
             ProcessInfo(
                 pid=int(entry.name),
                 ppid=int(fields[1]),
-                cpu_seconds=(int(fields[11]) + int(fields[12])) / ticks,
+                cpu_seconds=_cpu_seconds(fields, ticks),
                 cmdline=cmdline.replace(b"\0", b" ").decode(errors="replace").strip(),
             )
         )
@@ -121,13 +134,10 @@ def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
     except OSError:
         return found
     for entry in entries:
-        try:
-            raw = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = raw[raw.index("(") + 1 : raw.rindex(")")]
-        fields = raw[raw.rindex(")") + 2 :].split()
-        found[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
+        stat = _read_stat(entry / "stat")
+        if stat is not None:
+            name, fields = stat
+            found[int(entry.name)] = (name, _cpu_seconds(fields, ticks))
     return found
 
 
