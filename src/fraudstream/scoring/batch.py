@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,11 @@ class ScoredBatch:
     def __len__(self) -> int:
         return len(self.rows)
 
+    @cached_property
+    def scored_at_text(self) -> str:
+        """``scored_at`` as the Kafka records carry it, formatted once per batch."""
+        return self.scored_at.isoformat().replace("+00:00", "Z")
+
     def features_json(self, i: int) -> str:
         """Feature name -> value for row i (NaN as null), for ``transactions_with_score``."""
         values = self.features[i].tolist()
@@ -124,7 +130,7 @@ class ScoredBatch:
             "reason_method": "shap" if self.scores.exact[i] else "path",
             "event_time": format_timestamp(txn.event_time),
             "ingest_time": _iso(row.kafka_ts_ms / 1000),
-            "scored_at": self.scored_at.isoformat().replace("+00:00", "Z"),
+            "scored_at": self.scored_at_text,
             "late_event": self.late[i],
             "source_partition": row.partition,
             "source_offset": row.offset,
