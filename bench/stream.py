@@ -66,7 +66,11 @@ from fraudstream.features.replay import attach_labels, build_features
 from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.model.experiment import Experiment
 from fraudstream.model.split import TimeSplit
-from fraudstream.platform.process import running_processes, thread_cpu_seconds
+from fraudstream.platform.process import (
+    jvm_thread_kind,
+    running_processes,
+    thread_cpu_seconds,
+)
 from fraudstream.schema.tables import wire_records
 from fraudstream.settings import ScorerSettings, Settings, SparkSettings, load_settings
 
@@ -298,15 +302,6 @@ def _cores(
 _JVM_GROUPS = ("spark_jvm", "kafka_brokers")
 
 
-def _jvm_thread_kind(name: str) -> str:
-    """``jit`` for the JVM's compiler threads, ``gc`` for its collector's, else ``other``."""
-    if name.startswith(("C1 Compiler", "C2 Compiler")):
-        return "jit"
-    if name.startswith(("GC Thread", "G1 ")):
-        return "gc"
-    return "other"
-
-
 def _jvm_thread_seconds(
     processes: dict[int, tuple[str, float]],
 ) -> dict[tuple[int, int], tuple[str, str, float]]:
@@ -315,7 +310,7 @@ def _jvm_thread_seconds(
     for pid, (group, _) in processes.items():
         if group in _JVM_GROUPS:
             for tid, (name, seconds) in thread_cpu_seconds(pid).items():
-                out[(pid, tid)] = (group, _jvm_thread_kind(name), seconds)
+                out[(pid, tid)] = (group, jvm_thread_kind(name), seconds)
     return out
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from fraudstream.platform.process import thread_cpu_seconds
+from fraudstream.platform.process import jvm_thread_kind, thread_cpu_seconds
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -47,3 +47,12 @@ def test_a_process_that_is_gone_has_no_threads() -> None:
     with open("/proc/sys/kernel/pid_max") as limit:
         unused = int(limit.read()) + 1  # above the largest pid the kernel hands out
     assert thread_cpu_seconds(unused) == {}
+
+
+def test_jvm_threads_are_told_apart_by_kind() -> None:
+    assert jvm_thread_kind("C2 CompilerThre") == "jit"
+    assert jvm_thread_kind("C1 CompilerThre") == "jit"
+    assert jvm_thread_kind("GC Thread#0") == "gc"
+    assert jvm_thread_kind("G1 Conc#0") == "gc"
+    assert jvm_thread_kind("data-plane-kafk") == "other"
+    assert jvm_thread_kind("ReplicaFetcherT") == "other"

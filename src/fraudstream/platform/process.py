@@ -141,6 +141,17 @@ def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
     return found
 
 
+def jvm_thread_kind(name: str) -> str:
+    """``jit`` for a JVM's compiler threads, ``gc`` for its collector's, else ``other`` (by
+    the names ``thread_cpu_seconds`` gives): how much of a JVM's CPU went to compiling,
+    heavy for minutes after a start, and to collecting."""
+    if name.startswith(("C1 Compiler", "C2 Compiler")):
+        return "jit"
+    if name.startswith(("GC Thread", "G1 ")):
+        return "gc"
+    return "other"
+
+
 def alive(record: ProcessRecord) -> bool:
     """True while the recorded process runs (a zombie or a recycled pid is not alive)."""
     stat = _stat(record.pid)
