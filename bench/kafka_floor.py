@@ -22,7 +22,7 @@ Medians over the windows, and the ratio of the layouts. The point is the floor: 
 --linger-ms fixed, the brokers' CPU follows the number of requests, not the records, so
 it is reached at a modest rate and stays there.
 
-Usage: python bench/kafka_floor.py [--rates 0,100,1000,5000] [--seconds 30] [--windows 3]
+Usage: python bench/kafka_floor.py [--rates 0,100,1000,5000] [--seconds 20] [--windows 3]
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="0,100,1000,5000")
-    parser.add_argument("--seconds", type=float, default=30, help="One window's length.")
+    parser.add_argument("--seconds", type=float, default=20, help="One window's length.")
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=10)
     parser.add_argument("--linger-ms", type=int, default=20)
