@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+
+import pytest
 from prometheus_client import generate_latest
 
-from fraudstream.adapters.scorer_metrics import ScorerMetrics, kafka_lag
+from fraudstream.adapters.scorer_metrics import MetricsPortError, ScorerMetrics, kafka_lag
 
 PROGRESS = {
     "batchId": 4,
@@ -64,3 +67,13 @@ def test_model_info_keeps_one_version_per_role() -> None:
     assert 'fraudstream_model_info{feature_set_version="1",role="champion",version="5"} 1.0' in text
     assert 'version="3"' not in text
     assert 'role="challenger",version="4"' in text
+
+
+def test_a_taken_port_is_one_error_that_names_the_setting() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(MetricsPortError, match=f"port {port} is already in use") as caught:
+            ScorerMetrics().serve(port, host="127.0.0.1")
+    assert "FRAUDSTREAM_SCORER_METRICS_PORT" in str(caught.value)

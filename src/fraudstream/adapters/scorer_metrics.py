@@ -7,6 +7,7 @@ registry, so tests and benchmarks can run several in one interpreter.
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,10 @@ SPARK_PHASES = (
 )
 # The state operators' own times, summed over operators (and partitions, by Spark).
 STATE_PHASES = (("state_update", "allUpdatesTimeMs"), ("state_commit", "commitTimeMs"))
+
+
+class MetricsPortError(RuntimeError):
+    """The endpoint's port is taken, most often by another scorer on the same machine."""
 
 
 @dataclass
@@ -95,7 +100,16 @@ class ScorerMetrics:
         )
 
     def serve(self, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 (scraped from pods)
-        start_http_server(port, addr=host, registry=self.registry)
+        """Serve ``/metrics`` on a daemon thread; ``MetricsPortError`` if the port is taken."""
+        try:
+            start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise MetricsPortError(
+                f"port {port} is already in use (another scorer on this machine?): stop it, "
+                "or set FRAUDSTREAM_SCORER_METRICS_PORT to a free port"
+            ) from None
 
     def set_model(self, role: str, version: str | None, feature_set_version: str) -> None:
         for metric in self.model_info.collect():

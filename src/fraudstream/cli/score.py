@@ -114,6 +114,7 @@ def score(
     with the same --checkpoint resumes where it stopped.
     """
     from fraudstream.adapters.score_sinks import OutputTopics
+    from fraudstream.adapters.scorer_metrics import MetricsPortError
     from fraudstream.scoring.cards import CARD_STATE_LAYOUTS
     from fraudstream.scoring.run import (
         CheckpointBucketsError,
@@ -200,5 +201,8 @@ def score(
         raise typer.Exit(1) from None
     except CheckpointBucketsError as exc:
         err.print(f"error (checkpoint): {exc}")
+        raise typer.Exit(1) from None
+    except MetricsPortError as exc:
+        err.print(f"error (metrics): {exc}")
         raise typer.Exit(1) from None
     console.print(_summary(result, scorer.metrics_port, spark.ui_port))
