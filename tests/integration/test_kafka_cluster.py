@@ -11,10 +11,13 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from fraudstream.adapters.kafka import (
+    SCRATCH_TOPIC,
     broker_ids,
     consumer_config,
+    create_scratch_topic,
     describe_topics,
     producer_config,
+    scratch_topics,
 )
 from fraudstream.platform.process import ProcessRecord, alive
 from fraudstream.platform.runtime import EmbeddedPlatform
@@ -53,6 +56,24 @@ def test_platform_topics_have_the_contracted_shape(settings: Settings) -> None:
         assert state.partitions == settings.kafka.partitions
         assert state.replication_factor == 3
         assert state.min_insync_replicas == 2
+
+
+def test_prune_lists_then_deletes_scratch_topics_only(settings: Settings) -> None:
+    left = create_scratch_topic(settings.kafka, "test-prune")  # as an interrupted run leaves it
+    assert SCRATCH_TOPIC.fullmatch(left)
+    listed = run_cli("topics", "prune").stdout
+    assert left in listed
+    assert "--yes" in listed
+    assert left in scratch_topics(settings.kafka)  # listing deleted nothing
+    deleted = run_cli("topics", "prune", "--yes").stdout
+    assert "deleted" in deleted
+    assert left in deleted
+    deadline = time.monotonic() + 30
+    while left in scratch_topics(settings.kafka) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert scratch_topics(settings.kafka) == {}
+    assert sorted(s.name for s in describe_topics(settings.kafka)) == sorted(topic_names())
+    assert "no scratch topics" in run_cli("topics", "prune").stdout
 
 
 def test_ten_thousand_records_are_consumed_exactly_once(

@@ -6,6 +6,7 @@ acknowledged record survives the loss of any one of the three nodes.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -65,13 +66,19 @@ def admin_client(settings: KafkaSettings) -> AdminClient:
     )
 
 
+SCRATCH_TOPIC = re.compile(r"scratch-[a-z0-9-]+-[0-9a-f]{10}")
+"""The names ``create_scratch_topic`` gives: ``scratch-<prefix>-<10 hex digits>``."""
+
+
 def create_scratch_topic(settings: KafkaSettings, prefix: str, timeout_s: float = 30.0) -> str:
     """Create a uniquely named topic shaped like the platform's topics; returns its name.
 
     For smoke checks, benchmarks and tests: same partitions, replication factor and
-    ``min.insync.replicas`` as the real topics, and usable when this returns.
+    ``min.insync.replicas`` as the real topics, and usable when this returns. The name
+    matches ``SCRATCH_TOPIC``, so one left behind by an interrupted run is found by
+    ``scratch_topics`` (``fraudstream topics prune``).
     """
-    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    name = f"scratch-{prefix}-{uuid.uuid4().hex[:10]}"
     admin = admin_client(settings)
     spec = NewTopic(
         name,
@@ -85,8 +92,29 @@ def create_scratch_topic(settings: KafkaSettings, prefix: str, timeout_s: float 
 
 
 def delete_topic(settings: KafkaSettings, name: str, timeout_s: float = 30.0) -> None:
-    admin = admin_client(settings)
-    admin.delete_topics([name])[name].result(timeout_s)
+    delete_topics(settings, [name], timeout_s)
+
+
+def delete_topics(settings: KafkaSettings, names: list[str], timeout_s: float = 30.0) -> None:
+    if not names:
+        return
+    admin = admin_client(settings)  # kept until the futures resolve: a dropped client aborts them
+    for future in admin.delete_topics(names).values():
+        future.result(timeout_s)
+
+
+def scratch_topics(settings: KafkaSettings, timeout_s: float = 10.0) -> dict[str, int]:
+    """The cluster's scratch topics (``SCRATCH_TOPIC``) and their partition counts, by name.
+
+    Every partition a broker holds adds to the work of each fetch, so leftovers slow a
+    development cluster (docs/scorer.md); the platform's own topics never match.
+    """
+    listed = admin_client(settings).list_topics(timeout=timeout_s).topics
+    return {
+        name: len(meta.partitions)
+        for name, meta in sorted(listed.items())
+        if SCRATCH_TOPIC.fullmatch(name)
+    }
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from fraudstream.adapters.kafka import describe_topics, ensure_topics
+from fraudstream.adapters.kafka import (
+    delete_topics,
+    describe_topics,
+    ensure_topics,
+    scratch_topics,
+)
 from fraudstream.adapters.postgres import migrate
 from fraudstream.settings import load_settings
 
@@ -40,6 +47,33 @@ def ensure() -> None:
 def list_() -> None:
     """Show each platform topic as the cluster has it."""
     _show(describe_topics(load_settings().kafka))
+
+
+@topics_app.command("prune")
+def prune(
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Delete them (without it: list only).")
+    ] = False,
+) -> None:
+    """List, or with --yes delete, scratch topics left by interrupted tests and benchmarks.
+
+    Only names of the form scratch-<name>-<10 hex digits> are touched (what smoke checks,
+    tests and benchmarks create and normally delete); the platform's topics never match.
+    Run it when no test or benchmark is using the cluster.
+    """
+    settings = load_settings().kafka
+    found = scratch_topics(settings)
+    if not found:
+        console.print("no scratch topics")
+        return
+    for name, partitions in found.items():
+        console.print(f"{name}  ({partitions} partitions)")
+    total = f"{len(found)} scratch topics, {sum(found.values())} partitions"
+    if not yes:
+        console.print(f"{total}: run `fraudstream topics prune --yes` to delete them")
+        return
+    delete_topics(settings, list(found))
+    console.print(f"deleted {total}")
 
 
 @db_app.command("migrate")
