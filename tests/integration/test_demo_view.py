@@ -63,8 +63,37 @@ def test_live_view_counts_latency_and_precision_against_the_truth(
     assert summary.recall == pytest.approx(0.75)
     assert summary.models == ["7"]
     assert summary.p99_ms == pytest.approx(991.0, abs=1e-3)
+    assert summary.warm_p99_ms is None  # nothing scored after the first minute
     # The view renders without touching anything but the database and the truth file.
     assert view.table().row_count == 8
+
+
+def test_the_summary_gives_the_latency_after_the_first_minute_apart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Scored an hour from now, so that no other test's rows fall inside the view's window.
+    started = datetime.now(UTC) + timedelta(hours=1)
+    prefix = unique("demo-warm")
+    rows = []
+    for i in range(5):  # the scorer's first seconds: transactions that waited 5 s for it
+        scored = started + timedelta(seconds=i)
+        rows.append((f"{prefix}-cold-{i}", False, scored - timedelta(seconds=5), scored))
+    for i in range(4):  # after the first minute: 200 ms each
+        scored = started + timedelta(seconds=90 + i)
+        rows.append((f"{prefix}-warm-{i}", False, scored - timedelta(milliseconds=200), scored))
+    _insert(settings, rows)
+    try:
+        summary = LiveView(settings, started, tmp_path / "truth.jsonl").summary()
+    finally:
+        with connect(settings.postgres) as conn, conn.cursor() as cur:
+            cur.execute(
+                "DELETE FROM transactions_with_score WHERE transaction_id LIKE %s", (f"{prefix}-%",)
+            )
+    assert summary.scored == 9
+    assert summary.p50_ms == pytest.approx(5000.0, abs=1e-3)
+    assert summary.p99_ms == pytest.approx(5000.0, abs=1e-3)
+    assert summary.warm_p50_ms == pytest.approx(200.0, abs=1e-3)
+    assert summary.warm_p99_ms == pytest.approx(200.0, abs=1e-3)
 
 
 def test_a_child_stops_with_its_whole_process_group(tmp_path: Path) -> None:
