@@ -1,7 +1,8 @@
 """Training sets between PostgreSQL and a location (a local directory or an S3 prefix).
 
 ``extract`` reads the point-in-time window with ``postgres.read_training_window``
-and writes the three objects of ``model.training_set``; ``load`` reads them back
+and writes the three objects of ``model.training_set`` (rows the stream's row policy
+refuses left out and counted, ``fraudstream.screening``); ``load`` reads them back
 and checks them against the manifest. The same as-of and location always write
 the same keys, and equal database content gives equal bytes, so a retried
 extraction replaces its own output and nothing else.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -18,6 +20,7 @@ import pandas as pd
 from fraudstream.adapters.object_store import Location
 from fraudstream.adapters.postgres import read_training_window
 from fraudstream.model import training_set as ts
+from fraudstream.screening import screen_frame
 from fraudstream.settings import Settings
 
 
@@ -30,21 +33,32 @@ class TrainingSet:
 
 
 def extract(
-    settings: Settings, window: ts.Window, uri: str, min_labels: int, min_frauds: int
+    settings: Settings,
+    window: ts.Window,
+    uri: str,
+    minimum: tuple[int, int],
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Write the window's training set under ``uri``; returns its manifest.
 
-    Raises ``TooFewLabelsError`` before writing anything when the labels known at
+    ``minimum`` is (labels, frauds). Transactions the row policy refuses at the
+    wall clock's now are left out with their labels (``RowPolicyError`` with
+    ``strict``) and counted under the manifest's ``row_policy``. Raises
+    ``TooFewLabelsError`` before writing anything when the labels known at
     ``window.as_of`` cannot train a model.
     """
     location = Location(uri, settings.s3)
     txns, labels = read_training_window(settings.postgres, window.start, window.as_of, window.as_of)
-    ts.check_labels(labels, min_labels, min_frauds)
+    where = f"transactions_raw from {window.start.isoformat()} to {window.as_of.isoformat()}"
+    txns, screened = screen_frame(txns, "transaction", datetime.now(UTC), where)
+    screened.check(strict)
+    labels = labels[labels["transaction_id"].isin(txns["transaction_id"])].reset_index(drop=True)
+    ts.check_labels(labels, *minimum)
     files = {
         ts.TRANSACTIONS_FILE: ts.parquet_bytes(txns, "transaction"),
         ts.LABELS_FILE: ts.parquet_bytes(labels, "label"),
     }
-    content = ts.manifest(window, txns, labels, files)
+    content = {**ts.manifest(window, txns, labels, files), "row_policy": screened.summary()}
     for name, data in files.items():
         location.write(name, data)
     # The manifest goes last: a reader that finds it finds the files it describes.

@@ -29,6 +29,10 @@ KNOWN: dict[str, tuple[str, str]] = {
         "input",
         "fix the file or its columns as named above",
     ),
+    "fraudstream.screening.RowPolicyError": (
+        "row policy",
+        "fix or remove the rows named above, or drop --strict to exclude them",
+    ),
     "fraudstream.generator.config.ConfigError": ("generator", "change the option named above"),
     "fraudstream.adapters.transaction_stream.DeliveryError": (
         "kafka",

@@ -8,16 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from fraudstream.adapters.transaction_stream import (
@@ -26,14 +21,17 @@ from fraudstream.adapters.transaction_stream import (
     replay,
     validate_topic,
 )
+from fraudstream.cli.inputs import StrictOpt, progress_bar, report_screened
 from fraudstream.generator import (
     SCENARIOS,
+    Generated,
     GeneratorConfig,
     LabelConfig,
     generate,
     write_history,
 )
 from fraudstream.schema.tables import conform, read_file
+from fraudstream.screening import Screened, screen
 from fraudstream.settings import load_settings
 from fraudstream.topics import DEAD_LETTERS, TRANSACTION_LABELS, TRANSACTIONS
 from fraudstream.validation import TransactionValidator, ValidationPolicy
@@ -49,10 +47,32 @@ stderr = Console(stderr=True)
 
 
 def _bar(description: str, total: float | None) -> Progress:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    progress = Progress(*columns, TimeElapsedColumn(), console=console, transient=False)
+    progress = progress_bar(console)
     progress.add_task(description, total=total)
     return progress
+
+
+def _screen(table: pa.Table, where: str, strict: bool) -> Screened:
+    """The row policy on every transaction of ``table``, with a bar; reported, or
+    ``RowPolicyError`` with ``strict`` when a row fails."""
+    with _bar("row policy", table.num_rows) as bar:
+        screened = screen(
+            table, "transaction", datetime.now(UTC), where,
+            on_rows=lambda n: bar.update(TASK, completed=n),
+        )  # fmt: skip
+    report_screened(screened.check(strict), console)
+    return screened
+
+
+def _kept(data: Generated, screened: Screened) -> Generated:
+    """The generated period without the rows the row policy refused (and their labels)."""
+    if not screened.excluded_rows:
+        return data
+    transactions = data.transactions.filter(screened.kept)
+    ids = transactions.column("transaction_id")
+    labels = data.labels.filter(pc.is_in(data.labels.column("transaction_id"), ids))
+    scenario = data.scenario[screened.kept.to_numpy(zero_copy_only=False)]
+    return replace(data, transactions=transactions, labels=labels, scenario=scenario)
 
 
 def _pairs(pairs: list[str], known: tuple[str, ...], what: str) -> dict[str, float]:
@@ -122,15 +142,22 @@ def history(
     fraud_rate: FraudRate = 0.005,
     weight: Weights = [],  # noqa: B006
     label: LabelKnobs = [],  # noqa: B006
+    strict: StrictOpt = False,
 ) -> None:
-    """Write a history of transactions and their delayed labels as Parquet."""
+    """Write a history of transactions and their delayed labels as Parquet.
+
+    Every transaction passes the stream's row policy before it is written: a row
+    it refuses (e.g. an event time ahead of now, when --start lies in the future)
+    is left out with its label and reported, or with --strict stops the command.
+    """
     config = _config(seed, days, (customers, merchants), fraud_rate, weight, label)
     config = replace(config, start=datetime.fromisoformat(start).replace(tzinfo=UTC))
     config.check()
     steps = ["world", "genuine", *SCENARIOS, "assemble"]
-    with _bar("generating", len(steps) + 1) as bar:
+    with _bar("generating", len(steps)) as bar:
         data = generate(config, progress=lambda step: bar.update(TASK, advance=1, description=step))
-        bar.update(TASK, description="writing Parquet")
+    data = _kept(data, _screen(data.transactions, "generated history", strict))
+    with _bar("writing Parquet", 1) as bar:
         tx_path, label_path = write_history(data, out)
         bar.update(TASK, advance=1, description="done")
     fraud = sum(1 for s in data.scenario if s is not None)
@@ -192,18 +219,37 @@ def replay_(
     rate: Annotated[str, typer.Option(help="Transactions per second, or 'max'.")] = "max",
     topic: TxTopic = TRANSACTIONS.name,
     labels_topic: LabelsTopic = TRANSACTION_LABELS.name,
+    strict: StrictOpt = False,
+    send_invalid: Annotated[
+        bool,
+        typer.Option(
+            help="Send the rows the row policy refuses too, so the stream dead-letters them "
+            "(to exercise the dead-letter path)."
+        ),
+    ] = False,
 ) -> None:
-    """Send a file of canonical transactions in event-time order, labels at their label_time."""
+    """Send a file of canonical transactions in event-time order, labels at their label_time.
+
+    Every transaction is first checked with the stream's row policy: refused rows
+    are reported per reason and not sent (--strict: nothing is sent; --send-invalid:
+    they are sent, and the stream dead-letters them).
+    """
+    if strict and send_invalid:
+        raise typer.BadParameter("--strict sends nothing when a row fails; drop one of the two")
     pace = None if rate == "max" else float(rate)
     tx = conform(read_file(transactions), "transaction", str(transactions))
     lb = conform(read_file(labels), "label", str(labels)) if labels else None
     for ignored in (tx.ignored_columns, lb.ignored_columns if lb else ()):
         if ignored:
             console.print(f"[yellow]not in the contract, not sent:[/] {', '.join(ignored)}")
+    screened = _screen(tx.table, str(transactions), strict)
+    table = tx.table if send_invalid else tx.table.filter(screened.kept)
+    if send_invalid and screened.excluded_rows:
+        console.print("sending them anyway (--send-invalid): the stream dead-letters them")
     topics = StreamTopics(transactions=topic, labels=labels_topic)
-    with _bar("replaying", tx.table.num_rows) as bar:
+    with _bar("replaying", table.num_rows) as bar:
         report = replay(
-            load_settings().kafka, tx.table, lb.table if lb else None, pace, topics,
+            load_settings().kafka, table, lb.table if lb else None, pace, topics,
             progress=lambda n: bar.update(TASK, advance=n),
         )  # fmt: skip
     console.print(

@@ -4,6 +4,10 @@
 a Parquet or CSV file; ``--training-set`` takes the location written by
 ``fraudstream extract-training-set`` (a directory or an S3 prefix) and stands for
 both, verified against its manifest.
+
+Every transaction read here goes through the stream's row policy
+(``fraudstream.screening``): refused rows are reported per reason and excluded,
+or with ``--strict`` the command stops.
 """
 
 from __future__ import annotations
@@ -12,16 +16,21 @@ import io
 import json
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fraudstream.settings import load_settings
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from fraudstream.schema.contract import ContractName
+    from fraudstream.screening import Screened
 
 TxnOpt = Annotated[
     str | None,
@@ -35,6 +44,13 @@ SetOpt = Annotated[
     typer.Option(
         "--training-set",
         help="A directory or s3:// prefix written by extract-training-set (instead of files).",
+    ),
+]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Stop when a row fails the stream's row policy, instead of excluding it.",
     ),
 ]
 JsonOpt = Annotated[
@@ -65,13 +81,50 @@ def read_table(path: Path | str) -> pd.DataFrame:
     return frame
 
 
+def progress_bar(console: Console, transient: bool = False) -> Progress:
+    """The bar long offline steps show: description, bar, rows done of all, time."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    return Progress(*columns, TimeElapsedColumn(), console=console, transient=transient)
+
+
+def apply_row_policy(
+    frame: pd.DataFrame, name: ContractName, where: str, strict: bool, console: Console
+) -> tuple[pd.DataFrame, Screened]:
+    """The rows of ``frame`` the stream would accept now; the others reported and excluded.
+
+    With ``strict``, any refused row stops the command (``RowPolicyError``).
+    """
+    from fraudstream.screening import screen_frame
+
+    with progress_bar(console, transient=True) as bar:
+        task = bar.add_task("row policy", total=len(frame))
+        kept, screened = screen_frame(
+            frame, name, datetime.now(UTC), where, lambda n: bar.update(task, completed=n)
+        )
+    report_screened(screened.check(strict), console)
+    return kept, screened
+
+
+def report_screened(screened: Screened, console: Console) -> None:
+    """One warning line naming the excluded rows, when there are any."""
+    if screened.excluded_rows:
+        console.print(f"[yellow]excluded[/]: {screened.describe()}", soft_wrap=True)
+
+
 @dataclass(frozen=True)
 class Inputs:
-    """The frames a command works on, and the training set's manifest when one was named."""
+    """The frames a command works on, the training set's manifest when one was named,
+    and what the row policy excluded from the transactions."""
 
     transactions: pd.DataFrame
     labels: pd.DataFrame | None
     manifest: dict[str, Any] | None = None
+    screened: Screened | None = None
+
+    @property
+    def exclusions(self) -> dict[str, Any]:
+        """Rows read and excluded (per reason) for reports and MLflow; empty when unscreened."""
+        return self.screened.summary() if self.screened else {}
 
     @property
     def window_end(self) -> pd.Timestamp | None:
@@ -81,9 +134,26 @@ class Inputs:
 
 
 def read_inputs(
+    transactions: str | None,
+    labels: str | None,
+    training_set: str | None,
+    need_labels: bool,
+    strict: bool = False,
+    console: Console | None = None,
+) -> Inputs:
+    """Frames from either files (``--transactions``/``--labels``) or ``--training-set``,
+    the transactions screened by the row policy (``apply_row_policy``)."""
+    found = _read_frames(transactions, labels, training_set, need_labels)
+    where = training_set or str(transactions)
+    kept, screened = apply_row_policy(
+        found.transactions, "transaction", where, strict, console or Console(stderr=True)
+    )
+    return Inputs(kept, found.labels, found.manifest, screened)
+
+
+def _read_frames(
     transactions: str | None, labels: str | None, training_set: str | None, need_labels: bool
 ) -> Inputs:
-    """Frames from either files (``--transactions``/``--labels``) or ``--training-set``."""
     if training_set and (transactions or labels):
         raise typer.BadParameter(
             "give either --training-set or --transactions/--labels, not both",

@@ -15,7 +15,15 @@ from typing import Annotated, Any
 
 import typer
 
-from fraudstream.cli.inputs import JsonOpt, LabelOpt, SetOpt, TxnOpt, json_mode, print_json
+from fraudstream.cli.inputs import (
+    JsonOpt,
+    LabelOpt,
+    SetOpt,
+    StrictOpt,
+    TxnOpt,
+    json_mode,
+    print_json,
+)
 from fraudstream.cli.inputs import read_inputs as _read_inputs
 from fraudstream.cli.train import DaysOpt, StartOpt, console, headline, holdout_report
 from fraudstream.cli.train import holdout_window as _holdout_window
@@ -48,6 +56,7 @@ def extract_training_set(
     days: Annotated[int, typer.Option(help="Days of transactions before --as-of.")] = 35,
     min_labels: Annotated[int, typer.Option(help="Fewer labels than this: exit 4.")] = 20,
     min_frauds: Annotated[int, typer.Option(help="Fewer frauds than this: exit 4.")] = 20,
+    strict: StrictOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Write the point-in-time training set of a window from PostgreSQL under --output.
@@ -55,7 +64,8 @@ def extract_training_set(
     Transactions with event_time in [as_of - days, as_of), labels with
     label_time <= as_of: transactions.parquet, labels.parquet and manifest.json.
     The same --as-of writes the same keys. Exit 4 when the window holds too few
-    labels (a reason to skip training, not a failure).
+    labels (a reason to skip training, not a failure). Rows the stream's row policy
+    refuses now are left out and counted in the manifest (--strict: stop instead).
     """
     from fraudstream.adapters import training_sets
     from fraudstream.adapters.object_store import Location, LocationError
@@ -68,12 +78,26 @@ def extract_training_set(
     except LocationError as exc:
         raise typer.BadParameter(str(exc), param_hint="--output") from None
     try:
-        content = training_sets.extract(load_settings(), window, output, min_labels, min_frauds)
+        content = training_sets.extract(
+            load_settings(), window, output, (min_labels, min_frauds), strict
+        )
     except TooFewLabelsError as exc:
         console.print(f"[bold yellow]skipped[/]: {exc}", soft_wrap=True)
         if as_json:
             print_json({"command": "extract-training-set", "skipped": True, "reason": str(exc)})
         raise typer.Exit(EXIT_TOO_FEW_LABELS) from None
+    excluded = content["row_policy"]
+    if excluded["rows_excluded"]:
+        reasons = ", ".join(
+            f"{key.removeprefix('rows_excluded_')} {n:,}"
+            for key, n in excluded.items()
+            if key.startswith("rows_excluded_")
+        )
+        console.print(
+            f"[yellow]excluded[/]: {excluded['rows_excluded']:,} transactions the row policy "
+            f"refuses ({reasons})",
+            soft_wrap=True,
+        )
     console.print(
         f"{content['transactions']:,} transactions and {content['labels']:,} labels "
         f"({content['frauds']:,} frauds) from {content['window_start']} to "
@@ -103,6 +127,7 @@ def promote(
     events_topic: Annotated[str, typer.Option(help="Where alias moves are published.")] = (
         MODEL_EVENTS.name
     ),
+    strict: StrictOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Move @champion to the challenger if it beats the champion on the same holdout.
@@ -134,7 +159,7 @@ def promote(
             None,
         )
         return
-    outcome = _decide(settings, transactions, labels, training_set, start, days, version)
+    outcome = _decide(settings, (transactions, labels, training_set), start, days, version, strict)
     challenger, previous, decision, figures = outcome
     if not decision.promote:
         console.print(
@@ -162,18 +187,20 @@ def promote(
 
 def _decide(
     settings: Any,
-    transactions: str | None,
-    labels: str | None,
-    training_set: str | None,
+    sources: tuple[str | None, str | None, str | None],
     start: str | None,
     days: int | None,
     version: str,
+    strict: bool,
 ) -> tuple[Any, str | None, Any, dict[str, Any]]:
-    """(challenger, champion version, gate decision, figures of both) on one holdout."""
+    """(challenger, champion version, gate decision, figures of both) on one holdout.
+
+    ``sources``: --transactions, --labels, --training-set.
+    """
     from fraudstream.adapters import registry
     from fraudstream.model.gate import Decision, decide
 
-    inputs = _read_inputs(transactions, labels, training_set, need_labels=True)
+    inputs = _read_inputs(*sources, True, strict, console)
     assert inputs.labels is not None
     split = _holdout_window(inputs, start, days)
     txns, labs = inputs.transactions, inputs.labels

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from fraudstream.cli.inputs import (
@@ -19,9 +19,11 @@ from fraudstream.cli.inputs import (
     JsonOpt,
     LabelOpt,
     SetOpt,
+    StrictOpt,
     TxnOpt,
     json_mode,
     print_json,
+    progress_bar,
     read_inputs,
     read_table,
 )
@@ -68,13 +70,7 @@ def _git_sha() -> str:
 
 
 def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
+    return progress_bar(console)
 
 
 def _features(txns: pd.DataFrame, labels: pd.DataFrame | None) -> pd.DataFrame:
@@ -162,6 +158,7 @@ def train(
             "(@challenger again) instead of training."
         ),
     ] = None,
+    strict: StrictOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train XGBoost on a time-ordered split, evaluate it with baselines, register a challenger.
@@ -171,6 +168,8 @@ def train(
     --training-set it fills the set's window (the test period ends at its end).
     With --run-key, a retried request (the same key) trains nothing: the version the
     first attempt registered becomes @challenger again and the same summary is printed.
+    Transactions the stream would refuse are excluded (counted per reason in the
+    report's and the MLflow run's lineage), or with --strict stop the command.
     """
     import pandas as pd
 
@@ -181,7 +180,7 @@ def train(
     json_mode(console, as_json)
     if run_key is not None and _reused(run_key, register, as_json):
         return
-    inputs = read_inputs(transactions, labels, training_set, need_labels=not unsupervised)
+    inputs = read_inputs(transactions, labels, training_set, not unsupervised, strict, console)
     txns, labs = inputs.transactions, inputs.labels
     if inputs.manifest and not train_start:
         # The split fills the window: its test period ends where the window ends.
@@ -207,6 +206,7 @@ def train(
     else:
         assert labs is not None
         experiment = _supervised(txns, labs, split, candidates, halving, smote)
+    experiment.lineage.update(inputs.exclusions)
     if inputs.manifest:
         experiment.lineage["training_set"] = training_set
         experiment.lineage["training_set_as_of"] = inputs.manifest["as_of"]
@@ -377,11 +377,15 @@ def evaluate(
     start: StartOpt = None,
     days: DaysOpt = None,
     report: Annotated[Path | None, typer.Option(help="Also write the report as JSON.")] = None,
+    strict: StrictOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Evaluate a registered model on a labelled period, beside the rules baseline."""
+    """Evaluate a registered model on a labelled period, beside the rules baseline.
+
+    Transactions the stream would refuse are excluded and reported (--strict: stop).
+    """
     json_mode(console, as_json)
-    inputs = read_inputs(transactions, labels, training_set, need_labels=True)
+    inputs = read_inputs(transactions, labels, training_set, True, strict, console)
     assert inputs.labels is not None
     split = holdout_window(inputs, start, days)
     loaded, reports = holdout_report(model, inputs.transactions, inputs.labels, split)
@@ -396,6 +400,7 @@ def evaluate(
                 "version": loaded.version,
                 "holdout": {"start": split.test_start.isoformat(), "days": split.test_days},
                 "metrics": {name: headline(r) for name, r in reports.items()},
+                "input": inputs.exclusions,
                 "decision": None,
             }
         )
@@ -408,10 +413,14 @@ def score_file(
     transactions: TxnOpt = None,
     labels: LabelOpt = None,
     training_set: SetOpt = None,
+    strict: StrictOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write transaction_id, score, decision for every transaction of a file.
 
     Features come from the same replay as training; labels count only once known.
+    Transactions the stream would refuse (and dead-letter) are neither scored nor
+    fed to the features: they are reported per reason, or with --strict stop the command.
     """
     import numpy as np
     import pandas as pd
@@ -419,7 +428,8 @@ def score_file(
     from fraudstream.adapters import registry
     from fraudstream.model.experiment import scores_of
 
-    inputs = read_inputs(transactions, labels, training_set, need_labels=False)
+    json_mode(console, as_json)
+    inputs = read_inputs(transactions, labels, training_set, False, strict, console)
     loaded = registry.load_model(load_settings(), model)
     rows = _features(inputs.transactions, inputs.labels)
     scores = scores_of(loaded.model, rows)
@@ -434,7 +444,20 @@ def score_file(
         result.to_csv(out, index=False)
     else:
         result.to_parquet(out, index=False)
+    alerts = int((scores >= loaded.threshold).sum())
     console.print(
-        f"{len(result):,} scores -> {out} ({int((scores >= loaded.threshold).sum()):,} "
-        f"alerts at threshold {loaded.threshold:.4f}, model v{loaded.version})"
+        f"{len(result):,} scores -> {out} ({alerts:,} alerts at threshold "
+        f"{loaded.threshold:.4f}, model v{loaded.version})"
     )
+    if as_json:
+        print_json(
+            {
+                "command": "score-file",
+                "model_name": load_settings().mlflow.model_name,
+                "version": loaded.version,
+                "out": str(out),
+                "scored": len(result),
+                "alerts": alerts,
+                "input": inputs.exclusions,
+            }
+        )

@@ -3,8 +3,9 @@
 A file enters the platform only after ``conform`` has checked every contract
 column: a missing required column or a column that cannot be cast to the
 contract's type is a ``TableContractError`` naming it, before anything is sent.
-Row-level problems (a negative amount, an unknown currency) are left to the
-validator at the stream's entry, which dead-letters them.
+Row-level rules (a negative amount, an unknown currency) are the validator's
+(``fraudstream.validation``); ``fraudstream.screening`` runs it on the rows of a
+conformed table, on their wire form from ``wire_records``.
 """
 
 from __future__ import annotations
@@ -87,8 +88,11 @@ def _cast(column: pa.ChunkedArray, target: pa.DataType, name: str, where: str) -
         ) from None
 
 
-def conform(table: pa.Table, name: ContractName, where: str = "input") -> Conformed:
-    """The table with exactly the contract's columns and types, sorted by its time column.
+def conform(
+    table: pa.Table, name: ContractName, where: str = "input", sort: bool = True
+) -> Conformed:
+    """The table with exactly the contract's columns and types, sorted by its time column
+    (in its own row order with ``sort=False``).
 
     Missing optional columns become nulls; columns outside the contract are
     dropped and reported (a label column in a transaction file never travels
@@ -114,6 +118,8 @@ def conform(table: pa.Table, name: ContractName, where: str = "input") -> Confor
         columns.append(column)
     ignored = tuple(c for c in table.column_names if c not in schema.names)
     conformed = pa.Table.from_arrays(columns, schema=schema)
+    if not sort:
+        return Conformed(conformed, ignored)
     order = pc.sort_indices(conformed, [(_TIME_FIELDS[name], "ascending")])
     return Conformed(conformed.take(order), ignored)
 
