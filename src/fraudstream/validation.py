@@ -40,7 +40,7 @@ class Reason(StrEnum):
     UNPARSEABLE = "unparseable"
     MISSING_FIELD = "missing_field"
     SCHEMA_VIOLATION = "schema_violation"
-    AMOUNT_NOT_POSITIVE = "amount_not_positive"
+    AMOUNT_NEGATIVE = "amount_negative"
     AMOUNT_ABSURD = "amount_absurd"
     AMOUNT_PRECISION = "amount_precision"
     UNKNOWN_CURRENCY = "unknown_currency"
@@ -143,8 +143,7 @@ ContractValidator = validators.extend(  # type: ignore[no-untyped-call]
 
 # jsonschema keyword failing on a field -> reason code; anything else is a schema violation.
 _FIELD_REASONS: dict[tuple[str, str], Reason] = {
-    ("amount", "exclusiveMinimum"): Reason.AMOUNT_NOT_POSITIVE,
-    ("amount", "minimum"): Reason.AMOUNT_NOT_POSITIVE,
+    ("amount", "minimum"): Reason.AMOUNT_NEGATIVE,
     ("amount", "maximum"): Reason.AMOUNT_ABSURD,
     ("amount", DECIMALS_KEYWORD): Reason.AMOUNT_PRECISION,
     ("currency", "enum"): Reason.UNKNOWN_CURRENCY,
@@ -155,7 +154,7 @@ _PRIORITY = [
     Reason.MISSING_FIELD,
     Reason.EVENT_TIME_INVALID,
     Reason.LABEL_TIME_INVALID,
-    Reason.AMOUNT_NOT_POSITIVE,
+    Reason.AMOUNT_NEGATIVE,
     Reason.AMOUNT_ABSURD,
     Reason.AMOUNT_PRECISION,
     Reason.UNKNOWN_CURRENCY,

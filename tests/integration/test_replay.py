@@ -119,7 +119,7 @@ def test_invalid_records_of_a_replayed_stream_land_in_dead_letters(
 ) -> None:
     far = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     bad = {
-        100: ("amount", -3.0, Reason.AMOUNT_NOT_POSITIVE),
+        100: ("amount", -3.0, Reason.AMOUNT_NEGATIVE),
         101: ("currency", "XXY", Reason.UNKNOWN_CURRENCY),
         102: ("amount", 12.345, Reason.AMOUNT_PRECISION),
         103: ("amount", 5e7, Reason.AMOUNT_ABSURD),
@@ -127,8 +127,14 @@ def test_invalid_records_of_a_replayed_stream_land_in_dead_letters(
     rows = [_row(i) for i in range(40)] + [_row(i, **{f: v}) for i, (f, v, _) in bad.items()]
     path = tmp_path / "mixed.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    source, letters = new_topic(), new_topic()
-    run_cli("replay", "--transactions", str(path), "--topic", source)
+    source, letters, screened = new_topic(), new_topic(), new_topic()
+    # By default the row policy keeps them out and says so; --send-invalid lets the stream see them.
+    kept = run_cli("replay", "--transactions", str(path), "--topic", screened).stdout
+    assert "4 of 44 rows fail the row policy" in kept
+    for _, _, reason in bad.values():
+        assert reason.value in kept
+    assert _end_offsets(settings, screened) == 40
+    run_cli("replay", "--transactions", str(path), "--topic", source, "--send-invalid")
     producer = Producer(producer_config(settings.kafka))
     garbage = [b"\xff\xfe not json", b'{"transaction_id": "x"}', b"x" * 70_000]
     for raw in garbage:

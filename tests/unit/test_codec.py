@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from fraudstream.features import codec
 from fraudstream.features.card import CardState, update_card
-from fraudstream.features.catalogue import DAY
+from fraudstream.features.catalogue import DAY, FEATURE_SET_VERSION
 from fraudstream.features.codec import (
     StateDecodeError,
     StateVersionError,
@@ -136,7 +136,7 @@ def test_blob_is_compact() -> None:
 def test_another_feature_set_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     blob = encode_merchant(MerchantState(times=[T0], fraud_ids={}))
     monkeypatch.setattr(codec, "FEATURE_SET_VERSION", "999")
-    with pytest.raises(StateVersionError, match="feature-set version '1'"):
+    with pytest.raises(StateVersionError, match=f"feature-set version '{FEATURE_SET_VERSION}'"):
         decode_merchant(blob)
 
 

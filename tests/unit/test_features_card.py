@@ -147,3 +147,22 @@ def test_state_stays_bounded_and_sums_stay_exact_over_a_long_history() -> None:
     assert f["card_count_30d"] == len(window)
     assert f["card_amount_sum_30d"] == pytest.approx(sum(window), rel=1e-12)
     assert f["card_count_24h"] == 24
+
+
+def test_zero_amount_authorisations_are_counted_over_24h_and_break_no_ratio() -> None:
+    # A card-on-file set-up (0.00), a purchase, then a tester's burst of zero-amount probes.
+    f = replay(
+        txn(0, 0.0, "shop"),
+        txn(60, 25.0, "shop"),
+        txn(2 * HOUR, 0.0, "a"),
+        txn(2 * HOUR + 30, 0.0, "b"),
+        txn(DAY + 60, 0.0, "c"),
+        txn(DAY + 3 * HOUR, 10.0, "d"),
+    )
+    assert [r["card_zero_amount_count_24h"] for r in f] == [1, 1, 2, 3, 3, 1]
+    first = f[0]
+    assert math.isnan(first["card_amount_ratio_30d"])  # no history, not 0 / 0
+    assert math.isnan(f[1]["card_amount_ratio_30d"])  # earlier mean 0: no ratio, no inf
+    assert f[2]["card_amount_ratio_30d"] == 0.0
+    assert f[2]["card_amount_mean_24h"] == pytest.approx(25.0 / 3)
+    assert all(not math.isnan(r["card_amount_mean_1h"]) for r in f)

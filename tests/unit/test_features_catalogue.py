@@ -34,6 +34,12 @@ def test_each_update_returns_exactly_its_declared_features() -> None:
     assert len(update_merchant(None, TXN)[1]) == len(MERCHANT_FEATURES)
 
 
+def test_a_zero_amount_is_marked() -> None:
+    index = [spec.name for spec in TRANSACTION_FEATURES].index("txn_is_zero_amount")
+    assert transaction_features(TXN._replace(amount=0.0))[index] == 1.0
+    assert transaction_features(TXN)[index] == 0.0
+
+
 def test_windows_render_as_people_write_them() -> None:
     windows = {spec.name: spec.window for spec in FEATURES}
     assert windows["card_count_1h"] == "1h"

@@ -143,6 +143,22 @@ def test_card_testing_is_bursts_of_tiny_amounts_across_merchants(
         assert burst.event_time.max() - burst.event_time.min() < pd.Timedelta(minutes=30)
 
 
+def test_zero_amounts_are_card_on_file_set_ups_and_card_testers_probes(
+    frame: pd.DataFrame,
+) -> None:
+    zero = frame[frame.amount == 0.0]
+    genuine = frame[frame.scenario.isna()]
+    assert set(zero.scenario.dropna()) == {"card_testing"}  # no other scenario sends 0.00
+    assert (zero.channel == "ecom").all()  # verifications happen online
+    share = (genuine.amount == 0.0).sum() / (genuine.channel == "ecom").sum()
+    assert share == pytest.approx(CONFIG.account_verification_rate, rel=0.2)
+    testing = frame[frame.scenario == "card_testing"]
+    assert (testing.amount == 0.0).mean() == pytest.approx(0.4, abs=0.1)
+    off = generate(replace(CONFIG, days=2, account_verification_rate=0.0))
+    amounts = off.transactions.column("amount").to_numpy()
+    assert not ((amounts == 0.0) & pd.isna(off.scenario)).any()
+
+
 def test_account_takeover_changes_amount_category_device_and_place(frame: pd.DataFrame) -> None:
     fraud = frame[frame.scenario == "account_takeover"]
     genuine = frame[frame.scenario.isna()]

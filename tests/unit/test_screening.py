@@ -23,14 +23,14 @@ CONFIG = GeneratorConfig(seed=3, start=NOW - timedelta(days=3), days=2, customer
                          merchants=300)  # fmt: skip
 # row position -> (field, value, reason code the stream gives it)
 BAD = {
-    3: ("amount", -1.5, "amount_not_positive"),
+    3: ("amount", -1.5, "amount_negative"),
     10: ("currency", "XXY", "unknown_currency"),
     11: ("amount", 12.345, "amount_precision"),
     20: ("amount", 5e7, "amount_absurd"),
     30: ("event_time", NOW + timedelta(days=1), "event_time_in_future"),
-    31: ("amount", -2.0, "amount_not_positive"),
-    40: ("amount", -3.0, "amount_not_positive"),
-    41: ("amount", -4.0, "amount_not_positive"),
+    31: ("amount", -2.0, "amount_negative"),
+    40: ("amount", -3.0, "amount_negative"),
+    41: ("amount", -4.0, "amount_negative"),
     50: ("channel", "carrier-pigeon", "schema_violation"),
 }
 
@@ -60,11 +60,11 @@ def test_every_row_gets_the_streams_verdict_and_refusals_are_counted_per_reason(
         expected[reason] = expected.get(reason, 0) + 1
     assert screened.excluded == expected
     ids = table.column("transaction_id").to_pylist()
-    negative = [ids[i] for i, (*_, r) in sorted(BAD.items()) if r == "amount_not_positive"]
-    assert screened.examples["amount_not_positive"] == negative[:EXAMPLES]
+    negative = [ids[i] for i, (*_, r) in sorted(BAD.items()) if r == "amount_negative"]
+    assert screened.examples["amount_negative"] == negative[:EXAMPLES]
     line = screened.describe()
     assert f"{len(BAD)} of {table.num_rows:,} rows" in line
-    assert "amount_not_positive 4 (e.g. " + ", ".join(negative[:EXAMPLES]) + ")" in line
+    assert "amount_negative 4 (e.g. " + ", ".join(negative[:EXAMPLES]) + ")" in line
     assert screened.summary() == {
         "rows_read": table.num_rows,
         "rows_excluded": len(BAD),

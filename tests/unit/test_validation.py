@@ -54,11 +54,19 @@ def test_a_valid_transaction_is_accepted_with_its_values() -> None:
     assert result.to_json_dict() == VALID
 
 
+@pytest.mark.parametrize("amount", [0, 0.0, -0.0])
+def test_a_zero_amount_is_a_valid_authorisation(amount: float) -> None:
+    """Account verification and card-on-file set-ups are sent as 0.00 (docs/data.md)."""
+    result = _check({**VALID, "amount": amount})
+    assert isinstance(result, Transaction)
+    assert result.amount == 0
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"amount": 0}, Reason.AMOUNT_NOT_POSITIVE),
-        ({"amount": -5.5}, Reason.AMOUNT_NOT_POSITIVE),
+        ({"amount": -0.01}, Reason.AMOUNT_NEGATIVE),
+        ({"amount": -5.5}, Reason.AMOUNT_NEGATIVE),
         ({"amount": 1e9}, Reason.AMOUNT_ABSURD),
         ({"amount": 10.005}, Reason.AMOUNT_PRECISION),
         ({"amount": "12.34"}, Reason.SCHEMA_VIOLATION),

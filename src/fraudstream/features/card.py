@@ -161,6 +161,7 @@ def update_card(state: CardState | None, txn: TxnEvent) -> tuple[CardState, tupl
     new_category = NAN if category is None else float(category not in state.categories_30d)
     _append(state, txn)
     n = len(state.times)
+    zero_24h = float(state.amounts[state.start[_I_24H] :].count(0.0))
     windowed: list[float] = []
     for w in range(len(_WINDOWS)):
         count = n - state.start[w]
@@ -178,6 +179,7 @@ def update_card(state: CardState | None, txn: TxnEvent) -> tuple[CardState, tupl
         new_category,
         distance,
         speed,
+        zero_24h,
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-FEATURE_SET_VERSION = "1"
+FEATURE_SET_VERSION = "2"
 
 Entity = Literal["card", "merchant", "transaction"]
 
@@ -148,6 +148,13 @@ def _card_specs() -> list[FeatureSpec]:
             "Implied speed (km/h) from the previous located transaction; time floored at 60 s.",
             missing="lat/lon absent here, or no earlier located transaction in 30d",
         ),
+        FeatureSpec(
+            "card_zero_amount_count_24h",
+            "card",
+            DAY,
+            "Zero-amount authorisations (account verification, card-on-file set-up; card "
+            "testers' probes) of the card in the last 24h, this one included.",
+        ),
     ]
 
 
@@ -157,6 +164,13 @@ def _transaction_specs() -> list[FeatureSpec]:
         FeatureSpec("txn_hour_utc", "transaction", None, "Hour of day of the event time (UTC)."),
         FeatureSpec("txn_is_weekend", "transaction", None, "1 on Saturday or Sunday (UTC)."),
         FeatureSpec("txn_is_night", "transaction", None, "1 between 00:00 and 06:00 (UTC)."),
+        FeatureSpec(
+            "txn_is_zero_amount",
+            "transaction",
+            None,
+            "1 for a zero-amount authorisation (amount 0.00: account verification, card-on-file "
+            "set-up, or a card tester's probe), else 0.",
+        ),
     ]
 
 

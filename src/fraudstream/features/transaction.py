@@ -10,7 +10,8 @@ _NIGHT_END_HOUR = 6
 
 
 def transaction_features(txn: TxnEvent) -> tuple[float, ...]:
-    """Amount, hour of day, weekend and night flags, all from the event time in UTC."""
+    """Amount, hour of day, weekend and night flags (from the event time in UTC), and
+    whether the amount is zero (an authorisation without a purchase)."""
     hour = int(txn.time // HOUR) % 24
     weekday = (int(txn.time // DAY) + _EPOCH_WEEKDAY) % 7
     return (
@@ -18,4 +19,5 @@ def transaction_features(txn: TxnEvent) -> tuple[float, ...]:
         float(hour),
         1.0 if weekday >= 5 else 0.0,
         1.0 if hour < _NIGHT_END_HOUR else 0.0,
+        1.0 if txn.amount == 0.0 else 0.0,
     )

@@ -76,6 +76,8 @@ class GeneratorConfig:
     (before under-reporting); ``scenario_weights`` split it between scenarios and
     are normalised, so a weight of 0 switches a scenario off.
     ``tx_per_customer_per_day`` is the mean activity; customers differ around it.
+    ``account_verification_rate`` is the share of genuine ecom transactions that are
+    zero-amount authorisations (account verification, card-on-file set-up).
     """
 
     seed: int = 0
@@ -85,6 +87,7 @@ class GeneratorConfig:
     merchants: int = 2_000
     tx_per_customer_per_day: float = 2.0
     fraud_rate: float = 0.005
+    account_verification_rate: float = 0.01
     scenario_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     labels: LabelConfig = field(default_factory=LabelConfig)
 
@@ -98,6 +101,11 @@ class GeneratorConfig:
             raise ConfigError(
                 f"the world needs at least 10 customers and {MIN_MERCHANTS} merchants "
                 "(one of every category in every city)"
+            )
+        if not 0.0 <= self.account_verification_rate <= 1.0:
+            raise ConfigError(
+                f"account_verification_rate must be within [0, 1], "
+                f"got {self.account_verification_rate}"
             )
         if not 0.0 <= self.fraud_rate < 0.5:
             raise ConfigError(f"fraud_rate must be within [0, 0.5), got {self.fraud_rate}")

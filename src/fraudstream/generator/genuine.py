@@ -45,12 +45,19 @@ def _where_ecom(ecom: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def genuine(rng: np.random.Generator, world: World, start_us: int, days: float) -> Draft:
+def genuine(
+    rng: np.random.Generator,
+    world: World,
+    start_us: int,
+    days: float,
+    verification_rate: float = 0.0,
+) -> Draft:
     """All genuine transactions of the period, unsorted.
 
     Each customer makes Poisson(rate * days) transactions, each with one of their
     cards at one of their favourite merchants; ecom purchases come from the
-    customer's own device and home IP.
+    customer's own device and home IP. A share ``verification_rate`` of the ecom
+    ones are zero-amount authorisations (account verification, card-on-file set-up).
     """
     counts = rng.poisson(world.customer_rate * days)
     customer = np.repeat(np.arange(len(counts)), counts)
@@ -61,11 +68,15 @@ def genuine(rng: np.random.Generator, world: World, start_us: int, days: float) 
     slot = rng.choice(FAVOURITES, size=n, p=_SLOT_P)
     merchant = world.favourites[customer, slot]
     ecom = world.merchant_channel[merchant] == 1
+    event_us = _event_times(rng, customer, world, start_us, days)
+    amount = local_amounts(rng, world, merchant, world.customer_spend[customer])
+    # Drawn last, so every earlier draw (and a history without verifications) keeps its values.
+    amount[ecom & (rng.random(n) < verification_rate)] = 0.0
     return Draft(
-        event_us=_event_times(rng, customer, world, start_us, days),
+        event_us=event_us,
         card=card,
         merchant=merchant,
-        amount=local_amounts(rng, world, merchant, world.customer_spend[customer]),
+        amount=amount,
         device=_where_ecom(ecom, world.customer_device[customer]),
         ip=_where_ecom(ecom, world.customer_ip[customer]),
         scenario=np.zeros(n, dtype=np.int8),

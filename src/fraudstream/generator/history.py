@@ -88,7 +88,7 @@ def generate(
         world = world_for(config)
     start_us = int(config.start.timestamp() * US_PER_S)
     note("genuine")
-    g = genuine(rng["genuine"], world, start_us, config.days)
+    g = genuine(rng["genuine"], world, start_us, config.days, config.account_verification_rate)
     parts, incidents = [g], []
     end_us = start_us + int(config.days * US_PER_DAY)
     for name, target in fraud_targets(config, len(g)).items():

@@ -20,6 +20,9 @@ from fraudstream.generator.world import CATEGORIES, CHANNELS, CITIES, World
 
 US_PER_MIN = 60 * US_PER_S
 FAR_KM = 3000.0
+#: Share of a card tester's probes sent as zero-amount authorisations (the rest are
+#: tiny payments): a 0.00 verification answers "is this card live?" without a charge.
+ZERO_PROBE_SHARE = 0.4
 Rows = dict[str, list[object]]
 
 
@@ -103,7 +106,7 @@ class Context:
 
 
 def _card_testing(ctx: Context, room: int) -> tuple[Rows, Incident]:
-    """A stolen card number tried with tiny ecom amounts at many merchants within minutes."""
+    """A stolen card number tried with tiny or zero ecom amounts at many merchants in minutes."""
     rng = ctx.rng
     card = int(rng.integers(len(ctx.world.card_ids)))
     n = min(int(rng.integers(5, 16)), room)
@@ -111,11 +114,13 @@ def _card_testing(ctx: Context, room: int) -> tuple[Rows, Incident]:
     pool = ctx.merchants(None, _mcc("5815", "5999"))
     merchant = rng.choice(pool, size=n, replace=False)
     device, ip = ctx.identity(int(rng.integers(15, len(CITIES))))
+    amount = np.round(rng.uniform(0.5, 2.99, n), 2)
+    amount[rng.random(n) < ZERO_PROBE_SHARE] = 0.0
     rows: Rows = {
         "event_us": t.tolist(),
         "card": [card] * n,
         "merchant": merchant.tolist(),
-        "amount": np.round(rng.uniform(0.5, 2.99, n), 2).tolist(),
+        "amount": amount.tolist(),
         "device": [device] * n,
         "ip": [ip] * n,
     }
