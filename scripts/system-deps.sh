@@ -11,6 +11,7 @@ need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
 need java openjdk-17-jdk-headless
 need mvn maven
 need redis-server redis-server   # the online store
+need jq jq                       # the kind pod network agent (its unit test)
 need chromium chromium           # the dashboard's browser test (Playwright drives it)
 if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
   missing+=(postgresql)

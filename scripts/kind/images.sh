@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# make images: every image in images/ built for real, smoke-checked, and loaded into the kind
+# cluster when one runs.
+#   IMAGE_BASES=offline (default)  the base images are built here first (images/offline, on the
+#                                   Debian base of `make kind-up`) and passed in as build arguments
+#   IMAGE_BASES=public             the Dockerfiles' own public bases (a machine that can pull)
+#   IMAGES="api scorer"            only these (default: all)
+# The smoke checks are tests/kind/test_images.py, run by pytest once the images exist.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$KIND_DIR/build.sh"
+
+VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/pyproject.toml")"
+BASES="${IMAGE_BASES:-offline}"
+ALL_IMAGES=(api generator trainer mlflow scorer airflow redis redis-exporter)
+read -r -a WANTED <<<"${IMAGES:-${ALL_IMAGES[*]}}"
+REDIS_EXPORTER_VERSION=v1.74.0  # the chart's images.exporter tag
+PYTHON_BASE=fraudstream/python:3.11-bookworm
+BUILT=()
+
+build_offline_bases() {
+  if ! image_present "$DEBIAN_IMAGE"; then
+    forget debian
+    run_step debian "$(debian_pins)" build_debian
+  fi
+  local offline="$ROOT/images/offline" base=(--build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE")
+  logged base-python docker_build "${base[@]}" -t "$PYTHON_BASE" "$offline/python"
+  logged base-maven docker_build "${base[@]}" -t fraudstream/maven:3-jdk17 "$offline/maven"
+  logged base-spark docker_build --build-arg "PYTHON_IMAGE=$PYTHON_BASE" --build-arg SPARK_VERSION=4.2.0 \
+    -t fraudstream/spark:4.2.0-python3.11 "$offline/spark"
+  logged base-airflow docker_build --build-arg "PYTHON_IMAGE=$PYTHON_BASE" \
+    -f "$offline/airflow/Dockerfile" -t fraudstream/airflow-base:3.3.2-python3.11 "$ROOT"
+}
+
+base_args() { # the build arguments of one Dockerfile for the chosen bases
+  [[ $BASES == offline ]] || return 0
+  case $1 in
+    python) echo "--build-arg PYTHON_IMAGE=$PYTHON_BASE" ;;
+    scorer) echo "--build-arg PYTHON_IMAGE=$PYTHON_BASE --build-arg MAVEN_IMAGE=fraudstream/maven:3-jdk17" \
+      "--build-arg SPARK_IMAGE=fraudstream/spark:4.2.0-python3.11 --build-arg SCORER_PYTHON=base" ;;
+    airflow) echo "--build-arg PYTHON_IMAGE=$PYTHON_BASE --build-arg AIRFLOW_IMAGE=fraudstream/airflow-base:3.3.2-python3.11" ;;
+  esac
+}
+
+build_image() { # NAME
+  local name=$1 tag="fraudstream/$1:$VERSION" args=()
+  case $name in
+    api|generator|trainer|mlflow)
+      read -r -a args <<<"$(base_args python)"
+      logged "image-$name" docker_build "${args[@]}" -f "$ROOT/images/python/Dockerfile" --target "$name" -t "$tag" "$ROOT" ;;
+    scorer|airflow)
+      read -r -a args <<<"$(base_args "$name")"
+      logged "image-$name" docker_build "${args[@]}" -f "$ROOT/images/$name/Dockerfile" -t "$tag" "$ROOT" ;;
+    redis)
+      tag="fraudstream/redis:7.0-bookworm"
+      logged image-redis docker_build --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" -t "$tag" "$ROOT/images/offline/redis" ;;
+    redis-exporter)
+      tag="fraudstream/redis-exporter:$REDIS_EXPORTER_VERSION"
+      logged image-redis-exporter build_redis_exporter "$tag" ;;
+    *) die "unknown image '$name' (one of: ${ALL_IMAGES[*]})" ;;
+  esac
+  BUILT+=("$tag")
+}
+
+build_redis_exporter() { # TAG
+  local ctx="$KIND_CACHE/redis-exporter" src="$KIND_CACHE/src/redis-exporter"
+  rm -rf "$ctx"
+  mkdir -p "$ctx"
+  module_tree github.com/oliver006/redis_exporter "$REDIS_EXPORTER_VERSION" "$src"
+  go_build "$ctx/redis_exporter" "$src" . 0 "" "-X main.BuildVersion=${REDIS_EXPORTER_VERSION#v}"
+  rm -rf "$src"
+  docker_build -t "$1" -f "$ROOT/images/offline/redis-exporter/Dockerfile" "$ctx"
+  rm -rf "$ctx"
+}
+
+load_into_cluster() {
+  if ! [[ -x "$KIND_BIN/kind" ]] || ! "$KIND_BIN/kind" get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
+    say "no cluster $KIND_CLUSTER: images not loaded (make kind-up, then make images again)"
+    return
+  fi
+  logged kind-load "$KIND_BIN/kind" load docker-image --name "$KIND_CLUSTER" "${BUILT[@]}"
+}
+
+main() {
+  local start name
+  start=$(date +%s)
+  ensure_docker
+  [[ $BASES == offline || $BASES == public ]] || die "IMAGE_BASES must be offline or public, not '$BASES'"
+  [[ $BASES == public ]] || build_offline_bases
+  for name in "${WANTED[@]}"; do
+    if [[ $BASES == public && $name == redis* ]]; then continue; fi
+    build_image "$name"
+  done
+  say "built in $(( $(date +%s) - start ))s:"
+  docker image ls --format '  {{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -F -f <(printf '%s\n' "${BUILT[@]}") || true
+  say "smoke checks (tests/kind/test_images.py)"
+  FRAUDSTREAM_IMAGES="${BUILT[*]}" "$ROOT/.venv/bin/pytest" -q -p no:cacheprovider "$ROOT/tests/kind/test_images.py"
+  load_into_cluster
+  say "done in $(( $(date +%s) - start ))s"
+}
+
+main "$@"

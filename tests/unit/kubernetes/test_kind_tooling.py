@@ -1,0 +1,226 @@
+"""The logic of scripts/kind (`make kind-up`, `make images`) that runs without a cluster: the
+version pins against kind-config.yaml, the Go module rewrites, the image-archive rewrite kind's
+node builder needs, the pod network agent's plan and the docker shim's argument rewriting."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+KIND = REPO / "scripts" / "kind"
+
+
+def _module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, KIND / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+gomod = _module("gomod")
+archive_tags = _module("archive_tags")
+
+
+def pins() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in (KIND / "versions.env").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, _, value = line.partition("=")
+        assert re.fullmatch(r"[A-Z][A-Z0-9_]*", name), line
+        assert name not in found, f"{name} is pinned twice"
+        found[name] = value.strip('"')
+    return found
+
+
+def test_every_pin_has_a_value_and_versions_look_like_versions() -> None:
+    for name, value in pins().items():
+        assert value, name
+        if name.endswith("_VERSION"):
+            assert re.fullmatch(r"v\d+\.\d+\.\d+", value), f"{name}={value}"
+
+
+def test_the_offline_node_runs_the_kubernetes_of_the_online_node_image() -> None:
+    config = yaml.safe_load((REPO / "kind-config.yaml").read_text())
+    images = {node["image"] for node in config["nodes"]}
+    assert images == {f"kindest/node:{pins()['KUBERNETES_VERSION']}"}
+
+
+def test_the_kind_config_works_on_a_cgroup_v1_host_and_a_fixed_port() -> None:
+    config = yaml.safe_load((REPO / "kind-config.yaml").read_text())
+    patches = [yaml.safe_load(p) for p in config["kubeadmConfigPatches"]]
+    assert {"kind": "KubeletConfiguration", "failCgroupV1": False} in patches
+    port = config["networking"]["apiServerPort"]
+    assert not 15000 <= port <= 19999  # ports the embedded platform and its tests use
+    assert config["networking"]["disableDefaultCNI"] is False
+
+
+def test_staging_modules_become_their_published_releases() -> None:
+    edit = {
+        "Replace": [
+            {"Old": {"Path": "k8s.io/api"}, "New": {"Path": "./staging/src/k8s.io/api"}},
+            {"Old": {"Path": "k8s.io/kubelet"}, "New": {"Path": "./staging/src/k8s.io/kubelet"}},
+            {"Old": {"Path": "example.com/fork"}, "New": {"Path": "github.com/x/fork", "Version": "v1.0.0"}},
+        ]
+    }
+    assert gomod.staging_requires(edit, "v1.37.0") == [
+        "-dropreplace=k8s.io/api",
+        "-require=k8s.io/api@v0.37.0",
+        "-dropreplace=k8s.io/kubelet",
+        "-require=k8s.io/kubelet@v0.37.0",
+    ]
+    assert gomod.local_replaces(edit) == ["k8s.io/api", "k8s.io/kubelet"]
+
+
+def test_a_per_version_local_replace_is_named_with_its_version() -> None:
+    edit = {"Replace": [{"Old": {"Path": "a/b", "Version": "v1.2.3"}, "New": {"Path": "../b"}}]}
+    assert gomod.local_replaces(edit) == ["a/b@v1.2.3"]
+    assert gomod.local_replaces({}) == []
+
+
+@pytest.mark.parametrize("version", ["1.37.0", "v2.0.0", "v1"])
+def test_a_version_that_is_not_kubernetes_v1_is_refused(version: str) -> None:
+    with pytest.raises(ValueError, match="not a Kubernetes"):
+        gomod.staging_version(version)
+
+
+@pytest.mark.parametrize(
+    ("short", "qualified"),
+    [
+        ("kindest/kindnetd:v1", "docker.io/kindest/kindnetd:v1"),
+        ("busybox:1", "docker.io/library/busybox:1"),
+        ("registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10"),
+        ("localhost/x:1", "localhost/x:1"),
+        ("localhost:5000/x:1", "localhost:5000/x:1"),
+    ],
+)
+def test_image_names_are_qualified_as_kind_compares_them(short: str, qualified: str) -> None:
+    assert archive_tags.qualified(short) == qualified
+
+
+def _member(archive: tarfile.TarFile, name: str, body: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(body)
+    archive.addfile(info, io.BytesIO(body))
+
+
+def test_the_archive_names_every_image_first_in_its_repositories_file(tmp_path: Path) -> None:
+    # As `docker save` writes it: manifest.json before repositories, Docker Hub names short.
+    path = tmp_path / "images.tar"
+    manifest = [
+        {"Config": "a.json", "RepoTags": ["registry.k8s.io/kube-proxy:v1.37.0"], "Layers": ["l1"]},
+        {"Config": "b.json", "RepoTags": ["kindest/kindnetd:v2"], "Layers": ["l2"]},
+    ]
+    repositories = {"registry.k8s.io/kube-proxy": {"v1.37.0": "a"}, "kindest/kindnetd": {"v2": "b"}}
+    with tarfile.open(path, "w") as archive:
+        _member(archive, "l1/layer.tar", b"one")
+        _member(archive, "manifest.json", json.dumps(manifest).encode())
+        _member(archive, "repositories", json.dumps(repositories).encode())
+        _member(archive, "l2/layer.tar", b"two")
+
+    names = archive_tags.rewrite(str(path))
+
+    assert names == ["registry.k8s.io/kube-proxy:v1.37.0", "docker.io/kindest/kindnetd:v2"]
+    with tarfile.open(path) as archive:
+        order = archive.getnames()
+        metadata = [n for n in order if n in {"manifest.json", "repositories"}]
+        assert metadata[0] == "repositories"
+        assert set(order) == {"l1/layer.tar", "l2/layer.tar", "manifest.json", "repositories"}
+        assert json.load(archive.extractfile("repositories")) == {  # type: ignore[arg-type]
+            "registry.k8s.io/kube-proxy": {"v1.37.0": "a"},
+            "docker.io/kindest/kindnetd": {"v2": "b"},
+        }
+        assert archive.extractfile("l2/layer.tar").read() == b"two"  # type: ignore[union-attr]
+
+
+NODES = {
+    "items": [
+        {
+            "metadata": {"name": "cp"},
+            "spec": {"podCIDR": "10.244.0.0/24"},
+            "status": {"addresses": [
+                {"type": "InternalIP", "address": "172.18.0.2"},
+                {"type": "Hostname", "address": "cp"},
+            ]},
+        },
+        {
+            "metadata": {"name": "w1"},
+            "spec": {"podCIDR": "10.244.1.0/24"},
+            "status": {"addresses": [{"type": "InternalIP", "address": "172.18.0.3"}]},
+        },
+        {  # no pod range yet: nothing to route
+            "metadata": {"name": "w2"},
+            "spec": {},
+            "status": {"addresses": [{"type": "InternalIP", "address": "172.18.0.4"}]},
+        },
+    ]
+}
+
+
+def _plan(host: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(KIND / "preload" / "podnet.sh"), "plan", host],
+        input=json.dumps(NODES),
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_pod_network_agent_routes_other_nodes_and_configures_its_own() -> None:
+    done = _plan("172.18.0.3")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "route 10.244.0.0/24 172.18.0.2" in lines
+    (cni,) = [json.loads(line.removeprefix("cni ")) for line in lines if line.startswith("cni ")]
+    ptp, portmap = cni["plugins"]
+    assert ptp["type"] == "ptp" and ptp["ipMasq"] is False
+    assert ptp["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}]]
+    assert portmap["capabilities"] == {"portMappings": True}
+    assert len(lines) == 2
+
+
+def test_the_pod_network_agent_waits_for_its_node_range() -> None:
+    done = _plan("172.18.0.4")
+    assert done.returncode != 0
+    assert "no node with InternalIP 172.18.0.4 has a pod range yet" in done.stderr
+
+
+def _shim(*args: str) -> list[str]:
+    done = subprocess.run(
+        ["bash", str(KIND / "docker-shim.sh"), *args],
+        env={**os.environ, "FRAUDSTREAM_DOCKER": "echo"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.split()
+
+
+def test_the_docker_shim_spells_out_privileged_without_sys_resource() -> None:
+    words = _shim("run", "--privileged", "--name", "n", "image")
+    assert "--privileged" not in words
+    caps = {w.removeprefix("--cap-add=") for w in words if w.startswith("--cap-add=")}
+    assert "SYS_ADMIN" in caps and "NET_ADMIN" in caps and "SYS_RESOURCE" not in caps
+    assert "--security-opt=seccomp=unconfined" in words
+    assert words[0] == "run" and words[-3:] == ["--name", "n", "image"]
+
+
+def test_the_docker_shim_passes_everything_else_through() -> None:
+    assert _shim("exec", "--privileged", "node", "true") == ["exec", "node", "true"]
+    assert _shim("ps", "-a") == ["ps", "-a"]
+    # `pull` of an image the engine holds does nothing (here `echo image inspect` succeeds).
+    assert _shim("pull", "kindest/base:v1") == []
