@@ -1,6 +1,6 @@
 """A Dockerfile read as instructions, and the rules every fraudstream image follows.
 
-No Docker engine runs here, so the images are checked by reading their Dockerfiles: multi-stage,
+The images are checked by reading their Dockerfiles (the kind tier builds and runs them): multi-stage,
 base images pinned, a non-root final user, and the project's own wheel installed at the versions
 of requirements.lock (or without dependencies where the base image owns them, as Airflow does).
 """
@@ -48,11 +48,29 @@ class Dockerfile:
     def of(self, keyword: str) -> list[str]:
         return [i.arguments for i in self.instructions if i.keyword == keyword]
 
+    def global_args(self) -> dict[str, str]:
+        """The defaults of the ARGs declared before the first FROM (the ones FROM may use)."""
+        found: dict[str, str] = {}
+        for instruction in self.instructions:
+            if instruction.keyword == "FROM":
+                break
+            if instruction.keyword == "ARG":
+                name, _, default = instruction.arguments.partition("=")
+                found[name] = default
+        return found
+
     def stages(self) -> list[tuple[str, str | None]]:
-        """(base image, stage name) per FROM, in order."""
+        """(base image, stage name) per FROM, in order, with the ARG defaults substituted."""
+        defaults = self.global_args()
+
+        def substitute(word: str) -> str:
+            return re.sub(
+                r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults.get(m[1] or m[2], m[0]), word
+            )
+
         result = []
         for arguments in self.of("FROM"):
-            words = [w for w in arguments.split() if not w.startswith("--")]
+            words = [substitute(w) for w in arguments.split() if not w.startswith("--")]
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
             result.append((words[0], name))
         return result
@@ -91,8 +109,17 @@ class Dockerfile:
         return found
 
     def targets(self) -> list[str]:
-        """Stages nothing else builds on or copies from: the images this file produces."""
-        used = {base for base, _ in self.stages()}
+        """Stages nothing else builds on or copies from: the images this file produces. A FROM
+        that picks its stage by a build argument (`FROM venv-${KIND}`) uses every stage it can
+        pick."""
+        stages = self.stages()
+        used = {base for base, _ in stages}
+        names = {name for _, name in stages}
+        for arguments, (resolved, _) in zip(self.of("FROM"), stages, strict=True):
+            base = [w for w in arguments.split() if not w.startswith("--")][0]
+            if "$" in base and resolved in names:
+                pattern = re.sub(r"\\\$\\\{\w+\\\}|\\\$\w+", ".+", re.escape(base))
+                used |= {name for name in names if name and re.fullmatch(pattern, name)}
         for arguments in self.of("COPY"):
             used |= {
                 w.removeprefix("--from=") for w in arguments.split() if w.startswith("--from=")

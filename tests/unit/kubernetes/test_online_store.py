@@ -42,7 +42,8 @@ def test_every_rendered_object_is_valid_and_compliant(
 ) -> None:
     count, problems = chain.validate(store_renders[scenario])
     assert problems == []
-    assert count == len(store_objects[scenario]) >= 9
+    # 9 objects, 7 where the Prometheus Operator's monitor and rules are off (kind offline).
+    assert count == len(store_objects[scenario]) >= (7 if scenario == "kind-offline" else 9)
     assert [v for o in store_objects[scenario] for v in all_violations(o)] == []
 
 
