@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -117,3 +118,36 @@ def test_generate_history_leaves_out_and_reports_rows_ahead_of_the_clock(tmp_pat
     assert "error (row policy)" in strict.stderr
     assert "event_time_in_future" in strict.stderr
     assert not (tmp_path / "strict" / "transactions.parquet").exists()
+
+
+def test_train_excludes_refused_rows_and_records_why_in_its_report(tmp_path: Path) -> None:
+    config = GeneratorConfig(seed=8, start=NOW - timedelta(days=40), days=30, customers=200,
+                             merchants=300)  # fmt: skip
+    data = generate(config)
+    table = data.transactions
+    amounts = table.column("amount").to_pylist()
+    amounts[5] = amounts[900] = -1.0
+    currencies = table.column("currency").to_pylist()
+    currencies[77] = "XXY"
+    table = table.set_column(table.schema.get_field_index("amount"), "amount", pa.array(amounts))
+    table = table.set_column(
+        table.schema.get_field_index("currency"), "currency", pa.array(currencies)
+    )
+    txns, labels, report = tmp_path / "t.parquet", tmp_path / "l.parquet", tmp_path / "r.json"
+    pq.write_table(table, txns)
+    pq.write_table(data.labels, labels)
+    result = CliRunner().invoke(
+        app,
+        ["train", "--transactions", str(txns), "--labels", str(labels), "--train-days", "18",
+         "--delay-days", "5", "--test-days", "7", "--candidates", "1", "--no-smote",
+         "--no-register", "--report", str(report)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"3 of {table.num_rows:,} rows fail the row policy" in result.output
+    assert "amount_negative 2" in result.output
+    lineage = json.loads(report.read_text())["lineage"]
+    assert lineage["rows_read"] == table.num_rows
+    assert lineage["rows_excluded"] == 3
+    assert lineage["rows_excluded_amount_negative"] == 2
+    assert lineage["rows_excluded_unknown_currency"] == 1
+    assert lineage["rows_total"] == table.num_rows - 3  # what the features were built from
