@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
@@ -126,21 +128,24 @@ def _send_poison(settings: Settings, topic: str) -> None:
     assert producer.flush(60) == 0
 
 
-def _count_topic(settings: Settings, topic: str, expected: int, timeout: float = 60) -> list[bytes]:
+def _count_topic(
+    settings: Settings, topic: str, expected: int, timeout: float = 60
+) -> dict[bytes, bytes]:
+    """The topic's records by key (the last value of each) once ``expected`` keys arrived."""
     consumer = Consumer(consumer_config(settings.kafka, f"count-{uuid.uuid4().hex[:8]}"))
     consumer.subscribe([topic])
-    keys: list[bytes] = []
+    records: dict[bytes, bytes] = {}
     deadline = pd.Timestamp.now() + pd.Timedelta(seconds=timeout)
     try:
         # Distinct keys: a batch replayed after a crash publishes its records again.
-        while len(set(keys)) < expected and pd.Timestamp.now() < deadline:
+        while len(records) < expected and pd.Timestamp.now() < deadline:
             msg = consumer.poll(1.0)
             if msg is None or msg.error():
                 continue
-            keys.append(msg.key())
+            records[msg.key()] = msg.value()
     finally:
         consumer.close()
-    return keys
+    return records
 
 
 def _stored(settings: Settings, ids: list[str]) -> pd.DataFrame:
@@ -373,3 +378,91 @@ def test_crash_and_a_lost_kafka_node_lose_and_duplicate_nothing(
     _assert_features_equal_offline(_stored(settings, more_ids), more)
     predictions = _count_topic(settings, topics["predictions"], len(ids) + len(more_ids), 120)
     assert {k.decode() for k in predictions} == set(ids) | set(more_ids)
+
+
+def _with_invalid_rows(table: pa.Table, bad: dict[int, tuple[str, object]]) -> pa.Table:
+    """``table`` with the value at each row position of ``bad`` replaced: (field, value)."""
+    columns = {name: table.column(name).to_pylist() for name in table.column_names}
+    for i, (name, value) in bad.items():
+        columns[name][i] = value
+    return pa.table(columns, schema=table.schema)
+
+
+def test_the_stream_and_score_file_agree_on_a_file_with_invalid_rows(
+    model_settings: Settings,
+    first: tuple[History, str],
+    made_topics: list[str],
+    tmp_path: Path,
+) -> None:
+    """One file, two paths: replayed through the stream (invalid rows sent, so the stream
+    dead-letters them) and scored with `score-file` (which excludes them by the same policy).
+    Both score the same ids, refuse the same ids for the same reasons, and give the same
+    scores: the replay sends the whole history before the scorer starts, so the stream sees
+    every row's history in full."""
+    settings = model_settings
+    data = history(seed=25)
+    future = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
+    bad = {
+        7: ("amount", -12.5, "amount_negative"),
+        70: ("currency", "XXY", "unknown_currency"),
+        140: ("amount", 3.141, "amount_precision"),
+        210: ("amount", 5e7, "amount_absurd"),
+        280: ("event_time", future.to_pydatetime(), "event_time_in_future"),
+        350: ("channel", "carrier-pigeon", "schema_violation"),
+        420: ("amount", -0.01, "amount_negative"),
+    }
+    table = _with_invalid_rows(data.table, {i: (f, v) for i, (f, v, _) in bad.items()})
+    ids = table.column("transaction_id").to_pylist()
+    refused = {ids[i]: reason for i, (*_, reason) in bad.items()}
+    zero = {t for t, a in zip(ids, table.column("amount").to_pylist(), strict=True) if a == 0}
+    assert zero, "the generated history holds zero-amount authorisations"
+    path = tmp_path / "mixed.parquet"
+    pq.write_table(table, path)
+
+    # The offline path: the champion scores the file; the refused rows are excluded.
+    out = tmp_path / "scores.parquet"
+    summary = json.loads(
+        run_cli(
+            "score-file", "--model", "champion", "--transactions", str(path),
+            "--out", str(out), "--json",
+        ).stdout.splitlines()[-1]
+    )  # fmt: skip
+    offline = pd.read_parquet(out).set_index("transaction_id")
+    assert summary["input"]["rows_excluded"] == len(bad)
+    for reason in set(refused.values()):
+        expected = sum(1 for r in refused.values() if r == reason)
+        assert summary["input"][f"rows_excluded_{reason}"] == expected, reason
+
+    # The streaming path: the same file replayed with its invalid rows sent.
+    topics = scratch_topics(settings, "parity")
+    made_topics.extend(topics.values())
+    run_cli("replay", "--transactions", str(path), "--topic", topics["source"], "--send-invalid")
+    checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
+    scorer = ScorerProcess(
+        scorer_args(topics, checkpoint, "--no-parquet"),
+        scorer_env(settings.mlflow.model_name),
+        tmp_path / "scorer.log",
+    )
+    try:
+        wait_until(
+            lambda: scored_count(settings, ids) == len(offline), 600, "the valid rows", scorer
+        )
+        letters = _count_topic(settings, topics["dead"], len(bad)).values()
+    finally:
+        scorer.proc.send_signal(signal.SIGTERM)
+        scorer.wait(120)
+    stored = _stored(settings, ids).set_index("transaction_id")
+
+    # The same ids scored, the same ids refused for the same reasons, the same scores.
+    assert set(stored.index) == set(offline.index) == set(ids) - set(refused)
+    assert zero <= set(stored.index)
+    dead = {json.loads(json.loads(v)["payload"])["transaction_id"]: json.loads(v)["reason"]
+            for v in letters}  # fmt: skip
+    assert dead == refused
+    assert set(stored["model_version"]) == {str(summary["version"])}
+    np.testing.assert_allclose(
+        stored.loc[offline.index, "score"].to_numpy(np.float64),
+        offline["score"].to_numpy(np.float64),
+        rtol=0,
+        atol=1e-9,
+    )
