@@ -95,6 +95,9 @@ def test_the_registered_version_has_alias_metrics_artifacts_and_metadata(
         assert metric in run.data.metrics, metric
     assert run.data.params["feature_set_version"] == FEATURE_SET_VERSION
     assert int(run.data.params["rows_train"]) > 0
+    # The row policy's account of the input (a generated history: nothing refused).
+    assert run.data.params["rows_excluded"] == "0"
+    assert run.data.params["rows_read"] == run.data.params["rows_total"]
     keys = [
         o["Key"]
         for page in s3_client(model_settings.s3)
