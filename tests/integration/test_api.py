@@ -281,6 +281,11 @@ def test_score_refuses_bad_input_with_problem_json(client: TestClient, api_world
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     assert "amount" in response.json()["detail"]
+    assert response.json()["reason"] == "amount_negative"  # the stream's reason code
+    # A zero-amount authorisation (account verification) is a transaction like any other.
+    zero = client.post("/score", json={**_wire(api_world.held_out), "amount": 0.0})
+    assert zero.status_code == 200, zero.text
+    assert 0.0 <= zero.json()["score"] <= 1.0
     response = client.post(
         "/score", content=b"{not json", headers={"Content-Type": "application/json"}
     )
