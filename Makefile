@@ -12,7 +12,8 @@ PYTEST_ARGS ?=
 DURATION ?= 180
 
 .PHONY: help setup runtime system-deps venv lock demo test test-unit test-integration lint format typecheck \
-        up down status logs reset smoke bench clean k8s-tools k8s-verify airflow-venv lock-airflow
+        up down status logs reset smoke bench clean k8s-tools k8s-verify airflow-venv lock-airflow \
+        kind-up kind-down kind-status kind-clean images test-kind
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +50,24 @@ k8s-tools: venv ## Install the pinned offline Kubernetes verification tools and 
 
 k8s-verify: k8s-tools ## Verify charts, operators, images, kind and skaffold offline (helm, kubeconform)
 	$(BIN)/pytest tests/unit/kubernetes $(PYTEST_ARGS)
+
+kind-up: k8s-tools ## A kind cluster (1 control plane, 3 workers) on a node image built here offline (cached; ~25 min cold)
+	@scripts/kind/up.sh
+
+kind-down: ## Delete the kind cluster (the node image and caches stay)
+	@scripts/kind/down.sh
+
+kind-status: ## The kind cluster's nodes and pods, memory and disk footprint
+	@scripts/kind/status.sh
+
+kind-clean: ## Delete the kind cluster, the images built for it and its caches (reclaims the disk)
+	@scripts/kind/clean.sh
+
+images: venv ## Build every image in images/ (IMAGE_BASES=offline|public), smoke-check them, load them into kind
+	@scripts/kind/images.sh
+
+test-kind: venv k8s-tools ## The kind tier: tests against the cluster of kind-up and the images of `make images`
+	$(BIN)/pytest tests/kind $(PYTEST_ARGS)
 
 lock: ## Re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 \

@@ -2,7 +2,7 @@
 
 The tests run their own platform instance, isolated from a developer's
 `make demo` platform: its own state directory and ports shifted by 1000.
-Tiers come from the folder a test lives in (unit, integration, e2e).
+Tiers come from the folder a test lives in (unit, integration, e2e, kind).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ for _key in list(os.environ):
     if _key.startswith("FRAUDSTREAM_") and _key not in TEST_PLATFORM_ENV and "_TEST_" not in _key:
         del os.environ[_key]
 
-_TIERS = ("unit", "integration", "e2e")
+_TIERS = ("unit", "integration", "e2e", "kind")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

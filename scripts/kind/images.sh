@@ -56,7 +56,8 @@ build_image() { # NAME
       logged image-redis docker_build --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" -t "$tag" "$ROOT/images/offline/redis" ;;
     redis-exporter)
       tag="fraudstream/redis-exporter:$REDIS_EXPORTER_VERSION"
-      logged image-redis-exporter build_redis_exporter "$tag" ;;
+      if image_present "$tag"; then say "image-redis-exporter: up to date"
+      else logged image-redis-exporter build_redis_exporter "$tag"; fi ;;
     *) die "unknown image '$name' (one of: ${ALL_IMAGES[*]})" ;;
   esac
   BUILT+=("$tag")
@@ -78,7 +79,7 @@ load_into_cluster() {
     say "no cluster $KIND_CLUSTER: images not loaded (make kind-up, then make images again)"
     return
   fi
-  logged kind-load "$KIND_BIN/kind" load docker-image --name "$KIND_CLUSTER" "${BUILT[@]}"
+  logged kind-load with_docker_shim "$KIND_BIN/kind" load docker-image --name "$KIND_CLUSTER" "${BUILT[@]}"
 }
 
 main() {
@@ -94,7 +95,7 @@ main() {
   say "built in $(( $(date +%s) - start ))s:"
   docker image ls --format '  {{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -F -f <(printf '%s\n' "${BUILT[@]}") || true
   say "smoke checks (tests/kind/test_images.py)"
-  FRAUDSTREAM_IMAGES="${BUILT[*]}" "$ROOT/.venv/bin/pytest" -q -p no:cacheprovider "$ROOT/tests/kind/test_images.py"
+  FRAUDSTREAM_TEST_IMAGES="${BUILT[*]}" "$ROOT/.venv/bin/pytest" -q -p no:cacheprovider "$ROOT/tests/kind/test_images.py"
   load_into_cluster
   say "done in $(( $(date +%s) - start ))s"
 }

@@ -95,7 +95,7 @@ run() {
       apply <<<"$current"
       masquerade
     else
-      log "nodes not readable yet; retrying in ${INTERVAL}s"
+      log "retrying in ${INTERVAL}s"
     fi
     sleep "$INTERVAL"
   done

@@ -18,6 +18,8 @@ from types import ModuleType
 import pytest
 import yaml
 
+from .toolchain import Toolchain
+
 REPO = Path(__file__).resolve().parents[3]
 KIND = REPO / "scripts" / "kind"
 
@@ -224,3 +226,14 @@ def test_the_docker_shim_passes_everything_else_through() -> None:
     assert _shim("ps", "-a") == ["ps", "-a"]
     # `pull` of an image the engine holds does nothing (here `echo image inspect` succeeds).
     assert _shim("pull", "kindest/base:v1") == []
+
+
+OFFLINE_DOCKERFILES = sorted(
+    p.relative_to(REPO).as_posix()
+    for p in [*(REPO / "images" / "offline").glob("*/Dockerfile"), *KIND.glob("*/Dockerfile")]
+)
+
+
+@pytest.mark.parametrize("path", OFFLINE_DOCKERFILES)
+def test_hadolint_finds_nothing_in_the_offline_recipes(chain: Toolchain, path: str) -> None:
+    assert chain.lint_dockerfile((REPO / path).read_text()) == []

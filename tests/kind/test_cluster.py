@@ -1,0 +1,216 @@
+"""The kind cluster of `make kind-up` as its users rely on it: nodes and zones, the system pods,
+pods talking across nodes through a Service, a volume claim bound, the project's images on every
+node, and a chart of ours installed and tested under the restricted Pod Security standard."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import textwrap
+
+from .conftest import REPO, Cluster
+
+VERSION = "0.1.0"
+PROJECT_IMAGES = [
+    f"docker.io/fraudstream/{name}:{VERSION}"
+    for name in ("api", "generator", "trainer", "mlflow", "scorer", "airflow")
+]
+# A pod spec that meets the restricted Pod Security standard.
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def test_every_node_is_ready_in_its_zone(cluster: Cluster) -> None:
+    nodes = cluster.json("get", "nodes")["items"]
+    assert len(nodes) == 4
+    for node in nodes:
+        ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
+        assert ready == "True", node["metadata"]["name"]
+        assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.37.0"
+    workers = [n for n in nodes if "node-role.kubernetes.io/control-plane" not in n["metadata"]["labels"]]
+    zones = {n["metadata"]["labels"].get("topology.kubernetes.io/zone") for n in workers}
+    assert zones == {"zone-a", "zone-b", "zone-c"}
+
+
+def test_every_system_pod_runs(cluster: Cluster) -> None:
+    for namespace in ("kube-system", "local-path-storage"):
+        pods = cluster.json("-n", namespace, "get", "pods")["items"]
+        assert pods, namespace
+        for pod in pods:
+            assert pod["status"]["phase"] == "Running", pod["metadata"]["name"]
+    network = cluster.json("-n", "kube-system", "get", "daemonset", "kindnet")["status"]
+    assert network["numberReady"] == network["desiredNumberScheduled"] == 4
+
+
+def test_the_project_images_are_on_every_node(cluster: Cluster) -> None:
+    for node in cluster.kubectl("get", "nodes", "-o", "name").split():
+        held = cluster.node_images(node.removeprefix("node/"))
+        missing = [image for image in PROJECT_IMAGES if image not in held]
+        assert not missing, f"{node} lacks {missing}: make images loads them"
+
+
+def _echo_servers(namespace: str) -> str:
+    """Three replicas, one per zone, each answering with the name of its node."""
+    script = textwrap.dedent(
+        """
+        import http.server, os
+        class Echo(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = os.environ["NODE"].encode()
+                self.send_response(200); self.end_headers(); self.wfile.write(body)
+        http.server.HTTPServer(("", 8080), Echo).serve_forever()
+        """
+    )
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "echo", "namespace": namespace},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "echo"}},
+            "template": {
+                "metadata": {"labels": {"app": "echo"}},
+                "spec": {
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "topology.kubernetes.io/zone",
+                            "whenUnsatisfiable": "DoNotSchedule",
+                            "labelSelector": {"matchLabels": {"app": "echo"}},
+                        }
+                    ],
+                    "containers": [
+                        {
+                            "name": "echo",
+                            "image": f"fraudstream/api:{VERSION}",
+                            "imagePullPolicy": "Never",
+                            "command": ["python", "-c", script],
+                            "env": [
+                                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+                            ],
+                            "ports": [{"containerPort": 8080}],
+                            "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 2},
+                            "securityContext": RESTRICTED,
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "echo", "namespace": namespace},
+        "spec": {"selector": {"app": "echo"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": [deployment, service]})
+
+
+def test_pods_reach_pods_on_other_nodes_through_a_service(cluster: Cluster, namespace: str) -> None:
+    cluster.apply(_echo_servers(namespace), namespace)
+    cluster.kubectl("-n", namespace, "rollout", "status", "deployment/echo", "--timeout=180s")
+    pods = cluster.json("-n", namespace, "get", "pods", "-l", "app=echo")["items"]
+    server_nodes = {pod["spec"]["nodeName"] for pod in pods}
+    assert len(server_nodes) == 3
+    client = (
+        "import collections, json, urllib.request\n"
+        "seen = collections.Counter(urllib.request.urlopen('http://echo/', timeout=5).read().decode()"
+        " for _ in range(60))\n"
+        "print(json.dumps(seen))\n"
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "client"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "client", "image": f"fraudstream/api:{VERSION}", "imagePullPolicy": "Never",
+                "command": ["python", "-c", client], "securityContext": RESTRICTED,
+            }],
+        },
+    }
+    cluster.apply(json.dumps(pod), namespace)
+    cluster.kubectl(
+        "-n", namespace, "wait", "pod/client", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=120s"
+    )
+    answered = json.loads(cluster.kubectl("-n", namespace, "logs", "client").strip().splitlines()[-1])
+    assert sum(answered.values()) == 60
+    # kube-proxy spreads the connections: answers come from pods on more than one node.
+    assert len(set(answered) & server_nodes) >= 2, answered
+
+
+def test_a_volume_claim_binds_and_keeps_what_a_pod_wrote(cluster: Cluster, namespace: str) -> None:
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}},
+    }
+    writer = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "writer"},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"fsGroup": 10001, "runAsUser": 10001},
+            "containers": [{
+                "name": "writer",
+                "image": f"fraudstream/api:{VERSION}",
+                "imagePullPolicy": "Never",
+                "command": ["python", "-c",
+                            "open('/data/f', 'w').write('kept'); print(open('/data/f').read())"],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                "securityContext": RESTRICTED,
+            }],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+        },
+    }
+    cluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": [claim, writer]}), namespace)
+    cluster.kubectl(
+        "-n", namespace, "wait", "pod/writer", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=180s"
+    )
+    assert cluster.kubectl("-n", namespace, "logs", "writer").strip() == "kept"
+    assert cluster.json("-n", namespace, "get", "pvc", "data")["status"]["phase"] == "Bound"
+
+
+def test_the_restricted_standard_refuses_a_privileged_pod(cluster: Cluster, namespace: str) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "privileged"},
+        "spec": {"containers": [{
+            "name": "c", "image": f"fraudstream/api:{VERSION}", "imagePullPolicy": "Never",
+            "securityContext": {"privileged": True},
+        }]},
+    }
+    answer = cluster.kubectl("-n", namespace, "apply", "-f", "-", stdin=json.dumps(pod), check=False)
+    assert "violates PodSecurity" in answer and "restricted" in answer, answer
+
+
+def test_the_online_store_chart_installs_and_passes_its_helm_test(
+    cluster: Cluster, namespace: str
+) -> None:
+    password = secrets.token_urlsafe(24)
+    cluster.kubectl(
+        "-n", namespace, "create", "secret", "generic", "fraudstream-redis",
+        f"--from-literal=password={password}",
+    )
+    chart = REPO / "charts" / "online-store"
+    install = cluster.helm(
+        "install", "online-store", str(chart), "-n", namespace, "--wait", "--timeout", "5m",
+        "-f", str(chart / "ci" / "kind-values.yaml"),
+        "-f", str(chart / "ci" / "kind-offline-values.yaml"),
+    )
+    assert install.returncode == 0, install.stderr
+    try:
+        test = cluster.helm("test", "online-store", "-n", namespace, "--logs", "--timeout", "3m")
+        assert test.returncode == 0, test.stdout + test.stderr
+        assert "Phase:          Succeeded" in test.stdout
+        assert "answers PONG with AUTH" in test.stdout
+    finally:
+        cluster.helm("uninstall", "online-store", "-n", namespace, "--wait")

@@ -1,0 +1,194 @@
+"""Smoke checks of every image `make images` builds: each starts, its entrypoint answers, it runs as
+a non-root user, and the files and jars it exists for are in it. `make images` runs this file
+after building; elsewhere it is skipped when Docker or an image is missing."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from .conftest import docker_answers
+
+VERSION = "0.1.0"
+IMAGES = {
+    "api": f"fraudstream/api:{VERSION}",
+    "generator": f"fraudstream/generator:{VERSION}",
+    "trainer": f"fraudstream/trainer:{VERSION}",
+    "mlflow": f"fraudstream/mlflow:{VERSION}",
+    "scorer": f"fraudstream/scorer:{VERSION}",
+    "airflow": f"fraudstream/airflow:{VERSION}",
+    "redis": "fraudstream/redis:7.0-bookworm",
+    "redis-exporter": "fraudstream/redis-exporter:v1.74.0",
+}
+NO_SHELL = {"redis-exporter"}  # one static binary FROM scratch: nothing else to run in it
+SCORER_JARS = (
+    r"spark-sql-kafka-0-10_2\.13-4\.2\.0\.jar",
+    r"spark-token-provider-kafka-0-10_2\.13-4\.2\.0\.jar",
+    r"kafka-clients-[\d.]+\.jar",
+    r"hadoop-aws-[\d.]+\.jar",
+    r"jmx_prometheus_javaagent\.jar",
+)
+
+
+def run(
+    image: str, *args: str, entrypoint: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    # No network, and a host name that resolves (Spark's logging asks for it).
+    command = ["docker", "run", "--rm", "--network", "none", "--hostname", "smoke",
+               "--add-host", "smoke:127.0.0.1"]
+    if entrypoint is not None:
+        command += ["--entrypoint", entrypoint]
+    return subprocess.run(
+        [*command, image, *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def image(name: str) -> str:
+    tag = IMAGES[name]
+    wanted = os.environ.get("FRAUDSTREAM_TEST_IMAGES")
+    if wanted is not None and tag not in wanted.split():
+        pytest.skip(f"{tag} was not built in this run")
+    if not docker_answers():
+        pytest.skip("no Docker engine answers (make kind-up installs and starts one)")
+    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode:
+        pytest.skip(f"{tag} is not built (make images)")
+    return tag
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_runs_as_a_non_root_user(name: str) -> None:
+    tag = image(name)
+    user = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Config.User}}", tag],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert user.split(":")[0] not in {"", "0", "root"}, f"{tag} runs as {user!r}"
+    if name in NO_SHELL:
+        return
+    done = run(tag, "-u", entrypoint="id")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() != "0"
+
+
+@pytest.mark.parametrize("name", ["api", "generator", "trainer"])
+def test_the_cli_answers(name: str) -> None:
+    done = run(image(name), "--help")
+    assert done.returncode == 0, done.stderr
+    assert "fraudstream" in done.stdout
+    for command in ("serve", "generate", "train", "score"):
+        assert command in done.stdout
+
+
+def test_the_trainer_has_a_java_runtime_for_spark() -> None:
+    done = run(image("trainer"), "-version", entrypoint="java")
+    assert done.returncode == 0
+    assert re.search(r'version "(17|21)\.', done.stderr), done.stderr
+
+
+def test_the_mlflow_server_starts_and_answers_its_health_check() -> None:
+    tag = image("mlflow")
+    name = f"fraudstream-smoke-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["docker", "run", "-d", "--rm", "--name", name, tag, "server", "--host", "0.0.0.0",
+         "--port", "5000", "--backend-store-uri", "sqlite:////tmp/mlflow.db",
+         "--default-artifact-root", "/tmp/artifacts"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        deadline, answer = time.monotonic() + 120, ""
+        while time.monotonic() < deadline:
+            probe = subprocess.run(
+                ["docker", "exec", name, "python", "-c",
+                 "import urllib.request;"
+                 "print(urllib.request.urlopen('http://127.0.0.1:5000/health').read().decode())"],
+                capture_output=True,
+                text=True,
+            )
+            answer = probe.stdout.strip()
+            if answer == "OK":
+                break
+            time.sleep(2)
+        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
+        assert answer == "OK", f"/health answered {answer!r}; logs:\n{logs.stderr[-2000:]}"
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def test_the_scorer_has_spark_its_jars_and_the_same_pyspark() -> None:
+    tag = image("scorer")
+    version = run(tag, "--version", entrypoint="/opt/spark/bin/spark-submit")
+    assert version.returncode == 0, version.stderr
+    assert "version 4.2.0" in version.stdout + version.stderr
+    jars = run(tag, "/opt/spark/jars", entrypoint="ls").stdout.split()
+    for pattern in SCORER_JARS:
+        assert any(re.fullmatch(pattern, jar) for jar in jars), f"no jar matches {pattern}"
+    python = run(
+        tag, "-c", "import fraudstream, pyspark; print(pyspark.__version__)", entrypoint="python"
+    )
+    assert python.returncode == 0, python.stderr
+    assert python.stdout.strip() == "4.2.0"
+
+
+def test_the_scorer_runs_its_main_file_under_spark_submit() -> None:
+    """The SparkApplication's entry: spark-submit runs the package CLI in the image's Python."""
+    done = run(
+        image("scorer"),
+        "--master",
+        "local[1]",
+        "--conf",
+        "spark.jars.ivy=/tmp/ivy",
+        "/opt/fraudstream/score_stream.py",
+        "score",
+        "--help",
+        entrypoint="/opt/spark/bin/spark-submit",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "--checkpoint" in done.stdout
+
+
+def test_airflow_loads_every_dag_without_import_errors() -> None:
+    tag = image("airflow")
+    version = run(tag, "version", entrypoint="airflow")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip().splitlines()[-1].startswith("3.3.")
+    script = (
+        "import pathlib\n"
+        "from airflow.dag_processing.dagbag import BundleDagBag\n"
+        "folder = pathlib.Path('/opt/airflow/dags')\n"
+        "bag = BundleDagBag(dag_folder=str(folder), bundle_path=folder)\n"
+        "assert not bag.import_errors, bag.import_errors\n"
+        "print(' '.join(sorted(bag.dag_ids)))\n"
+    )
+    done = run(tag, "-c", script, entrypoint="python")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {"fraud_retrain", "fraud_monitor"} <= set(done.stdout.split())
+
+
+def test_redis_starts_and_answers_ping() -> None:
+    tag = image("redis")
+    name = f"fraudstream-smoke-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, tag], check=True, capture_output=True)
+    try:
+        deadline, reply = time.monotonic() + 30, ""
+        while time.monotonic() < deadline and reply != "PONG":
+            reply = subprocess.run(
+                ["docker", "exec", name, "redis-cli", "ping"], capture_output=True, text=True
+            ).stdout.strip()
+            time.sleep(0.5)
+        assert reply == "PONG"
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def test_the_redis_exporter_answers() -> None:
+    done = run(image("redis-exporter"), "--version")
+    assert done.returncode == 0, done.stderr
+    assert "1.74.0" in done.stdout + done.stderr
