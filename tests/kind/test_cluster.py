@@ -31,7 +31,9 @@ def test_every_node_is_ready_in_its_zone(cluster: Cluster) -> None:
         ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
         assert ready == "True", node["metadata"]["name"]
         assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.37.0"
-    workers = [n for n in nodes if "node-role.kubernetes.io/control-plane" not in n["metadata"]["labels"]]
+    workers = [
+        n for n in nodes if "node-role.kubernetes.io/control-plane" not in n["metadata"]["labels"]
+    ]
     zones = {n["metadata"]["labels"].get("topology.kubernetes.io/zone") for n in workers}
     assert zones == {"zone-a", "zone-b", "zone-c"}
 
@@ -90,7 +92,10 @@ def _echo_servers(namespace: str) -> str:
                             "imagePullPolicy": "Never",
                             "command": ["python", "-c", script],
                             "env": [
-                                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+                                {
+                                    "name": "NODE",
+                                    "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}},
+                                }
                             ],
                             "ports": [{"containerPort": 8080}],
                             "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 2},
@@ -118,8 +123,8 @@ def test_pods_reach_pods_on_other_nodes_through_a_service(cluster: Cluster, name
     assert len(server_nodes) == 3
     client = (
         "import collections, json, urllib.request\n"
-        "seen = collections.Counter(urllib.request.urlopen('http://echo/', timeout=5).read().decode()"
-        " for _ in range(60))\n"
+        "ask = lambda: urllib.request.urlopen('http://echo/', timeout=5).read().decode()\n"
+        "seen = collections.Counter(ask() for _ in range(60))\n"
         "print(json.dumps(seen))\n"
     )
     pod = {
@@ -128,17 +133,29 @@ def test_pods_reach_pods_on_other_nodes_through_a_service(cluster: Cluster, name
         "metadata": {"name": "client"},
         "spec": {
             "restartPolicy": "Never",
-            "containers": [{
-                "name": "client", "image": f"fraudstream/api:{VERSION}", "imagePullPolicy": "Never",
-                "command": ["python", "-c", client], "securityContext": RESTRICTED,
-            }],
+            "containers": [
+                {
+                    "name": "client",
+                    "image": f"fraudstream/api:{VERSION}",
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "-c", client],
+                    "securityContext": RESTRICTED,
+                }
+            ],
         },
     }
     cluster.apply(json.dumps(pod), namespace)
     cluster.kubectl(
-        "-n", namespace, "wait", "pod/client", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=120s"
+        "-n",
+        namespace,
+        "wait",
+        "pod/client",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "--timeout=120s",
     )
-    answered = json.loads(cluster.kubectl("-n", namespace, "logs", "client").strip().splitlines()[-1])
+    answered = json.loads(
+        cluster.kubectl("-n", namespace, "logs", "client").strip().splitlines()[-1]
+    )
     assert sum(answered.values()) == 60
     # kube-proxy spreads the connections: answers come from pods on more than one node.
     assert len(set(answered) & server_nodes) >= 2, answered
@@ -158,21 +175,33 @@ def test_a_volume_claim_binds_and_keeps_what_a_pod_wrote(cluster: Cluster, names
         "spec": {
             "restartPolicy": "Never",
             "securityContext": {"fsGroup": 10001, "runAsUser": 10001},
-            "containers": [{
-                "name": "writer",
-                "image": f"fraudstream/api:{VERSION}",
-                "imagePullPolicy": "Never",
-                "command": ["python", "-c",
-                            "open('/data/f', 'w').write('kept'); print(open('/data/f').read())"],
-                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                "securityContext": RESTRICTED,
-            }],
+            "containers": [
+                {
+                    "name": "writer",
+                    "image": f"fraudstream/api:{VERSION}",
+                    "imagePullPolicy": "Never",
+                    "command": [
+                        "python",
+                        "-c",
+                        "open('/data/f', 'w').write('kept'); print(open('/data/f').read())",
+                    ],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                    "securityContext": RESTRICTED,
+                }
+            ],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
         },
     }
-    cluster.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": [claim, writer]}), namespace)
+    cluster.apply(
+        json.dumps({"apiVersion": "v1", "kind": "List", "items": [claim, writer]}), namespace
+    )
     cluster.kubectl(
-        "-n", namespace, "wait", "pod/writer", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=180s"
+        "-n",
+        namespace,
+        "wait",
+        "pod/writer",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "--timeout=180s",
     )
     assert cluster.kubectl("-n", namespace, "logs", "writer").strip() == "kept"
     assert cluster.json("-n", namespace, "get", "pvc", "data")["status"]["phase"] == "Bound"
@@ -183,13 +212,22 @@ def test_the_restricted_standard_refuses_a_privileged_pod(cluster: Cluster, name
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "privileged"},
-        "spec": {"containers": [{
-            "name": "c", "image": f"fraudstream/api:{VERSION}", "imagePullPolicy": "Never",
-            "securityContext": {"privileged": True},
-        }]},
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "image": f"fraudstream/api:{VERSION}",
+                    "imagePullPolicy": "Never",
+                    "securityContext": {"privileged": True},
+                }
+            ]
+        },
     }
-    answer = cluster.kubectl("-n", namespace, "apply", "-f", "-", stdin=json.dumps(pod), check=False)
-    assert "violates PodSecurity" in answer and "restricted" in answer, answer
+    answer = cluster.kubectl(
+        "-n", namespace, "apply", "-f", "-", stdin=json.dumps(pod), check=False
+    )
+    assert "violates PodSecurity" in answer, answer
+    assert "restricted" in answer, answer
 
 
 def test_the_online_store_chart_installs_and_passes_its_helm_test(
@@ -197,14 +235,28 @@ def test_the_online_store_chart_installs_and_passes_its_helm_test(
 ) -> None:
     password = secrets.token_urlsafe(24)
     cluster.kubectl(
-        "-n", namespace, "create", "secret", "generic", "fraudstream-redis",
+        "-n",
+        namespace,
+        "create",
+        "secret",
+        "generic",
+        "fraudstream-redis",
         f"--from-literal=password={password}",
     )
     chart = REPO / "charts" / "online-store"
     install = cluster.helm(
-        "install", "online-store", str(chart), "-n", namespace, "--wait", "--timeout", "5m",
-        "-f", str(chart / "ci" / "kind-values.yaml"),
-        "-f", str(chart / "ci" / "kind-offline-values.yaml"),
+        "install",
+        "online-store",
+        str(chart),
+        "-n",
+        namespace,
+        "--wait",
+        "--timeout",
+        "5m",
+        "-f",
+        str(chart / "ci" / "kind-values.yaml"),
+        "-f",
+        str(chart / "ci" / "kind-offline-values.yaml"),
     )
     assert install.returncode == 0, install.stderr
     try:

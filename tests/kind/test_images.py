@@ -39,13 +39,20 @@ def run(
     image: str, *args: str, entrypoint: str | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     # No network, and a host name that resolves (Spark's logging asks for it).
-    command = ["docker", "run", "--rm", "--network", "none", "--hostname", "smoke",
-               "--add-host", "smoke:127.0.0.1"]
+    command = [
+        "docker",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--hostname",
+        "smoke",
+        "--add-host",
+        "smoke:127.0.0.1",
+    ]
     if entrypoint is not None:
         command += ["--entrypoint", entrypoint]
-    return subprocess.run(
-        [*command, image, *args], capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([*command, image, *args], capture_output=True, text=True, timeout=timeout)
 
 
 def image(name: str) -> str:
@@ -96,9 +103,24 @@ def test_the_mlflow_server_starts_and_answers_its_health_check() -> None:
     tag = image("mlflow")
     name = f"fraudstream-smoke-{uuid.uuid4().hex[:8]}"
     subprocess.run(
-        ["docker", "run", "-d", "--rm", "--name", name, tag, "server", "--host", "0.0.0.0",
-         "--port", "5000", "--backend-store-uri", "sqlite:////tmp/mlflow.db",
-         "--default-artifact-root", "/tmp/artifacts"],
+        [
+            "docker",
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            name,
+            tag,
+            "server",
+            "--host",
+            "0.0.0.0",  # noqa: S104 - inside the container, whose network is its own
+            "--port",
+            "5000",
+            "--backend-store-uri",
+            "sqlite:////tmp/mlflow.db",
+            "--default-artifact-root",
+            "/tmp/artifacts",  # noqa: S108 - the container's own /tmp, removed with it
+        ],
         check=True,
         capture_output=True,
     )
@@ -106,9 +128,15 @@ def test_the_mlflow_server_starts_and_answers_its_health_check() -> None:
         deadline, answer = time.monotonic() + 120, ""
         while time.monotonic() < deadline:
             probe = subprocess.run(
-                ["docker", "exec", name, "python", "-c",
-                 "import urllib.request;"
-                 "print(urllib.request.urlopen('http://127.0.0.1:5000/health').read().decode())"],
+                [
+                    "docker",
+                    "exec",
+                    name,
+                    "python",
+                    "-c",
+                    "import urllib.request;"
+                    "print(urllib.request.urlopen('http://127.0.0.1:5000/health').read().decode())",
+                ],
                 capture_output=True,
                 text=True,
             )
@@ -175,7 +203,9 @@ def test_airflow_loads_every_dag_without_import_errors() -> None:
 def test_redis_starts_and_answers_ping() -> None:
     tag = image("redis")
     name = f"fraudstream-smoke-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["docker", "run", "-d", "--rm", "--name", name, tag], check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "run", "-d", "--rm", "--name", name, tag], check=True, capture_output=True
+    )
     try:
         deadline, reply = time.monotonic() + 30, ""
         while time.monotonic() < deadline and reply != "PONG":

@@ -1,6 +1,6 @@
 """A Dockerfile read as instructions, and the rules every fraudstream image follows.
 
-The images are checked by reading their Dockerfiles (the kind tier builds and runs them): multi-stage,
+The images are checked by reading their Dockerfiles (tests/kind builds and runs them): multi-stage,
 base images pinned, a non-root final user, and the project's own wheel installed at the versions
 of requirements.lock (or without dependencies where the base image owns them, as Airflow does).
 """
@@ -64,9 +64,7 @@ class Dockerfile:
         defaults = self.global_args()
 
         def substitute(word: str) -> str:
-            return re.sub(
-                r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults.get(m[1] or m[2], m[0]), word
-            )
+            return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults.get(m[1] or m[2], m[0]), word)
 
         result = []
         for arguments in self.of("FROM"):
@@ -116,7 +114,7 @@ class Dockerfile:
         used = {base for base, _ in stages}
         names = {name for _, name in stages}
         for arguments, (resolved, _) in zip(self.of("FROM"), stages, strict=True):
-            base = [w for w in arguments.split() if not w.startswith("--")][0]
+            base = next(w for w in arguments.split() if not w.startswith("--"))
             if "$" in base and resolved in names:
                 pattern = re.sub(r"\\\$\\\{\w+\\\}|\\\$\w+", ".+", re.escape(base))
                 used |= {name for name in names if name and re.fullmatch(pattern, name)}

@@ -191,9 +191,9 @@ def test_hadolint_finds_nothing(chain: Toolchain, path: str) -> None:
 
 def test_hadolint_rejects_a_broken_dockerfile(chain: Toolchain) -> None:
     text = (REPO / "images" / "python" / "Dockerfile").read_text()
-    broken = text.replace("FROM ${PYTHON_IMAGE} AS runtime", "FROM python:latest AS runtime").replace(
-        "--no-cache-dir ", ""
-    )
+    broken = text.replace(
+        "FROM ${PYTHON_IMAGE} AS runtime", "FROM python:latest AS runtime"
+    ).replace("--no-cache-dir ", "")
     findings = " ".join(chain.lint_dockerfile(broken))
     assert "DL3007" in findings  # latest tag
     assert "DL3042" in findings  # pip cache kept in the image
@@ -220,7 +220,10 @@ def test_dockerfile_copies_exist() -> None:
 @pytest.mark.parametrize(
     ("change", "complaint"),
     [
-        (("ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm\n", "ARG PYTHON_IMAGE=python\n"), "pinned"),
+        (
+            ("ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm\n", "ARG PYTHON_IMAGE=python\n"),
+            "pinned",
+        ),
         (
             ("USER 10001:10001\nENV FRAUDSTREAM", "USER root\nENV FRAUDSTREAM"),
             "target api runs as root",

@@ -26,7 +26,8 @@ KIND = REPO / "scripts" / "kind"
 
 def _module(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, KIND / f"{name}.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -76,7 +77,10 @@ def test_staging_modules_become_their_published_releases() -> None:
         "Replace": [
             {"Old": {"Path": "k8s.io/api"}, "New": {"Path": "./staging/src/k8s.io/api"}},
             {"Old": {"Path": "k8s.io/kubelet"}, "New": {"Path": "./staging/src/k8s.io/kubelet"}},
-            {"Old": {"Path": "example.com/fork"}, "New": {"Path": "github.com/x/fork", "Version": "v1.0.0"}},
+            {
+                "Old": {"Path": "example.com/fork"},
+                "New": {"Path": "github.com/x/fork", "Version": "v1.0.0"},
+            },
         ]
     }
     assert gomod.staging_requires(edit, "v1.37.0") == [
@@ -154,10 +158,12 @@ NODES = {
         {
             "metadata": {"name": "cp"},
             "spec": {"podCIDR": "10.244.0.0/24"},
-            "status": {"addresses": [
-                {"type": "InternalIP", "address": "172.18.0.2"},
-                {"type": "Hostname", "address": "cp"},
-            ]},
+            "status": {
+                "addresses": [
+                    {"type": "InternalIP", "address": "172.18.0.2"},
+                    {"type": "Hostname", "address": "cp"},
+                ]
+            },
         },
         {
             "metadata": {"name": "w1"},
@@ -189,7 +195,8 @@ def test_the_pod_network_agent_routes_other_nodes_and_configures_its_own() -> No
     assert "route 10.244.0.0/24 172.18.0.2" in lines
     (cni,) = [json.loads(line.removeprefix("cni ")) for line in lines if line.startswith("cni ")]
     ptp, portmap = cni["plugins"]
-    assert ptp["type"] == "ptp" and ptp["ipMasq"] is False
+    assert ptp["type"] == "ptp"
+    assert ptp["ipMasq"] is False
     assert ptp["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}]]
     assert portmap["capabilities"] == {"portMappings": True}
     assert len(lines) == 2
@@ -216,9 +223,12 @@ def test_the_docker_shim_spells_out_privileged_without_sys_resource() -> None:
     words = _shim("run", "--privileged", "--name", "n", "image")
     assert "--privileged" not in words
     caps = {w.removeprefix("--cap-add=") for w in words if w.startswith("--cap-add=")}
-    assert "SYS_ADMIN" in caps and "NET_ADMIN" in caps and "SYS_RESOURCE" not in caps
+    assert "SYS_ADMIN" in caps
+    assert "NET_ADMIN" in caps
+    assert "SYS_RESOURCE" not in caps
     assert "--security-opt=seccomp=unconfined" in words
-    assert words[0] == "run" and words[-3:] == ["--name", "n", "image"]
+    assert words[0] == "run"
+    assert words[-3:] == ["--name", "n", "image"]
 
 
 def test_the_docker_shim_passes_everything_else_through() -> None:
