@@ -443,6 +443,20 @@ class ApiSettings(BaseSettings):
         pattern=r"^[A-Za-z][A-Za-z0-9_-]*$",
         description="Registry alias POST /score serves.",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Worker processes of `fraudstream serve`, each with its own model and "
+        "connections: one per core the API may use.",
+    )
+    max_in_flight: int = Field(
+        default=8,
+        ge=1,
+        le=10_000,
+        description="Requests one worker handles at once; it refuses more with 503 and "
+        "Retry-After. Bounds the queueing delay to about this many decisions (docs/api.md).",
+    )
 
     @property
     def url(self) -> str:

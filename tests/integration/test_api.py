@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import mlflow
 import mlflow.xgboost
 import numpy as np
 import pandas as pd
+import psycopg2
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
@@ -38,8 +47,11 @@ from fraudstream.features.events import from_record
 from fraudstream.features.replay import build_features
 from fraudstream.features.vector import FeatureStore
 from fraudstream.generator import GeneratorConfig, generate
+from fraudstream.scoring.model import ScoringModel
+from fraudstream.scoring.model import score as score_batch
 from fraudstream.settings import Settings
 from fraudstream.topics import TRANSACTION_LABELS
+from tests.integration.conftest import CLI
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mlflow, pytest.mark.kafka]
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -189,14 +201,7 @@ def _write_scores(
 @pytest.fixture(scope="session")
 def api_world(settings: Settings) -> World:
     prefix = f"api{uuid.uuid4().hex[:6]}"
-    model_settings = Settings(
-        **{
-            **settings.__dict__,
-            "mlflow": settings.mlflow.model_copy(
-                update={"model_name": f"fraud-detector-api-{prefix}"}
-            ),
-        }
-    )
+    model_settings = _named(settings, f"fraud-detector-api-{prefix}")
     txns, labels = _history(prefix)
     held_out = txns.iloc[-1].to_dict()
     txns = txns.iloc[:-1]
@@ -440,3 +445,177 @@ def test_model_stats_health_metrics_and_openapi(client: TestClient, api_world: W
     ):
         assert path in spec["paths"], path
     assert "422" in spec["paths"]["/score"]["post"]["responses"]
+
+
+def test_score_reasons_are_the_streams_for_the_same_row(
+    client: TestClient, api_world: World
+) -> None:
+    # The stream's scoring of the same feature vector: exact TreeSHAP for an alert, the
+    # path attribution for a pass; the API must rank the same reasons with the same values.
+    loaded = registry.load_model(api_world.settings, api_world.model_version)
+    model = ScoringModel.checked(loaded)
+    for record in api_world.txns.tail(40).to_dict("records"):
+        body = client.post("/score", json=_wire(record)).json()
+        x = np.asarray(
+            [
+                np.nan if body["features"][n] is None else body["features"][n]
+                for n in feature_names()
+            ],
+            dtype=np.float64,
+        ).reshape(1, -1)
+        stream = score_batch(model, x)
+        assert body["decision"] == ("alert" if stream.alert[0] else "pass")
+        expected = [
+            {"feature": f, "value": None if math.isnan(v) else v, "contribution": c}
+            for f, v, c in stream.reasons[0]
+        ]
+        assert body["reason_codes"] == expected
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def _serve(
+    world: World, workers: int, tmp_path: Path, reload_interval: float = 30, **env: str
+) -> Iterator[str]:
+    """`fraudstream serve` as a user starts it, on a free loopback port, until every one
+    of its workers has answered /health/ready; its base URL."""
+    port = _free_port()
+    environ = {
+        **os.environ,
+        "FRAUDSTREAM_MLFLOW_MODEL_NAME": world.settings.mlflow.model_name,
+        **env,
+    }
+    args = [
+        *CLI,
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--reload-interval",
+        str(reload_interval),
+    ]
+    log = tmp_path / f"serve-{port}.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(args, env=environ, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        seen: set[int] = set()
+        deadline = time.monotonic() + 120
+        while len(seen) < workers:
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"workers seen: {seen}\n{log.read_text()}"
+            try:
+                seen.add(httpx.get(f"{url}/health/ready", timeout=5).json()["worker"])
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _serving(url: str, workers: int, timeout_s: float = 90) -> dict[int, str]:
+    """What each worker reports serving (worker pid -> model check), every worker seen once."""
+    found: dict[int, str] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(found) < workers and time.monotonic() < deadline:
+        body = httpx.get(f"{url}/health/ready", timeout=5).json()  # a new connection each
+        found[body["worker"]] = body["checks"]["model"]
+    return found
+
+
+def test_a_saturated_worker_refuses_at_once_and_recovers(api_world: World, tmp_path: Path) -> None:
+    txn = _wire(api_world.txns.iloc[-1].to_dict())
+    with _serve(api_world, 1, tmp_path, FRAUDSTREAM_API_MAX_IN_FLIGHT="2") as url:
+        assert httpx.post(f"{url}/score", json=txn, timeout=10).status_code == 200
+        # Two dashboard reads held in flight by a lock on the alerts table fill the worker.
+        holder = psycopg2.connect(api_world.settings.postgres.dsn())
+        holder.cursor().execute("LOCK TABLE fraud_alerts IN ACCESS EXCLUSIVE MODE")
+        with ThreadPoolExecutor(2) as pool:
+            reads = [pool.submit(httpx.get, f"{url}/alerts", timeout=60) for _ in range(2)]
+            try:
+                deadline = time.monotonic() + 30
+                while (
+                    "saturated"
+                    not in httpx.get(f"{url}/health/ready").json()["checks"]["admission"]
+                ):
+                    assert time.monotonic() < deadline, "the two reads never were in flight"
+                    time.sleep(0.1)
+                refused = httpx.post(f"{url}/score", json=txn, timeout=10)
+                ready = httpx.get(f"{url}/health/ready", timeout=10)
+                metrics = httpx.get(f"{url}/metrics", timeout=10).text
+            finally:
+                holder.rollback()
+                holder.close()
+            assert [r.result().status_code for r in reads] == [200, 200]
+        assert refused.status_code == 503
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.headers["retry-after"] == "1"
+        problem = refused.json()
+        assert problem["type"].endswith("/overloaded")
+        assert problem["status"] == 503
+        assert problem["instance"] == "/score"
+        assert ready.status_code == 200  # saturation is reported, not a reason to leave
+        assert ready.json()["checks"]["admission"].startswith("saturated, refusing: 2 of 2")
+        assert "fraudstream_api_requests_shed_total 1.0" in metrics
+        # Load fell: the worker admits again.
+        again = httpx.post(f"{url}/score", json=txn, timeout=10)
+        assert again.status_code == 200, again.text
+        assert again.json()["model_version"] == api_world.model_version
+        checks = httpx.get(f"{url}/health/ready", timeout=10).json()["checks"]
+        assert checks["admission"] == "ok: 0 of 2 in flight, 1 refused so far"
+
+
+def test_every_worker_reloads_the_champion_when_the_alias_moves(
+    api_world: World, tmp_path: Path
+) -> None:
+    # A model of its own (the API world's, logged twice), so that moving its alias
+    # changes nothing for the other tests.
+    name = f"fraud-detector-reload-{uuid.uuid4().hex[:6]}"
+    loaded = registry.load_model(api_world.settings, api_world.model_version)
+    mlflow.set_tracking_uri(api_world.settings.mlflow.uri)
+    mlflow.set_experiment("api-tests")
+    versions = []
+    for _ in range(2):
+        with mlflow.start_run():
+            info = mlflow.xgboost.log_model(
+                loaded.model,
+                name="model",
+                registered_model_name=name,
+                metadata={
+                    "threshold": loaded.threshold,
+                    "feature_set_version": FEATURE_SET_VERSION,
+                    "feature_names": feature_names(),
+                    "model_kind": "xgboost",
+                },
+            )
+        versions.append(str(info.registered_model_version))
+    first, second = versions
+    mlflow_client = MlflowClient(api_world.settings.mlflow.uri)
+    mlflow_client.set_registered_model_alias(name, "champion", first)
+    world = World(**{**api_world.__dict__, "settings": _named(api_world.settings, name)})
+    with _serve(world, 2, tmp_path, reload_interval=1) as url:
+        before = _serving(url, 2)
+        assert len(before) == 2
+        assert all(f"serving version {first} " in check for check in before.values())
+        mlflow_client.set_registered_model_alias(name, "champion", second)
+        deadline = time.monotonic() + 60
+        after = _serving(url, 2)
+        while not all(f"serving version {second} " in c for c in after.values()):
+            assert time.monotonic() < deadline, after
+            time.sleep(0.5)
+            after = _serving(url, 2)
+        assert len(after) == 2
+        scored = httpx.post(f"{url}/score", json=_wire(world.held_out), timeout=10)
+        assert scored.json()["model_version"] == second
+
+
+def _named(settings: Settings, model_name: str) -> Settings:
+    mlflow_settings = settings.mlflow.model_copy(update={"model_name": model_name})
+    return Settings(**{**settings.__dict__, "mlflow": mlflow_settings})

@@ -2,8 +2,9 @@
 
 The streaming scorer publishes, after each micro-batch, the states it updated
 (``publish_states``); the API reads one card's and one merchant's state per
-request (``OnlineStore.get``, one round trip) to compute exactly the features the
-stream would compute for a new transaction.
+request (``OnlineStore.get_async`` in its event loop, ``OnlineStore.get`` elsewhere;
+one round trip) to compute exactly the features the stream would compute for a new
+transaction.
 
 Keys are ``<prefix>:<feature-set version>:card:<card_id>`` and
 ``...:merchant:<merchant_id>``; values are ``features.codec`` blobs. A new
@@ -18,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
+import redis.asyncio
 
 from fraudstream.features.card import CardState
 from fraudstream.features.catalogue import DAY, FEATURE_SET_VERSION, HISTORY_S
@@ -55,20 +57,28 @@ class States:
 
 
 class OnlineStore:
-    """Typed access to the states in one Redis database; thread-safe (a connection pool)."""
+    """Typed access to the states in one Redis database; thread-safe (a connection pool).
+
+    ``get_async`` uses a second, asyncio client, created on its first call in the
+    calling event loop (one per API worker process) and closed by ``aclose``.
+    """
 
     def __init__(self, settings: RedisSettings) -> None:
         self.settings = settings
-        password = settings.password.get_secret_value() if settings.password else None
-        self.client = redis.Redis(
-            host=settings.host,
-            port=settings.port,
-            db=settings.db,
-            password=password,
-            socket_timeout=settings.timeout_s,
-            socket_connect_timeout=settings.timeout_s,
-        )
+        self.client = redis.Redis(**self._connection())
+        self._async_client: redis.asyncio.Redis | None = None
         self._prefix = f"{settings.key_prefix}:{FEATURE_SET_VERSION}"
+
+    def _connection(self) -> dict[str, Any]:
+        settings = self.settings
+        return {
+            "host": settings.host,
+            "port": settings.port,
+            "db": settings.db,
+            "password": settings.password.get_secret_value() if settings.password else None,
+            "socket_timeout": settings.timeout_s,
+            "socket_connect_timeout": settings.timeout_s,
+        }
 
     def card_key(self, card_id: str) -> str:
         return f"{self._prefix}:card:{card_id}"
@@ -91,7 +101,19 @@ class OnlineStore:
             )
         except redis.RedisError as exc:
             raise self._error(exc) from None
-        return States(_decoded(card_blob, decode_card), _decoded(merchant_blob, decode_merchant))
+        return _states(card_blob, merchant_blob)
+
+    async def get_async(self, card_id: str, merchant_id: str) -> States:
+        """``get`` without blocking the event loop: the API's request path."""
+        if self._async_client is None:
+            self._async_client = redis.asyncio.Redis(**self._connection())
+        try:
+            card_blob, merchant_blob = await self._async_client.mget(
+                [self.card_key(card_id), self.merchant_key(merchant_id)]
+            )
+        except redis.RedisError as exc:
+            raise self._error(exc) from None
+        return _states(card_blob, merchant_blob)
 
     def put(
         self, cards: Mapping[str, CardState | bytes], merchants: Mapping[str, MerchantState]
@@ -128,12 +150,22 @@ class OnlineStore:
     def close(self) -> None:
         self.client.close()
 
+    async def aclose(self) -> None:
+        """Close the asyncio client, in the event loop that used it."""
+        if self._async_client is not None:
+            await self._async_client.aclose()
+            self._async_client = None
+
     def _error(self, exc: redis.RedisError) -> OnlineStoreError:
         where = f"{self.settings.host}:{self.settings.port}/{self.settings.db}"
         return OnlineStoreError(
             f"online store (Redis at {where}): {exc}; is the platform up "
             "(`fraudstream platform status`) and FRAUDSTREAM_REDIS_PASSWORD right?"
         )
+
+
+def _states(card_blob: object, merchant_blob: object) -> States:
+    return States(_decoded(card_blob, decode_card), _decoded(merchant_blob, decode_merchant))
 
 
 def _decoded(blob: object, decode: Callable[[bytes], S]) -> S | None:

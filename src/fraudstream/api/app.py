@@ -14,9 +14,11 @@ from fastapi.staticfiles import StaticFiles
 
 from fraudstream.adapters.online_store import OnlineStore
 from fraudstream.api import problems
+from fraudstream.api.admission import Admission, AdmissionMiddleware
 from fraudstream.api.live import AlertFeed
+from fraudstream.api.metrics import ApiMetrics, MetricsMiddleware
 from fraudstream.api.model_holder import ModelHolder
-from fraudstream.api.queries import Database
+from fraudstream.api.queries import Database, drift
 from fraudstream.api.routes import router
 from fraudstream.api.runtime import ApiRuntime
 from fraudstream.settings import Settings
@@ -33,7 +35,14 @@ Errors are `application/problem+json` (RFC 9457). The dashboard is at `/dashboar
 
 
 def create_app(settings: Settings, reload_interval_s: float = 30.0) -> FastAPI:
-    """The API; connections open and the model loads when the app starts (lifespan)."""
+    """The API of one worker; connections open and the model loads when it starts (lifespan).
+
+    Requests beyond ``settings.api.max_in_flight`` at once are refused with 503
+    (``admission``); every admitted one is counted and timed (``metrics``).
+    """
+    metrics = ApiMetrics(lambda: drift(app.state.runtime.db, settings.mlflow.model_name))
+    admission = Admission(settings.api.max_in_flight, on_shed=metrics.shed.inc)
+    metrics.in_flight.set_function(lambda: admission.in_flight)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,16 +53,17 @@ def create_app(settings: Settings, reload_interval_s: float = 30.0) -> FastAPI:
             store=OnlineStore(settings.redis),
             model=holder,
             feed=AlertFeed(settings.kafka),
+            metrics=metrics,
+            admission=admission,
         )
         app.state.runtime = runtime
-        app.middleware_stack = None  # rebuilt below with the metrics middleware in place
         holder.load()
         holder.start(reload_interval_s)
         runtime.feed.start()
         try:
             yield
         finally:
-            runtime.close()
+            await runtime.close()
 
     app = FastAPI(
         title="fraudstream API",
@@ -69,14 +79,9 @@ def create_app(settings: Settings, reload_interval_s: float = 30.0) -> FastAPI:
         ],
     )
     problems.install(app)
-
-    @app.middleware("http")
-    async def measure(request, call_next):  # type: ignore[no-untyped-def]
-        runtime = getattr(request.app.state, "runtime", None)
-        if runtime is None:
-            return await call_next(request)
-        return await runtime.metrics.middleware(request, call_next)
-
+    # The last added runs first: admission, then metrics, then the routes.
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(AdmissionMiddleware, admission=admission)
     app.include_router(router)
     static = Path(str(resources.files("fraudstream.api") / "static"))
     app.mount("/dashboard", StaticFiles(directory=static, html=True), name="dashboard")

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.requests import Request
-from starlette.responses import Response
 
 log = logging.getLogger("fraudstream.api")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -50,22 +48,49 @@ class ApiMetrics:
             ["verdict", "changed"],
             registry=self.registry,
         )
+        self.shed = Counter(
+            "fraudstream_api_requests_shed",
+            "Requests refused with 503 because the worker was at its in-flight limit.",
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "fraudstream_api_in_flight",
+            "Requests admitted and not yet answered by this worker.",
+            registry=self.registry,
+        )
         self.registry.register(_DriftCollector(drift_source))
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+
+class MetricsMiddleware:
+    """Counts and times every admitted request by route template (pure ASGI).
+
+    The route is known once the router has matched (``scope["route"]``); the live
+    alert stream is counted but not timed (its duration is the connection's).
+    """
+
+    def __init__(self, app: Any, metrics: ApiMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         start = time.perf_counter()
         status = 500
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, sending)
         finally:
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            if route != "/alerts/stream":  # a stream's duration is its connection time
-                self.duration.labels(route).observe(time.perf_counter() - start)
-            self.requests.labels(route, request.method, str(status)).inc()
+            route = getattr(scope.get("route"), "path", "unmatched")
+            if route != "/alerts/stream":
+                self.metrics.duration.labels(route).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
 
 
 class _DriftCollector(Collector):

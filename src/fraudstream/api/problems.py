@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -38,17 +39,34 @@ class ProblemError(Exception):
         self.extra = extra
 
 
-def problem_response(request: Request, problem: ProblemError) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": _TYPE_BASE + problem.kind,
-        "title": problem.title,
-        "status": problem.status,
-        "detail": problem.detail,
-        "instance": request.url.path,
-        **problem.extra,
+def problem_body(
+    status: int, title: str, detail: str, instance: str, kind: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The RFC 9457 object; ``kind`` defaults to the title in lower case with dashes."""
+    return {
+        "type": _TYPE_BASE + (kind or title.lower().replace(" ", "-")),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        **extra,
     }
-    return JSONResponse(
-        body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+
+
+def problem_response(request: Request, problem: ProblemError) -> Response:
+    body = problem_body(
+        problem.status,
+        problem.title,
+        problem.detail,
+        request.url.path,
+        problem.kind,
+        **problem.extra,
+    )
+    return Response(
+        orjson.dumps(body),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
     )
 
 
@@ -60,11 +78,11 @@ def _field(loc: tuple[Any, ...]) -> str:
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem+json."""
 
-    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+    async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ProblemError)
         return problem_response(request, exc)
 
-    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+    async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = [
             {"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "")}
@@ -76,7 +94,7 @@ def install(app: FastAPI) -> None:
             ProblemError(422, "Invalid request", detail or "the request is invalid", errors=errors),
         )
 
-    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
         detail = str(exc.detail)
@@ -84,7 +102,7 @@ def install(app: FastAPI) -> None:
             detail = f"no endpoint at {request.url.path}; see /docs for the API"
         return problem_response(request, ProblemError(exc.status_code, title, detail))
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(
             request,
@@ -116,7 +134,21 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, "forbidden", "Forbidden", "the bearer token is not valid"),
         (404, "not-found", "Not found", "no transaction tx-404"),
         (422, "invalid-request", "Invalid request", "amount: must be greater than 0"),
-        (503, "unavailable", "Unavailable", "no champion model is loaded"),
     )
+}
+PROBLEM_RESPONSES[503] = {
+    "description": "`unavailable`: no champion model is loaded, or Kafka did not acknowledge; "
+    "`overloaded`: the worker is at its in-flight limit (with `Retry-After`), call again later",
+    "content": {
+        PROBLEM_JSON: {
+            "example": {
+                "type": _TYPE_BASE + "overloaded",
+                "title": "Overloaded",
+                "status": 503,
+                "detail": "this worker has 8 requests in flight, its limit; retry after 1 s "
+                "or decide without this service",
+            }
+        }
+    },
 }
 """OpenAPI descriptions of the problem responses (``responses=`` on routes)."""

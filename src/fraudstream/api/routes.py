@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Request
+import orjson
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -98,16 +99,28 @@ def get_transaction(request: Request, transaction_id: TxnId) -> dict[str, Any]:
         "scores with the champion in-process. The stream's state is not changed."
     ),
     responses={422: PROBLEM_RESPONSES[422], 503: PROBLEM_RESPONSES[503]},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "description": "A canonical transaction."},
+                    "example": _TXN_EXAMPLE,
+                }
+            },
+        }
+    },
 )
-def score(
-    request: Request,
-    body: Annotated[dict[str, Any], Body(examples=[_TXN_EXAMPLE])],
-) -> dict[str, Any]:
+async def score(request: Request) -> Response:
+    # The hot path: the body's bytes go to the stream's validator as they are (one parse,
+    # one validation), the states come from Redis without blocking the event loop, and
+    # the decision is encoded once by orjson. FastAPI's body and response models would
+    # parse, validate and encode the same data a second time; ScoreResponse documents it.
     rt = _rt(request)
     scorer = rt.model.scorer
     if scorer is None:
         raise ProblemError(503, "Unavailable", f"no model to score with: {rt.model.detail}")
-    parsed = _validator.validate(json.dumps(body).encode(), datetime.now(UTC))
+    parsed = _validator.validate(await request.body(), datetime.now(UTC))
     if isinstance(parsed, Rejection):
         raise ProblemError(422, "Invalid transaction", parsed.message, reason=parsed.reason.value)
     start = time.perf_counter()
@@ -121,9 +134,11 @@ def score(
         parsed.lat,
         parsed.lon,
     )
-    decision = scorer.decide(txn, rt.store.get(txn.card_id, txn.merchant_id))
+    states = await rt.store.get_async(txn.card_id, txn.merchant_id)
+    decision = scorer.decide(txn, states)
     rt.metrics.score_duration.observe(time.perf_counter() - start)
-    return dataclasses.asdict(decision)
+    body = orjson.dumps(decision, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, media_type="application/json")
 
 
 # -- alerts --------------------------------------------------------------------------------
@@ -305,7 +320,11 @@ def live() -> dict[str, Any]:
 )
 def ready(request: Request, response: Response) -> dict[str, Any]:
     """Ready when the champion is loaded with this code's feature-set version and the
-    database and online store answer."""
+    database and online store answer. ``admission`` reports this worker's saturation
+    (requests in flight against its limit, refusals so far) without failing the probe:
+    a saturated worker still answers what it can, and taking every saturated pod out of
+    the Service would turn an overload into an outage. ``worker`` is the answering
+    process (`fraudstream serve --workers N` runs N)."""
     rt = _rt(request)
     status = rt.model.status()
     checks = {"model": status.detail}
@@ -322,9 +341,10 @@ def ready(request: Request, response: Response) -> dict[str, Any]:
             checks[name] = str(exc)[:200]
             ok = False
     checks["alert_stream"] = "ok" if rt.feed.ready else "not connected to Kafka"
+    checks["admission"] = rt.admission.describe()
     if not ok:
         response.status_code = 503
-    return {"status": "ok" if ok else "unavailable", "checks": checks}
+    return {"status": "ok" if ok else "unavailable", "checks": checks, "worker": os.getpid()}
 
 
 def _probe_db(rt: ApiRuntime) -> None:

@@ -1,16 +1,21 @@
-"""Everything a running API holds: settings, database pool, online store, model, feeds."""
+"""Everything a running API worker holds: settings, database pool, online store, model, feeds.
+
+One per worker process, built in the application's lifespan: every worker has its own
+connections and its own model holder (which reloads the champion on its own).
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fraudstream.adapters.online_store import OnlineStore
+from fraudstream.api.admission import Admission
 from fraudstream.api.live import AlertFeed
 from fraudstream.api.metrics import ApiMetrics
 from fraudstream.api.model_holder import ModelHolder
-from fraudstream.api.queries import Database, drift
+from fraudstream.api.queries import Database
 from fraudstream.schema import Label
 from fraudstream.settings import Settings
 from fraudstream.topics import TRANSACTION_LABELS
@@ -23,11 +28,9 @@ class ApiRuntime:
     store: OnlineStore
     model: ModelHolder
     feed: AlertFeed
-    metrics: ApiMetrics = field(init=False)
+    metrics: ApiMetrics
+    admission: Admission
     _producer: Any = None
-
-    def __post_init__(self) -> None:
-        self.metrics = ApiMetrics(lambda: drift(self.db, self.settings.mlflow.model_name))
 
     def publish_label(self, label: Label) -> None:
         """Send an analyst label to ``transaction_labels`` and wait for the acknowledgement.
@@ -56,7 +59,8 @@ class ApiRuntime:
         if self._producer.flush(10) or failures:
             raise RuntimeError(f"Kafka did not acknowledge the label: {failures or 'timeout'}")
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        await self.store.aclose()
         self.model.stop()
         self.feed.stop()
         if self._producer is not None:

@@ -144,3 +144,4 @@ class AlertRate(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str]
+    worker: int | None = Field(default=None, description="Process id of the answering worker.")

@@ -9,7 +9,9 @@ one is scored the way the stream scores late data: on the current state.
 
 The model runs in-process on one thread: XGBoost's ``inplace_predict`` (the call
 ``predict_proba`` makes, so the same score) and ``pred_contribs`` for the top three
-reasons (largest positive contributions to the fraud log-odds).
+reasons (largest positive contributions to the fraud log-odds), computed as the stream
+computes them: exact TreeSHAP for an alert (what an analyst reads), the path
+attribution (``approx_contribs``, 2.5x cheaper for one row) for a pass.
 """
 
 from __future__ import annotations
@@ -72,26 +74,37 @@ class Scorer:
             return float(self.booster.inplace_predict(x)[0])
         return float(self.model.predict_proba(x)[0, 1])
 
-    def reasons(self, x: np.ndarray) -> list[Reason]:
-        """Exact TreeSHAP for the one row (cheap at one row), ranked as the stream ranks them."""
+    def reasons(self, x: np.ndarray, exact: bool = True) -> list[Reason]:
+        """The one row's top reasons, ranked as the stream ranks them.
+
+        ``exact``: TreeSHAP; otherwise the path attribution. The matrix carries no
+        feature names and the booster does not compare them: the columns are the
+        catalogue's by construction (the registry refuses another feature set), and the
+        comparison, reading every name back from the library, cost more than the
+        attribution itself.
+        """
         if self.booster is None:
             return []
         import xgboost
 
-        matrix = xgboost.DMatrix(x, missing=np.nan, feature_names=self.names, nthread=1)
-        contribs = np.asarray(self.booster.predict(matrix, pred_contribs=True))[:, :-1]
+        matrix = xgboost.DMatrix(x, missing=np.nan, nthread=1)
+        contribs = self.booster.predict(
+            matrix, pred_contribs=True, approx_contribs=not exact, validate_features=False
+        )
+        contribs = np.asarray(contribs)[:, :-1]
         return [Reason(f, _nullable(v), c) for f, v, c in top_reasons(contribs, x)[0]]
 
     def decide(self, txn: TxnEvent, states: States) -> Decision:
         values = feature_vector(txn, states)
         x = np.asarray(values, dtype=np.float64).reshape(1, -1)
         score = self.probability(x)
+        alert = score >= self.threshold
         return Decision(
             transaction_id=txn.transaction_id,
             score=score,
             threshold=self.threshold,
-            decision="alert" if score >= self.threshold else "pass",
-            reason_codes=self.reasons(x),
+            decision="alert" if alert else "pass",
+            reason_codes=self.reasons(x, exact=alert),
             model_version=self.version,
             feature_set_version=FEATURE_SET_VERSION,
             features={n: _nullable(v) for n, v in zip(self.names, values, strict=True)},

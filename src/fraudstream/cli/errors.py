@@ -54,6 +54,10 @@ KNOWN: dict[str, tuple[str, str]] = {
         "scorer output",
         "check the sink named above; the batch is retried from the checkpoint on restart",
     ),
+    "fraudstream.api.server.ListenError": (
+        "serve",
+        "stop the program holding the port, or choose another with --port (FRAUDSTREAM_API_PORT)",
+    ),
     "fraudstream.adapters.object_store.LocationError": ("location", "fix the URI named above"),
     "fraudstream.model.training_set.TrainingSetError": (
         "training set",

@@ -1,4 +1,4 @@
-"""`fraudstream serve`: the API and the dashboard (uvicorn, one process)."""
+"""`fraudstream serve`: the API and the dashboard (uvicorn; one worker process per core)."""
 
 from __future__ import annotations
 
@@ -17,24 +17,36 @@ console = Console()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (FRAUDSTREAM_API_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (FRAUDSTREAM_API_PORT).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes, each with its own model and connections; one per core "
+            "(FRAUDSTREAM_API_WORKERS, default 1).",
+        ),
+    ] = None,
     reload_interval: Annotated[
-        float, typer.Option(help="Seconds between checks of the champion alias.")
+        float, typer.Option(help="Seconds between checks of the champion alias (every worker).")
     ] = 30.0,
 ) -> None:
     """Serve the API and the dashboard until Ctrl-C.
 
     Prints the dashboard URL with the write token in its fragment (the part after
     `#`, which browsers never send to a server): open it to confirm or reject alerts.
+    Each worker admits FRAUDSTREAM_API_MAX_IN_FLIGHT requests at once and refuses more
+    with 503 (docs/api.md, Capacity and overload).
     """
-    import uvicorn
-
-    from fraudstream.api.app import create_app
+    from fraudstream.api.server import serve as run
 
     settings = load_settings()
     token = settings.api.required_token().get_secret_value()
     host = host or settings.api.host
     port = port or settings.api.port
-    app = create_app(settings, reload_interval_s=reload_interval)
+    workers = workers or settings.api.workers
     console.print(f"dashboard: http://{host}:{port}/dashboard/#token={token}")
     console.print(f"API docs:  http://{host}:{port}/docs")
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    console.print(
+        f"workers:   {workers}, each admitting {settings.api.max_in_flight} requests at once"
+    )
+    run(host, port, workers, reload_interval)
