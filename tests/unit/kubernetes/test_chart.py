@@ -60,6 +60,7 @@ def test_the_default_render_has_every_part_of_the_issue(
     assert kinds["SparkApplication"] == 1
     assert kinds["Deployment"] == 3  # API, generator, label ingestion
     assert kinds["PodDisruptionBudget"] == 3
+    assert kinds["HorizontalPodAutoscaler"] == 1  # the API's, on CPU
     assert kinds["NetworkPolicy"] >= 3
     assert kinds["ServiceMonitor"] >= 1
     assert kinds["PodMonitor"] >= 1
@@ -130,7 +131,13 @@ def test_notes_name_the_next_commands(chain: Toolchain, tmp_path: Path) -> None:
     )
     rendered = chain.render(chart, [], api_versions=())
     (notes,) = [o for o in load_all(rendered) if o["metadata"]["name"] == "notes"]
-    for command in ("helm test", "port-forward", "scale kafkanodepool", "patch sparkapplication"):
+    for command in (
+        "helm test",
+        "port-forward",
+        "scale kafkanodepool",
+        "patch sparkapplication",
+        "get hpa",
+    ):
         assert command in notes["data"]["notes"]
 
 
@@ -149,6 +156,10 @@ def test_every_value_is_documented() -> None:
         ("kafka.port=99999", "/kafka/port"),
         ("scorer.sparkVersion=3.5.0", "/scorer/sparkVersion"),
         ("s3.endpointUrl=minio:9000", "/s3/endpointUrl"),
+        ("api.workers=0", "/api/workers"),
+        ("api.maxInFlight=0", "/api/maxInFlight"),
+        ("api.autoscaling.targetCPUUtilizationPercentage=150", "/api/autoscaling"),
+        ("api.autoscaling.minReplica=1", "minReplica"),
     ],
 )
 def test_the_values_schema_rejects_broken_values(
@@ -161,12 +172,64 @@ def test_the_values_schema_rejects_broken_values(
 def test_a_broken_manifest_is_rejected_by_validation(
     chain: Toolchain, renders: dict[str, str]
 ) -> None:
-    broken = renders["default"].replace("  replicas: 2\n", '  replicas: "two"\n', 1)
+    # The generator's Deployment (the API's count is its autoscaler's).
+    broken = renders["default"].replace("  replicas: 1\n", '  replicas: "one"\n', 1)
     broken = broken.replace("    type: Always\n", "    type: Often\n")
     assert broken != renders["default"]
     _, problems = chain.validate(broken)
     assert any("Deployment" in p and "replicas" in p for p in problems)
     assert any("SparkApplication" in p for p in problems)
+
+
+def _api(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The API's Deployment and the autoscalers of a render."""
+    (deployment,) = [
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-api")
+    ]
+    return deployment, [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
+
+
+def test_the_api_runs_workers_per_pod_with_a_core_each_and_an_autoscaler(
+    rendered_objects: dict[str, list[dict[str, Any]]],
+) -> None:
+    deployment, (autoscaler,) = _api(rendered_objects["default"])
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--workers") + 1] == "2"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FRAUDSTREAM_API_MAX_IN_FLIGHT"] == "8"
+    assert container["resources"]["limits"]["cpu"] == "2"  # one core per worker
+    assert container["resources"]["requests"]["cpu"] == "2"
+    assert "replicas" not in deployment["spec"]  # the autoscaler's to set
+    spec = autoscaler["spec"]
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 10)
+    (metric,) = spec["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 60}
+
+
+def test_without_the_autoscaler_the_api_keeps_its_replica_count(
+    chain: Toolchain,
+) -> None:
+    objects = load_all(
+        chain.render(
+            CHART,
+            [],
+            "api.autoscaling.enabled=false,api.replicas=3,api.workers=4,api.maxInFlight=16",
+        )
+    )
+    deployment, autoscalers = _api(objects)
+    assert autoscalers == []
+    assert deployment["spec"]["replicas"] == 3
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"][container["args"].index("--workers") + 1] == "4"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FRAUDSTREAM_API_MAX_IN_FLIGHT"] == "16"
 
 
 def test_values_files_exist_for_each_scenario() -> None:
