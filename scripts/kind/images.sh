@@ -79,7 +79,18 @@ load_into_cluster() {
     say "no cluster $KIND_CLUSTER: images not loaded (make kind-up, then make images again)"
     return
   fi
-  logged kind-load with_docker_shim "$KIND_BIN/kind" load docker-image --name "$KIND_CLUSTER" "${BUILT[@]}"
+  # Into the nodes that run workloads: the control plane keeps its NoSchedule taint.
+  local workers
+  workers="$("$KIND_BIN/kind" get nodes --name "$KIND_CLUSTER" | grep -v -- '-control-plane$' | paste -sd, -)"
+  logged kind-load with_docker_shim "$KIND_BIN/kind" load docker-image --name "$KIND_CLUSTER" \
+    --nodes "$workers" "${BUILT[@]}"
+}
+
+# Docker keeps the replaced versions of rebuilt images and every build's cache: keep the
+# footprint bounded (the newest 4 GB of build cache stay, for fast rebuilds).
+trim_docker() {
+  docker image prune -f >/dev/null
+  docker builder prune -f --keep-storage 4GB >/dev/null
 }
 
 main() {
@@ -97,6 +108,8 @@ main() {
   say "smoke checks (tests/kind/test_images.py)"
   FRAUDSTREAM_TEST_IMAGES="${BUILT[*]}" "$ROOT/.venv/bin/pytest" -q -p no:cacheprovider "$ROOT/tests/kind/test_images.py"
   load_into_cluster
+  trim_docker
+  say "docker now holds: $(docker system df --format '{{.Type}} {{.Size}}' | paste -sd, - | sed 's/,/, /g')"
   say "done in $(( $(date +%s) - start ))s"
 }
 
