@@ -8,6 +8,7 @@ scripts in scripts/kind put it, under the fraudstream cache.
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -101,7 +102,8 @@ def cluster() -> Cluster:
 @pytest.fixture
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A namespace of this test's own with the restricted Pod Security standard enforced."""
-    name = f"kind-test-{request.node.name.replace('_', '-')[:40].strip('-').lower()}"
+    test = request.node.name.removeprefix("test_").replace("_", "-")[:32].strip("-").lower()
+    name = f"kind-{test}-{secrets.token_hex(3)}"  # unique: a deleted one lingers a while
     cluster.kubectl("create", "namespace", name)
     cluster.kubectl(
         "label",
