@@ -1,0 +1,44 @@
+"""The API's one-row scorer: the score predict_proba gives, and a model of other columns refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from xgboost import XGBClassifier
+
+from fraudstream.api.scoring import Scorer
+from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
+from fraudstream.scoring.model import IncompatibleModelError
+
+
+def _model(columns: list[str]) -> tuple[XGBClassifier, np.ndarray]:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, len(columns)))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    y = (np.nan_to_num(x[:, 0]) + rng.normal(scale=0.5, size=400)) > 1
+    model = XGBClassifier(n_estimators=30, max_depth=4, n_jobs=1, random_state=0)
+    model.fit(pd.DataFrame(x, columns=columns), y)
+    return model, x
+
+
+def test_the_one_row_score_is_predict_probas_and_the_reasons_rank_positive_contributions() -> None:
+    model, x = _model(feature_names())
+    scorer = Scorer(model, "1", 0.5, FEATURE_SET_VERSION)
+    frame = pd.DataFrame(x, columns=feature_names())
+    expected = model.predict_proba(frame)[:, 1]
+    for i in range(len(x)):
+        row = x[i : i + 1]
+        assert scorer.probability(row) == float(expected[i])
+        reasons = scorer.reasons(row)
+        assert len(reasons) <= 3
+        assert all(r.contribution > 0 for r in reasons)
+        assert [r.contribution for r in reasons] == sorted(
+            (r.contribution for r in reasons), reverse=True
+        )
+
+
+def test_a_model_trained_on_other_columns_is_refused() -> None:
+    model, _ = _model(list(reversed(feature_names())))
+    with pytest.raises(IncompatibleModelError, match="other feature columns"):
+        Scorer(model, "1", 0.5, FEATURE_SET_VERSION)
