@@ -86,3 +86,23 @@ def test_the_cli_starts_without_importing_the_model_stack() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_serve_on_a_taken_port_is_one_line_naming_the_port_and_the_fix(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = _run("serve", "--port", port, "--workers", "2", home=tmp_path)
+    assert result.returncode == 1
+    assert f"error (serve): cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "FRAUDSTREAM_API_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_in_flight_limit_is_refused_naming_the_variable(tmp_path: Path) -> None:
+    result = _run("serve", home=tmp_path, FRAUDSTREAM_API_MAX_IN_FLIGHT="0")
+    assert result.returncode == 1
+    assert "error (settings): FRAUDSTREAM_API_MAX_IN_FLIGHT" in result.stderr
