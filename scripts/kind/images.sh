@@ -74,16 +74,38 @@ build_redis_exporter() { # TAG
   rm -rf "$ctx"
 }
 
+# The images go into the nodes that run workloads (the control plane keeps its NoSchedule
+# taint), each streamed from `docker save` into the node's containerd. This is what `kind load
+# docker-image` does, except that the layers' compressed copies are dropped once unpacked
+# (--discard-unpacked-layers), which halves what every node holds; an image a node already has
+# is not sent again.
 load_into_cluster() {
   if ! [[ -x "$KIND_BIN/kind" ]] || ! "$KIND_BIN/kind" get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
     say "no cluster $KIND_CLUSTER: images not loaded (make kind-up, then make images again)"
     return
   fi
-  # Into the nodes that run workloads: the control plane keeps its NoSchedule taint.
-  local workers
-  workers="$("$KIND_BIN/kind" get nodes --name "$KIND_CLUSTER" | grep -v -- '-control-plane$' | paste -sd, -)"
-  logged kind-load with_docker_shim "$KIND_BIN/kind" load docker-image --name "$KIND_CLUSTER" \
-    --nodes "$workers" "${BUILT[@]}"
+  local node
+  for node in $("$KIND_BIN/kind" get nodes --name "$KIND_CLUSTER" | grep -v -- '-control-plane$'); do
+    logged "load-$node" load_into_node "$node"
+  done
+}
+
+load_into_node() { # NODE
+  local node=$1 image id missing=()
+  for image in "${BUILT[@]}"; do
+    id="$(docker image inspect -f '{{.Id}}' "$image")"
+    if docker exec "$node" crictl inspecti -o go-template --template '{{.status.id}}' "docker.io/$image" 2>/dev/null \
+        | grep -qx "$id"; then
+      echo "$image: already on $node"
+    else
+      missing+=("$image")
+    fi
+  done
+  [[ ${#missing[@]} -gt 0 ]] || return 0
+  echo "loading into $node: ${missing[*]}"
+  docker save "${missing[@]}" | docker exec -i "$node" ctr --namespace=k8s.io images import \
+    --all-platforms --digests --snapshotter=overlayfs --local --discard-unpacked-layers -
+  docker exec "$node" du -sh /var/lib/containerd
 }
 
 # Docker keeps the replaced versions of rebuilt images and every build's cache: keep the
