@@ -33,6 +33,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
 from psycopg2.extras import Json, execute_values
 from xgboost import XGBClassifier
 
@@ -622,6 +623,25 @@ def test_every_worker_reloads_the_champion_when_the_alias_moves(
         assert len(after) == 2
         scored = httpx.post(f"{url}/score", json=_wire(world.held_out), timeout=30)
         assert scored.json()["model_version"] == second
+        # A scrape, whichever worker answers it, counts every worker's requests.
+        before_count = _ready_requests(url)
+        with ThreadPoolExecutor(8) as pool:
+            answers = [pool.submit(httpx.get, f"{url}/health/ready", timeout=30) for _ in range(40)]
+            workers = {a.result().json()["worker"] for a in answers}
+        assert len(workers) == 2
+        assert _ready_requests(url) - before_count == 40
+
+
+def _ready_requests(url: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    (family,) = [
+        f for f in text_string_to_metric_families(text) if f.name == "fraudstream_api_requests"
+    ]
+    return sum(
+        s.value
+        for s in family.samples
+        if s.name.endswith("_total") and s.labels["route"] == "/health/ready"
+    )
 
 
 def _named(settings: Settings, model_name: str) -> Settings:

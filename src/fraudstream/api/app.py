@@ -34,15 +34,19 @@ Errors are `application/problem+json` (RFC 9457). The dashboard is at `/dashboar
 """
 
 
-def create_app(settings: Settings, reload_interval_s: float = 30.0) -> FastAPI:
+def create_app(
+    settings: Settings, reload_interval_s: float = 30.0, metrics_dir: Path | None = None
+) -> FastAPI:
     """The API of one worker; connections open and the model loads when it starts (lifespan).
 
     Requests beyond ``settings.api.max_in_flight`` at once are refused with 503
-    (``admission``); every admitted one is counted and timed (``metrics``).
+    (``admission``); every admitted one is counted and timed (``metrics``). ``metrics_dir``:
+    the workers' shared metrics directory when there are several (``api.server``).
     """
-    metrics = ApiMetrics(lambda: drift(app.state.runtime.db, settings.mlflow.model_name))
+    metrics = ApiMetrics(
+        lambda: drift(app.state.runtime.db, settings.mlflow.model_name), metrics_dir
+    )
     admission = Admission(settings.api.max_in_flight, on_shed=metrics.shed.inc)
-    metrics.in_flight.set_function(lambda: admission.in_flight)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

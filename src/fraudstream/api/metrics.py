@@ -3,6 +3,10 @@
 Each app has its own registry, so several apps in one process (tests) do not clash.
 Drift values are read from Postgres at scrape time (latest ``monitoring_metrics``
 row per metric), so Prometheus sees what the monitoring DAG last wrote.
+
+With several worker processes (``api.server``), prometheus-client's multi-process mode
+is on in every worker: each writes its values to files in one directory, and a scrape,
+whichever worker answers it, sums every worker's (``multiprocess_dir``).
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -21,7 +26,12 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 class ApiMetrics:
-    def __init__(self, drift_source: Callable[[], list[dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        drift_source: Callable[[], list[dict[str, Any]]],
+        multiprocess_dir: Path | None = None,
+    ) -> None:
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "fraudstream_api_requests",
@@ -53,12 +63,19 @@ class ApiMetrics:
             "Requests refused with 503 because the worker was at its in-flight limit.",
             registry=self.registry,
         )
-        self.in_flight = Gauge(
-            "fraudstream_api_in_flight",
-            "Requests admitted and not yet answered by this worker.",
-            registry=self.registry,
-        )
-        self.registry.register(_DriftCollector(drift_source))
+        self._drift = _DriftCollector(drift_source)
+        self.registry.register(self._drift)
+
+    def exposition(self) -> bytes:
+        """The text format of every metric: this process's, or all workers' summed."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        registry.register(self._drift)
+        return generate_latest(registry)
 
 
 class MetricsMiddleware:

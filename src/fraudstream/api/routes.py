@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from fraudstream.api import queries, schemas
 from fraudstream.api.auth import Writer
@@ -358,5 +358,5 @@ def _probe_store(rt: ApiRuntime) -> None:
 
 @router.get("/metrics", tags=["health"], response_class=Response)
 def metrics(request: Request) -> Response:
-    """Prometheus metrics of this API process."""
-    return Response(generate_latest(_rt(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics of the API (every worker's, summed)."""
+    return Response(_rt(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

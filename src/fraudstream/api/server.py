@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -27,11 +31,11 @@ class ListenError(RuntimeError):
     """The address cannot be listened on (taken, or not this machine's); names it."""
 
 
-def worker_app(reload_interval_s: float) -> FastAPI:
+def worker_app(reload_interval_s: float, metrics_dir: Path | None = None) -> FastAPI:
     """The application of one worker process (uvicorn calls it in the worker)."""
     from fraudstream.api.app import create_app
 
-    return create_app(load_settings(), reload_interval_s=reload_interval_s)
+    return create_app(load_settings(), reload_interval_s, metrics_dir)
 
 
 def serve(host: str, port: int, workers: int, reload_interval_s: float) -> None:
@@ -39,7 +43,13 @@ def serve(host: str, port: int, workers: int, reload_interval_s: float) -> None:
 
     Raises ListenError when the address cannot be listened on.
     """
-    factory = functools.partial(worker_app, reload_interval_s)
+    metrics_dir = None
+    if workers > 1:
+        # prometheus-client reads this variable when a worker imports it (a fresh process),
+        # and then keeps its values in files there, which a scrape sums over the workers.
+        metrics_dir = Path(tempfile.mkdtemp(prefix="fraudstream-api-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    factory = functools.partial(worker_app, reload_interval_s, metrics_dir)
     config = uvicorn.Config(
         factory,
         factory=True,
@@ -58,7 +68,11 @@ def serve(host: str, port: int, workers: int, reload_interval_s: float) -> None:
         return
     from uvicorn.supervisors import Multiprocess
 
-    Multiprocess(config, sockets=[listener]).run()
+    try:
+        Multiprocess(config, sockets=[listener]).run()
+    finally:
+        assert metrics_dir is not None
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _listen(host: str, port: int) -> socket.socket:
