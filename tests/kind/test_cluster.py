@@ -24,6 +24,35 @@ RESTRICTED = {
 }
 
 
+def python_pod(name: str, script: str, **spec: object) -> dict[str, object]:
+    """A pod that runs `script` once in the api image's Python, as the restricted standard wants."""
+    container: dict[str, object] = {
+        "name": name,
+        "image": f"fraudstream/api:{VERSION}",
+        "imagePullPolicy": "Never",
+        "command": ["python", "-c", script],
+        "securityContext": RESTRICTED,
+    }
+    volumes = spec.pop("volumeMounts", None)
+    if volumes is not None:
+        container["volumeMounts"] = volumes
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"restartPolicy": "Never", "containers": [container], **spec},
+    }
+
+
+def run_to_completion(cluster: Cluster, namespace: str, name: str) -> str:
+    """Waits for the pod to succeed and returns the last line it printed."""
+    cluster.kubectl(
+        "-n", namespace, "wait", f"pod/{name}",
+        "--for=jsonpath={.status.phase}=Succeeded", "--timeout=180s",
+    )  # fmt: skip
+    return cluster.kubectl("-n", namespace, "logs", name).strip().splitlines()[-1]
+
+
 def test_every_node_is_ready_in_its_zone(cluster: Cluster) -> None:
     nodes = cluster.json("get", "nodes")["items"]
     assert len(nodes) == 4
@@ -132,35 +161,8 @@ def test_pods_reach_pods_on_other_nodes_through_a_service(cluster: Cluster, name
         "seen = collections.Counter(ask() for _ in range(60))\n"
         "print(json.dumps(seen))\n"
     )
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "client"},
-        "spec": {
-            "restartPolicy": "Never",
-            "containers": [
-                {
-                    "name": "client",
-                    "image": f"fraudstream/api:{VERSION}",
-                    "imagePullPolicy": "Never",
-                    "command": ["python", "-c", client],
-                    "securityContext": RESTRICTED,
-                }
-            ],
-        },
-    }
-    cluster.apply(json.dumps(pod), namespace)
-    cluster.kubectl(
-        "-n",
-        namespace,
-        "wait",
-        "pod/client",
-        "--for=jsonpath={.status.phase}=Succeeded",
-        "--timeout=120s",
-    )
-    answered = json.loads(
-        cluster.kubectl("-n", namespace, "logs", "client").strip().splitlines()[-1]
-    )
+    cluster.apply(json.dumps(python_pod("client", client)), namespace)
+    answered = json.loads(run_to_completion(cluster, namespace, "client"))
     assert sum(answered.values()) == 60
     # kube-proxy spreads the connections: answers come from pods on more than one node.
     assert len(set(answered) & server_nodes) >= 2, answered
@@ -173,42 +175,17 @@ def test_a_volume_claim_binds_and_keeps_what_a_pod_wrote(cluster: Cluster, names
         "metadata": {"name": "data"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}},
     }
-    writer = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "writer"},
-        "spec": {
-            "restartPolicy": "Never",
-            "securityContext": {"fsGroup": 10001, "runAsUser": 10001},
-            "containers": [
-                {
-                    "name": "writer",
-                    "image": f"fraudstream/api:{VERSION}",
-                    "imagePullPolicy": "Never",
-                    "command": [
-                        "python",
-                        "-c",
-                        "open('/data/f', 'w').write('kept'); print(open('/data/f').read())",
-                    ],
-                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                    "securityContext": RESTRICTED,
-                }
-            ],
-            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
-        },
-    }
+    writer = python_pod(
+        "writer",
+        "open('/data/f', 'w').write('kept'); print(open('/data/f').read())",
+        securityContext={"fsGroup": 10001, "runAsUser": 10001},
+        volumeMounts=[{"name": "data", "mountPath": "/data"}],
+        volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+    )
     cluster.apply(
         json.dumps({"apiVersion": "v1", "kind": "List", "items": [claim, writer]}), namespace
     )
-    cluster.kubectl(
-        "-n",
-        namespace,
-        "wait",
-        "pod/writer",
-        "--for=jsonpath={.status.phase}=Succeeded",
-        "--timeout=180s",
-    )
-    assert cluster.kubectl("-n", namespace, "logs", "writer").strip() == "kept"
+    assert run_to_completion(cluster, namespace, "writer") == "kept"
     assert cluster.json("-n", namespace, "get", "pvc", "data")["status"]["phase"] == "Bound"
 
 
