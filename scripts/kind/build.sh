@@ -109,7 +109,6 @@ debian_pins() {
 }
 
 build_debian() {
-  command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap
   local rootfs="$KIND_CACHE/rootfs"
   rm -rf "$rootfs"
   nice -n 10 debootstrap --variant=minbase --include=ca-certificates "$DEBIAN_SUITE" "$rootfs" "$DEBIAN_MIRROR"

@@ -20,6 +20,7 @@ BUILT=()
 
 build_offline_bases() {
   if ! image_present "$DEBIAN_IMAGE"; then
+    ensure_build_tools
     forget debian
     run_step debian "$(debian_pins)" build_debian
   fi

@@ -85,6 +85,20 @@ ensure_docker() {
   die "dockerd did not answer within 60 s; see $KIND_LOGS/dockerd.log"
 }
 
+# The build's own prerequisites: Go (the module proxy's client), a C compiler and libseccomp's
+# headers (runc and pause), debootstrap (the Debian base). Debian's packages when missing.
+ensure_build_tools() {
+  command -v go >/dev/null 2>&1 || die "Go is missing: install Go 1.24+ (make system-deps checks it)"
+  local missing=() package
+  for package in debootstrap libseccomp-dev gcc libc6-dev; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  say "installing ${missing[*]} (apt-get)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed: run it by hand to see why"
+}
+
 # module_source MODULE VERSION DEST: a writable copy of a Go module without vendor/ and go.work.
 module_source() {
   local module=$1 version=$2 dest=$3 dir
