@@ -61,6 +61,10 @@ def serve(host: str, port: int, workers: int, reload_interval_s: float) -> None:
         # The decision path is a few hundred microseconds: uvicorn's default 2 s
         # keep-alive would make callers that pause reconnect, which costs more.
         timeout_keep_alive=30,
+        # A starting worker imports the model stack, holding the interpreter for seconds at
+        # a time, so its supervisor's pings go unanswered; with uvicorn's 5 s a busy machine
+        # saw starting workers killed as hung and restarted, two or three times each.
+        timeout_worker_healthcheck=60,
     )
     listener = _listen(host, port)
     if workers == 1:
