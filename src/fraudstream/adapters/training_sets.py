@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -41,16 +40,18 @@ def extract(
 ) -> dict[str, Any]:
     """Write the window's training set under ``uri``; returns its manifest.
 
-    ``minimum`` is (labels, frauds). Transactions the row policy refuses at the
-    wall clock's now are left out with their labels (``RowPolicyError`` with
-    ``strict``) and counted under the manifest's ``row_policy``. Raises
+    ``minimum`` is (labels, frauds). Transactions the row policy refuses are left
+    out with their labels (``RowPolicyError`` with ``strict``) and counted under
+    the manifest's ``row_policy``. The policy's clock is ``window.as_of``, the
+    moment the set describes, not the wall clock: the same window gives the same
+    set whenever it is extracted. Raises
     ``TooFewLabelsError`` before writing anything when the labels known at
     ``window.as_of`` cannot train a model.
     """
     location = Location(uri, settings.s3)
     txns, labels = read_training_window(settings.postgres, window.start, window.as_of, window.as_of)
     where = f"transactions_raw from {window.start.isoformat()} to {window.as_of.isoformat()}"
-    txns, screened = screen_frame(txns, "transaction", datetime.now(UTC), where)
+    txns, screened = screen_frame(txns, "transaction", window.as_of, where)
     screened.check(strict)
     labels = labels[labels["transaction_id"].isin(txns["transaction_id"])].reset_index(drop=True)
     ts.check_labels(labels, *minimum)
