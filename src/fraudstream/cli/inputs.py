@@ -88,9 +88,15 @@ def progress_bar(console: Console, transient: bool = False) -> Progress:
 
 
 def apply_row_policy(
-    frame: pd.DataFrame, name: ContractName, where: str, strict: bool, console: Console
+    frame: pd.DataFrame,
+    name: ContractName,
+    where: str,
+    strict: bool,
+    console: Console,
+    now: datetime | None = None,
 ) -> tuple[pd.DataFrame, Screened]:
-    """The rows of ``frame`` the stream would accept now; the others reported and excluded.
+    """The rows of ``frame`` the stream would accept at ``now`` (default: the wall clock);
+    the others reported and excluded.
 
     With ``strict``, any refused row stops the command (``RowPolicyError``).
     """
@@ -99,7 +105,7 @@ def apply_row_policy(
     with progress_bar(console, transient=True) as bar:
         task = bar.add_task("row policy", total=len(frame))
         kept, screened = screen_frame(
-            frame, name, datetime.now(UTC), where, lambda n: bar.update(task, completed=n)
+            frame, name, now or datetime.now(UTC), where, lambda n: bar.update(task, completed=n)
         )
     report_screened(screened.check(strict), console)
     return kept, screened
@@ -142,11 +148,13 @@ def read_inputs(
     console: Console | None = None,
 ) -> Inputs:
     """Frames from either files (``--transactions``/``--labels``) or ``--training-set``,
-    the transactions screened by the row policy (``apply_row_policy``)."""
+    the transactions screened by the row policy (``apply_row_policy``): a training set at
+    its own as-of (it describes that moment), files at the wall clock."""
     found = _read_frames(transactions, labels, training_set, need_labels)
     where = training_set or str(transactions)
+    as_of = datetime.fromisoformat(found.manifest["as_of"]) if found.manifest else None
     kept, screened = apply_row_policy(
-        found.transactions, "transaction", where, strict, console or Console(stderr=True)
+        found.transactions, "transaction", where, strict, console or Console(stderr=True), as_of
     )
     return Inputs(kept, found.labels, found.manifest, screened)
 
