@@ -25,6 +25,7 @@ node_image() {
   image_present "fraudstream/kind-base:$KIND_VERSION" || forget base node
   image_present "registry.k8s.io/kube-apiserver:$KUBERNETES_VERSION" || forget preload node
   [[ -x "$KIND_OUT/kubernetes-$KUBERNETES_VERSION/kubeadm" ]] || forget kubernetes preload node
+  [[ -x "$KIND_OUT/components/containerd" ]] || forget components preload base node
   ensure_build_tools
   say "building the node image (about 25 minutes of two cores the first time; finished steps are skipped)"
   # The two long Go builds side by side, then the rest in order.
