@@ -48,11 +48,16 @@ class DeliveryError(RuntimeError):
 
 
 class Sender:
-    """An idempotent ``acks=all`` producer that waits for room and counts acknowledgements."""
+    """An idempotent ``acks=all`` producer that waits for room and counts acknowledgements.
+
+    The producer is made on the first record: a Sender that never sends (a label ingest
+    that meets no invalid label) opens no connection and waits on no producer id, also
+    not at shutdown while a broker is still loading its coordinators.
+    """
 
     def __init__(self, settings: KafkaSettings, **overrides: Any) -> None:
-        config = producer_config(settings, **{"linger.ms": 20, **overrides})
-        self._producer = Producer(config)
+        self._config = producer_config(settings, **{"linger.ms": 20, **overrides})
+        self._opened: Producer | None = None
         self.acked = 0
         self.failed = 0
         self.first_error: str | None = None
@@ -63,6 +68,12 @@ class Sender:
             return
         self.failed += 1
         self.first_error = self.first_error or str(err)
+
+    @property
+    def _producer(self) -> Producer:
+        if self._opened is None:
+            self._opened = Producer(self._config)
+        return self._opened
 
     def send(self, topic: str, key: bytes, value: bytes) -> None:
         """Queue one record; blocks while the local queue is full."""
@@ -76,6 +87,8 @@ class Sender:
 
     def flush(self, timeout_s: float = 120.0) -> None:
         """Wait for every queued record; raise DeliveryError if any was not acknowledged."""
+        if self._opened is None:
+            return
         left = self._producer.flush(timeout_s)
         if left:
             raise DeliveryError(f"{left} record(s) still unacknowledged after {timeout_s:.0f}s")
