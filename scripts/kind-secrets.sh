@@ -3,8 +3,14 @@
 # (idempotent: existing Secrets are left alone). Run by `skaffold dev` before Kafka and Postgres
 # are applied; in staging, create these Secrets from your secret store instead. Values never
 # leave the cluster.
+#   kind-secrets.sh [NAMESPACE] [online|offline]
+# offline: also the Secrets the operators write in the online profile, for charts/offline-stack:
+# the PostgreSQL superuser and application owner (CloudNativePG's) and one password per Kafka
+# user (Strimzi's KafkaUser Secrets).
 set -euo pipefail
 NS="${1:-fraudstream}"
+PROFILE="${2:-online}"
+[[ $PROFILE == online || $PROFILE == offline ]] || { echo "kind-secrets: profile must be online or offline, not '$PROFILE'" >&2; exit 2; }
 
 random() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
@@ -37,4 +43,12 @@ ensure "$NS" fraudstream-airflow-metadata \
 ensure "$NS" fraudstream-airflow-api-secret-key "api-secret-key=$(random)"
 ensure "$NS" fraudstream-redis "password=$(random)"
 ensure "$NS" fraudstream-api-token "token=$(random)"
+if [[ $PROFILE == offline ]]; then
+  ensure "$NS" fraudstream-postgres-superuser username=postgres "password=$(random)"
+  ensure "$NS" fraudstream-postgres-app username=fraud "password=$(random)"
+  for user in fraudstream-scorer fraudstream-api fraudstream-generator fraudstream-label-ingest fraudstream-trainer; do
+    ensure "$NS" "$user" "password=$(random)"
+  done
+  exit 0
+fi
 ensure monitoring grafana-admin admin-user=admin "admin-password=$(random)"

@@ -12,9 +12,13 @@ source "$KIND_DIR/build.sh"
 
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/pyproject.toml")"
 BASES="${IMAGE_BASES:-offline}"
-ALL_IMAGES=(api generator trainer mlflow scorer airflow redis redis-exporter)
+ALL_IMAGES=(api generator trainer mlflow scorer airflow redis redis-exporter kafka postgres minio spark-operator)
+# The offline profile's own images of what the online profile pulls (docs/kubernetes.md).
+OFFLINE_ONLY=(redis redis-exporter kafka postgres minio spark-operator)
 read -r -a WANTED <<<"${IMAGES:-${ALL_IMAGES[*]}}"
 REDIS_EXPORTER_VERSION=v1.74.0  # the chart's images.exporter tag
+SPARK_OPERATOR_VERSION="$(sed -n 's/^SPARK_OPERATOR_VERSION=//p' "$ROOT/scripts/k8s-tools.sh")"
+KAFKA_VERSION="$(sed -n 's/^KAFKA_VERSION = "\(.*\)"/\1/p' "$ROOT/src/fraudstream/platform/toolchain.py")"
 PYTHON_BASE=fraudstream/python:3.11-bookworm
 BUILT=()
 
@@ -29,6 +33,7 @@ build_offline_bases() {
   logged base-maven docker_build "${base[@]}" -t fraudstream/maven:3-jdk17 "$offline/maven"
   logged base-spark docker_build --build-arg "PYTHON_IMAGE=$PYTHON_BASE" --build-arg SPARK_VERSION=4.2.0 \
     -t fraudstream/spark:4.2.0-python3.11 "$offline/spark"
+  logged base-jre docker_build "${base[@]}" -t fraudstream/jre:17-bookworm "$offline/jre"
   logged base-airflow docker_build --build-arg "PYTHON_IMAGE=$PYTHON_BASE" \
     -f "$offline/airflow/Dockerfile" -t fraudstream/airflow-base:3.3.2-python3.11 "$ROOT"
 }
@@ -40,6 +45,7 @@ base_args() { # the build arguments of one Dockerfile for the chosen bases
     scorer) echo "--build-arg PYTHON_IMAGE=$PYTHON_BASE --build-arg MAVEN_IMAGE=fraudstream/maven:3-jdk17" \
       "--build-arg SPARK_IMAGE=fraudstream/spark:4.2.0-python3.11 --build-arg SCORER_PYTHON=base" ;;
     airflow) echo "--build-arg PYTHON_IMAGE=$PYTHON_BASE --build-arg AIRFLOW_IMAGE=fraudstream/airflow-base:3.3.2-python3.11" ;;
+    kafka) echo "--build-arg MAVEN_IMAGE=fraudstream/maven:3-jdk17 --build-arg JRE_IMAGE=fraudstream/jre:17-bookworm" ;;
   esac
 }
 
@@ -59,6 +65,21 @@ build_image() { # NAME
       tag="fraudstream/redis-exporter:$REDIS_EXPORTER_VERSION"
       if image_present "$tag"; then say "image-redis-exporter: up to date"
       else logged image-redis-exporter build_redis_exporter "$tag"; fi ;;
+    kafka)
+      tag="fraudstream/kafka:$KAFKA_VERSION"
+      read -r -a args <<<"$(base_args kafka)"
+      logged image-kafka docker_build "${args[@]}" -f "$ROOT/images/offline/kafka/Dockerfile" -t "$tag" "$ROOT" ;;
+    postgres)
+      tag="fraudstream/postgres:15-bookworm"
+      logged image-postgres docker_build --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" -t "$tag" "$ROOT/images/offline/postgres" ;;
+    minio)
+      tag="fraudstream/minio:$(minio_version)"
+      if image_present "$tag"; then say "image-minio: up to date"
+      else logged image-minio build_minio "$tag"; fi ;;
+    spark-operator)
+      tag="fraudstream/spark-operator:${SPARK_OPERATOR_VERSION#v}"
+      if image_present "$tag"; then say "image-spark-operator: up to date"
+      else logged image-spark-operator build_spark_operator "$tag"; fi ;;
     *) die "unknown image '$name' (one of: ${ALL_IMAGES[*]})" ;;
   esac
   BUILT+=("$tag")
@@ -72,6 +93,33 @@ build_redis_exporter() { # TAG
   go_build "$ctx/redis_exporter" "$src" . 0 "" "-X main.BuildVersion=${REDIS_EXPORTER_VERSION#v}"
   rm -rf "$src"
   docker_build -t "$1" -f "$ROOT/images/offline/redis-exporter/Dockerfile" "$ctx"
+  rm -rf "$ctx"
+}
+
+minio_version() { sed -n 's/^MINIO_VERSION = "\(.*\)"/\1/p' "$ROOT/src/fraudstream/platform/toolchain.py"; }
+
+build_minio() { # TAG: the embedded platform's MinIO binary (built once, cached), in an image
+  local ctx="$KIND_CACHE/minio" binary
+  binary="$("$ROOT/.venv/bin/python" -c 'import sys; from pathlib import Path
+from fraudstream.platform import toolchain
+from fraudstream.settings import PlatformSettings
+print(toolchain.minio_binary(PlatformSettings().cache_dir))')"
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  cp "$binary" "$ctx/minio"
+  docker_build --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" -t "$1" -f "$ROOT/images/offline/minio/Dockerfile" "$ctx"
+  rm -rf "$ctx"
+}
+
+build_spark_operator() { # TAG: controller and webhook from the Go module, on the offline Spark image
+  local ctx="$KIND_CACHE/spark-operator" src="$KIND_CACHE/src/spark-operator"
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  module_tree github.com/kubeflow/spark-operator/v2 "$SPARK_OPERATOR_VERSION" "$src"
+  go_build "$ctx/spark-operator" "$src" ./cmd/operator 0 "" \
+    "-X k8s.io/component-base/version.gitVersion=$SPARK_OPERATOR_VERSION"
+  install -m 0755 "$src/entrypoint.sh" "$ctx/entrypoint.sh"  # module files are read-only
+  rm -rf "$src"
+  docker_build --build-arg SPARK_IMAGE=fraudstream/spark:4.2.0-python3.11 -t "$1" \
+    -f "$ROOT/images/offline/spark-operator/Dockerfile" "$ctx"
   rm -rf "$ctx"
 }
 
@@ -123,7 +171,7 @@ main() {
   [[ $BASES == offline || $BASES == public ]] || die "IMAGE_BASES must be offline or public, not '$BASES'"
   [[ $BASES == public ]] || build_offline_bases
   for name in "${WANTED[@]}"; do
-    if [[ $BASES == public && $name == redis* ]]; then continue; fi
+    if [[ $BASES == public ]] && printf '%s\n' "${OFFLINE_ONLY[@]}" | grep -qx "$name"; then continue; fi
     build_image "$name"
   done
   say "built in $(( $(date +%s) - start ))s:"

@@ -24,6 +24,10 @@ IMAGES = {
     "airflow": f"fraudstream/airflow:{VERSION}",
     "redis": "fraudstream/redis:7.0-bookworm",
     "redis-exporter": "fraudstream/redis-exporter:v1.74.0",
+    "kafka": "fraudstream/kafka:4.4.0",
+    "postgres": "fraudstream/postgres:15-bookworm",
+    "minio": "fraudstream/minio:v0.0.0-20260212201848-7aac2a2c5b7c",
+    "spark-operator": "fraudstream/spark-operator:2.5.2",
 }
 NO_SHELL = {"redis-exporter"}  # one static binary FROM scratch: nothing else to run in it
 SCORER_JARS = (
@@ -222,3 +226,95 @@ def test_the_redis_exporter_answers() -> None:
     done = run(image("redis-exporter"), "--version")
     assert done.returncode == 0, done.stderr
     assert "1.74.0" in done.stdout + done.stderr
+
+
+def started(name: str, until: str, timeout: float = 180) -> str:
+    """The container's log once it holds `until` (fails with the log when it exits first)."""
+    deadline, logs = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
+        text = logs.stdout + logs.stderr
+        if until in text:
+            return text
+        state = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Running}}", name], capture_output=True, text=True
+        ).stdout.strip()
+        assert state == "true", f"{name} exited:\n{text[-3000:]}"
+        time.sleep(1)
+    raise AssertionError(f"no {until!r} after {timeout:.0f}s:\n{text[-3000:]}")
+
+
+def test_a_kafka_node_formats_its_storage_and_starts() -> None:
+    tag = image("kafka")
+    name = f"fraudstream-smoke-{uuid.uuid4().hex[:8]}"
+    # Pod kafka-0 of Service kafka-headless in namespace smoke, the only controller.
+    host = "kafka-0.kafka-headless.smoke.svc"
+    env = {
+        "KAFKA_CLUSTER_ID": "DZymSkAsQw60RGT02hsa8g",
+        "KAFKA_SERVICE": "kafka-headless",
+        "POD_NAMESPACE": "smoke",
+        "CONTROLLERS": "1",
+        "KAFKA_REPLICATION_FACTOR": "1",
+        "KAFKA_MIN_ISR": "1",
+        "KAFKA_HEAP_MB": "256",
+    }
+    flags = [x for k, v in env.items() for x in ("-e", f"{k}={v}")]
+    subprocess.run(
+        ["docker", "run", "-d", "--rm", "--name", name, "--network", "none", "--hostname",
+         "kafka-0", "--add-host", f"{host}:127.0.0.1", *flags, tag],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        logs = started(name, "Kafka Server started")
+        assert "node 0 (broker,controller), voters 0@kafka-0.kafka-headless.smoke.svc:9093" in logs
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def test_postgres_initialises_and_creates_the_databases_for_their_owners() -> None:
+    tag = image("postgres")
+    name = f"fraudstream-smoke-{uuid.uuid4().hex[:8]}"
+    script = (
+        "mkdir -p /tmp/roles/owner && printf super > /tmp/roles/super && printf fraud > "
+        "/tmp/roles/owner/username && printf s3cret > /tmp/roles/owner/password && "
+        "exec /usr/local/bin/postgres-entrypoint.sh"
+    )
+    subprocess.run(
+        ["docker", "run", "-d", "--rm", "--name", name, "--network", "none",
+         "-e", "POSTGRES_PASSWORD_FILE=/tmp/roles/super",
+         "-e", "POSTGRES_DATABASES=fraud:/tmp/roles/owner",
+         "--entrypoint", "/bin/bash", tag, "-c", script],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        started(name, "database system is ready to accept connections\n", timeout=60)
+        query = "SELECT current_user || ' ' || current_database()"
+        deadline, answer = time.monotonic() + 30, ""
+        while time.monotonic() < deadline and answer != "fraud fraud":
+            done = subprocess.run(
+                ["docker", "exec", "-e", "PGPASSWORD=s3cret", name, "psql", "-h", "127.0.0.1",
+                 "-U", "fraud", "-d", "fraud", "-tAc", query],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            answer = done.stdout.strip() or done.stderr.strip()
+            time.sleep(0.5)
+        assert answer == "fraud fraud"
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def test_minio_answers_its_version() -> None:
+    done = run(image("minio"), "--version")
+    assert done.returncode == 0, done.stderr
+    assert "minio version" in done.stdout.lower()
+
+
+def test_the_spark_operator_has_its_controller_and_spark_submit() -> None:
+    tag = image("spark-operator")
+    done = run(tag, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "controller" in done.stdout
+    assert "webhook" in done.stdout
+    done = run(tag, "--version", entrypoint="/opt/spark/bin/spark-submit")
+    assert done.returncode == 0, done.stderr
+    assert "4.2.0" in done.stdout + done.stderr

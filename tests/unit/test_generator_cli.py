@@ -65,3 +65,12 @@ def test_a_bad_knob_is_a_readable_error(tmp_path: Path) -> None:
     assert "300 merchants" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "transactions.parquet").exists()
+
+
+def test_a_stream_needs_a_bound_or_forever_and_not_both() -> None:
+    unbounded = runner.invoke(app, ["generate", "stream", "--rate", "5"])
+    assert unbounded.exit_code == 2
+    assert "--forever" in unbounded.output
+    both = runner.invoke(app, ["generate", "stream", "--rate", "5", "--forever", "--count", "3"])
+    assert both.exit_code == 2
+    assert "--forever takes neither" in both.output

@@ -118,18 +118,50 @@ seccompProfile:
 {{- define "fraud-platform.volumes" -}}
 - name: tmp
   emptyDir: {}
+{{- if .Values.kafka.caSecret }}
 - name: kafka-ca
   secret:
     secretName: {{ .Values.kafka.caSecret }}
     items:
       - key: ca.crt
         path: ca.crt
+{{- end }}
 {{- end -}}
 
 {{- define "fraud-platform.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
+{{- if .Values.kafka.caSecret }}
 - name: kafka-ca
   mountPath: /etc/fraudstream/kafka-ca
   readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* Init containers of every workload (values `setup`): the schema, and the topics where no
+     operator manages them. Both commands are idempotent and safe to run concurrently.
+     (dict "root" $ "image" <image values> "kafkaUser" <user>) */}}
+{{- define "fraud-platform.setupContainers" -}}
+{{- $steps := list -}}
+{{- if .root.Values.setup.migrate }}{{ $steps = append $steps (list "migrate" (list "db" "migrate")) }}{{ end -}}
+{{- if .root.Values.setup.topics }}{{ $steps = append $steps (list "topics" (list "topics" "ensure")) }}{{ end -}}
+{{- range $steps }}
+- name: {{ index . 0 }}
+  image: {{ include "fraud-platform.image" $.image | quote }}
+  imagePullPolicy: {{ $.root.Values.images.pullPolicy }}
+  command: ["fraudstream"]
+  args: {{ index . 1 | toJson }}
+  envFrom:
+    - configMapRef:
+        name: {{ include "fraud-platform.fullname" $.root }}-env
+  env:
+    {{- include "fraud-platform.env" (dict "root" $.root "kafkaUser" $.kafkaUser) | nindent 4 }}
+  resources:
+    requests: {cpu: 50m, memory: 192Mi}
+    limits: {cpu: 500m, memory: 384Mi}
+  securityContext:
+    {{- include "fraud-platform.containerSecurityContext" $.root | nindent 4 }}
+  volumeMounts:
+    {{- include "fraud-platform.volumeMounts" $.root | nindent 4 }}
+{{- end }}
 {{- end -}}

@@ -172,6 +172,9 @@ def stream(
     rate: Annotated[float, typer.Option(help="Transactions per second.")],
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     count: Annotated[int | None, typer.Option(help="Stop after this many transactions.")] = None,
+    forever: Annotated[
+        bool, typer.Option(help="Run until stopped (Ctrl-C or SIGTERM), as a Deployment does.")
+    ] = False,
     time_scale: Annotated[
         float, typer.Option(help="Label delays are divided by this (1440: a day is a minute).")
     ] = 1440.0,
@@ -193,8 +196,10 @@ def stream(
     ] = None,
 ) -> None:
     """Produce live transactions to Kafka (key card_id, acks=all) and labels after their delay."""
-    if duration is None and count is None:
-        raise typer.BadParameter("give --duration SECONDS or --count N")
+    if duration is None and count is None and not forever:
+        raise typer.BadParameter("give --duration SECONDS, --count N or --forever")
+    if forever and (duration is not None or count is not None):
+        raise typer.BadParameter("--forever takes neither --duration nor --count")
     config = _config(seed, 1.0, (customers, merchants), fraud_rate, weight, label)
     topics = StreamTopics(transactions=topic, labels=labels_topic)
     with (

@@ -63,9 +63,13 @@ HEADLINE = (
 
 
 def _git_sha() -> str:
-    found = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-    )
+    """The checkout's commit, or "unknown" outside a checkout or without git (an image)."""
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        )
+    except OSError:
+        return "unknown"
     return found.stdout.strip() or "unknown"
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from .test_delivery import skaffold_configs
-from .toolchain import NAMESPACE, OPERATORS, REPO, THIRD_PARTY, load_file
+from .toolchain import NAMESPACE, OPERATORS, REPO, THIRD_PARTY, Toolchain, load_all, load_file
 
 Obj = dict[str, Any]
 DAG_PACKAGE = REPO / "dags" / "fraudstream_dags"
@@ -140,14 +140,27 @@ def test_airflow_runs_the_dags_as_pods_of_the_built_trainer_image() -> None:
     assert "IMAGE_FULLY_QUALIFIED_fraudstream_trainer" in templates["env[0].value"]
 
 
-def kind_secrets() -> dict[str, set[str]]:
-    """Secret name -> keys that scripts/kind-secrets.sh creates."""
+def kind_secrets(profile: str = "online") -> dict[str, set[str]]:
+    """Secret name -> keys that scripts/kind-secrets.sh creates for a profile (the offline block
+    adds the Secrets the operators make in the online profile). A name built in a loop is
+    expanded over the loop's words."""
     text = (REPO / "scripts" / "kind-secrets.sh").read_text().replace("\\\n", " ")
-    found = {}
+    found: dict[str, set[str]] = {}
+    offline, loop = False, []
     for line in text.splitlines():
         words = line.split()
+        if line.startswith("if [[ $PROFILE == offline ]]"):
+            offline = True
+        elif offline and line.startswith("fi"):
+            offline = False
+        if offline and profile != "offline":
+            continue
+        if words[:1] == ["for"] and "in" in words:
+            loop = [w.rstrip(";") for w in words[words.index("in") + 1 :] if w != "do"]
         if words[:1] == ["ensure"] and len(words) > 3:
-            found[words[2]] = {w.strip('"').split("=", 1)[0] for w in words[3:]}
+            keys = {w.strip('"').split("=", 1)[0] for w in words[3:]}
+            names = loop if words[2].startswith('"$') else [words[2]]
+            found.update(dict.fromkeys(names, keys))
     return found
 
 
@@ -174,3 +187,21 @@ def test_kind_gets_every_secret_the_charts_reference(
     assert missing == {}
     pods = pod_defaults()
     assert {pods.s3_access_key_key, pods.s3_secret_key_key} <= available[pods.s3_secret]
+
+
+def test_the_offline_profile_gets_every_secret_its_charts_reference(
+    chain: Toolchain, rendered_objects: dict[str, list[Obj]], store_objects: dict[str, list[Obj]]
+) -> None:
+    """Offline, no operator writes Secrets: kind-secrets.sh's offline profile has them all."""
+    stack = load_all(chain.render(REPO / "charts" / "offline-stack", release="offline-stack"))
+    referenced = secret_references(
+        rendered_objects["kind-offline"] + store_objects["kind-offline"] + stack
+    )
+    available = kind_secrets("offline")
+    missing = {
+        name: sorted(keys - available.get(name, set()))
+        for name, keys in referenced.items()
+        if keys - available.get(name, set())
+    }
+    assert missing == {}
+    assert "fraudstream-postgres-app" not in kind_secrets("online")

@@ -1,0 +1,429 @@
+"""make kind-e2e: the platform on the kind cluster of `make kind-up`, offline profile, end to end.
+
+Deploys, in order: the Secrets (scripts/kind-secrets.sh), the Spark Operator (its chart from its Go
+module, its image from `make images`), charts/offline-stack (Kafka, PostgreSQL, MinIO, MLflow),
+the online store and the fraud-platform chart; applies Strimzi's resources to the API server with
+a server-side dry run (their CRDs installed) to prove they are accepted; trains a first champion in
+a training pod; then checks the users' workflow: the generator's transactions scored by the
+SparkApplication into PostgreSQL, the API answering through its Service, `helm test`, executors
+scaled 1 -> 2 with kubectl, a broker added, a broker pod and the Spark driver pod deleted
+mid-stream, and at the end every produced transaction scored exactly once.
+
+Prints a line per step with its duration; the last line is one JSON object. Exit status 1 when a
+check fails (the JSON line says which). Needs `make kind-up` and `make images` first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("FRAUDSTREAM_CACHE_DIR", Path.home() / ".cache" / "fraudstream"))
+KIND = CACHE / "kind"
+KUBECONFIG = KIND / "kubeconfig"
+HELM = CACHE / "bin" / "helm"
+KUBECTL = KIND / "bin" / "kubectl"
+NS = "fraudstream"
+RELEASE = "fraud-platform"
+APP = f"{RELEASE}-scorer"
+STRIMZI_CRDS = CACHE / "k8s" / "crds" / "strimzi"
+SPARK_OPERATOR_CHART = CACHE / "k8s" / "spark-operator-chart"
+TIMEOUT = "900s"
+
+result: dict[str, Any] = {
+    "profile": "offline",
+    "nodes_ready": 0,
+    "images_built": 0,
+    "scored_rows": 0,
+    "duplicates": None,
+    "lost": None,
+    "executors_scaled": False,
+    "brokers_scaled": False,
+    "broker_pod_deleted": False,
+    "driver_pod_deleted": False,
+    "api_answered": False,
+    "helm_test_passed": False,
+    "strimzi_resources_accepted": False,
+    "training_pod_succeeded": False,
+    "reloaded_version": None,
+    "failed": [],
+}
+started = time.monotonic()
+
+
+class StepError(RuntimeError):
+    pass
+
+
+def say(text: str) -> None:
+    print(f"kind-e2e: {text}", flush=True)
+
+
+def run(
+    *argv: str | Path, stdin: str | None = None, check: bool = True, timeout: float = 1200
+) -> str:
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(KUBECONFIG),
+        "PATH": f"{KIND / 'bin'}:{os.environ['PATH']}",
+    }
+    done = subprocess.run(
+        [str(a) for a in argv],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    if check and done.returncode != 0:
+        command = " ".join(str(a) for a in argv[:6])
+        raise StepError(f"{command} ...: {(done.stderr or done.stdout).strip()[-2000:]}")
+    return done.stdout
+
+
+def kubectl(*args: str, **kw: Any) -> str:
+    return run(KUBECTL, *args, **kw)
+
+
+def helm(*args: str | Path, **kw: Any) -> str:
+    return run(HELM, *args, **kw)
+
+
+def unstick(release: str, namespace: str) -> None:
+    """A release left pending by an interrupted run blocks every upgrade: roll it back, or remove
+    it when it never got installed."""
+    done = subprocess.run(
+        [
+            str(HELM),
+            "--kubeconfig",
+            str(KUBECONFIG),
+            "status",
+            release,
+            "-n",
+            namespace,
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        return
+    info = json.loads(done.stdout)
+    if not info["info"]["status"].startswith("pending"):
+        return
+    say(f"release {release} was left {info['info']['status']}: recovering it")
+    if info["version"] > 1:
+        helm("rollback", release, "-n", namespace, "--wait", "--timeout", TIMEOUT)
+    else:
+        helm("uninstall", release, "-n", namespace, "--wait", "--timeout", TIMEOUT)
+
+
+def step(name: str, fn: Callable[[], None], *, fatal: bool = True) -> None:
+    t0 = time.monotonic()
+    say(f"{name} ...")
+    try:
+        fn()
+    except (StepError, subprocess.TimeoutExpired) as exc:
+        result["failed"].append(name)
+        say(f"{name}: FAILED after {time.monotonic() - t0:.0f}s: {exc}")
+        if fatal:
+            finish()
+        return
+    say(f"{name}: done in {time.monotonic() - t0:.0f}s")
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float, every: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except StepError:
+            pass
+        time.sleep(every)
+    raise StepError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def psql(sql: str) -> str:
+    return kubectl(
+        "-n", NS, "exec", "fraudstream-postgres-0", "--", "psql", "-U", "postgres", "-d", "fraud",
+        "-tAc", sql,
+    ).strip()  # fmt: skip
+
+
+# -- the steps ----------------------------------------------------------------------------------
+
+
+def cluster() -> None:
+    nodes = json.loads(kubectl("get", "nodes", "-o", "json"))["items"]
+    ready = [
+        n for n in nodes
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+    ]  # fmt: skip
+    result["nodes_ready"] = len(ready)
+    if len(ready) != len(nodes) or not nodes:
+        raise StepError(f"{len(ready)} of {len(nodes)} nodes Ready (make kind-up)")
+    images = run("docker", "image", "ls", "--format", "{{.Repository}}", "fraudstream/*").split()
+    result["images_built"] = len(set(images) - {"fraudstream/kind-node", "fraudstream/kind-base"})
+
+
+def namespace() -> None:
+    kubectl("apply", "-f", str(ROOT / "operators" / "namespaces.yaml"))
+    # Every pod of the offline profile meets the restricted Pod Security Standard: enforce it.
+    kubectl(
+        "label", "namespace", NS, "--overwrite", "pod-security.kubernetes.io/enforce=restricted"
+    )
+    run(ROOT / "scripts" / "kind-secrets.sh", NS, "offline")
+
+
+def strimzi_resources() -> None:
+    kubectl("apply", "--server-side", "-f", str(STRIMZI_CRDS))
+    kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=120s")
+    out = kubectl(
+        "apply", "--dry-run=server", "-n", NS, "-f", str(ROOT / "operators" / "strimzi-kafka.yaml")
+    )
+    kinds = {line.split("/")[0] for line in out.splitlines() if "(server dry run)" in line}
+    say(f"accepted by the API server: {', '.join(sorted(kinds))}")
+    result["strimzi_resources_accepted"] = all(
+        any(k.startswith(f"{kind.lower()}.kafka.strimzi.io") for k in kinds)
+        for kind in ("Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser")
+    )
+
+
+def spark_operator() -> None:
+    third = ROOT / "charts" / "third-party"
+    unstick("spark-operator", "spark-operator")
+    helm(
+        "upgrade", "--install", "spark-operator", SPARK_OPERATOR_CHART, "-n", "spark-operator",
+        "--create-namespace", "-f", third / "spark-operator.yaml",
+        "-f", third / "offline" / "spark-operator.yaml", "--wait", "--timeout", TIMEOUT,
+    )  # fmt: skip
+
+
+def offline_stack() -> None:
+    unstick("offline-stack", NS)
+    helm(
+        "upgrade", "--install", "offline-stack", ROOT / "charts" / "offline-stack", "-n", NS,
+        "--wait", "--wait-for-jobs", "--timeout", TIMEOUT,
+    )  # fmt: skip
+
+
+def online_store() -> None:
+    ci = ROOT / "charts" / "online-store" / "ci"
+    unstick("online-store", NS)
+    helm(
+        "upgrade", "--install", "online-store", ROOT / "charts" / "online-store", "-n", NS,
+        "-f", ci / "kind-values.yaml", "-f", ci / "kind-offline-values.yaml",
+        "--wait", "--timeout", TIMEOUT,
+    )  # fmt: skip
+
+
+def platform_values() -> list[str | Path]:
+    ci = ROOT / "charts" / "fraud-platform" / "ci"
+    return ["-f", ci / "kind-values.yaml", "-f", ci / "kind-offline-values.yaml"]
+
+
+def server_version() -> str:
+    return json.loads(kubectl("version", "-o", "json"))["serverVersion"]["gitVersion"]
+
+
+def first_champion() -> None:
+    """A training pod (the trainer image, the training pods' identity) trains the first model."""
+    kubectl("-n", NS, "delete", "job", "bootstrap-champion", "--ignore-not-found", "--wait")
+    manifest = helm(
+        "template", RELEASE, ROOT / "charts" / "fraud-platform", "-n", NS, *platform_values(),
+        "--show-only", "templates/bootstrap.yaml", "--set", "trainer.bootstrap.enabled=true",
+        "--kube-version", server_version(),
+    )  # fmt: skip
+    kubectl("-n", NS, "apply", "-f", "-", stdin=manifest)
+    kubectl(
+        "-n", NS, "wait", "job/bootstrap-champion", "--for=condition=Complete", "--timeout=1800s",
+        timeout=1900,
+    )  # fmt: skip
+    result["training_pod_succeeded"] = True
+
+
+def platform() -> None:
+    """The release, without waiting: its workloads need the champion the next step trains."""
+    unstick(RELEASE, NS)
+    helm(
+        "upgrade", "--install", RELEASE, ROOT / "charts" / "fraud-platform", "-n", NS,
+        *platform_values(), "--timeout", TIMEOUT,
+    )  # fmt: skip
+
+
+def platform_ready() -> None:
+    for name in ("api", "generator", "label-ingest"):
+        kubectl(
+            "-n",
+            NS,
+            "rollout",
+            "status",
+            f"deployment/{RELEASE}-{name}",
+            "--timeout=900s",
+            timeout=960,
+        )
+
+    def running() -> bool:
+        app = json.loads(kubectl("-n", NS, "get", "sparkapplication", APP, "-o", "json"))
+        state = app.get("status", {}).get("applicationState", {}).get("state")
+        return state == "RUNNING" and len(executor_pods()) >= 1
+
+    wait_for("the SparkApplication to run with an executor", running, 900)
+
+
+def scored() -> int:
+    return int(psql("SELECT count(*) FROM transactions_with_score") or 0)
+
+
+def scores_flow() -> None:
+    wait_for("scores in PostgreSQL", lambda: scored() > 0, 900)
+    first = scored()
+    wait_for("more scores", lambda: scored() > first, 300)
+    say(f"{scored()} scores in PostgreSQL")
+
+
+def api() -> None:
+    out = kubectl(
+        "-n", NS, "run", "e2e-api-probe", "--rm", "-i", "--restart=Never", "--quiet",
+        "--image=fraudstream/api:0.1.0", "--image-pull-policy=Never",
+        "--labels=app.kubernetes.io/instance=fraud-platform,app.kubernetes.io/component=test",
+        "--overrides", json.dumps({"spec": {"securityContext": {
+            "runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "e2e-api-probe", "image": "fraudstream/api:0.1.0",
+                            "imagePullPolicy": "Never", "command": ["python", "-c",
+                            "import urllib.request;print(urllib.request.urlopen("
+                            f"'http://{RELEASE}-api:8000/health/ready',timeout=10).status)"],
+                            "securityContext": {"allowPrivilegeEscalation": False,
+                                                "capabilities": {"drop": ["ALL"]}}}]}}),
+    )  # fmt: skip
+    result["api_answered"] = out.strip().endswith("200")
+    if not result["api_answered"]:
+        raise StepError(f"the API's readiness answered {out.strip()!r}")
+
+
+def helm_test() -> None:
+    helm("test", RELEASE, "-n", NS, "--timeout", "600s")
+    result["helm_test_passed"] = True
+
+
+def executor_pods() -> list[str]:
+    out = kubectl(
+        "-n", NS, "get", "pods", "-l", f"sparkoperator.k8s.io/app-name={APP},spark-role=executor",
+        "--field-selector=status.phase=Running", "-o", "name",
+    )  # fmt: skip
+    return out.split()
+
+
+def scale_executors() -> None:
+    kubectl(
+        "-n", NS, "patch", "sparkapplication", APP, "--type", "merge",
+        "-p", json.dumps({"spec": {"executor": {"instances": 2}}}),
+    )  # fmt: skip
+    wait_for("two running executors", lambda: len(executor_pods()) >= 2, 900)
+    result["executors_scaled"] = True
+
+
+def scale_brokers() -> None:
+    kubectl("-n", NS, "scale", "statefulset", "fraudstream-kafka", "--replicas=4")
+    kubectl("-n", NS, "rollout", "status", "statefulset/fraudstream-kafka", "--timeout=600s")
+    result["brokers_scaled"] = True
+
+
+def delete_broker() -> None:
+    before = scored()
+    kubectl("-n", NS, "delete", "pod", "fraudstream-kafka-1", "--wait=false")
+    wait_for("scores after the broker's restart", lambda: scored() > before, 600)
+    kubectl("-n", NS, "rollout", "status", "statefulset/fraudstream-kafka", "--timeout=600s")
+    result["broker_pod_deleted"] = True
+
+
+def delete_driver() -> None:
+    before = scored()
+    kubectl("-n", NS, "delete", "pod", f"{APP}-driver", "--wait=false")
+    wait_for("scores after the driver's restart", lambda: scored() > before, 900)
+    result["driver_pod_deleted"] = True
+
+
+COUNT = """
+from confluent_kafka import Consumer, TopicPartition
+from fraudstream.settings import load_settings
+from fraudstream.topics import FRAUD_PREDICTIONS, TRANSACTIONS
+k = load_settings().kafka
+c = Consumer({"bootstrap.servers": k.bootstrap, **k.client_security(), "group.id": "kind-e2e-count",
+              "isolation.level": "read_committed"})
+for topic in (TRANSACTIONS.name, FRAUD_PREDICTIONS.name):
+    parts = c.list_topics(topic, timeout=30).topics[topic].partitions
+    print(sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in parts))
+"""
+
+
+def topic_counts() -> tuple[int, int]:
+    """Records in the transactions and the predictions topic (sums of end offsets)."""
+    out = kubectl(
+        "-n", NS, "exec", f"deploy/{RELEASE}-api", "-c", "api", "--", "python", "-c", COUNT
+    )
+    transactions, predictions = (int(x) for x in out.split())
+    return transactions, predictions
+
+
+def nothing_lost() -> None:
+    kubectl("-n", NS, "scale", "deployment", f"{RELEASE}-generator", "--replicas=0")
+    kubectl(
+        "-n", NS, "wait", "--for=delete", "pod", "-l", "app.kubernetes.io/component=generator",
+        "--timeout=120s",
+    )  # fmt: skip
+    total, _ = topic_counts()
+    wait_for(f"all {total} transactions scored", lambda: scored() >= total, 900)
+    time.sleep(30)  # a batch in flight finishes its Kafka writes
+    result["scored_rows"] = scored()
+    _, predictions = topic_counts()
+    # PostgreSQL keys scores by transaction id; the predictions topic shows any second scoring.
+    result["duplicates"] = predictions - result["scored_rows"]
+    result["lost"] = total - result["scored_rows"]
+    say(f"{total} transactions produced, {result['scored_rows']} scored, {predictions} predictions")
+    kubectl("-n", NS, "scale", "deployment", f"{RELEASE}-generator", "--replicas=1")
+    if result["duplicates"] or result["lost"]:
+        raise StepError(f"{result['lost']} transactions lost, {result['duplicates']} scored twice")
+
+
+def finish() -> None:
+    result["seconds"] = round(time.monotonic() - started)
+    print(json.dumps(result), flush=True)
+    sys.exit(1 if result["failed"] else 0)
+
+
+def main() -> None:
+    if not KUBECONFIG.is_file():
+        say(f"no cluster ({KUBECONFIG} missing): run `make kind-up` and `make images` first")
+        sys.exit(2)
+    step("cluster and images", cluster)
+    step("namespace, restricted Pod Security, Secrets", namespace)
+    step("Strimzi resources accepted by the API server", strimzi_resources, fatal=False)
+    step("Spark Operator", spark_operator)
+    step("offline stack: Kafka, PostgreSQL, MinIO, MLflow", offline_stack)
+    step("online store", online_store)
+    step("fraud-platform release", platform)
+    step("first champion from a training pod", first_champion)
+    step("scorer SparkApplication, API, generator, label ingest running", platform_ready)
+    step("scores reach PostgreSQL", scores_flow)
+    step("the API answers through its Service", api, fatal=False)
+    step("helm test", helm_test, fatal=False)
+    step("kubectl scales the executors 1 -> 2", scale_executors, fatal=False)
+    step("kubectl scales the brokers 3 -> 4", scale_brokers, fatal=False)
+    step("a broker pod deleted mid-stream", delete_broker, fatal=False)
+    step("the Spark driver pod deleted mid-stream", delete_driver, fatal=False)
+    step("every transaction scored once", nothing_lost, fatal=False)
+    finish()
+
+
+if __name__ == "__main__":
+    main()
