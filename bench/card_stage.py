@@ -215,11 +215,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     from fraudstream.adapters.spark import build_session
+    from fraudstream.platform.spark_jars import spark_jars
     from fraudstream.scoring.cards import DECODED_CARDS_CAPACITY
 
     settings = load_settings()
     pool = _templates()
-    spark = build_session(settings, SparkSettings(), "bench-card-stage")
+    spark = build_session(
+        settings, SparkSettings(), "bench-card-stage", spark_jars(settings.platform.cache_dir)
+    )
     print(json.dumps({"machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}}))
     baseline = None
     try:

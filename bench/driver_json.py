@@ -1,15 +1,16 @@
-"""The JSON a micro-batch's rows cross on the scorer's serial path, per row: orjson against
-the standard library's json, on the same rows in the same run.
+"""The JSON a micro-batch's rows cross in the scorer, per row: orjson against the standard
+library's json, on the same rows in the same run (measured when these steps ran on the
+driver; they now run in the merchant and scoring stages' tasks).
 
 Prints figures, asserts nothing; needs no platform. Live transactions of a generated
-history's cards go through the card stage's Python (``process_bucket``) and the driver's
-scoring (``accepted_from``, ``score_batch`` with a small XGBoost), as in the scorer. Then
+history's cards go through the card stage's Python (``process_bucket``) and the scoring
+(``accepted_from``, ``score_batch`` with a small XGBoost), as in the scorer. Then
 each JSON step the rows take is timed both ways, alternating, for --rounds rounds:
 
 - ``record``: the card stage writes each accepted transaction's canonical JSON and the
-  driver parses it back (``scoring.cards`` and ``scoring.batch.accepted_from``);
+  stages parse it back (``scoring.cards`` and ``scoring.batch.accepted_from``);
 - ``prediction``: the ``fraud_predictions`` / ``fraud_alerts`` Kafka value of each row
-  (``KafkaOutputs.send``);
+  (``ScoredBatch.prediction``, rendered by ``scoring.score_stage.scored_frame``);
 - ``features``: the ``features`` column of ``transactions_with_score``
   (``ScoredBatch.features_json``);
 - ``alert_reasons``: the reason codes of ``fraud_alerts`` rows, timed on every row.

@@ -37,6 +37,7 @@ from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
 from pyspark.sql.streaming.listener import StreamingQueryProgress
 
 from fraudstream.adapters.spark import build_session
+from fraudstream.platform.spark_jars import spark_jars
 from fraudstream.settings import SparkSettings, load_settings
 
 
@@ -65,7 +66,12 @@ def main() -> None:
     args = parser.parse_args()
     print(json.dumps({"machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}}))
 
-    spark = build_session(load_settings(), SparkSettings(), "fraudstream-bench-progress")
+    spark = build_session(
+        load_settings(),
+        SparkSettings(),
+        "fraudstream-bench-progress",
+        spark_jars(load_settings().platform.cache_dir),
+    )
     jvm_pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())  # type: ignore[union-attr]
     with tempfile.TemporaryDirectory() as checkpoint:
         query = (

@@ -114,6 +114,7 @@ def bench_scoring_stage(settings: Settings, model: Any, rows: pd.DataFrame, repe
 
     from fraudstream.adapters.spark import build_session
     from fraudstream.features.catalogue import FEATURE_SET_VERSION
+    from fraudstream.platform.spark_jars import spark_jars
     from fraudstream.scoring.model import ScoringModel, score
 
     names = feature_names()
@@ -130,7 +131,9 @@ def bench_scoring_stage(settings: Settings, model: Any, rows: pd.DataFrame, repe
     t_base = _time(one_row_udf_body, repeat)
     vec_rate, plain_rate, base_rate = len(x) / t_vec, len(x) / t_vec_plain, base_n / t_base
 
-    spark = build_session(settings, SparkSettings(), "bench-scoring-stage")
+    spark = build_session(
+        settings, SparkSettings(), "bench-scoring-stage", spark_jars(settings.platform.cache_dir)
+    )
     frame = spark.createDataFrame(rows[names].astype("float64")).repartition(2).cache()
     n = frame.count()
 

@@ -160,6 +160,13 @@ def _stored(settings: Settings, ids: list[str]) -> pd.DataFrame:
         return pd.DataFrame(cur.fetchall(), columns=columns)
 
 
+def _parquet_rows(folder: Path) -> pd.DataFrame:
+    """The scorer's Parquet dataset (``batch_id=…/date=…/part-*.parquet``), empty if none."""
+    if not folder.is_dir() or not any(folder.rglob("*.parquet")):
+        return pd.DataFrame({"transaction_id": []})
+    return pq.read_table(folder).to_pandas()
+
+
 def _assert_features_equal_offline(stored: pd.DataFrame, data: History) -> pd.DataFrame:
     offline = build_features(data.transactions).set_index("transaction_id")
     names = feature_names()
@@ -248,8 +255,9 @@ def test_steady_stream_parity_poison_sinks_and_hot_reload(
     _send_poison(settings, topics["source"])
     ids = data.transactions["transaction_id"].astype(str).tolist()
     checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
+    parquet = tmp_path / "scored"
     scorer = ScorerProcess(
-        scorer_args(topics, checkpoint, "--reload-interval", "2", "--no-parquet"),
+        scorer_args(topics, checkpoint, "--reload-interval", "2", "--parquet", str(parquet)),
         scorer_env(model_name),
         tmp_path / "scorer.log",
     )
@@ -306,6 +314,19 @@ def test_steady_stream_parity_poison_sinks_and_hot_reload(
         )
         assert set(_stored(settings, later_ids)["model_version"]) == {new_version}
         assert scorer.alive(), "no restart: the same process served both versions"
+
+        # Parquet, through Spark's writer: every scored row once, with its score and features.
+        wait_until(lambda: len(_parquet_rows(parquet)) == len(ids) + len(later_ids), 120, "Parquet")
+        files = _parquet_rows(parquet).set_index("transaction_id")
+        assert set(files.index) == set(ids) | set(later_ids)
+        np.testing.assert_allclose(
+            files.loc[stored["transaction_id"], "score"].to_numpy(), stored["score"].to_numpy()
+        )
+        _assert_features_equal_offline(
+            stored.assign(features=files.loc[stored["transaction_id"], feature_names()]
+                          .to_dict("records")),
+            data,
+        )  # fmt: skip
     finally:
         scorer.proc.send_signal(signal.SIGTERM)
         scorer.wait(120)

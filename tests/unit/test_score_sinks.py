@@ -10,14 +10,14 @@ from typing import Any, cast
 
 import numpy as np
 
-from fraudstream.adapters.score_sinks import _copy_text, copy_text_rows
+from fraudstream.adapters.postgres import copy_text, copy_text_rows
 from fraudstream.features.catalogue import feature_names
 from fraudstream.scoring.batch import ScoredBatch
 
 
 def _reference(rows: list[tuple[Any, ...]]) -> str:
     """COPY's text format one value at a time: what the column-wise formatting must equal."""
-    return "".join("\t".join(map(_copy_text, row)) + "\n" for row in rows)
+    return "".join("\t".join(map(copy_text, row)) + "\n" for row in rows)
 
 
 def test_copy_lines_equal_the_value_by_value_format() -> None:

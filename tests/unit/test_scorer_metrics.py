@@ -77,3 +77,22 @@ def test_a_taken_port_is_one_error_that_names_the_setting() -> None:
         with pytest.raises(MetricsPortError, match=f"port {port} is already in use") as caught:
             ScorerMetrics().serve(port, host="127.0.0.1")
     assert "FRAUDSTREAM_SCORER_METRICS_PORT" in str(caught.value)
+
+
+def test_latencies_counted_per_bucket_show_as_a_histogram() -> None:
+    """Spark hands each batch's latencies over as counts per bucket; /metrics shows the
+    cumulative series a histogram of the same values would."""
+    metrics = ScorerMetrics()
+    bounds = metrics.latency.buckets
+    values = [0.04, 0.3, 0.3, 2.5, 45.0, 100.0]
+    for batch in (values[:3], values[3:]):
+        metrics.latency.add([sum(v <= b for v in batch) for b in bounds], len(batch), sum(batch))
+    text = generate_latest(metrics.registry).decode()
+    name = "fraudstream_scoring_latency_seconds"
+    assert f'{name}_bucket{{le="0.05"}} 1.0' in text
+    assert f'{name}_bucket{{le="0.5"}} 3.0' in text
+    assert f'{name}_bucket{{le="3.0"}} 4.0' in text
+    assert f'{name}_bucket{{le="60.0"}} 5.0' in text
+    assert f'{name}_bucket{{le="+Inf"}} 6.0' in text
+    assert f"{name}_count 6.0" in text
+    assert f"{name}_sum {sum(values)}" in text

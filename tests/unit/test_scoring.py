@@ -66,6 +66,7 @@ def _stream(
     layout: str = "packed",
     decoded: DecodedCards | None = None,
     fail_every: int = 0,
+    labels_waiting: bool = False,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Run the stage and the book over micro-batches; features by transaction id, late count.
 
@@ -73,12 +74,15 @@ def _stream(
     value, or one value per card (``per-card``). ``decoded``: the worker's cache of
     decoded states. ``fail_every``: every n-th batch first runs an attempt whose states
     are encoded but never stored (a task that failed before Spark committed), then again.
+    ``labels_waiting``: every label is read before its transaction is seen (it waits in the
+    book's ``unresolved``) and resolved when the merchant stage meets the transaction.
     """
     cache = DecodedCards(capacity=0) if decoded is None else decoded
     validator = TransactionValidator()
     stored: dict[int, bytes] = {}  # each bucket as Spark's state keeps it
     per_card: dict[str, bytes] = {}
-    book_bytes = MerchantBook().to_bytes()
+    waiting = {lb.transaction_id: (lb.label_time, lb.is_fraud) for lb in labels or []}
+    book_bytes = MerchantBook(unresolved=waiting if labels_waiting else {}).to_bytes()
     out: dict[str, np.ndarray] = {}
     late = 0
     messages = _messages(values)
@@ -106,7 +110,9 @@ def _stream(
             else:
                 stored[bucket_id] = bucket.to_bytes()
         book = MerchantBook.from_bytes(book_bytes)
-        if labels:
+        if labels_waiting:
+            book.resolve([a.event for a in accepted])
+        elif labels:
             book.add_labels(
                 [
                     lb
@@ -232,6 +238,16 @@ def test_labels_known_in_time_give_the_offline_merchant_risk(
     _assert_parity(offline, streamed)
     risk = offline[[c for c in feature_names() if "fraud_risk" in c]].to_numpy()
     assert risk.max() > 0, "the history must exercise the label path"
+
+
+def test_labels_read_before_their_transaction_resolve_when_the_stage_meets_it(
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
+) -> None:
+    """A label ingested before its transaction reached the scorer waits in ``unresolved``;
+    the merchant stage resolves it with the batch holding the transaction: same risk."""
+    txns, labels, values = generated
+    streamed, _ = _stream(values, 5, 200, labels=label_events(txns, labels), labels_waiting=True)
+    _assert_parity(build_features(txns, labels), streamed)
 
 
 def test_invalid_messages_become_dead_letters_and_touch_no_state() -> None:
@@ -434,11 +450,11 @@ def test_random_batches_of_one_card_keep_order_within_batch() -> None:
 
 
 def test_the_bucket_count_is_recorded_and_fixed_for_a_checkpoint(tmp_path: Path) -> None:
-    from fraudstream.adapters.score_sinks import ObjectLocation
+    from fraudstream.adapters.object_store import Location
     from fraudstream.scoring.run import CheckpointBucketsError, check_buckets
     from fraudstream.settings import S3Settings
 
-    fresh = ObjectLocation(str(tmp_path / "fresh"), S3Settings())
+    fresh = Location(str(tmp_path / "fresh"), S3Settings())
     assert check_buckets(fresh, 2) == "packed"
     assert check_buckets(fresh, 2) == "packed"
     with pytest.raises(CheckpointBucketsError, match="keeps its card state in 2 buckets"):
@@ -446,16 +462,16 @@ def test_the_bucket_count_is_recorded_and_fixed_for_a_checkpoint(tmp_path: Path)
     assert fresh.list("card-state") == ["card-state/2"]
 
     # A checkpoint keeps the layout it was started with, whatever a later run asks for.
-    per_card = ObjectLocation(str(tmp_path / "per-card"), S3Settings())
+    per_card = Location(str(tmp_path / "per-card"), S3Settings())
     assert check_buckets(per_card, 2, "per-card") == "per-card"
-    per_card.put("spark/offsets/0", b"v1")
+    per_card.write("spark/offsets/0", b"v1")
     assert check_buckets(per_card, 2, "packed") == "per-card"
     assert per_card.list("card-state") == ["card-state/3"]
 
     # Offsets without a layout record: a checkpoint of an earlier scorer, whatever the count.
-    earlier = ObjectLocation(str(tmp_path / "earlier"), S3Settings())
-    earlier.put("spark/offsets/0", b"v1")
-    earlier.put("card-buckets/8", b"8")
+    earlier = Location(str(tmp_path / "earlier"), S3Settings())
+    earlier.write("spark/offsets/0", b"v1")
+    earlier.write("card-buckets/8", b"8")
     for buckets in (2, 8):
         with pytest.raises(CheckpointBucketsError, match="start a new checkpoint"):
             check_buckets(earlier, buckets)

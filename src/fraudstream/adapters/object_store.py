@@ -58,7 +58,8 @@ class LocationError(ValueError):
 
 
 class Location:
-    """A folder of named objects: a local directory or ``s3://bucket/prefix``.
+    """A folder of named objects: a local directory or ``s3://bucket/prefix`` (``s3a://``,
+    Hadoop's spelling of the same, is taken too: the scorer's checkpoint is one).
 
     The training-set files are small enough to move whole, so a location reads and
     writes bytes. Writes replace: writing the same name twice leaves the latest
@@ -69,16 +70,29 @@ class Location:
     def __init__(self, uri: str, settings: S3Settings) -> None:
         self.uri = uri.rstrip("/")
         self._settings = settings
-        if self.uri.startswith("s3://"):
-            bucket, _, prefix = self.uri.removeprefix("s3://").partition("/")
+        self._client: S3Client | None = None
+        scheme = next((s for s in ("s3://", "s3a://") if self.uri.startswith(s)), None)
+        if scheme is not None:
+            bucket, _, prefix = self.uri.removeprefix(scheme).partition("/")
             if not bucket:
                 raise LocationError(f"{uri}: an S3 location needs a bucket: s3://BUCKET/PREFIX")
             self.bucket: str | None = bucket
             self.prefix = prefix.strip("/")
-        elif "://" in self.uri:
+        elif "://" in self.uri and not self.uri.startswith("file://"):
             raise LocationError(f"{uri}: use a local directory or s3://BUCKET/PREFIX")
         else:
+            self.uri = self.uri.removeprefix("file://")
             self.bucket, self.prefix = None, ""
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without its client (Spark ships locations to its Python workers)."""
+        return {**self.__dict__, "_client": None}
+
+    def _s3(self) -> S3Client:
+        """One client per location, made on first use (a client costs milliseconds to make)."""
+        if self._client is None:
+            self._client = s3_client(self._settings)
+        return self._client
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
@@ -97,7 +111,7 @@ class Location:
             tmp.write_bytes(data)
             tmp.replace(path)
             return
-        s3_client(self._settings).put_object(Bucket=self.bucket, Key=self._key(name), Body=data)
+        self._s3().put_object(Bucket=self.bucket, Key=self._key(name), Body=data)
 
     def read(self, name: str) -> bytes:
         """The object's bytes; a missing object or bucket raises ``LocationError`` naming it."""
@@ -107,13 +121,33 @@ class Location:
                 raise LocationError(f"{path} does not exist")
             return path.read_bytes()
         try:
-            body = s3_client(self._settings).get_object(Bucket=self.bucket, Key=self._key(name))
+            body = self._s3().get_object(Bucket=self.bucket, Key=self._key(name))
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "NoSuchBucket", "404"):
                 raise LocationError(f"{self.describe(name)} does not exist ({code})") from None
             raise
         return body["Body"].read()
+
+    def list(self, folder: str) -> list[str]:
+        """Names (relative to this location) of the objects under ``folder``."""
+        if self.bucket is None:
+            base = self._path(folder)
+            return [f"{folder}/{p.name}" for p in base.glob("*")] if base.is_dir() else []
+        names: list[str] = []
+        paginator = self._s3().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(folder) + "/"):
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                names.append(key[len(self.prefix) + 1 :] if self.prefix else key)
+        return names
+
+    def delete(self, name: str) -> None:
+        """Remove the object (nothing happens when it is absent)."""
+        if self.bucket is None:
+            self._path(name).unlink(missing_ok=True)
+        else:
+            self._s3().delete_object(Bucket=self.bucket, Key=self._key(name))
 
 
 def read_uri(uri: str, settings: S3Settings) -> bytes:

@@ -116,19 +116,24 @@ class OnlineStore:
         return _states(card_blob, merchant_blob)
 
     def put(
-        self, cards: Mapping[str, CardState | bytes], merchants: Mapping[str, MerchantState]
+        self,
+        cards: Mapping[str, CardState | bytes],
+        merchants: Mapping[str, MerchantState | bytes],
     ) -> int:
         """Write states (each with the TTL), pipelined in chunks; returns how many were written.
 
         Idempotent: writing the same states again leaves the store as it was. Last
         write wins per key, so callers publish states in event-time order per entity.
         """
-        # Card states may arrive already encoded (the scorer keeps them as codec bytes).
+        # States may arrive already encoded (the scorer moves them as codec bytes).
         blobs = [
             (self.card_key(k), v if isinstance(v, bytes) else encode_card(v))
             for k, v in cards.items()
         ]
-        blobs += [(self.merchant_key(k), encode_merchant(v)) for k, v in merchants.items()]
+        blobs += [
+            (self.merchant_key(k), v if isinstance(v, bytes) else encode_merchant(v))
+            for k, v in merchants.items()
+        ]
         items = iter(blobs)
         try:
             while chunk := list(islice(items, _CHUNK)):

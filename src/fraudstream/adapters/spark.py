@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fraudstream.settings import S3Settings, Settings, SparkSettings
@@ -77,20 +78,19 @@ def session_conf(settings: Settings, spark: SparkSettings, jars: list[str]) -> d
     return conf
 
 
-def build_session(settings: Settings, spark: SparkSettings, app_name: str) -> SparkSession:
-    """A SparkSession for the scorer; the Python workers use this interpreter (with pyarrow)."""
-    from pyspark.sql import SparkSession
+def build_session(
+    settings: Settings, spark: SparkSettings, app_name: str, local_jars: list[Path]
+) -> SparkSession:
+    """A SparkSession for the scorer; the Python workers use this interpreter (with pyarrow).
 
-    from fraudstream.platform.spark_jars import spark_jars
+    ``local_jars``: the connector jars of a local run (none on Kubernetes, where the
+    image holds them)."""
+    from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    jars = (
-        []
-        if settings.platform.mode == "kubernetes"
-        else [str(p) for p in spark_jars(settings.platform.cache_dir)]
-    )
+    jars = [str(p) for p in local_jars]
     builder = SparkSession.builder.appName(app_name)
     if settings.platform.mode != "kubernetes":
         builder = builder.master(spark.master)

@@ -50,7 +50,7 @@ KNOWN: dict[str, tuple[str, str]] = {
         "online store",
         "is the platform up? `fraudstream platform status` (Redis)",
     ),
-    "fraudstream.adapters.score_sinks.SinkError": (
+    "fraudstream.scoring.sinks.base.SinkError": (
         "scorer output",
         "check the sink named above; the batch is retried from the checkpoint on restart",
     ),

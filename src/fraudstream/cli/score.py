@@ -113,7 +113,6 @@ def score(
     Stops after --duration, on Ctrl-C or SIGTERM, between micro-batches; a restart
     with the same --checkpoint resumes where it stopped.
     """
-    from fraudstream.adapters.score_sinks import OutputTopics
     from fraudstream.adapters.scorer_metrics import MetricsPortError
     from fraudstream.scoring.cards import CARD_STATE_LAYOUTS
     from fraudstream.scoring.run import (
@@ -123,6 +122,7 @@ def score(
         progress_line,
         run_scorer,
     )
+    from fraudstream.scoring.sinks.kafka import OutputTopics
     from fraudstream.scoring.stream import StreamOptions
 
     logging.basicConfig(
@@ -165,7 +165,6 @@ def score(
         if progress and p.get("numInputRows"):
             console.print(progress_line(p), highlight=False)
 
-    publisher = None
     if scorer.online_store if online_store is None else online_store:
         from fraudstream.adapters.online_store import OnlineStore, OnlineStoreError
 
@@ -175,7 +174,8 @@ def score(
         except OnlineStoreError as exc:
             err.print(f"error (online store): {exc}; or run with --no-online-store")
             raise typer.Exit(1) from None
-        publisher = store.put
+        finally:
+            store.close()
         options = replace(options, emit_states=True)
 
     console.print(
@@ -190,7 +190,6 @@ def score(
             options,
             OutputTopics(predictions, alerts, dead_letters),
             duration_s=duration,
-            publisher=publisher,
             on_batch=on_batch,
         )
     except NoModelError as exc:

@@ -1,19 +1,20 @@
-"""One micro-batch on the driver: from the card stage's rows to scored output rows.
+"""One partition of a micro-batch: from the stages' rows to scored output rows.
 
-Row shape in (one per accepted transaction, from the card stage): the canonical
-transaction ``record`` (JSON), its ``card_features``, the Kafka ``partition``,
-``offset`` and ``kafka_ts_ms`` (CreateTime) and the card stage's ``late`` flag.
+Row shape in (one per accepted transaction, from the card and merchant stages): the
+canonical transaction ``record`` (JSON), its ``card_features`` and merchant features,
+the Kafka ``partition``, ``offset`` and ``kafka_ts_ms`` (CreateTime) and the late flags.
 
 Row shape out (``ScoredBatch``): the transactions, their full feature matrix in
 catalogue order (transaction, card, merchant), the champion's scores and reasons,
 optional shadow scores, and the three clocks: event time, ingest time (Kafka
-CreateTime) and ``scored_at``. ``prediction``/``alert``/``table rows`` render them
-for each sink. Pure: no Kafka, Postgres or Spark here.
+CreateTime) and ``scored_at``. ``prediction``, ``reasons_json``, ``reason_detail``
+and ``features_json`` render them for the sinks. Pure: no Kafka, Postgres or Spark here.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -151,19 +152,43 @@ def _iso(seconds: float) -> str:
     )
 
 
-def feature_matrix(rows: list[Accepted], book: MerchantBook) -> tuple[np.ndarray, list[bool]]:
-    """Full feature vectors in catalogue order; advances the merchant book (in place)."""
-    events = [row.event for row in rows]
-    merchant, merchant_late = book.advance(events)
+def assemble(
+    rows: list[Accepted], merchant: Sequence[Sequence[float]], merchant_late: Sequence[bool]
+) -> tuple[np.ndarray, list[bool]]:
+    """Full feature vectors in catalogue order (transaction, card, merchant) and late flags.
+
+    ``merchant`` holds each row's merchant features (``MerchantBook.advance``); a row is
+    late when its card or its merchant had a later transaction already.
+    """
     matrix = np.array(
         [
-            (*transaction_features(e), *row.card_features, *m)
-            for e, row, m in zip(events, rows, merchant, strict=True)
+            (*transaction_features(row.event), *row.card_features, *m)
+            for row, m in zip(rows, merchant, strict=True)
         ],
         dtype=np.float64,
     ).reshape(len(rows), len(feature_names()))
-    late = [r.late or m for r, m in zip(rows, merchant_late, strict=True)]
+    late = [bool(r.late or m) for r, m in zip(rows, merchant_late, strict=True)]
     return matrix, late
+
+
+def feature_matrix(rows: list[Accepted], book: MerchantBook) -> tuple[np.ndarray, list[bool]]:
+    """Full feature vectors in catalogue order; advances the merchant book (in place)."""
+    merchant, merchant_late = book.advance([row.event for row in rows])
+    return assemble(rows, merchant, merchant_late)
+
+
+def score_rows(
+    rows: list[Accepted],
+    features: np.ndarray,
+    late: list[bool],
+    champion: ScoringModel,
+    shadow: ScoringModel | None,
+    scored_at: datetime,
+) -> ScoredBatch:
+    """The champion's scores with reasons and the shadow's scores of assembled rows."""
+    scores = score(champion, features)
+    shadow_scores = score(shadow, features, with_reasons=False).score if shadow else None
+    return ScoredBatch(rows, features, late, champion, scores, shadow, shadow_scores, scored_at)
 
 
 def score_batch(
@@ -173,8 +198,6 @@ def score_batch(
     shadow: ScoringModel | None,
     scored_at: datetime,
 ) -> ScoredBatch:
-    """Merchant features, the champion's scores with reasons and the shadow's scores."""
+    """Merchant features from ``book`` (advanced in place), then ``score_rows``."""
     features, late = feature_matrix(rows, book)
-    scores = score(champion, features)
-    shadow_scores = score(shadow, features, with_reasons=False).score if shadow else None
-    return ScoredBatch(rows, features, late, champion, scores, shadow, shadow_scores, scored_at)
+    return score_rows(rows, features, late, champion, shadow, scored_at)

@@ -1,8 +1,9 @@
 """Merchant features in the stream: one book of merchant states, advanced once per micro-batch.
 
 Merchants are global (every card bucket sees every merchant), so their states cannot
-live in the card buckets. The driver keeps them in a ``MerchantBook`` and advances it
-once per micro-batch, after the card stage, with the batch's transactions sorted by
+live in the card buckets. They live in a ``MerchantBook``, advanced once per
+micro-batch by the merchant stage (``scoring.merchant_stage``, one Spark task), after
+the card stage, with the batch's transactions sorted by
 (event time, transaction id) and the fraud labels known so far, through the same
 ``apply_label`` and ``update_merchant`` the offline builder calls:
 
@@ -10,7 +11,8 @@ once per micro-batch, after the card stage, with the batch's transactions sorted
   its ``label_time``, exactly the offline rule, so a label never changes the
   features of a transaction that happened before it became known;
 - a label is only known to the stream once it is in Postgres ``labels`` (written by
-  ``fraudstream ingest-labels``) and its transaction is in ``transactions_raw``;
+  ``fraudstream ingest-labels``) and its transaction is in ``transactions_raw`` or in
+  the batch;
   a label that arrives after the stream has passed its ``label_time`` takes effect
   from the next micro-batch on (the offline builder, knowing every label, applies it
   from ``label_time`` exactly: the difference is the label ingestion delay);
@@ -67,6 +69,24 @@ class MerchantBook:
         fresh = {label.transaction_id: label for label in labels}
         kept = [p for p in self.pending if p.transaction_id not in fresh]
         self.pending = sorted(kept + list(fresh.values()), key=_label_order)
+
+    def resolve(self, events: list[TxnEvent]) -> None:
+        """Queue the waiting labels (``unresolved``) whose transaction is among ``events``.
+
+        The stage meets a batch's transactions before they reach ``transactions_raw``, so
+        a label of one of them resolves here, before the batch advances the book.
+        """
+        if not self.unresolved:
+            return
+        found = []
+        for txn in events:
+            waiting = self.unresolved.pop(txn.transaction_id, None)
+            if waiting is not None:
+                label_time, is_fraud = waiting
+                found.append(
+                    LabelEvent(txn.transaction_id, txn.merchant_id, txn.time, label_time, is_fraud)
+                )
+        self.add_labels(found)
 
     def advance(self, events: list[TxnEvent]) -> tuple[list[tuple[float, ...]], list[bool]]:
         """Merchant features of ``events`` (any order), applying due labels first.

@@ -16,20 +16,20 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from fraudstream.adapters.object_store import Location
 from fraudstream.adapters.registry import RegistryError, load_model, version_for_alias
-from fraudstream.adapters.score_sinks import BookStore, KafkaOutputs, ObjectLocation, OutputTopics
 from fraudstream.adapters.scorer_metrics import ScorerMetrics
 from fraudstream.adapters.spark import build_session, checkpoint_conf
+from fraudstream.platform.spark_jars import spark_jars
 from fraudstream.scoring.cards import CARD_STATE_LAYOUTS
 from fraudstream.scoring.model import IncompatibleModelError, ScoringModel
 from fraudstream.scoring.reload import ModelHolder
-from fraudstream.scoring.stream import (
-    BatchHandler,
-    BatchReport,
-    StatePublisher,
-    StreamOptions,
-    stage_frame,
-)
+from fraudstream.scoring.sinks.base import Sink
+from fraudstream.scoring.sinks.kafka import KafkaSink, OutputTopics
+from fraudstream.scoring.sinks.online_store import OnlineStoreSink
+from fraudstream.scoring.sinks.parquet import ParquetSink
+from fraudstream.scoring.sinks.postgres import PostgresSink
+from fraudstream.scoring.stream import BatchHandler, BatchReport, StreamOptions, stage_frame
 from fraudstream.settings import ScorerSettings, Settings, SparkSettings
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class CheckpointBucketsError(RuntimeError):
     """The run asks for another card-bucket count than the checkpoint's card state uses."""
 
 
-def check_buckets(checkpoint: ObjectLocation, buckets: int, layout: str = "packed") -> str:
+def check_buckets(checkpoint: Location, buckets: int, layout: str = "packed") -> str:
     """Refuse a checkpoint whose card state this run would misread; record a new one's shape.
 
     A card's bucket is ``pmod(xxhash64(card_id), buckets)``: with another count a card
@@ -83,7 +83,7 @@ def check_buckets(checkpoint: ObjectLocation, buckets: int, layout: str = "packe
             "a new checkpoint (--checkpoint)"
         )
     if not recorded:
-        checkpoint.put(f"card-buckets/{buckets}", str(buckets).encode())
+        checkpoint.write(f"card-buckets/{buckets}", str(buckets).encode())
     if recorded_layouts:
         kept = recorded_layouts[0]
         if kept != layout:
@@ -97,7 +97,7 @@ def check_buckets(checkpoint: ObjectLocation, buckets: int, layout: str = "packe
             )
         return kept
     number = CARD_STATE_LAYOUTS[layout]
-    checkpoint.put(f"card-state/{number}", str(number).encode())
+    checkpoint.write(f"card-state/{number}", str(number).encode())
     return layout
 
 
@@ -152,7 +152,6 @@ def run_scorer(
     topics: OutputTopics,
     duration_s: float | None = None,
     serve_metrics: bool = True,
-    publisher: StatePublisher | None = None,
     on_batch: Any = None,
 ) -> RunResult:
     """Run the scorer until ``duration_s`` (None: until stopped or failed); returns its report."""
@@ -171,29 +170,29 @@ def run_scorer(
         model_holder(settings, "challenger", scorer.reload_interval_s) if scorer.shadow else None
     )
     layout = check_buckets(
-        ObjectLocation(options.checkpoint, settings.s3), options.buckets, options.card_state
+        Location(options.checkpoint, settings.s3), options.buckets, options.card_state
     )
-    options = replace(options, card_state=layout)
     metrics = ScorerMetrics()
     if serve_metrics:
         metrics.serve(scorer.metrics_port)
-    outputs = KafkaOutputs(settings.kafka, topics)
+    local = settings.platform.mode != "kubernetes"  # the image holds the jars there
+    jars = spark_jars(settings.platform.cache_dir) if local else []
+    spark = build_session(settings, spark_settings, "fraudstream-scorer", jars)
+    for key, value in checkpoint_conf(options.checkpoint).items():
+        spark.conf.set(key, value)
+    options = replace(
+        options, card_state=layout, score_partitions=spark.sparkContext.defaultParallelism
+    )
     handler = BatchHandler(
         settings=settings,
         options=options,
         champion=champion,
         shadow=shadow,
-        outputs=outputs,
-        books=BookStore(ObjectLocation(options.checkpoint, settings.s3)),
-        parquet=ObjectLocation(options.parquet_uri, settings.s3) if options.parquet_uri else None,
+        sinks=scorer_sinks(settings, options, topics),
         metrics=metrics,
-        publisher=publisher,
     )
     metrics.reloads.labels("loaded").inc(champion.counts.loaded)
     handler.refresh_models()
-    spark = build_session(settings, spark_settings, "fraudstream-scorer")
-    for key, value in checkpoint_conf(options.checkpoint).items():
-        spark.conf.set(key, value)
     query = (
         stage_frame(spark, settings, options)
         .writeStream.queryName("fraudstream-scorer")
@@ -223,8 +222,8 @@ def run_scorer(
     finally:
         signal.signal(signal.SIGTERM, previous)
         query.stop()
-        outputs.close()
-        handler.close_database()
+        for sink in handler.sinks:
+            sink.close()
         spark.stop()
     return RunResult(
         report=handler.report,
@@ -237,6 +236,20 @@ def run_scorer(
         },
         checkpoint=options.checkpoint,
     )
+
+
+def scorer_sinks(settings: Settings, options: StreamOptions, topics: OutputTopics) -> list[Sink]:
+    """The scorer's outputs, in the order each micro-batch writes them: the online store
+    last, so the API never reads a state whose transaction has no stored score."""
+    sinks: list[Sink] = [
+        KafkaSink(settings.kafka, topics),
+        PostgresSink(settings.postgres, settings.mlflow.model_name, options.source_topic),
+    ]
+    if options.parquet_uri:
+        sinks.append(ParquetSink(options.parquet_uri))
+    if options.emit_states:
+        sinks.append(OnlineStoreSink(settings.redis))
+    return sinks
 
 
 class ProgressFeed:

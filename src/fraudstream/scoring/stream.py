@@ -1,4 +1,4 @@
-"""The streaming query: Kafka -> card buckets (Spark state) -> driver stage -> every sink.
+"""The streaming query: Kafka -> card buckets (Spark state) -> merchants -> scores -> sinks.
 
 ::
 
@@ -9,10 +9,11 @@
       │  validate (shared validator) -> dead letters, or update_card in event-time order
       │  rows: kind, transaction_id, record, card_features, late, dead_letter, offsets
       ▼
-    foreachBatch(BatchHandler)                                    [driver, once per batch]
-      │  transactions_raw upsert -> new labels -> MerchantBook.advance -> score + reasons
+    foreachBatch(BatchHandler)            [driver: plans the batch's jobs, O(1) in rows]
+      │  repartition(1).mapInPandas(MerchantStage)   [one task: labels, merchant book]
+      │  repartition(P, card_id).mapInPandas(ScoreStage)  [P tasks: features, scores]
       ▼
-    Postgres upserts │ fraud_predictions / fraud_alerts / dead_letters │ Parquet │ book save
+    each sink from the executors, in order: Kafka │ Postgres │ Parquet │ online store
 
 Exactly-once for state: Spark commits the card state with the batch's offsets, and
 the merchant book is saved per batch id and reloaded for a replayed batch.
@@ -22,16 +23,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-import psycopg2
-import psycopg2.extensions
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
 from pyspark.sql.types import (
@@ -46,19 +44,8 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from fraudstream.adapters.score_sinks import (
-    BookStore,
-    KafkaOutputs,
-    ObjectLocation,
-    parquet_objects,
-    read_new_labels,
-    write_postgres,
-    write_raw,
-)
-from fraudstream.adapters.scorer_metrics import ScorerMetrics
+from fraudstream.adapters.scorer_metrics import LATENCY_BUCKETS, ScorerMetrics
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, HISTORY_S
-from fraudstream.features.merchant import MerchantState
-from fraudstream.scoring.batch import ScoredBatch, accepted_from, score_batch
 from fraudstream.scoring.cards import (
     CARD_STATE_LAYOUTS,
     DECODED_CARDS_CAPACITY,
@@ -68,8 +55,10 @@ from fraudstream.scoring.cards import (
     Message,
     process_bucket,
 )
-from fraudstream.scoring.merchants import MerchantBook
+from fraudstream.scoring.merchant_stage import MERCHANT_SCHEMA, MerchantStage
 from fraudstream.scoring.reload import ModelHolder
+from fraudstream.scoring.score_stage import SCORED_SCHEMA, ScoreStage
+from fraudstream.scoring.sinks.base import MicroBatch, Sink
 from fraudstream.settings import KafkaSettings, Settings
 from fraudstream.validation import TransactionValidator
 
@@ -111,9 +100,6 @@ WORKER_CARDS = DecodedCards()
 """The decoded card states of this Python worker process, kept across micro-batches (Spark
 reuses its workers): a card whose stored bytes are the ones a batch of this worker wrote
 is not decoded again. Empty in the driver, which never runs the stage."""
-
-StatePublisher = Callable[[dict[str, bytes], dict[str, MerchantState]], object]
-"""Receives each batch's updated card states (codec bytes) and merchant states."""
 
 
 class CardBuckets(StatefulProcessor):
@@ -271,6 +257,9 @@ class StreamOptions:
     emit_states: bool = False
     card_state: str = "packed"
     decoded_cards: int = DECODED_CARDS_CAPACITY
+    score_partitions: int = 2
+    """Tasks of the scoring stage (and of the sinks after it) per micro-batch: the
+    executor cores, so each core scores and writes its share."""
 
 
 def stage_frame(spark: SparkSession, settings: Settings, options: StreamOptions) -> DataFrame:
@@ -318,28 +307,40 @@ class BatchReport:
     late: int = 0
     versions: set[str] = field(default_factory=set)
     latencies: list[float] = field(default_factory=list)
+    """Per micro-batch, the percentiles 1 to 99 of its latencies (``scored_at`` minus the
+    Kafka CreateTime; Spark's approximation)."""
+
+
+_PERCENTILES = [p / 100 for p in range(1, 100)]
+
+
+def _union(frames: list[DataFrame | None]) -> DataFrame | None:
+    present = [f for f in frames if f is not None]
+    if not present:
+        return None
+    out = present[0]
+    for frame in present[1:]:
+        out = out.unionByName(frame)
+    return out
 
 
 @dataclass
 class BatchHandler:
-    """foreachBatch: the driver side of one micro-batch (see the module docstring)."""
+    """foreachBatch: plans one micro-batch's stages and sinks; the rows stay on executors.
+
+    The driver's work per batch does not grow with it: it reads which model versions
+    serve, starts the Spark jobs (the card stage with its counts per kind, the merchant
+    and scoring stages, each sink in order, the batch's statistics) and records
+    metrics from a handful of aggregate rows.
+    """
 
     settings: Settings
     options: StreamOptions
     champion: ModelHolder
     shadow: ModelHolder | None
-    outputs: KafkaOutputs
-    books: BookStore
-    parquet: ObjectLocation | None
+    sinks: list[Sink]
     metrics: ScorerMetrics
-    publisher: StatePublisher | None = None
     report: BatchReport = field(default_factory=BatchReport)
-    _book: MerchantBook | None = None
-    _last_batch: int | None = None
-    _conn: psycopg2.extensions.connection | None = None
-    _objects: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="scorer-objects")
-    )
 
     def refresh_models(self) -> None:
         """Poll the aliases when due; called by the driver's watch loop, not by a batch, so a
@@ -356,125 +357,148 @@ class BatchHandler:
             version = holder.current.version if holder.current else None
             self.metrics.set_model(holder.alias, version, FEATURE_SET_VERSION)
 
-    def _book_for(self, batch_id: int) -> MerchantBook:
-        if self._book is not None and self._last_batch == batch_id - 1:
-            return self._book
-        return self.books.load_before(batch_id)
-
     def __call__(self, frame: DataFrame, batch_id: int) -> None:
-        started = time.perf_counter()
-        rows = frame.toPandas()  # runs the card stage once; its state commits with the batch
-        collected = time.perf_counter()
-        self.metrics.stage_seconds.labels("card_stage").observe(collected - started)
         champion = self.champion.current  # swapped only between batches (see refresh_models)
         if champion is None:
             raise RuntimeError(f"no model at @{self.champion.alias}: cannot score")
-        try:
-            self._handle(rows, batch_id, champion, collected)
-        except BaseException:
-            self._book, self._last_batch = None, None  # reload from the last save next time
-            self.close_database()  # the replay starts on a new connection
-            raise
-
-    def _database(self) -> psycopg2.extensions.connection:
-        """The handler's connection, opened once and kept across micro-batches.
-
-        A new connection per batch cost about 15 ms of a 1,000-row batch's 130 ms of
-        writes (the backend's start and its cold catalog caches; docs/scorer.md)."""
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg2.connect(self.settings.postgres.dsn())
-        return self._conn
-
-    def close_database(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None and not conn.closed:
-            conn.close()
-
-    def _handle(self, rows: pd.DataFrame, batch_id: int, champion: Any, t0: float) -> None:
-        dead = rows[rows["kind"] == "dead"]
-        txns = rows[rows["kind"] == "txn"]
-        accepted = [
-            accepted_from(r, f, p, o, ts, late)
-            for r, f, p, o, ts, late in zip(
-                txns["record"],
-                txns["card_features"],
-                txns["partition"],
-                txns["offset"],
-                txns["kafka_ts_ms"],
-                txns["late"],
-                strict=True,
-            )
-        ]
-        book = self._book_for(batch_id)
         shadow = self.shadow.current if self.shadow else None
-        dead_letters = list(zip(dead["dead_letter_key"], dead["dead_letter"], strict=True))
-        conn = self._database()
-        with conn:  # one transaction: committed here, rolled back (and dropped) on error
-            write_raw(conn, accepted, self.options.source_topic)
-            read_new_labels(conn, book)
-            batch = score_batch(accepted, book, champion, shadow, datetime.now(UTC))
-            t1 = time.perf_counter()
-            # The sinks overlap: Kafka delivers while Postgres upserts and the object store
-            # takes the Parquet and the book. The batch returns only when all three are
-            # done, so a failure in any of them fails it and Spark replays it (every
-            # write is idempotent, see adapters.score_sinks).
-            self.outputs.send(batch, dead_letters)
-            objects = self._objects.submit(self._save_objects, batch, batch_id, book)
-            write_postgres(conn, batch, self.settings.mlflow.model_name)
-        t2 = time.perf_counter()
-        self.outputs.wait(timeout_s=60)
-        t3 = time.perf_counter()
-        objects_s = objects.result()
-        self._book, self._last_batch = book, batch_id
-        t4 = time.perf_counter()
-        self._account(batch, dead, rows, book)
-        for stage, seconds in (
-            ("features_and_scoring", t1 - t0),
-            ("postgres", t2 - t1),  # from the end of scoring, Kafka and objects under way
-            ("kafka", t3 - t2),  # what was left to wait for after Postgres committed
-            ("parquet_and_book", objects_s),  # on its own thread, beside the other two
-            ("sinks", t4 - t1),  # all three, as the batch waits for them
-        ):
-            self.metrics.stage_seconds.labels(stage).observe(seconds)
+        stage = frame.persist()  # the card stage runs once; its state commits with the batch
+        cached = [stage]
+        try:
+            started = time.perf_counter()
+            # The card stage runs here; one row per (kind, dead-letter reason) comes back.
+            kinds = {
+                (r["kind"], r["reason"]): int(r["count"])
+                for r in stage.groupBy("kind", "reason").count().collect()
+            }
+            staged = time.perf_counter()
+            self.metrics.stage_seconds.labels("card_stage").observe(staged - started)
+            scored: DataFrame | None = None
+            merchant_states: DataFrame | None = None
+            stats: Row | None = None
+            if kinds.get(("txn", None)):
+                scored, merchant_states = self._score(stage, batch_id, champion.version, shadow)
+                cached += [scored, merchant_states]
+                stats = scored_statistics(scored)  # the merchant and scoring stages run here
+            scoring = time.perf_counter()
+            self.metrics.stage_seconds.labels("features_and_scoring").observe(scoring - staged)
+            batch = self._outputs(stage, batch_id, kinds, scored, merchant_states)
+            for sink in self.sinks:
+                began = time.perf_counter()
+                sink.run(batch)
+                self.metrics.stage_seconds.labels(sink.name).observe(time.perf_counter() - began)
+            self.metrics.stage_seconds.labels("sinks").observe(time.perf_counter() - scoring)
+            self._account(stats, kinds, champion.version)
+        finally:
+            for cache in cached:
+                cache.unpersist()
 
-    def _save_objects(self, batch: ScoredBatch, batch_id: int, book: MerchantBook) -> float:
-        """The Parquet copy and the merchant-book save (on the handler's object thread)."""
-        started = time.perf_counter()
-        if self.parquet is not None and len(batch):
-            for name, data in parquet_objects(batch, batch_id).items():
-                self.parquet.put(name, data)
-        self.books.save(batch_id, book)
-        return time.perf_counter() - started
+    def _score(
+        self, stage: DataFrame, batch_id: int, champion: str, shadow: Any
+    ) -> tuple[DataFrame, DataFrame]:
+        """The scoring stage's rows (``score_partitions`` tasks) and the merchant stage's
+        (one task), both persisted (nothing runs yet)."""
+        txns = stage.where(F.col("kind") == "txn").select(
+            "transaction_id", "card_id", "record", "card_features", "late",
+            "partition", "offset", "kafka_ts_ms",
+        )  # fmt: skip
+        merchants = (
+            txns.repartition(1)
+            .mapInPandas(
+                MerchantStage(
+                    self.settings, self.options.checkpoint, batch_id, self.options.emit_states
+                ),
+                MERCHANT_SCHEMA,
+            )
+            .persist()
+        )
+        scored = (
+            merchants.where(F.col("kind") == "txn")
+            .repartition(self.options.score_partitions, "card_id")
+            .mapInPandas(
+                ScoreStage(self.settings, champion, shadow.version if shadow else None),
+                SCORED_SCHEMA,
+            )
+            .persist()
+        )
+        return scored, merchants
+
+    def _outputs(
+        self,
+        stage: DataFrame,
+        batch_id: int,
+        kinds: dict[tuple[str, str | None], int],
+        scored: DataFrame | None,
+        merchants: DataFrame | None,
+    ) -> MicroBatch:
+        dead = None
+        if any(kind == "dead" for kind, _ in kinds):
+            dead = stage.where(F.col("kind") == "dead").select(
+                F.col("dead_letter_key").alias("key"), F.col("dead_letter").alias("value"), "reason"
+            )
+        states: list[DataFrame | None] = []
+        if self.options.emit_states:
+            if kinds.get(("state", None)):
+                states.append(
+                    stage.where(F.col("kind") == "state").select(
+                        F.lit("card").alias("entity"),
+                        F.col("card_id").alias("id"),
+                        F.col("card_state").alias("state"),
+                    )
+                )
+            if merchants is not None:
+                states.append(
+                    merchants.where(F.col("kind") == "state").select(
+                        F.lit("merchant").alias("entity"),
+                        F.col("merchant_id").alias("id"),
+                        F.col("merchant_state").alias("state"),
+                    )
+                )
+        return MicroBatch(batch_id, scored, dead, _union(states))
 
     def _account(
-        self, batch: ScoredBatch, dead: pd.DataFrame, rows: pd.DataFrame, book: MerchantBook
+        self, stats: Row | None, kinds: dict[tuple[str, str | None], int], version: str
     ) -> None:
-        now_ms = time.time() * 1000
+        """Counters, latencies and the report from the batch's aggregate rows."""
         report, metrics = self.report, self.metrics
-        latencies = [(now_ms - r.kafka_ts_ms) / 1000 for r in batch.rows]
-        for seconds in latencies:
-            metrics.latency.observe(seconds)
-        report.latencies.extend(latencies[-10_000:])
-        alerts = int(batch.scores.alert.sum()) if len(batch) else 0
-        late = sum(batch.late)
-        metrics.scored.inc(len(batch))
+        report.batches += 1
+        for (kind, reason), n in kinds.items():
+            if kind == "dead":
+                metrics.dead_letters.labels(str(reason)).inc(n)
+                report.dead_letters += n
+        if stats is None:
+            return
+        n, alerts, late = int(stats["n"]), int(stats["alerts"] or 0), int(stats["late"] or 0)
+        metrics.latency.add(
+            [int(stats[f"le_{i}"] or 0) for i in range(len(LATENCY_BUCKETS))],
+            n,
+            float(stats["latency_sum"] or 0.0),
+        )
+        metrics.scored.inc(n)
         metrics.alerts.inc(alerts)
         metrics.late.inc(late)
-        for reason, n in dead["reason"].value_counts().items():
-            metrics.dead_letters.labels(str(reason)).inc(int(n))
-        report.batches += 1
-        report.scored += len(batch)
+        report.scored += n
         report.alerts += alerts
         report.late += late
-        report.dead_letters += len(dead)
-        if len(batch):
-            report.versions.add(batch.champion.version)
-        if self.publisher is not None:
-            started = time.perf_counter()
-            states = rows[rows["kind"] == "state"]
-            touched = {r.txn.merchant_id for r in batch.rows}
-            self.publisher(
-                dict(zip(states["card_id"], states["card_state"], strict=True)),
-                {m: book.merchants[m] for m in touched if m in book.merchants},
-            )
-            metrics.stage_seconds.labels("online_store").observe(time.perf_counter() - started)
+        report.latencies.extend(float(v) for v in stats["percentiles"] or [])
+        del report.latencies[:-10_000]
+        report.versions.add(version)
+
+
+def scored_statistics(scored: DataFrame) -> Row:
+    """One row of a batch's scored rows: count, alerts, late rows and their latencies
+    (``scored_at - ingest_time``: per bucket, summed, and percentiles 1 to 99)."""
+    latency = (F.col("scored_at_us") - F.col("ingest_time_us")) / 1_000_000
+    row = scored.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.col("is_alert").cast("long")).alias("alerts"),
+        F.sum(F.col("late_event").cast("long")).alias("late"),
+        F.sum(latency).alias("latency_sum"),
+        F.percentile_approx(latency, _PERCENTILES, 1000).alias("percentiles"),
+        *(
+            F.sum((latency <= bound).cast("long")).alias(f"le_{i}")
+            for i, bound in enumerate(LATENCY_BUCKETS)
+        ),
+    ).first()
+    assert row is not None  # an aggregate without grouping always has its one row
+    return row

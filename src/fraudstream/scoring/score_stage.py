@@ -1,0 +1,170 @@
+"""The scoring stage: features, scores and reason codes per partition, on the executors.
+
+Each task takes its partition of the merchant stage's rows (``MERCHANT_SCHEMA``,
+``kind = 'txn'``), assembles the feature vectors (``scoring.batch.assemble``), scores
+them with the champion (and the shadow) and renders every sink's payload once.
+
+The driver names the model versions of the micro-batch (``ScoreStage.champion`` and
+``shadow``, fixed when the batch starts, so a batch is scored by one version); each
+Python worker loads a version from the registry once and keeps it for later batches
+(``_WORKER_MODELS``). The driver has already loaded and checked a version (feature-set
+version and columns) before naming it, so a refused version never reaches a worker.
+
+Row shape out (``SCORED_SCHEMA``): one row per scored transaction; clocks as epoch
+microseconds (UTC): ``event_time_us`` from the event, ``ingest_time_us`` the Kafka
+CreateTime, ``scored_at_us`` when its partition was scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import orjson
+import pandas as pd
+from pyspark.sql.types import (
+    ArrayType,
+    BinaryType,
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from fraudstream.adapters.registry import load_model
+from fraudstream.features.catalogue import FEATURE_SET_VERSION
+from fraudstream.scoring.batch import ScoredBatch, accepted_from, assemble, score_rows
+from fraudstream.scoring.model import ScoringModel
+from fraudstream.settings import Settings
+
+SCORED_SCHEMA = StructType(
+    [
+        StructField("transaction_id", StringType()),
+        StructField("card_id", StringType()),
+        StructField("merchant_id", StringType()),
+        StructField("amount", DoubleType()),
+        StructField("currency", StringType()),
+        StructField("record", StringType()),
+        StructField("source_partition", IntegerType()),
+        StructField("source_offset", LongType()),
+        StructField("event_time_us", LongType()),
+        StructField("ingest_time_us", LongType()),
+        StructField("scored_at_us", LongType()),
+        StructField("score", DoubleType()),
+        StructField("is_alert", BooleanType()),
+        StructField("threshold", DoubleType()),
+        StructField("model_version", StringType()),
+        StructField("feature_set_version", StringType()),
+        StructField("reason_codes", StringType()),
+        StructField("reason_detail", StringType()),
+        StructField("features", ArrayType(DoubleType())),
+        StructField("features_json", StringType()),
+        StructField("shadow_score", DoubleType()),
+        StructField("shadow_model_version", StringType()),
+        StructField("late_event", BooleanType()),
+        StructField("prediction", BinaryType()),
+    ]
+)
+
+_WORKER_MODELS: dict[tuple[str, str, str], ScoringModel] = {}
+"""(tracking URI, model name, version) -> the loaded model, kept by this Python worker."""
+
+
+def worker_model(settings: Settings, version: str, role: str) -> ScoringModel:
+    """The model ``version``, loaded from the registry once per Python worker."""
+    key = (settings.mlflow.uri, settings.mlflow.model_name, version)
+    model = _WORKER_MODELS.get(key)
+    if model is None:
+        model = _WORKER_MODELS[key] = ScoringModel.checked(load_model(settings, version), role)
+    return (
+        model
+        if model.role == role
+        else ScoringModel(
+            model.model, model.version, model.threshold, model.feature_set_version, role
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ScoreStage:
+    """``mapInPandas`` function of the scoring stage for one micro-batch."""
+
+    settings: Settings
+    champion: str
+    shadow: str | None
+
+    def __call__(self, frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        champion = worker_model(self.settings, self.champion, "champion")
+        shadow = worker_model(self.settings, self.shadow, "challenger") if self.shadow else None
+        for frame in frames:
+            if not len(frame):
+                continue
+            rows = [
+                accepted_from(r, f, p, o, ts, late)
+                for r, f, p, o, ts, late in zip(
+                    frame["record"], frame["card_features"], frame["partition"],
+                    frame["offset"], frame["kafka_ts_ms"], frame["late"], strict=True,
+                )
+            ]  # fmt: skip
+            merchant = [tuple(m) for m in frame["merchant_features"]]
+            features, late = assemble(rows, merchant, [False] * len(rows))
+            batch = score_rows(rows, features, late, champion, shadow, datetime.now(UTC))
+            yield scored_frame(batch, frame["record"])
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _us(when: datetime) -> int:
+    """Epoch microseconds of an aware datetime, exactly."""
+    return (when - _EPOCH) // timedelta(microseconds=1)
+
+
+def scored_frame(batch: ScoredBatch, records: pd.Series) -> pd.DataFrame:
+    """The rows of ``SCORED_SCHEMA`` of a scored partition (``records``: its raw JSON)."""
+    n = len(batch)
+    txns = [r.txn for r in batch.rows]
+    alert = batch.scores.alert
+    predictions = [
+        orjson.dumps(batch.prediction(i), option=orjson.OPT_SERIALIZE_NUMPY) for i in range(n)
+    ]
+    return pd.DataFrame(
+        {
+            "transaction_id": [t.transaction_id for t in txns],
+            "card_id": [t.card_id for t in txns],
+            "merchant_id": [t.merchant_id for t in txns],
+            "amount": [float(t.amount) for t in txns],
+            "currency": [t.currency for t in txns],
+            "record": records.to_numpy(),
+            "source_partition": [r.partition for r in batch.rows],
+            "source_offset": [r.offset for r in batch.rows],
+            "event_time_us": [_us(t.event_time) for t in txns],
+            "ingest_time_us": [r.kafka_ts_ms * 1000 for r in batch.rows],
+            "scored_at_us": [_us(batch.scored_at)] * n,
+            "score": batch.scores.score,
+            "is_alert": alert,
+            "threshold": [batch.champion.threshold] * n,
+            "model_version": [batch.champion.version] * n,
+            "feature_set_version": [FEATURE_SET_VERSION] * n,
+            "reason_codes": [batch.reasons_json(i) for i in range(n)],
+            "reason_detail": [
+                orjson.dumps(batch.reason_detail(i), option=orjson.OPT_SERIALIZE_NUMPY).decode()
+                if alert[i]
+                else None
+                for i in range(n)
+            ],
+            "features": list(batch.features),
+            "features_json": [batch.features_json(i) for i in range(n)],
+            "shadow_score": (
+                np.full(n, np.nan) if batch.shadow_scores is None else batch.shadow_scores
+            ),
+            "shadow_model_version": [None if batch.shadow is None else batch.shadow.version] * n,
+            "late_event": batch.late,
+            "prediction": predictions,
+        }
+    )

@@ -1,0 +1,1 @@
+"""The scorer's outputs, one module per sink, all behind ``sinks.base.Sink``."""

@@ -1,0 +1,154 @@
+"""Postgres sink: ``transactions_raw``, ``transactions_with_score`` and ``fraud_alerts``.
+
+Each partition of a micro-batch's scored rows is one database transaction on its
+worker's connection: the raw and scored rows are loaded with ``COPY`` into a staging
+table and upserted from it (``adapters.postgres.copy_upsert``), the alerts upserted.
+Every write is keyed by ``transaction_id``: ``transactions_raw`` ``ON CONFLICT DO
+NOTHING``, the other two ``ON CONFLICT DO UPDATE`` (an alert's analyst ``status`` is
+kept), so a partition or a whole batch written again changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import orjson
+import pandas as pd
+import psycopg2
+import psycopg2.extensions
+from psycopg2.extras import execute_values
+
+from fraudstream.adapters.postgres import copy_upsert
+from fraudstream.features.catalogue import FEATURE_SET_VERSION
+from fraudstream.schema import Transaction
+from fraudstream.schema.contract import field_names
+from fraudstream.scoring.sinks.base import (
+    MicroBatch,
+    Sink,
+    drop_worker_client,
+    worker_client,
+)
+from fraudstream.settings import PostgresSettings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+# The contract is the one list of a raw transaction's columns (transactions_raw mirrors it).
+RAW_COLUMNS = [*field_names("transaction"), "source_topic", "source_partition", "source_offset"]
+SCORED_COLUMNS = [
+    "transaction_id", "event_time", "card_id", "merchant_id", "amount", "score", "threshold",
+    "is_alert", "model_name", "model_version", "feature_set_version", "reason_codes",
+    "features", "shadow_score", "shadow_model_version", "scored_at", "ingest_time", "late_event",
+]  # fmt: skip
+_SCORED_CONFLICT = """ON CONFLICT (transaction_id) DO UPDATE SET score = EXCLUDED.score,
+   threshold = EXCLUDED.threshold, is_alert = EXCLUDED.is_alert,
+   model_name = EXCLUDED.model_name, model_version = EXCLUDED.model_version,
+   feature_set_version = EXCLUDED.feature_set_version,
+   reason_codes = EXCLUDED.reason_codes, features = EXCLUDED.features,
+   shadow_score = EXCLUDED.shadow_score, shadow_model_version = EXCLUDED.shadow_model_version,
+   scored_at = EXCLUDED.scored_at, ingest_time = EXCLUDED.ingest_time,
+   late_event = EXCLUDED.late_event"""
+_ALERTS = """INSERT INTO fraud_alerts (transaction_id, event_time, card_id, merchant_id,
+   amount, score, threshold, model_version, reason_codes, reason_detail,
+   ingest_time, scored_at) VALUES %s
+   ON CONFLICT (transaction_id) DO UPDATE SET score = EXCLUDED.score,
+   threshold = EXCLUDED.threshold, model_version = EXCLUDED.model_version,
+   reason_codes = EXCLUDED.reason_codes, reason_detail = EXCLUDED.reason_detail,
+   ingest_time = EXCLUDED.ingest_time, scored_at = EXCLUDED.scored_at"""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc_from_us(us: Any) -> datetime | None:
+    """Epoch microseconds (UTC) as an aware datetime, exactly (None for a null)."""
+    if us is None or pd.isna(us):
+        return None
+    return _EPOCH + timedelta(microseconds=int(us))
+
+
+def _optional(value: Any) -> Any:
+    return None if value is None or pd.isna(value) else value
+
+
+class PostgresSink(Sink):
+    name: ClassVar[str] = "postgres"
+
+    def __init__(self, settings: PostgresSettings, model_name: str, source_topic: str) -> None:
+        self.settings = settings
+        self.model_name = model_name
+        self.source_topic = source_topic
+
+    def frames(self, batch: MicroBatch) -> list[DataFrame]:
+        return [] if batch.scored is None else [batch.scored]
+
+    def _key(self) -> tuple[str, ...]:
+        return ("postgres", self.settings.host, str(self.settings.port), self.settings.database)
+
+    def setup(self) -> None:
+        conn: psycopg2.extensions.connection = worker_client(
+            self._key(), lambda: psycopg2.connect(self.settings.dsn())
+        )
+        if conn.closed:
+            drop_worker_client(self._key())
+            conn = worker_client(self._key(), lambda: psycopg2.connect(self.settings.dsn()))
+        self._conn = conn
+        self._rows: list[pd.DataFrame] = []
+
+    def write(self, rows: pd.DataFrame) -> None:
+        self._rows.append(rows)  # one database transaction per partition, in ``flush``
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        rows = pd.concat(self._rows, ignore_index=True)
+        try:
+            with self._conn, self._conn.cursor() as cur:  # committed here, rolled back on error
+                write_rows(cur, rows, self.model_name, self.source_topic)
+        except BaseException:
+            drop_worker_client(self._key())
+            self._conn.close()  # the replay starts on a new connection
+            raise
+
+
+def write_rows(
+    cur: psycopg2.extensions.cursor, rows: pd.DataFrame, model_name: str, source_topic: str
+) -> None:
+    """Upsert scored rows (``SCORED_SCHEMA``) into the three tables, in one transaction."""
+    txns = [Transaction.from_json_dict(orjson.loads(r)) for r in rows["record"]]
+    ingest = [utc_from_us(v) for v in rows["ingest_time_us"]]
+    scored_at = [utc_from_us(v) for v in rows["scored_at_us"]]
+    raw = [
+        (*(getattr(t, c) for c in RAW_COLUMNS[:-3]), source_topic, int(p), int(o))
+        for t, p, o in zip(txns, rows["source_partition"], rows["source_offset"], strict=True)
+    ]
+    copy_upsert(
+        cur, "transactions_raw", RAW_COLUMNS, raw, "ON CONFLICT (transaction_id) DO NOTHING"
+    )
+    columns = (
+        rows["score"], rows["threshold"], rows["is_alert"], rows["model_version"],
+        rows["reason_codes"], rows["features_json"], rows["shadow_score"],
+        rows["shadow_model_version"], rows["late_event"],
+    )  # fmt: skip
+    scored = []
+    alerts = []
+    for i, (t, values) in enumerate(zip(txns, zip(*columns, strict=True), strict=True)):
+        score, threshold, alert, version, reasons, features, shadow, shadow_v, late = values
+        scored.append(
+            (
+                t.transaction_id, t.event_time, t.card_id, t.merchant_id, t.amount,
+                float(score), float(threshold), bool(alert), model_name, version,
+                FEATURE_SET_VERSION, reasons, features, _optional(shadow), _optional(shadow_v),
+                scored_at[i], ingest[i], bool(late),
+            )
+        )  # fmt: skip
+        if alert:
+            alerts.append(
+                (
+                    t.transaction_id, t.event_time, t.card_id, t.merchant_id, t.amount,
+                    float(score), float(threshold), version, reasons, rows["reason_detail"][i],
+                    ingest[i], scored_at[i],
+                )
+            )  # fmt: skip
+    copy_upsert(cur, "transactions_with_score", SCORED_COLUMNS, scored, _SCORED_CONFLICT)
+    if alerts:
+        execute_values(cur, _ALERTS, alerts, page_size=1000)
