@@ -1,0 +1,223 @@
+"""Does the scorer scale out? The same pre-filled topic scored with 1 and with 2 executor cores.
+
+Prints figures and ratios, asserts nothing. Needs a running platform
+(`fraudstream platform up`, or the FRAUDSTREAM_* settings of another).
+
+A scratch topic is filled with --rows live transactions before any scorer starts, so
+no producer competes for the cores. Then `fraudstream score` reads it from the start,
+--max-offsets-per-trigger records per micro-batch, once in ``local[1]`` and once in
+``local[2]`` (each with a new checkpoint, the run's rows deleted from Postgres in
+between). For each run, over the window from the end of its first micro-batch (Spark
+and the model warmed up) to the last record handled (the scorer's metrics):
+
+- ``rows_per_s``: records handled (scored or dead-lettered) in the window per second;
+- ``driver_us_per_row``: CPU of the scorer's Python driver process per row;
+- ``executor_cpu_s_per_1000``: CPU of the Spark JVM and its Python workers per 1,000
+  rows (in local mode the JVM also runs Spark's own driver side: scheduling, the
+  offset and commit logs), split as ``jvm`` and ``python_workers``.
+
+Then ``scale_ratio`` = rows_per_s(2) / rows_per_s(1) and, labelled as a projection,
+the capacity with 1, 2, 4, 8 and 16 executor cores from Amdahl's law with the serial
+and parallel time per row the two runs imply (t1 = s + p, t2 = s + p/2). The cores
+the platform's services use on the same machine are in the measured figures and not
+in the projection, which assumes cores added as executors elsewhere.
+
+The last line is one JSON object: ``driver_us_per_row`` (of the 2-core run),
+``rows_per_s_1``, ``rows_per_s_2``, ``scale_ratio`` and the projection.
+
+Usage: python bench/scale.py [--rows 40000] [--max-offsets 4000] [--pythonpath OTHER/src]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).parent))  # the helpers of bench/stream.py
+
+from fraudstream.adapters.kafka import create_scratch_topic, delete_topic
+from fraudstream.platform.process import running_processes
+from fraudstream.settings import ScorerSettings, Settings, load_settings
+from stream import CLI, _delete_rows, _live_values, _model, _produce
+
+
+def _handled(port: int) -> float | None:
+    """Records the scorer has handled: ``fraudstream_scored_total`` plus every
+    ``fraudstream_dead_letters_total`` (the live pool holds a few invalid records); None
+    until its endpoint answers."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    except OSError:
+        return None
+    total = 0.0
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            if sample.name in ("fraudstream_scored_total", "fraudstream_dead_letters_total"):
+                total += sample.value
+    return total
+
+
+def _cpu(root: int) -> dict[str, float]:
+    """CPU seconds so far of the scorer's driver process, its JVM and the JVM's Python
+    workers (the process tree under ``root``, from /proc)."""
+    processes = running_processes()
+    children: dict[int, list[Any]] = {}
+    for p in processes:
+        children.setdefault(p.ppid, []).append(p)
+    out = {"driver": 0.0, "jvm": 0.0, "python_workers": 0.0}
+    out["driver"] = next((p.cpu_seconds for p in processes if p.pid == root), 0.0)
+    todo = list(children.get(root, []))
+    while todo:
+        p = todo.pop()
+        kind = "jvm" if "java" in p.cmdline.split(" ")[0] else "python_workers"
+        out[kind] += p.cpu_seconds
+        todo.extend(children.get(p.pid, []))
+    return out
+
+
+def run_once(
+    settings: Settings, topics: dict[str, str], rows: int, cores: int, args: Any
+) -> dict[str, Any]:
+    """One scorer over the whole topic in ``local[cores]``; its figures over the window."""
+    checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/bench/{uuid.uuid4().hex[:10]}"
+    env = {
+        **os.environ,
+        "FRAUDSTREAM_SPARK_MASTER": f"local[{cores}]",
+        "FRAUDSTREAM_SPARK_SHUFFLE_PARTITIONS": str(args.shuffle_partitions),
+    }
+    if args.pythonpath:
+        env["PYTHONPATH"] = args.pythonpath
+    port = ScorerSettings().metrics_port
+    log = Path(f"{args.log}.local{cores}").open("w")  # noqa: SIM115 (closed below)
+    scorer = subprocess.Popen(
+        [CLI, "score", "--source", topics["in"], "--predictions", topics["p"], "--alerts",
+         topics["a"], "--dead-letters", topics["d"], "--checkpoint", checkpoint,
+         "--starting-offsets", "earliest", "--trigger", str(args.trigger), "--no-parquet",
+         "--no-progress", "--buckets", str(args.buckets),
+         "--max-offsets-per-trigger", str(args.max_offsets)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        start: tuple[float, float, dict[str, float]] | None = None
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline and scorer.poll() is None:
+            scored = _handled(port)
+            if scored is not None and start is None and scored > 0:
+                start = (time.monotonic(), scored, _cpu(scorer.pid))
+            if scored is not None and scored >= rows:
+                break
+            time.sleep(0.25)
+        ended, cpu = time.monotonic(), _cpu(scorer.pid)
+        final = _handled(port) or 0.0
+    finally:
+        scorer.terminate()
+        scorer.wait(120)
+        log.close()
+    if start is None or final < rows:
+        return {"cores": cores, "error": f"handled {final:.0f} of {rows}", "log": log.name}
+    began, scored_then, cpu_then = start
+    counted = final - scored_then
+    used = {k: cpu[k] - cpu_then[k] for k in cpu}
+    return {
+        "cores": cores,
+        "rows_in_window": int(counted),
+        "seconds": round(ended - began, 2),
+        "rows_per_s": round(counted / (ended - began), 1),
+        "driver_us_per_row": round(used["driver"] / counted * 1e6, 2),
+        "executor_cpu_s_per_1000": round((used["jvm"] + used["python_workers"]) / counted * 1e3, 3),
+        "jvm_cpu_s_per_1000": round(used["jvm"] / counted * 1e3, 3),
+        "python_workers_cpu_s_per_1000": round(used["python_workers"] / counted * 1e3, 3),
+        "load_avg_1m": os.getloadavg()[0],
+    }
+
+
+def projection(rows_per_s_1: float, rows_per_s_2: float) -> dict[str, Any]:
+    """Amdahl's law from two runs: t1 = s + p, t2 = s + p/2 (seconds per row)."""
+    t1, t2 = 1 / rows_per_s_1, 1 / rows_per_s_2
+    parallel = max(0.0, 2 * (t1 - t2))
+    serial = max(0.0, t1 - parallel)
+    return {
+        "serial_us_per_row": round(serial * 1e6, 2),
+        "parallel_us_per_row": round(parallel * 1e6, 2),
+        "rows_per_s": {
+            str(n): round(1 / (serial + parallel / n), 1) if serial + parallel > 0 else None
+            for n in (1, 2, 4, 8, 16)
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=40_000)
+    parser.add_argument("--max-offsets", type=int, default=4_000, help="Records per batch.")
+    parser.add_argument("--trigger", type=float, default=0.5)
+    parser.add_argument("--buckets", type=int, default=4, help="Card buckets.")
+    parser.add_argument(
+        "--shuffle-partitions", type=int, default=2,
+        help="Partitions of the card stage (each run has a new checkpoint, so it takes it).",
+    )  # fmt: skip
+    parser.add_argument("--timeout", type=float, default=1200, help="Seconds per run at most.")
+    parser.add_argument(
+        "--pythonpath", default="",
+        help="Run the scorer from another checkout's src (e.g. the code before a change).",
+    )  # fmt: skip
+    parser.add_argument("--log", default="bench-scale-scorer.log", help="The scorers' output.")
+    args = parser.parse_args()
+    name = f"fraud-detector-bench-{uuid.uuid4().hex[:6]}"
+    os.environ["FRAUDSTREAM_MLFLOW_MODEL_NAME"] = name  # read by the settings and the scorer
+    settings = load_settings()
+    _model(settings, name)
+    topics = {k: create_scratch_topic(settings.kafka, f"scale-{k}") for k in ("in", "p", "a", "d")}
+    runs: list[dict[str, Any]] = []
+    try:
+        _produce(settings, topics["in"], args.rows, 1.0, _live_values(20_000), 20)
+        for cores in (1, 2):
+            figures = run_once(settings, topics, args.rows, cores, args)
+            print(json.dumps({"run": figures}), flush=True)
+            runs.append(figures)
+            _delete_rows(settings, topics["in"])
+    finally:
+        for topic in topics.values():
+            delete_topic(settings.kafka, topic)
+        _delete_rows(settings, topics["in"])
+    if any("error" in r for r in runs):
+        print(json.dumps({"error": [r.get("error") for r in runs]}), flush=True)
+        return
+    one, two = runs
+    ratio = two["rows_per_s"] / one["rows_per_s"]
+    projected = projection(one["rows_per_s"], two["rows_per_s"])
+    print(
+        f"projection (Amdahl's law from the two runs, not a measurement): serial "
+        f"{projected['serial_us_per_row']} us/row, parallel {projected['parallel_us_per_row']} "
+        f"us/row; rows/s by executor cores {projected['rows_per_s']}",
+        flush=True,
+    )
+    print(
+        json.dumps(
+            {
+                "driver_us_per_row": two["driver_us_per_row"],
+                "driver_us_per_row_1": one["driver_us_per_row"],
+                "rows_per_s_1": one["rows_per_s"],
+                "rows_per_s_2": two["rows_per_s"],
+                "scale_ratio": round(ratio, 3),
+                "executor_cpu_s_per_1000_1": one["executor_cpu_s_per_1000"],
+                "executor_cpu_s_per_1000_2": two["executor_cpu_s_per_1000"],
+                "projection": projected,
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
