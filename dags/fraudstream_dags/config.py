@@ -63,7 +63,10 @@ class DagConfig:
             service_account=_env("FRAUDSTREAM_TRAINER_SERVICE_ACCOUNT", defaults.service_account),
             config_map=_env("FRAUDSTREAM_TRAINER_CONFIG_MAP", defaults.config_map),
             kafka_user=_env("FRAUDSTREAM_TRAINER_KAFKA_USER", defaults.kafka_user),
-            kafka_ca_secret=_env("FRAUDSTREAM_TRAINER_KAFKA_CA_SECRET", defaults.kafka_ca_secret),
+            # Set but empty: the Kafka listener has no TLS, so no CA is mounted.
+            kafka_ca_secret=os.environ.get(
+                "FRAUDSTREAM_TRAINER_KAFKA_CA_SECRET", defaults.kafka_ca_secret
+            ),
             postgres_secret=_env("FRAUDSTREAM_TRAINER_POSTGRES_SECRET", defaults.postgres_secret),
             s3_secret=_env("FRAUDSTREAM_TRAINER_S3_SECRET", defaults.s3_secret),
             s3_access_key_key=_env("FRAUDSTREAM_TRAINER_S3_ACCESS_KEY_KEY", "access-key"),

@@ -130,6 +130,23 @@ def _pod(
     from kubernetes.client import models as k8s
 
     resources = RESOURCES[size]
+    volumes = [k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource())]
+    mounts = [k8s.V1VolumeMount(name="tmp", mount_path="/tmp")]  # noqa: S108 (read-only root)
+    if pods.kafka_ca_secret:  # no CA where the Kafka listener has no TLS (the offline profile)
+        volumes.append(
+            k8s.V1Volume(
+                name="kafka-ca",
+                secret=k8s.V1SecretVolumeSource(
+                    secret_name=pods.kafka_ca_secret,
+                    items=[k8s.V1KeyToPath(key="ca.crt", path="ca.crt")],
+                ),
+            )
+        )
+        mounts.append(
+            k8s.V1VolumeMount(
+                name="kafka-ca", mount_path="/etc/fraudstream/kafka-ca", read_only=True
+            )
+        )
     return KubernetesPodOperator(
         name=f"fraudstream-{common['task_id'].replace('_', '-')}",
         namespace=pods.namespace,
@@ -166,22 +183,11 @@ def _pod(
             k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name=pods.config_map))
         ],
         env_vars=pod_env(pods),
-        volumes=[
-            k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource()),
-            k8s.V1Volume(
-                name="kafka-ca",
-                secret=k8s.V1SecretVolumeSource(
-                    secret_name=pods.kafka_ca_secret,
-                    items=[k8s.V1KeyToPath(key="ca.crt", path="ca.crt")],
-                ),
-            ),
-        ],
-        volume_mounts=[
-            k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),  # noqa: S108 (read-only root)
-            k8s.V1VolumeMount(
-                name="kafka-ca", mount_path="/etc/fraudstream/kafka-ca", read_only=True
-            ),
-        ],
+        volumes=volumes,
+        volume_mounts=mounts,
+        # Service links would add <SERVICE>_PORT variables: a Service named fraudstream-mlflow
+        # sets FRAUDSTREAM_MLFLOW_PORT=tcp://..., which the package's settings read as theirs.
+        full_pod_spec=k8s.V1Pod(spec=k8s.V1PodSpec(containers=[], enable_service_links=False)),
         on_finish_action="delete_pod",
         get_logs=True,
         in_cluster=True,

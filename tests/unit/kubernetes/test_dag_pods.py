@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -176,6 +177,8 @@ def test_pods_run_the_trainer_image_with_the_cli(described: dict[str, Any]) -> N
         assert container["command"] == ["fraudstream"], where
         assert pod["spec"]["serviceAccountName"] == "fraud-platform-trainer", where
         assert pod["spec"]["automountServiceAccountToken"] is False, where
+        assert pod["spec"]["enableServiceLinks"] is False, where
+        assert {v["name"] for v in pod["spec"]["volumes"]} == {"tmp", "kafka-ca"}, where
         assert pod["metadata"]["namespace"] == "fraudstream", where
         assert task["on_finish_action"] == "delete_pod", where
     train = pods["fraud_retrain.train"]["pod"]["spec"]["containers"][0]
@@ -242,3 +245,23 @@ def test_validation_rejects_a_broken_pod(described: dict[str, Any], chain: Toolc
     pod["spec"]["containers"][0]["imagePullPolicy"] = ["IfNotPresent"]
     _, problems = chain.validate(yaml.safe_dump(pod))
     assert problems
+
+
+def test_an_empty_kafka_ca_secret_means_a_listener_without_tls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The offline profile sets FRAUDSTREAM_TRAINER_KAFKA_CA_SECRET to "": no CA to mount."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "dag_config", REPO / "dags" / "fraudstream_dags" / "config.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "dag_config", module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    monkeypatch.setenv("FRAUDSTREAM_TRAINER_KAFKA_CA_SECRET", "")
+    assert module.DagConfig.from_env().pods.kafka_ca_secret == ""
+    monkeypatch.delenv("FRAUDSTREAM_TRAINER_KAFKA_CA_SECRET")
+    assert module.DagConfig.from_env().pods.kafka_ca_secret == "fraudstream-cluster-ca-cert"
