@@ -1,0 +1,79 @@
+"""charts/offline-stack: the offline profile's own Kafka, PostgreSQL, MinIO and MLflow render to
+valid objects that meet the restricted Pod Security Standard, and carry the names and users the
+platform chart's offline values expect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from .policy import all_violations
+from .toolchain import REPO, Toolchain, load_all
+
+Obj = dict[str, Any]
+STACK = REPO / "charts" / "offline-stack"
+
+
+@pytest.fixture(scope="module")
+def rendered(chain: Toolchain) -> str:
+    return chain.render(STACK, release="offline-stack")
+
+
+@pytest.fixture(scope="module")
+def objects(rendered: str) -> list[Obj]:
+    return load_all(rendered)
+
+
+def by_name(objects: list[Obj], kind: str) -> dict[str, Obj]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+
+
+def test_the_objects_validate_and_meet_the_restricted_policy(
+    chain: Toolchain, rendered: str, objects: list[Obj]
+) -> None:
+    count, problems = chain.validate(rendered)
+    assert problems == []
+    assert count == len(objects) == 11
+    assert [v for o in objects for v in all_violations(o)] == []
+
+
+def test_the_services_have_the_names_the_platform_chart_uses(objects: list[Obj]) -> None:
+    offline = yaml.safe_load(
+        (REPO / "charts" / "fraud-platform" / "ci" / "kind-offline-values.yaml").read_text()
+    )
+    defaults = yaml.safe_load((REPO / "charts" / "fraud-platform" / "values.yaml").read_text())
+    services = by_name(objects, "Service")
+    host, port = offline["kafka"]["bootstrapServers"].split(":")
+    assert int(port) in [p["port"] for p in services[host]["spec"]["ports"]]
+    assert defaults["postgres"]["host"] in services
+    for url in (defaults["s3"]["endpointUrl"], defaults["mlflow"]["trackingUri"]):
+        name, port = url.removeprefix("http://").split(":")
+        assert int(port) in [p["port"] for p in services[name]["spec"]["ports"]]
+    # The platform's network policy finds the brokers and the database by these labels.
+    pods = {
+        o["metadata"]["name"]: o["spec"]["template"]["metadata"]["labels"]
+        for o in objects
+        if o["kind"] == "StatefulSet"
+    }
+    assert offline["kafka"]["podSelector"].items() <= pods["fraudstream-kafka"].items()
+    assert offline["postgres"]["podSelector"].items() <= pods["fraudstream-postgres"].items()
+
+
+def test_kafka_is_a_quorum_of_three_with_a_user_per_platform_component(
+    objects: list[Obj],
+) -> None:
+    kafka = by_name(objects, "StatefulSet")["fraudstream-kafka"]
+    assert kafka["spec"]["replicas"] == 3
+    assert kafka["spec"]["podManagementPolicy"] == "Parallel"
+    (container,) = kafka["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CONTROLLERS"] == "3"
+    assert env["KAFKA_REPLICATION_FACTOR"] == "3"
+    assert env["KAFKA_MIN_ISR"] == "2"
+    users = {m["mountPath"].rsplit("/", 1)[1] for m in container["volumeMounts"]
+             if m["mountPath"].startswith("/etc/kafka-users/")}  # fmt: skip
+    platform = yaml.safe_load((REPO / "charts" / "fraud-platform" / "values.yaml").read_text())
+    wanted = {platform[k]["kafkaUser"] for k in ("scorer", "api", "generator", "labelIngest")}
+    assert wanted | {"fraudstream-trainer"} == users
