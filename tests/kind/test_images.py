@@ -9,6 +9,8 @@ import re
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import pytest
 
@@ -205,21 +207,8 @@ def test_airflow_loads_every_dag_without_import_errors() -> None:
 
 
 def test_redis_starts_and_answers_ping() -> None:
-    tag = image("redis")
-    name = f"fraudstream-smoke-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["docker", "run", "-d", "--rm", "--name", name, tag], check=True, capture_output=True
-    )
-    try:
-        deadline, reply = time.monotonic() + 30, ""
-        while time.monotonic() < deadline and reply != "PONG":
-            reply = subprocess.run(
-                ["docker", "exec", name, "redis-cli", "ping"], capture_output=True, text=True
-            ).stdout.strip()
-            time.sleep(0.5)
-        assert reply == "PONG"
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    with detached(image("redis")) as name:
+        assert answer_of(name, ["redis-cli", "ping"], "PONG", timeout=30) == "PONG"
 
 
 def test_the_redis_exporter_answers() -> None:
@@ -244,9 +233,32 @@ def started(name: str, until: str, timeout: float = 180) -> str:
     raise AssertionError(f"no {until!r} after {timeout:.0f}s:\n{text[-3000:]}")
 
 
-def test_a_kafka_node_formats_its_storage_and_starts() -> None:
-    tag = image("kafka")
+@contextmanager
+def detached(tag: str, *options: str, command: Sequence[str] = ()) -> Iterator[str]:
+    """A container of `tag` running in the background (docker run -d), removed afterwards."""
     name = f"fraudstream-smoke-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["docker", "run", "-d", "--rm", "--name", name, *options, tag, *command],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def answer_of(name: str, argv: Sequence[str], wanted: str, timeout: float) -> str:
+    """What `docker exec name argv` prints, asked again until it is `wanted` or time is up."""
+    deadline, answer = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline and answer != wanted:
+        done = subprocess.run(["docker", "exec", name, *argv], capture_output=True, text=True)
+        answer = done.stdout.strip() or done.stderr.strip()
+        time.sleep(0.5)
+    return answer
+
+
+def test_a_kafka_node_formats_its_storage_and_starts() -> None:
     # Pod kafka-0 of Service kafka-headless in namespace smoke, the only controller.
     host = "kafka-0.kafka-headless.smoke.svc"
     env = {
@@ -259,48 +271,28 @@ def test_a_kafka_node_formats_its_storage_and_starts() -> None:
         "KAFKA_HEAP_MB": "256",
     }
     flags = [x for k, v in env.items() for x in ("-e", f"{k}={v}")]
-    subprocess.run(
-        ["docker", "run", "-d", "--rm", "--name", name, "--network", "none", "--hostname",
-         "kafka-0", "--add-host", f"{host}:127.0.0.1", *flags, tag],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    try:
+    network = ["--network", "none", "--hostname", "kafka-0", "--add-host", f"{host}:127.0.0.1"]
+    with detached(image("kafka"), *network, *flags) as name:
         logs = started(name, "Kafka Server started")
         assert "node 0 (broker,controller), voters 0@kafka-0.kafka-headless.smoke.svc:9093" in logs
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
 def test_postgres_initialises_and_creates_the_databases_for_their_owners() -> None:
-    tag = image("postgres")
-    name = f"fraudstream-smoke-{uuid.uuid4().hex[:8]}"
     script = (
         "mkdir -p /tmp/roles/owner && printf super > /tmp/roles/super && printf fraud > "
         "/tmp/roles/owner/username && printf s3cret > /tmp/roles/owner/password && "
         "exec /usr/local/bin/postgres-entrypoint.sh"
     )
-    subprocess.run(
-        ["docker", "run", "-d", "--rm", "--name", name, "--network", "none",
-         "-e", "POSTGRES_PASSWORD_FILE=/tmp/roles/super",
-         "-e", "POSTGRES_DATABASES=fraud:/tmp/roles/owner",
-         "--entrypoint", "/bin/bash", tag, "-c", script],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    try:
+    options = [
+        "--network", "none", "-e", "POSTGRES_PASSWORD_FILE=/tmp/roles/super",
+        "-e", "POSTGRES_DATABASES=fraud:/tmp/roles/owner", "--entrypoint", "/bin/bash",
+    ]  # fmt: skip
+    with detached(image("postgres"), *options, command=["-c", script]) as name:
         started(name, "database system is ready to accept connections\n", timeout=60)
         query = "SELECT current_user || ' ' || current_database()"
-        deadline, answer = time.monotonic() + 30, ""
-        while time.monotonic() < deadline and answer != "fraud fraud":
-            done = subprocess.run(
-                ["docker", "exec", "-e", "PGPASSWORD=s3cret", name, "psql", "-h", "127.0.0.1",
-                 "-U", "fraud", "-d", "fraud", "-tAc", query],
-                capture_output=True, text=True,
-            )  # fmt: skip
-            answer = done.stdout.strip() or done.stderr.strip()
-            time.sleep(0.5)
-        assert answer == "fraud fraud"
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        psql = ["psql", "-h", "127.0.0.1", "-U", "fraud", "-d", "fraud", "-tAc", query]
+        as_owner = ["env", "PGPASSWORD=s3cret", *psql]
+        assert answer_of(name, as_owner, "fraud fraud", timeout=30) == "fraud fraud"
 
 
 def test_minio_answers_its_version() -> None:
