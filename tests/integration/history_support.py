@@ -13,10 +13,9 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from psycopg2.extras import execute_values
 
 from fraudstream.adapters import registry
-from fraudstream.adapters.postgres import connect, upsert_labels
+from fraudstream.adapters.postgres import connect, insert_transactions, upsert_labels
 from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.model.experiment import run_experiment
 from fraudstream.model.split import TimeSplit
@@ -41,15 +40,16 @@ def store_history(
     labels: pd.DataFrame,
     extra_labels: Sequence[Label] = (),
 ) -> None:
-    """Insert the transactions into ``transactions_raw`` and upsert the labels (plus
-    ``extra_labels``) into ``labels`` of the database ``settings`` points at."""
-    columns = field_names("transaction")
+    """Load the transactions into ``transactions_raw`` and upsert the labels (plus
+    ``extra_labels``) into ``labels`` of the database ``settings`` points at, as
+    `fraudstream load` does."""
+    columns = list(field_names("transaction"))
     rows = [
-        tuple(None if pd.isna(v) else v for v in record)
-        for record in txns[list(columns)].itertuples(index=False)
+        {name: None if pd.isna(v) else v for name, v in zip(columns, record, strict=True)}
+        for record in txns[columns].itertuples(index=False)
     ]
-    with connect(settings.postgres) as conn, conn.cursor() as cur:
-        execute_values(cur, f"INSERT INTO transactions_raw ({', '.join(columns)}) VALUES %s", rows)
+    with connect(settings.postgres) as conn:
+        insert_transactions(conn, rows, "test-history")
         upsert_labels(
             conn,
             [

@@ -182,6 +182,24 @@ def upsert_labels(conn: psycopg2.extensions.connection, labels: Iterable[Label])
     return len(changed)
 
 
+def insert_transactions(
+    conn: psycopg2.extensions.connection, rows: Iterable[dict[str, Any]], source: str
+) -> int:
+    """Add transactions (dicts of the contract's columns) to ``transactions_raw`` as they are,
+    ``source`` recorded as their ``source_topic``; returns how many were new.
+
+    Keyed by ``transaction_id`` and ``ON CONFLICT DO NOTHING``, as the scorer writes them:
+    a transaction already stored (loaded before, or scored) is left untouched, so loading
+    a file twice changes nothing. The caller commits.
+    """
+    columns = [*field_names("transaction"), "source_topic"]
+    values = [(*(row[name] for name in columns[:-1]), source) for row in rows]
+    with conn.cursor() as cur:
+        return copy_upsert(
+            cur, "transactions_raw", columns, values, "ON CONFLICT (transaction_id) DO NOTHING"
+        )
+
+
 def _frame(cur: psycopg2.extensions.cursor, contract: ContractName) -> pd.DataFrame:
     """The cursor's rows as a DataFrame typed by the contract's Arrow schema (as Parquet reads)."""
     import pyarrow as pa
@@ -279,8 +297,9 @@ def copy_upsert(
     columns: list[str],
     rows: list[tuple[Any, ...]],
     conflict: str,
-) -> None:
-    """``INSERT INTO table ... <conflict>`` of ``rows`` through COPY into a staging table.
+) -> int:
+    """``INSERT INTO table ... <conflict>`` of ``rows`` through COPY into a staging table;
+    returns the rows the statement inserted or updated.
 
     The same statement as a multi-row INSERT, loaded in COPY's text format: measured
     2-2.5x faster than ``execute_values`` for batches of 3,000 scored rows. The staging
@@ -289,7 +308,7 @@ def copy_upsert(
     writes adds no catalog rows per write. One call per table and transaction.
     """
     if not rows:
-        return
+        return 0
     stage = f"stage_{table}"
     names = ", ".join(columns)
     cur.execute(
@@ -298,3 +317,4 @@ def copy_upsert(
     )
     cur.copy_expert(f"COPY {stage} ({names}) FROM STDIN", io.StringIO(copy_text_rows(rows)))
     cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} {conflict}")
+    return int(cur.rowcount)

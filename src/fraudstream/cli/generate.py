@@ -1,4 +1,4 @@
-"""`fraudstream generate history|stream`, `replay` and `validate`: wiring only."""
+"""`fraudstream generate history|stream`, `replay`, `load` and `validate`: wiring only."""
 
 from __future__ import annotations
 
@@ -260,6 +260,50 @@ def replay_(
     console.print(
         f"sent {report.transactions:,} transactions and {report.labels:,} labels "
         f"in {report.seconds:.1f}s ({report.rate:,.0f} tx/s)"
+    )
+
+
+@transactions_app.command("load")
+def load(
+    transactions: Annotated[Path, typer.Option(help="Parquet, CSV or JSONL of transactions.")],
+    labels: Annotated[Path | None, typer.Option(help="Parquet, CSV or JSONL of labels.")] = None,
+    source: Annotated[
+        str, typer.Option(help="Recorded as the rows' source_topic (where they came from).")
+    ] = "load",
+    chunk: Annotated[int, typer.Option(min=1, help="Rows per database transaction.")] = 20_000,
+    strict: StrictOpt = False,
+) -> None:
+    """Load a history of transactions (and their labels) into PostgreSQL, without scoring it.
+
+    This is how a new deployment gets the history the retraining DAG trains on
+    (`extract-training-set` reads transactions_raw and labels). Rows the row policy
+    refuses are reported and left out (--strict: nothing is loaded). Idempotent:
+    a transaction already stored is left as it is, and of two labels for one
+    transaction the later label_time wins, so loading a file twice changes nothing.
+    """
+    from fraudstream.adapters.postgres import connect, insert_transactions, upsert_labels
+    from fraudstream.schema import Label
+
+    tx = conform(read_file(transactions), "transaction", str(transactions))
+    lb = conform(read_file(labels), "label", str(labels)) if labels else None
+    table = tx.table.filter(_screen(tx.table, str(transactions), strict).kept)
+    added = changed = 0
+    with connect(load_settings().postgres) as conn:
+        with _bar("loading transactions", table.num_rows) as bar:
+            for batch in table.to_batches(max_chunksize=chunk):
+                added += insert_transactions(conn, batch.to_pylist(), source)
+                conn.commit()
+                bar.update(TASK, advance=batch.num_rows)
+        if lb is not None:
+            with _bar("loading labels", lb.table.num_rows) as bar:
+                for batch in lb.table.to_batches(max_chunksize=chunk):
+                    changed += upsert_labels(conn, (Label(**r) for r in batch.to_pylist()))
+                    conn.commit()
+                    bar.update(TASK, advance=batch.num_rows)
+    console.print(
+        f"{added:,} of {table.num_rows:,} transactions were new"
+        + (f"; {changed:,} of {lb.table.num_rows:,} labels new or later" if lb else ""),
+        soft_wrap=True,
     )
 
 
