@@ -41,6 +41,10 @@ ensure "$NS" fraudstream-postgres-airflow username=airflow "password=$airflow_pa
 ensure "$NS" fraudstream-airflow-metadata \
   "connection=postgresql://airflow:$airflow_password@fraudstream-postgres-rw:5432/airflow"
 ensure "$NS" fraudstream-airflow-api-secret-key "api-secret-key=$(random)"
+# The Airflow UI's admin (the offline profile's Airflow, simple auth manager: user -> password).
+airflow_admin="$(random)"
+ensure "$NS" fraudstream-airflow-admin username=admin "password=$airflow_admin" \
+  "passwords.json={\"admin\": \"$airflow_admin\"}"
 ensure "$NS" fraudstream-redis "password=$(random)"
 ensure "$NS" fraudstream-api-token "token=$(random)"
 if [[ $PROFILE == offline ]]; then

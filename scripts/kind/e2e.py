@@ -54,6 +54,8 @@ result: dict[str, Any] = {
     "strimzi_resources_accepted": False,
     "training_pod_succeeded": None,  # None: a champion existed, no training pod was needed
     "champion_version": None,
+    "airflow_training_pods": 0,
+    "retrain_gate": None,  # promoted | refused (then promoted by an operator's --override)
     "reloaded_version": None,
     "failed": [],
 }
@@ -393,6 +395,91 @@ def delete_driver() -> None:
     result["driver_pod_deleted"] = True
 
 
+AIRFLOW = "deploy/fraudstream-airflow"
+RETRAIN_TASKS = ("extract_training_set", "train", "evaluate", "promote")
+retrain: dict[str, Any] = {}
+
+
+def airflow(*args: str) -> str:
+    return kubectl("-n", NS, "exec", AIRFLOW, "-c", "scheduler", "--", "airflow", *args)
+
+
+def retrain_started() -> None:
+    """The Airflow of the offline stack runs the retraining DAG once: each of its tasks is a
+    KubernetesPodOperator training pod. The scorer keeps scoring meanwhile."""
+    wait_for("the DAG fraud_retrain", lambda: "fraud_retrain" in airflow("dags", "list"), 600)
+    airflow("dags", "unpause", "fraud_retrain")
+    as_of = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    run_id = f"kind-e2e-{int(time.time())}"
+    conf = {"as_of": as_of, "candidates": 2, "smote": False, "reason": "kind-e2e"}
+    airflow("dags", "trigger", "fraud_retrain", "--run-id", run_id, "--conf", json.dumps(conf))
+    retrain.update(run_id=run_id, as_of=as_of, champion=champion(), started=time.monotonic())
+    say(f"triggered fraud_retrain {run_id} (cutoff {as_of}, champion {retrain['champion']})")
+
+
+def run_state() -> str:
+    runs = json.loads(airflow("dags", "list-runs", "fraud_retrain", "-o", "json"))
+    return next(r["state"] for r in runs if r["run_id"] == retrain["run_id"])
+
+
+def training_pods() -> int:
+    """Training pods the DAG's tasks launched (the operator labels each with its task)."""
+    out = kubectl(
+        "-n", NS, "get", "events", "--field-selector", "reason=Scheduled", "-o", "json"
+    )  # fmt: skip
+    names = {e["involvedObject"]["name"] for e in json.loads(out)["items"]}
+    return sum(1 for n in names if n.startswith("fraudstream-") and any(
+        n.startswith(f"fraudstream-{t.replace('_', '-')}") for t in RETRAIN_TASKS
+    ))  # fmt: skip
+
+
+def retrain_finished() -> None:
+    """The run succeeds; when its gate promoted the challenger, or else once an operator promoted
+    it with --override (the gate compares two models of nearly the same data, so either outcome
+    is legitimate), the scorer must switch to the new champion without a restart: scores of that
+    version reach PostgreSQL while the driver pod stays the same."""
+    if not retrain:
+        raise StepError("the retraining run was never triggered")
+    wait_for("the retraining run to end", lambda: run_state() in ("success", "failed"), 2400, 15)
+    state = run_state()
+    result["airflow_training_pods"] = training_pods()
+    say(f"fraud_retrain {state} in {time.monotonic() - retrain['started']:.0f}s, "
+        f"{result['airflow_training_pods']} training pods")  # fmt: skip
+    if state != "success":
+        tasks = airflow("tasks", "states-for-dag-run", "fraud_retrain", retrain["run_id"])
+        raise StepError(f"the retraining run {state}:\n{tasks}")
+    driver = driver_uid()
+    new = champion()
+    if new != retrain["champion"]:
+        result["retrain_gate"] = "promoted"
+    else:
+        result["retrain_gate"] = "refused"
+        key = time.strftime(
+            "%Y%m%dT%H%M%SZ", time.strptime(retrain["as_of"], "%Y-%m-%dT%H:%M:%S+00:00")
+        )
+        kubectl(
+            "-n", NS, "exec", f"deploy/{RELEASE}-api", "-c", "api", "--", "fraudstream", "promote",
+            "--training-set", f"s3://fraudstream-datasets/training/fraud_retrain/{key}/",
+            "--override", "kind-e2e: the scorer's hot reload is under test", "--decided-by",
+            "kind-e2e", timeout=900,
+        )  # fmt: skip
+        new = champion()
+        if new == retrain["champion"]:
+            raise StepError("the override did not move @champion")
+    say(f"@champion: version {retrain['champion']} -> {new} ({result['retrain_gate']} by the gate)")
+    sql = f"SELECT count(*) FROM transactions_with_score WHERE model_version = '{new}'"
+    wait_for(f"scores of version {new}", lambda: int(psql(sql) or 0) > 0, 600)
+    # The running driver switched (a restarted one would log "(was None)").
+    logs = kubectl("-n", NS, "logs", f"{APP}-driver", "-c", "spark-kubernetes-driver")
+    if (
+        f"now serving version {new} (was {retrain['champion']})" not in logs
+        or driver_uid() != driver
+    ):
+        raise StepError("the scorer did not switch models in its running driver")
+    result["reloaded_version"] = new
+    result["champion_version"] = new
+
+
 COUNT = """
 from confluent_kafka import Consumer, TopicPartition
 from fraudstream.settings import load_settings
@@ -457,14 +544,16 @@ def main() -> None:
     step("namespace, restricted Pod Security, Secrets", namespace)
     step("Strimzi resources accepted by the API server", strimzi_resources, fatal=False)
     step("Spark Operator", spark_operator)
-    step("offline stack: Kafka, PostgreSQL, MinIO, MLflow", offline_stack)
+    step("offline stack: Kafka, PostgreSQL, MinIO, MLflow, Airflow", offline_stack)
     step("online store", online_store)
     step("fraud-platform release", platform)
     step("first champion from a training pod", first_champion)
     step("scorer SparkApplication, API, generator, label ingest running", platform_ready)
     step("scores reach PostgreSQL", scores_flow)
+    step("the retraining DAG triggered in Airflow", retrain_started, fatal=False)
     step("the API answers through its Service", api, fatal=False)
     step("helm test", helm_test, fatal=False)
+    step("training pods retrain, the scorer hot-reloads", retrain_finished, fatal=False)
     step("kubectl scales the executors 1 -> 2", scale_executors, fatal=False)
     step("kubectl scales the brokers 3 -> 4", scale_brokers, fatal=False)
     step("a broker pod deleted mid-stream", delete_broker, fatal=False)

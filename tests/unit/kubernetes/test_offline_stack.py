@@ -1,5 +1,5 @@
-"""charts/offline-stack: the offline profile's own Kafka, PostgreSQL, MinIO and MLflow render to
-valid objects that meet the restricted Pod Security Standard, and carry the names and users the
+"""charts/offline-stack: the offline profile's own Kafka, PostgreSQL, MinIO, MLflow and Airflow
+render to valid objects that meet the restricted Pod Security Standard, and carry the names and users the
 platform chart's offline values expect."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def test_the_objects_validate_and_meet_the_restricted_policy(
 ) -> None:
     count, problems = chain.validate(rendered)
     assert problems == []
-    assert count == len(objects) == 11
+    assert count == len(objects) == 14
     assert [v for o in objects for v in all_violations(o)] == []
 
 
@@ -77,3 +77,26 @@ def test_kafka_is_a_quorum_of_three_with_a_user_per_platform_component(
     platform = yaml.safe_load((REPO / "charts" / "fraud-platform" / "values.yaml").read_text())
     wanted = {platform[k]["kafkaUser"] for k in ("scorer", "api", "generator", "labelIngest")}
     assert wanted | {"fraudstream-trainer"} == users
+
+
+def test_airflow_runs_the_dags_as_training_pods_with_a_launcher_identity(
+    objects: list[Obj],
+) -> None:
+    """The DAGs are parsed in kubernetes mode (tasks are pods of the platform's trainer image, no
+    Kafka CA on a listener without TLS), under a service account the platform chart lets create
+    pods, and every component shares one home (the API server serves the tasks' logs)."""
+    platform = yaml.safe_load((REPO / "charts" / "fraud-platform" / "values.yaml").read_text())
+    pod = by_name(objects, "Deployment")["fraudstream-airflow"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] in platform["trainer"]["launchers"]
+    assert [c["name"] for c in pod["containers"]] == ["api-server", "scheduler", "dag-processor"]
+    assert [c["args"][:3] for c in pod["initContainers"]] == [["airflow", "db", "migrate"]]
+    for container in pod["initContainers"] + pod["containers"]:
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["FRAUDSTREAM_MODE"] == "kubernetes"
+        assert env["FRAUDSTREAM_TRAINER_KAFKA_CA_SECRET"] == ""
+        assert env["FRAUDSTREAM_TRAINER_IMAGE"].startswith("fraudstream/trainer:")
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        secrets = {e["name"] for e in container["env"] if "valueFrom" in e}
+        assert secrets == {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__API_AUTH__JWT_SECRET"}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert mounts["home"] == env["AIRFLOW_HOME"]
