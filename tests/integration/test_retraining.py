@@ -336,3 +336,30 @@ def test_a_retried_train_reuses_its_version_and_finishes_what_a_crash_left(
         ["challenger"],
         pytest.approx(finished["threshold"]),
     )
+
+
+def test_an_override_promotes_past_the_gate_and_says_so(
+    env: Settings, extracted: tuple[str, dict[str, Any]]
+) -> None:
+    """An operator's override moves @champion to the worse challenger the gate refused, and
+    the record keeps both the operator's reason and the gate's verdict."""
+    uri, _ = extracted
+    worse = registry.version_for_alias(env, registry.CHALLENGER)
+    champion = registry.version_for_alias(env, registry.CHAMPION)
+    assert worse not in (None, champion)
+    promote = ("promote", "--training-set", uri, "--events-topic", events_topic(), "--json")
+    blank = subprocess.run(
+        [*CLI, *promote, "--override", " "], capture_output=True, text=True, check=False
+    )
+    assert blank.returncode == 2
+    assert "needs a reason" in " ".join(blank.stderr.split())
+    assert registry.version_for_alias(env, registry.CHAMPION) == champion
+    done = _json_line(run_cli(*promote, "--override", "rollback drill", "--decided-by", "ops"))
+    assert (done["decision"], done["version"], done["previous_version"]) == (
+        "promoted",
+        worse,
+        champion,
+    )
+    assert done["reason"].startswith("override: rollback drill (the gate: ")
+    assert "Average Precision is not higher" in done["reason"]
+    assert registry.version_for_alias(env, registry.CHAMPION) == worse

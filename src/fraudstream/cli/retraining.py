@@ -124,6 +124,13 @@ def promote(
     require_promotion: Annotated[
         bool, typer.Option(help="Exit 3 when the gate refuses (default: exit 0).")
     ] = False,
+    override: Annotated[
+        str | None,
+        typer.Option(
+            help="Promote even if the gate refuses, for this reason (an operator's decision, "
+            "recorded with the gate's verdict): a rollback, or a fix that cannot wait."
+        ),
+    ] = None,
     events_topic: Annotated[str, typer.Option(help="Where alias moves are published.")] = (
         MODEL_EVENTS.name
     ),
@@ -135,8 +142,10 @@ def promote(
     The holdout is --start/--days, else the last 7 days of --training-set, else
     all of the given data. A promotion is recorded in model_promotions and
     published on model_events; a refusal changes nothing and says why.
+    --override promotes past a refusal, recording the reason beside the gate's.
     """
     from fraudstream.adapters import registry
+    from fraudstream.model.gate import Decision
 
     json_mode(console, as_json)
     settings = load_settings()
@@ -161,6 +170,10 @@ def promote(
         return
     outcome = _decide(settings, (transactions, labels, training_set), start, days, version, strict)
     challenger, previous, decision, figures = outcome
+    if override is not None and not decision.promote and previous != challenger.version:
+        if not override.strip():
+            raise typer.BadParameter("--override needs a reason (who decided, and why)")
+        decision = Decision(True, f"override: {override.strip()} (the gate: {decision.reason})")
     if not decision.promote:
         console.print(
             f"[bold red]refused[/]: version {challenger.version} stays challenger: "
