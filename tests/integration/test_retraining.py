@@ -28,12 +28,12 @@ from fraudstream.adapters import registry
 from fraudstream.adapters.kafka import consumer_config, create_scratch_topic, delete_topic
 from fraudstream.adapters.object_store import s3_client
 from fraudstream.adapters.postgres import connect, migrate, scratch_database
-from fraudstream.adapters.training_sets import load
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.model.events import model_event_schema
 from fraudstream.model.training_set import EXIT_TOO_FEW_LABELS
 from fraudstream.schema import Label
 from fraudstream.settings import Settings, load_settings
+from fraudstream.training_sets import load
 from tests.integration.conftest import CLI, run_cli
 from tests.integration.history_support import (
     generated_history,

@@ -168,7 +168,7 @@ def _read_frames(
             param_hint="--training-set",
         )
     if training_set:
-        from fraudstream.adapters import training_sets
+        from fraudstream import training_sets
         from fraudstream.adapters.object_store import LocationError
         from fraudstream.model.training_set import TrainingSetError
 

@@ -67,7 +67,7 @@ def extract_training_set(
     labels (a reason to skip training, not a failure). Rows the stream's row policy
     refuses now are left out and counted in the manifest (--strict: stop instead).
     """
-    from fraudstream.adapters import training_sets
+    from fraudstream import training_sets
     from fraudstream.adapters.object_store import Location, LocationError
     from fraudstream.model.training_set import EXIT_TOO_FEW_LABELS, TooFewLabelsError, Window
 

@@ -1,5 +1,8 @@
 """Training sets between PostgreSQL and a location (a local directory or an S3 prefix).
 
+A use case over two adapters (``postgres``, ``object_store``) and the model's
+training-set format (``model.training_set``), so it lives above ``adapters``.
+
 ``extract`` reads the point-in-time window with ``postgres.read_training_window``
 and writes the three objects of ``model.training_set`` (rows the stream's row policy
 refuses left out and counted, ``fraudstream.screening``); ``load`` reads them back
