@@ -39,7 +39,7 @@ ensure "$NS" fraudstream-s3 "rootUser=$s3_user" "rootPassword=$s3_password" \
 ensure "$NS" fraudstream-postgres-mlflow username=mlflow "password=$(random)"
 ensure "$NS" fraudstream-postgres-airflow username=airflow "password=$airflow_password"
 ensure "$NS" fraudstream-airflow-metadata \
-  "connection=postgresql://airflow:$airflow_password@fraudstream-postgres-rw:5432/airflow"
+  "connection=postgresql+psycopg2://airflow:$airflow_password@fraudstream-postgres-rw:5432/airflow"
 ensure "$NS" fraudstream-airflow-api-secret-key "api-secret-key=$(random)"
 # The Airflow UI's admin (the offline profile's Airflow, simple auth manager: user -> password).
 airflow_admin="$(random)"
