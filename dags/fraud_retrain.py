@@ -43,8 +43,12 @@ with fraudstream_dag(
     as_of_help="Cutoff (ISO 8601, UTC) for a manual run; empty: the data interval.",
     params={
         "days": Param(35, type="integer", minimum=7, description="Days of history to train on."),
-        "candidates": Param(20, type="integer", minimum=1, description="Search candidates."),
-        "smote": Param(True, type="boolean", description="Run the SMOTE arm of the ablation."),
+        "candidates": Param(
+            config.retrain_candidates, type="integer", minimum=1, description="Search candidates."
+        ),
+        "smote": Param(
+            config.retrain_smote, type="boolean", description="Run the SMOTE arm of the ablation."
+        ),
         "reason": Param("schedule", type="string", description="Why this run was started."),
     },
     tags=["training"],

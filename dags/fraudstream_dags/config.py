@@ -49,6 +49,10 @@ class DagConfig:
     retries: int
     retry_delay_s: int
     pods: PodDefaults = field(default_factory=PodDefaults)
+    retrain_candidates: int = 20
+    """Default of fraud_retrain's ``candidates``: a small cluster trains with fewer."""
+    retrain_smote: bool = True
+    """Default of fraud_retrain's ``smote`` (the SMOTE arm of the ablation doubles the work)."""
 
     @classmethod
     def from_env(cls) -> DagConfig:
@@ -79,4 +83,6 @@ class DagConfig:
             retries=int(_env("FRAUDSTREAM_DAG_RETRIES", "2")),
             retry_delay_s=int(_env("FRAUDSTREAM_DAG_RETRY_DELAY_S", "300")),
             pods=pods,
+            retrain_candidates=int(_env("FRAUDSTREAM_RETRAIN_CANDIDATES", "20")),
+            retrain_smote=_env("FRAUDSTREAM_RETRAIN_SMOTE", "true").lower() in ("1", "true", "yes"),
         )

@@ -247,10 +247,8 @@ def test_validation_rejects_a_broken_pod(described: dict[str, Any], chain: Toolc
     assert problems
 
 
-def test_an_empty_kafka_ca_secret_means_a_listener_without_tls(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The offline profile sets FRAUDSTREAM_TRAINER_KAFKA_CA_SECRET to "": no CA to mount."""
+def _dag_config(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """dags/fraudstream_dags/config.py as a module of its own (Airflow is not imported)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
@@ -261,7 +259,28 @@ def test_an_empty_kafka_ca_secret_means_a_listener_without_tls(
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "dag_config", module)  # dataclasses look their module up
     spec.loader.exec_module(module)
+    return module
+
+
+def test_an_empty_kafka_ca_secret_means_a_listener_without_tls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The offline profile sets FRAUDSTREAM_TRAINER_KAFKA_CA_SECRET to "": no CA to mount."""
+    module = _dag_config(monkeypatch)
     monkeypatch.setenv("FRAUDSTREAM_TRAINER_KAFKA_CA_SECRET", "")
     assert module.DagConfig.from_env().pods.kafka_ca_secret == ""
     monkeypatch.delenv("FRAUDSTREAM_TRAINER_KAFKA_CA_SECRET")
     assert module.DagConfig.from_env().pods.kafka_ca_secret == "fraudstream-cluster-ca-cert"
+
+
+def test_the_retrain_defaults_are_sized_by_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A scheduled fraud_retrain takes its parameters' defaults; a small cluster lowers them."""
+    module = _dag_config(monkeypatch)
+    config = module.DagConfig.from_env()
+    assert (config.retrain_candidates, config.retrain_smote) == (20, True)
+    monkeypatch.setenv("FRAUDSTREAM_RETRAIN_CANDIDATES", "4")
+    monkeypatch.setenv("FRAUDSTREAM_RETRAIN_SMOTE", "false")
+    config = module.DagConfig.from_env()
+    assert (config.retrain_candidates, config.retrain_smote) == (4, False)

@@ -97,6 +97,10 @@ def test_airflow_runs_the_dags_as_training_pods_with_a_launcher_identity(
         assert env["FRAUDSTREAM_TRAINER_KAFKA_CA_SECRET"] == ""
         assert env["FRAUDSTREAM_TRAINER_IMAGE"].startswith("fraudstream/trainer:")
         assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert (env["FRAUDSTREAM_RETRAIN_CANDIDATES"], env["FRAUDSTREAM_RETRAIN_SMOTE"]) == (
+            "4",
+            "false",
+        )
         secrets = {e["name"] for e in container["env"] if "valueFrom" in e}
         assert secrets == {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__API_AUTH__JWT_SECRET"}
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
