@@ -311,6 +311,14 @@ class ScorerSettings(BaseSettings):
         default=True,
         description="Publish each batch's card and merchant states to the online store (Redis).",
     )
+    retry_budget_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="Seconds a write or read waits out an unreachable dependency (PostgreSQL, "
+        "the object store, Redis, Kafka, the registry), retrying with backoff, before its "
+        "micro-batch fails (0: no retry).",
+    )
 
 
 class AirflowSettings(BaseSettings):

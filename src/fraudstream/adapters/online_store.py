@@ -45,7 +45,12 @@ _CHUNK = 500  # commands per pipeline round trip when publishing
 
 
 class OnlineStoreError(RuntimeError):
-    """Redis cannot be reached or refused the request; names the address and the cause."""
+    """Redis cannot be reached or refused the request; names the address and the cause.
+
+    ``transient``: Redis was unreachable (a retry may succeed), not a refusal such as
+    bad credentials (``adapters.retry`` reads it)."""
+
+    transient: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,10 +168,14 @@ class OnlineStore:
 
     def _error(self, exc: redis.RedisError) -> OnlineStoreError:
         where = f"{self.settings.host}:{self.settings.port}/{self.settings.db}"
-        return OnlineStoreError(
+        error = OnlineStoreError(
             f"online store (Redis at {where}): {exc}; is the platform up "
             "(`fraudstream platform status`) and FRAUDSTREAM_REDIS_PASSWORD right?"
         )
+        error.transient = isinstance(
+            exc, redis.ConnectionError | redis.TimeoutError
+        ) and not isinstance(exc, redis.AuthenticationError)
+        return error
 
 
 def _states(card_blob: object, merchant_blob: object) -> States:

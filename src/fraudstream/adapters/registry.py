@@ -10,6 +10,7 @@ The tracking URI is passed per call; nothing is configured at import time.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from fraudstream.adapters.postgres import connect
+from fraudstream.adapters.retry import transient
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.model.experiment import Experiment, scores_of
 from fraudstream.monitoring.profile import PROFILE_ARTIFACT, build_profile
@@ -44,7 +46,25 @@ ANOMALY_TRUSTED_TYPES = [
 
 
 class RegistryError(RuntimeError):
-    """The registry does not hold what was asked for (a model, an alias, a compatible version)."""
+    """The registry does not hold what was asked for (a model, an alias, a compatible version),
+    or (``transient``) did not answer."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def fail_fast_http() -> None:
+    """Make this process's MLflow client fail at once on a refused connection.
+
+    MLflow's HTTP client retries a refused or dropped connection itself, by default 7
+    times over about four minutes, blocking its caller throughout. A caller that retries
+    under its own budget (the scorer, ``adapters.retry``) calls this first; it sets
+    MLflow's own variables only where the environment does not already set them, and
+    Spark's Python workers started afterwards inherit them.
+    """
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
 @dataclass(frozen=True)
@@ -290,11 +310,17 @@ def aliases_of(settings: Settings, version: str) -> list[str]:
 
 
 def version_for_alias(settings: Settings, alias: str) -> str | None:
-    """The version an alias points at, or None when the alias is not set."""
+    """The version an alias points at, or None when the alias is not set; a registry that
+    does not answer raises ``RegistryError`` (``transient``), never None."""
     client = _client(settings)
     try:
         return str(client.get_model_version_by_alias(settings.mlflow.model_name, alias).version)
-    except MlflowException:
+    except MlflowException as exc:
+        if transient(exc):
+            raise RegistryError(
+                f"the registry at {settings.mlflow.uri} did not answer: {exc.message}",
+                transient=True,
+            ) from None
         return None
 
 
@@ -333,7 +359,7 @@ def load_model(settings: Settings, ref: str) -> LoadedModel:
         native = "xgboost" in info.flavors
         model = mlflow.xgboost.load_model(uri) if native else mlflow.sklearn.load_model(uri)
     except MlflowException as exc:
-        raise RegistryError(f"cannot load {uri}: {exc.message}") from None
+        raise RegistryError(f"cannot load {uri}: {exc.message}", transient(exc)) from None
     meta = info.metadata or {}
     version = meta.get("feature_set_version")
     if version != FEATURE_SET_VERSION:

@@ -110,6 +110,11 @@ class ScorerMetrics:
             "Transactions older than their card's or merchant's latest (scored, not added)",
             registry=r,
         )
+        self.retries = Counter(
+            "fraudstream_scorer_batch_retries",
+            "Micro-batches run again in place after a dependency was unreachable",
+            registry=r,
+        )
         self.kafka_lag = Gauge(
             "fraudstream_scorer_kafka_lag", "Records behind the latest offsets", registry=r
         )

@@ -4,6 +4,11 @@ Used by ``fraudstream score`` and ``jobs/score_stream.py``. The query runs until
 ``duration_s`` passes (bounded local runs, the demo, tests), until it fails, or
 until SIGTERM/Ctrl-C, and then stops between micro-batches: everything a finished
 batch wrote is committed, and an unfinished batch is replayed by the next start.
+
+Faults, innermost first: each sink and registry read retries a transient failure
+(``adapters.retry``) within ``ScorerSettings.retry_budget_s``; a micro-batch that still
+fails on a transient error is run again in place (``RetryingBatches``) within the same
+budget. Errors no wait can fix (credentials, schema) fail the batch at once.
 """
 
 from __future__ import annotations
@@ -17,7 +22,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from fraudstream.adapters.object_store import Location
-from fraudstream.adapters.registry import RegistryError, load_model, version_for_alias
+from fraudstream.adapters.registry import (
+    RegistryError,
+    fail_fast_http,
+    load_model,
+    version_for_alias,
+)
+from fraudstream.adapters.retry import RetryPolicy, retry, transient
 from fraudstream.adapters.scorer_metrics import ScorerMetrics
 from fraudstream.adapters.spark import build_session, checkpoint_conf
 from fraudstream.platform.spark_jars import spark_jars
@@ -115,12 +126,21 @@ def check_topics(settings: Settings, names: list[str]) -> None:
         )
 
 
-def model_holder(settings: Settings, alias: str, interval_s: float) -> ModelHolder:
-    """A holder polling ``alias`` in the registry; incompatible versions are refused."""
+def model_holder(
+    settings: Settings, alias: str, interval_s: float, budget_s: float = 0.0
+) -> ModelHolder:
+    """A holder polling ``alias`` in the registry; incompatible versions are refused.
+
+    A registry that does not answer is retried for up to ``budget_s`` but never longer
+    than the poll interval (the driver's watch loop waits meanwhile, not the batches);
+    then the poll counts as failed, the current model stays and the next poll tries again.
+    """
+    policy = RetryPolicy(budget_s=min(budget_s, interval_s))
+    where = f"the registry at {settings.mlflow.uri}"
 
     def load(version: str, role: str) -> ScoringModel:
         try:
-            loaded = load_model(settings, version)
+            loaded = retry(lambda: load_model(settings, version), policy, where)
         except RegistryError as exc:
             if "feature-set version" in str(exc):
                 raise IncompatibleModelError(str(exc)) from None
@@ -129,10 +149,41 @@ def model_holder(settings: Settings, alias: str, interval_s: float) -> ModelHold
 
     return ModelHolder(
         alias=alias,
-        lookup=lambda a: version_for_alias(settings, a),
+        lookup=lambda a: retry(lambda: version_for_alias(settings, a), policy, where),
         loader=load,
         interval_s=interval_s,
     )
+
+
+@dataclass
+class RetryingBatches:
+    """foreachBatch: the batch handler, run again in place while a dependency is unreachable.
+
+    A stage that reads a dependency without its own retry (the merchant stage's labels
+    from PostgreSQL and its book from the object store, a Python worker loading the model)
+    fails its Spark job; the batch is then run again from its start, the card stage
+    included (Spark recomputes it from the state of the batch before), after a backoff,
+    until it succeeds or ``policy.budget_s`` passes. Every effect of a batch is
+    idempotent by key or by batch id, so a batch run twice leaves what one run leaves.
+    An error that is not transient, or an ``OutageError`` (a sink already spent its
+    budget), fails the batch at once.
+    """
+
+    handler: BatchHandler
+    policy: RetryPolicy
+    metrics: ScorerMetrics
+
+    def __call__(self, frame: Any, batch_id: int) -> None:
+        def count(exc: BaseException) -> None:
+            if transient(exc):
+                self.metrics.retries.inc()
+
+        retry(
+            lambda: self.handler(frame, batch_id),
+            self.policy,
+            f"micro-batch {batch_id}",
+            on_failure=count,
+        )
 
 
 @dataclass
@@ -158,7 +209,11 @@ def run_scorer(
     check_topics(
         settings, [options.source_topic, topics.predictions, topics.alerts, topics.dead_letters]
     )
-    champion = model_holder(settings, settings.mlflow.model_alias, scorer.reload_interval_s)
+    fail_fast_http()  # the scorer's own retries bound the registry's outages (see above)
+    policy = RetryPolicy(budget_s=scorer.retry_budget_s)
+    champion = model_holder(
+        settings, settings.mlflow.model_alias, scorer.reload_interval_s, scorer.retry_budget_s
+    )
     champion.refresh(force=True)
     if champion.current is None:
         raise NoModelError(
@@ -167,7 +222,9 @@ def run_scorer(
             "it with `fraudstream promote`"
         )
     shadow = (
-        model_holder(settings, "challenger", scorer.reload_interval_s) if scorer.shadow else None
+        model_holder(settings, "challenger", scorer.reload_interval_s, scorer.retry_budget_s)
+        if scorer.shadow
+        else None
     )
     layout = check_buckets(
         Location(options.checkpoint, settings.s3), options.buckets, options.card_state
@@ -188,33 +245,26 @@ def run_scorer(
         options=options,
         champion=champion,
         shadow=shadow,
-        sinks=scorer_sinks(settings, options, topics),
+        sinks=scorer_sinks(settings, options, topics, policy),
         metrics=metrics,
     )
     metrics.reloads.labels("loaded").inc(champion.counts.loaded)
     handler.refresh_models()
+    batches = RetryingBatches(handler, policy, metrics)
+
     query = (
         stage_frame(spark, settings, options)
         .writeStream.queryName("fraudstream-scorer")
         .option("checkpointLocation", f"{options.checkpoint.rstrip('/')}/spark")
         .trigger(processingTime=f"{options.trigger_s} seconds")
-        .foreachBatch(handler)
+        .foreachBatch(batches)
         .start()
     )
-    progress = ProgressFeed(query)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = time.monotonic()
     try:
-        while not stop.is_set() and query.isActive:
-            if duration_s is not None and time.monotonic() - started >= duration_s:
-                break
-            handler.refresh_models()
-            for report in progress.drain():
-                metrics.observe_progress(report)
-                if on_batch is not None:
-                    on_batch(report, handler.report)
-            stop.wait(0.5)
+        _watch(query, handler, metrics, stop, started, duration_s, on_batch)
         if query.exception() is not None:
             raise RuntimeError(f"the scoring query failed: {query.exception()}")
     except KeyboardInterrupt:
@@ -238,17 +288,46 @@ def run_scorer(
     )
 
 
-def scorer_sinks(settings: Settings, options: StreamOptions, topics: OutputTopics) -> list[Sink]:
+def _watch(
+    query: Any,
+    handler: BatchHandler,
+    metrics: ScorerMetrics,
+    stop: threading.Event,
+    started: float,
+    duration_s: float | None,
+    on_batch: Any,
+) -> None:
+    """Between batches: poll the aliases, feed the metrics, until stopped or failed."""
+    progress = ProgressFeed(query)
+    while not stop.is_set() and query.isActive:
+        if duration_s is not None and time.monotonic() - started >= duration_s:
+            stop.set()
+            break
+        handler.refresh_models()
+        for report in progress.drain():
+            metrics.observe_progress(report)
+            if on_batch is not None:
+                on_batch(report, handler.report)
+        stop.wait(0.5)
+
+
+def scorer_sinks(
+    settings: Settings,
+    options: StreamOptions,
+    topics: OutputTopics,
+    retry: RetryPolicy | None = None,
+) -> list[Sink]:
     """The scorer's outputs, in the order each micro-batch writes them: the online store
-    last, so the API never reads a state whose transaction has no stored score."""
+    last, so the API never reads a state whose transaction has no stored score. Each
+    waits out an unreachable dependency under ``retry``."""
     sinks: list[Sink] = [
-        KafkaSink(settings.kafka, topics),
-        PostgresSink(settings.postgres, settings.mlflow.model_name, options.source_topic),
+        KafkaSink(settings.kafka, topics, retry),
+        PostgresSink(settings.postgres, settings.mlflow.model_name, options.source_topic, retry),
     ]
     if options.parquet_uri:
-        sinks.append(ParquetSink(options.parquet_uri))
+        sinks.append(ParquetSink(options.parquet_uri, retry))
     if options.emit_states:
-        sinks.append(OnlineStoreSink(settings.redis))
+        sinks.append(OnlineStoreSink(settings.redis, retry))
     return sinks
 
 

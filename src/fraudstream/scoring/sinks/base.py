@@ -5,9 +5,14 @@ executors: for every partition of each frame, a Python worker calls ``setup`` (o
 or reuse the worker's client), ``write`` for each Arrow batch of rows, then ``flush``
 (block until what was written is durable, or raise ``SinkError``). The driver only
 starts that Spark job and waits for it (``run``), so its work per micro-batch does not
-grow with the batch. A task that fails fails the micro-batch, and Spark replays it
-from its offsets: every write is idempotent by key, so a partition written twice
-leaves what one write leaves.
+grow with the batch: the rows written come back through an accumulator, not as rows.
+
+A dependency that is briefly unreachable is waited out where the write happens: each
+sink retries a transient failure with ``adapters.retry`` under its ``retry`` policy
+(reconnecting first), inside the task. Only when that budget is spent, or on an error
+no wait can fix (credentials, schema), does the task fail; that fails the micro-batch,
+and Spark replays it from its offsets: every write is idempotent by key, so a partition
+written twice leaves what one write leaves.
 
 Row shapes (``MicroBatch``): ``scored`` is ``scoring.score_stage.SCORED_SCHEMA``, one
 row per scored transaction; ``dead_letters`` has ``key``, ``value`` (the dead letter's
@@ -24,6 +29,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import pandas as pd
 
+from fraudstream.adapters.retry import RetryPolicy
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
@@ -31,7 +38,11 @@ T = TypeVar("T")
 
 
 class SinkError(RuntimeError):
-    """A sink refused a write; the micro-batch fails and Spark retries it from its offsets."""
+    """A sink refused a write; the micro-batch fails and Spark retries it from its offsets.
+
+    ``transient``: the dependency did not answer in time (``adapters.retry`` retries it)."""
+
+    transient: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,8 @@ class Sink(ABC):
     outlive it come from ``worker_client``."""
 
     name: ClassVar[str]
+    retry: RetryPolicy = RetryPolicy()
+    """How long a write waits out an unreachable dependency (set by the scorer)."""
 
     def frames(self, batch: MicroBatch) -> list[DataFrame]:
         """The DataFrames this sink writes (driver side; nothing runs yet)."""
@@ -77,21 +90,26 @@ class Sink(ABC):
 def on_executors(frame: DataFrame, sink: Sink) -> int:
     """Run ``sink`` over every partition of ``frame`` in Spark tasks; the rows written.
 
-    ``mapInPandas`` hands each task its rows as Arrow batches; each task answers with
-    one row (its count), so the driver collects one row per partition.
+    ``mapInPandas`` hands each task its rows as Arrow batches; each task adds its count
+    to an accumulator and returns no row, and Spark's ``noop`` writer runs the job, so
+    nothing but the accumulator's total comes back to the driver. A task Spark runs again
+    counts again: the total is rows written, not distinct rows.
     """
+    written = frame.sparkSession.sparkContext.accumulator(0)
 
     def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         sink.setup()
-        written = 0
+        count = 0
         for rows in frames:
             if len(rows):
                 sink.write(rows)
-                written += len(rows)
+                count += len(rows)
         sink.flush()
-        yield pd.DataFrame({"rows": [written]})
+        written.add(count)
+        yield pd.DataFrame({"rows": pd.Series([], dtype="int64")})
 
-    return sum(int(r["rows"]) for r in frame.mapInPandas(run, "rows long").collect())
+    frame.mapInPandas(run, "rows long").write.format("noop").mode("overwrite").save()
+    return int(written.value)
 
 
 _WORKER_CLIENTS: dict[tuple[Any, ...], Any] = {}

@@ -3,7 +3,9 @@
 ``fraud_predictions`` and ``fraud_alerts`` are keyed by ``transaction_id``,
 ``dead_letters`` by the source record's ``topic/partition/offset``; the producer is
 idempotent with ``acks=all``. A replayed micro-batch publishes its records again
-(at least once: consumers deduplicate by key).
+(at least once: consumers deduplicate by key). The producer rides out a broker's loss
+itself; a partition whose records were still not all acknowledged is sent again, whole,
+until its retry budget is spent.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pandas as pd
 from confluent_kafka import Producer
 
 from fraudstream.adapters.kafka import producer_config
+from fraudstream.adapters.retry import RetryPolicy, retry
 from fraudstream.scoring.sinks.base import MicroBatch, Sink, SinkError, worker_client
 from fraudstream.settings import KafkaSettings
 
@@ -36,9 +39,12 @@ class KafkaSink(Sink):
 
     name: ClassVar[str] = "kafka"
 
-    def __init__(self, settings: KafkaSettings, topics: OutputTopics) -> None:
+    def __init__(
+        self, settings: KafkaSettings, topics: OutputTopics, retry: RetryPolicy | None = None
+    ) -> None:
         self.settings = settings
         self.topics = topics
+        self.retry = retry or RetryPolicy()
 
     def frames(self, batch: MicroBatch) -> list[DataFrame]:
         from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
@@ -68,13 +74,18 @@ class KafkaSink(Sink):
             ("kafka", self.settings.bootstrap),
             lambda: Producer(producer_config(self.settings, **{"linger.ms": 2})),
         )
-        self._errors: list[str] = []
+        self._errors: list[Any] = []
+        self._sent: list[pd.DataFrame] = []
 
     def _on_delivery(self, err: Any, _msg: Any) -> None:
         if err is not None:
-            self._errors.append(str(err))
+            self._errors.append(err)
 
     def write(self, rows: pd.DataFrame) -> None:
+        self._produce(rows)
+        self._sent.append(rows)  # kept until ``flush``, to be sent again if not acknowledged
+
+    def _produce(self, rows: pd.DataFrame) -> None:
         names = {
             "predictions": self.topics.predictions,
             "alerts": self.topics.alerts,
@@ -89,8 +100,32 @@ class KafkaSink(Sink):
                 except BufferError:
                     self._producer.poll(0.05)
 
-    def flush(self) -> None:
-        """Block until every record of the partition is acknowledged (``SinkError`` if not)."""
+    def _acknowledged(self) -> None:
+        """Block until every record sent is acknowledged; ``SinkError`` (transient when
+        every delivery error is retriable) if not."""
         left = self._producer.flush(ACK_TIMEOUT_S)
-        if left or self._errors:
-            raise SinkError(f"Kafka did not acknowledge {left} records; errors: {self._errors[:3]}")
+        errors, self._errors = self._errors, []
+        if left or errors:
+            error = SinkError(
+                f"Kafka did not acknowledge {left} records; errors: {[str(e) for e in errors[:3]]}"
+            )
+            error.transient = all(
+                getattr(e, "retriable", lambda: False)() or "timed out" in str(e).lower()
+                for e in errors
+            )
+            raise error
+
+    def flush(self) -> None:
+        """Block until every record of the partition is acknowledged; a partition with
+        unacknowledged records is sent again (within the retry budget), then ``SinkError``."""
+        first = True
+
+        def attempt() -> None:
+            nonlocal first
+            if not first:
+                for rows in self._sent:
+                    self._produce(rows)
+            first = False
+            self._acknowledged()
+
+        retry(attempt, self.retry, f"Kafka at {self.settings.bootstrap}")

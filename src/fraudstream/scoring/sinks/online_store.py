@@ -3,7 +3,8 @@
 Runs after the Postgres sink (the scorer's sinks run in order), so the API never reads
 a state that includes a transaction whose score is not stored yet. Each partition's
 states go out pipelined (``adapters.online_store.OnlineStore.put``); writing a state
-again leaves the store as it was.
+again leaves the store as it was, so a put that failed on a lost connection is
+retried (redis-py reconnects) up to the retry budget.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 import pandas as pd
 
 from fraudstream.adapters.online_store import OnlineStore
+from fraudstream.adapters.retry import RetryPolicy, retry
 from fraudstream.scoring.sinks.base import MicroBatch, Sink, worker_client
 from fraudstream.settings import RedisSettings
 
@@ -23,8 +25,9 @@ if TYPE_CHECKING:
 class OnlineStoreSink(Sink):
     name: ClassVar[str] = "online_store"
 
-    def __init__(self, settings: RedisSettings) -> None:
+    def __init__(self, settings: RedisSettings, retry: RetryPolicy | None = None) -> None:
         self.settings = settings
+        self.retry = retry or RetryPolicy()
 
     def frames(self, batch: MicroBatch) -> list[DataFrame]:
         return [] if batch.states is None else [batch.states]
@@ -35,7 +38,14 @@ class OnlineStoreSink(Sink):
 
     def write(self, rows: pd.DataFrame) -> None:
         cards = rows["entity"] == "card"
-        self._store.put(
-            dict(zip(rows.loc[cards, "id"], map(bytes, rows.loc[cards, "state"]), strict=True)),
-            dict(zip(rows.loc[~cards, "id"], map(bytes, rows.loc[~cards, "state"]), strict=True)),
+        card_states = dict(
+            zip(rows.loc[cards, "id"], map(bytes, rows.loc[cards, "state"]), strict=True)
+        )
+        merchant_states = dict(
+            zip(rows.loc[~cards, "id"], map(bytes, rows.loc[~cards, "state"]), strict=True)
+        )
+        retry(
+            lambda: self._store.put(card_states, merchant_states),
+            self.retry,
+            f"Redis at {self.settings.host}:{self.settings.port}",
         )

@@ -3,7 +3,8 @@
 Each micro-batch writes ``<uri>/batch_id=<id>/date=<event date>/part-*.parquet``
 (overwriting that batch's folder, so a replayed batch leaves one copy), one column
 per feature in catalogue order. Read the whole folder as one dataset: ``batch_id`` and
-``date`` come back as partition columns.
+``date`` come back as partition columns. The write is retried from the driver while the
+object store is unreachable (the overwrite makes a second write leave one copy).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import pandas as pd
 
+from fraudstream.adapters.retry import RetryPolicy, retry
 from fraudstream.features.catalogue import feature_names
 from fraudstream.scoring.sinks.base import MicroBatch, Sink
 
@@ -22,8 +24,9 @@ if TYPE_CHECKING:
 class ParquetSink(Sink):
     name: ClassVar[str] = "parquet"
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, retry: RetryPolicy | None = None) -> None:
         self.uri = uri.rstrip("/")
+        self.retry = retry or RetryPolicy()
 
     def frames(self, batch: MicroBatch) -> list[DataFrame]:
         from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
@@ -57,9 +60,16 @@ class ParquetSink(Sink):
 
     def run(self, batch: MicroBatch) -> int:
         """Spark's writer runs the tasks; the driver only plans the write and commits it."""
+        folder = f"{self.uri}/batch_id={batch.batch_id:012d}"
         for frame in self.frames(batch):
-            frame.write.mode("overwrite").partitionBy("date").parquet(
-                f"{self.uri}/batch_id={batch.batch_id:012d}"
+            retry(
+                lambda frame=frame: (
+                    frame.write.mode("overwrite")  # type: ignore[misc]
+                    .partitionBy("date")
+                    .parquet(folder)
+                ),
+                self.retry,
+                f"the Parquet copy at {folder}",
             )
         return 0
 

@@ -5,7 +5,10 @@ worker's connection: the raw and scored rows are loaded with ``COPY`` into a sta
 table and upserted from it (``adapters.postgres.copy_upsert``), the alerts upserted.
 Every write is keyed by ``transaction_id``: ``transactions_raw`` ``ON CONFLICT DO
 NOTHING``, the other two ``ON CONFLICT DO UPDATE`` (an alert's analyst ``status`` is
-kept), so a partition or a whole batch written again changes nothing.
+kept), so a partition or a whole batch written again changes nothing. That is what
+lets ``flush`` retry a partition whose transaction failed on a lost connection: the
+transaction rolled back (or committed: the retry then changes nothing), and the retry
+runs on a new connection.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import psycopg2.extensions
 from psycopg2.extras import execute_values
 
 from fraudstream.adapters.postgres import copy_upsert
+from fraudstream.adapters.retry import RetryPolicy, retry
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.schema import Transaction
 from fraudstream.schema.contract import field_names
@@ -73,10 +77,17 @@ def _optional(value: Any) -> Any:
 class PostgresSink(Sink):
     name: ClassVar[str] = "postgres"
 
-    def __init__(self, settings: PostgresSettings, model_name: str, source_topic: str) -> None:
+    def __init__(
+        self,
+        settings: PostgresSettings,
+        model_name: str,
+        source_topic: str,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.settings = settings
         self.model_name = model_name
         self.source_topic = source_topic
+        self.retry = retry or RetryPolicy()
 
     def frames(self, batch: MicroBatch) -> list[DataFrame]:
         return [] if batch.scored is None else [batch.scored]
@@ -84,30 +95,43 @@ class PostgresSink(Sink):
     def _key(self) -> tuple[str, ...]:
         return ("postgres", self.settings.host, str(self.settings.port), self.settings.database)
 
-    def setup(self) -> None:
+    def _connection(self) -> psycopg2.extensions.connection:
+        """The worker's connection, a new one when the kept one is closed."""
         conn: psycopg2.extensions.connection = worker_client(
-            self._key(), lambda: psycopg2.connect(self.settings.dsn())
+            self._key(), lambda: psycopg2.connect(self.settings.dsn(), connect_timeout=5)
         )
         if conn.closed:
             drop_worker_client(self._key())
-            conn = worker_client(self._key(), lambda: psycopg2.connect(self.settings.dsn()))
-        self._conn = conn
+            conn = worker_client(
+                self._key(), lambda: psycopg2.connect(self.settings.dsn(), connect_timeout=5)
+            )
+        return conn
+
+    def setup(self) -> None:
         self._rows: list[pd.DataFrame] = []
 
     def write(self, rows: pd.DataFrame) -> None:
         self._rows.append(rows)  # one database transaction per partition, in ``flush``
 
     def flush(self) -> None:
+        """The partition in one transaction, retried on a new connection while PostgreSQL
+        is unreachable (up to the retry budget)."""
         if not self._rows:
             return
         rows = pd.concat(self._rows, ignore_index=True)
-        try:
-            with self._conn, self._conn.cursor() as cur:  # committed here, rolled back on error
+
+        def attempt() -> None:
+            conn = self._connection()
+            with conn, conn.cursor() as cur:  # committed here, rolled back on error
                 write_rows(cur, rows, self.model_name, self.source_topic)
-        except BaseException:
-            drop_worker_client(self._key())
-            self._conn.close()  # the replay starts on a new connection
-            raise
+
+        def forget(_: BaseException) -> None:
+            conn = drop_worker_client(self._key())
+            if conn is not None:
+                conn.close()  # the next attempt (or the replay) starts on a new connection
+
+        retry(attempt, self.retry, f"PostgreSQL at {self.settings.host}:{self.settings.port}",
+              on_failure=forget)  # fmt: skip
 
 
 def write_rows(
