@@ -13,7 +13,7 @@ DURATION ?= 180
 
 .PHONY: help setup runtime system-deps venv lock demo test test-unit test-integration lint format typecheck \
         up down status logs reset smoke bench clean k8s-tools k8s-verify airflow-venv lock-airflow \
-        kind-up kind-down kind-e2e kind-status kind-clean images test-kind
+        kind-up kind-down kind-dev kind-e2e kind-status kind-clean images test-kind
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -68,6 +68,9 @@ images: venv ## Build every image in images/ (IMAGE_BASES=offline|public), smoke
 
 test-kind: venv k8s-tools ## The kind tier: tests against the cluster of kind-up and the images of `make images`
 	$(BIN)/pytest tests/kind $(PYTEST_ARGS)
+
+kind-dev: venv k8s-tools ## skaffold dev on the kind cluster (offline profile): a code change rebuilds the images and redeploys (SKAFFOLD=run: once)
+	@scripts/kind/dev.sh
 
 kind-e2e: venv k8s-tools ## The platform on the kind cluster end to end, offline profile (after kind-up and images); last line JSON
 	$(BIN)/python scripts/kind/e2e.py

@@ -1,13 +1,15 @@
 """make kind-e2e: the platform on the kind cluster of `make kind-up`, offline profile, end to end.
 
 Deploys, in order: the Secrets (scripts/kind-secrets.sh), the Spark Operator (its chart from its Go
-module, its image from `make images`), charts/offline-stack (Kafka, PostgreSQL, MinIO, MLflow),
-the online store and the fraud-platform chart; applies Strimzi's resources to the API server with
-a server-side dry run (their CRDs installed) to prove they are accepted; trains a first champion in
-a training pod; then checks the users' workflow: the generator's transactions scored by the
-SparkApplication into PostgreSQL, the API answering through its Service, `helm test`, executors
-scaled 1 -> 2 with kubectl, a broker added, a broker pod and the Spark driver pod deleted
-mid-stream, and at the end every produced transaction scored exactly once.
+module, its image from `make images`), charts/offline-stack (Kafka, PostgreSQL, MinIO, MLflow,
+Airflow), the online store and the fraud-platform chart; applies Strimzi's, CloudNativePG's and the
+Prometheus Operator's resources to the API server with a server-side dry run (their CRDs
+installed) to prove they are accepted; trains a first champion in a training pod; then checks the
+users' workflow: the generator's transactions scored by the SparkApplication into PostgreSQL, the
+API answering through its Service, `helm test`, the retraining DAG run by the cluster's Airflow
+(each task a KubernetesPodOperator training pod) and the running scorer switching to the model it
+promoted, executors scaled 1 -> 2 with kubectl, a broker added, a broker pod and the Spark driver
+pod deleted mid-stream, and at the end every produced transaction scored exactly once.
 
 Prints a line per step with its duration; the last line is one JSON object. Exit status 1 when a
 check fails (the JSON line says which). Needs `make kind-up` and `make images` first.
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +36,18 @@ KUBECTL = KIND / "bin" / "kubectl"
 NS = "fraudstream"
 RELEASE = "fraud-platform"
 APP = f"{RELEASE}-scorer"
-STRIMZI_CRDS = CACHE / "k8s" / "crds" / "strimzi"
-SPARK_OPERATOR_CHART = CACHE / "k8s" / "spark-operator-chart"
 TIMEOUT = "900s"
+RELEASES = (
+    ("spark-operator", "spark-operator"),
+    ("offline-stack", NS),
+    ("online-store", NS),
+    (RELEASE, NS),
+)
 
 result: dict[str, Any] = {
     "profile": "offline",
+    "deployed_by": "skaffold run -p offline",
+    "deploy_seconds": None,
     "nodes_ready": 0,
     "images_built": 0,
     "scored_rows": 0,
@@ -52,6 +61,8 @@ result: dict[str, Any] = {
     "api_answered": False,
     "helm_test_passed": False,
     "strimzi_resources_accepted": False,
+    "cloudnative_pg_resources_accepted": False,
+    "monitoring_resources_accepted": False,
     "training_pod_succeeded": None,  # None: a champion existed, no training pod was needed
     "champion_version": None,
     "airflow_training_pods": 0,
@@ -179,55 +190,63 @@ def cluster() -> None:
     result["images_built"] = len(set(images) - {"fraudstream/kind-node", "fraudstream/kind-base"})
 
 
-def namespace() -> None:
-    kubectl("apply", "-f", str(ROOT / "operators" / "namespaces.yaml"))
-    # Every pod of the offline profile meets the restricted Pod Security Standard: enforce it.
-    kubectl(
-        "label", "namespace", NS, "--overwrite", "pod-security.kubernetes.io/enforce=restricted"
-    )
-    run(ROOT / "scripts" / "kind-secrets.sh", NS, "offline")
+def accepted(manifest: str) -> set[str]:
+    """The kinds (lower-case plural.group) the API server accepted in a server-side dry run."""
+    out = kubectl("apply", "--dry-run=server", "-n", NS, "-f", "-", stdin=manifest)
+    return {line.split("/")[0] for line in out.splitlines() if "(server dry run)" in line}
 
 
-def strimzi_resources() -> None:
-    kubectl("apply", "--server-side", "-f", str(STRIMZI_CRDS))
+def operator_resources() -> None:
+    """The online profile's operator resources, applied to the API server with their CRDs
+    installed (server-side dry run: validated, admitted, not acted on; no operator runs them
+    offline): Strimzi's Kafka, CloudNativePG's PostgreSQL, and the platform's Prometheus Operator
+    monitors and rules with its Grafana dashboards."""
+    crds = CACHE / "k8s" / "crds"
+    for name in ("strimzi", "cloudnative-pg", "prometheus-operator"):
+        kubectl("apply", "--server-side", "-f", str(crds / name))
     kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=120s")
-    out = kubectl(
-        "apply", "--dry-run=server", "-n", NS, "-f", str(ROOT / "operators" / "strimzi-kafka.yaml")
-    )
-    kinds = {line.split("/")[0] for line in out.splitlines() if "(server dry run)" in line}
+    kinds = accepted((ROOT / "operators" / "strimzi-kafka.yaml").read_text())
+    kinds |= accepted((ROOT / "operators" / "postgres.yaml").read_text())
+    monitoring = helm(
+        "template", RELEASE, ROOT / "charts" / "fraud-platform", "-n", NS, *platform_values(),
+        "--set", "monitoring.enabled=true", "--show-only", "templates/monitoring.yaml",
+        "--kube-version", server_version(),
+    )  # fmt: skip
+    kinds |= accepted(monitoring)
     say(f"accepted by the API server: {', '.join(sorted(kinds))}")
-    result["strimzi_resources_accepted"] = all(
-        any(k.startswith(f"{kind.lower()}.kafka.strimzi.io") for k in kinds)
-        for kind in ("Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser")
-    )
+    wanted = {
+        "strimzi": ("kafka.kafka.strimzi.io", "kafkanodepool.kafka.strimzi.io",
+                    "kafkatopic.kafka.strimzi.io", "kafkauser.kafka.strimzi.io"),
+        "cloudnative-pg": ("cluster.postgresql.cnpg.io", "database.postgresql.cnpg.io"),
+        "monitoring": ("servicemonitor.monitoring.coreos.com", "podmonitor.monitoring.coreos.com",
+                       "prometheusrule.monitoring.coreos.com", "configmap"),
+    }  # fmt: skip
+    for group, names in wanted.items():
+        result[f"{group.replace('-', '_')}_resources_accepted"] = all(n in kinds for n in names)
+    if not all(result[f"{g.replace('-', '_')}_resources_accepted"] for g in wanted):
+        raise StepError(f"not every resource was accepted: {sorted(kinds)}")
 
 
-def spark_operator() -> None:
-    third = ROOT / "charts" / "third-party"
-    unstick("spark-operator", "spark-operator")
-    helm(
-        "upgrade", "--install", "spark-operator", SPARK_OPERATOR_CHART, "-n", "spark-operator",
-        "--create-namespace", "-f", third / "spark-operator.yaml",
-        "-f", third / "offline" / "spark-operator.yaml", "--wait", "--timeout", TIMEOUT,
-    )  # fmt: skip
-
-
-def offline_stack() -> None:
-    unstick("offline-stack", NS)
-    helm(
-        "upgrade", "--install", "offline-stack", ROOT / "charts" / "offline-stack", "-n", NS,
-        "--wait", "--wait-for-jobs", "--timeout", TIMEOUT,
-    )  # fmt: skip
-
-
-def online_store() -> None:
-    ci = ROOT / "charts" / "online-store" / "ci"
-    unstick("online-store", NS)
-    helm(
-        "upgrade", "--install", "online-store", ROOT / "charts" / "online-store", "-n", NS,
-        "-f", ci / "kind-values.yaml", "-f", ci / "kind-offline-values.yaml",
-        "--wait", "--timeout", TIMEOUT,
-    )  # fmt: skip
+def deploy() -> None:
+    """`skaffold run -p offline` (scripts/kind/dev.sh, as `make kind-dev` runs it): the namespaces
+    (restricted Pod Security enforced), the Secrets, the Spark Operator, charts/offline-stack, the
+    online store and the platform, the project's images built and streamed into the workers; the
+    platform's install trains the first champion (a post-install hook) and skaffold waits for
+    every rollout."""
+    for release, namespace in RELEASES:
+        unstick(release, namespace)
+    log = KIND / "logs" / "skaffold-run.log"
+    t0 = time.monotonic()
+    with log.open("w") as out:
+        done = subprocess.run(
+            [str(ROOT / "scripts" / "kind" / "dev.sh"), "--status-check=true"],
+            stdout=out, stderr=subprocess.STDOUT, text=True, timeout=3600,
+            env={**os.environ, "SKAFFOLD": "run"},
+        )  # fmt: skip
+    result["deploy_seconds"] = round(time.monotonic() - t0)
+    if done.returncode != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
+        raise StepError(f"skaffold run exited {done.returncode} (log: {log}):\n{tail}")
 
 
 def platform_values() -> list[str | Path]:
@@ -259,15 +278,15 @@ def champion() -> str | None:
 
 
 def first_champion() -> None:
-    """A training pod (the trainer image, the training pods' identity) trains the first model,
-    unless the cluster has a champion already."""
-    # The API is not ready without a champion, but its container runs: ask the registry from it.
-    kubectl(
-        "-n", NS, "wait", "pod", "-l", "app.kubernetes.io/component=api",
-        "--for=jsonpath={.status.phase}=Running", "--timeout=900s", timeout=960,
+    """The platform's install trained the first champion in a training pod (the trainer image, the
+    training pods' identity); a release installed without it gets the same Job applied."""
+    hook = kubectl(
+        "-n", NS, "get", "job", "bootstrap-champion", "-o", "jsonpath={.status.succeeded}",
+        check=False,
     )  # fmt: skip
     if (version := champion()) is not None:
-        say(f"champion: version {version} (no training needed)")
+        result["training_pod_succeeded"] = True if hook.strip() == "1" else None
+        say(f"champion: version {version} (bootstrap Job succeeded: {hook.strip() == '1'})")
         result["champion_version"] = version
         return
     kubectl("-n", NS, "delete", "job", "bootstrap-champion", "--ignore-not-found", "--wait")
@@ -283,15 +302,6 @@ def first_champion() -> None:
     )  # fmt: skip
     result["training_pod_succeeded"] = True
     result["champion_version"] = champion()
-
-
-def platform() -> None:
-    """The release, without waiting: its workloads need the champion the next step trains."""
-    unstick(RELEASE, NS)
-    helm(
-        "upgrade", "--install", RELEASE, ROOT / "charts" / "fraud-platform", "-n", NS,
-        *platform_values(), "--timeout", TIMEOUT,
-    )  # fmt: skip
 
 
 def platform_ready() -> None:
@@ -404,22 +414,41 @@ def airflow(*args: str) -> str:
     return kubectl("-n", NS, "exec", AIRFLOW, "-c", "scheduler", "--", "airflow", *args)
 
 
+def dag_runs() -> list[dict[str, Any]]:
+    """fraud_retrain's runs (Airflow's CLI prints warnings on stdout before its JSON line)."""
+    out = airflow("dags", "list-runs", "fraud_retrain", "-o", "json")
+    line = next(x for x in reversed(out.splitlines()) if x.startswith("["))
+    runs: list[dict[str, Any]] = json.loads(line)
+    return runs
+
+
 def retrain_started() -> None:
-    """The Airflow of the offline stack runs the retraining DAG once: each of its tasks is a
-    KubernetesPodOperator training pod. The scorer keeps scoring meanwhile."""
+    """The Airflow of the offline stack runs the retraining DAG: unpaused, it starts the run of
+    its latest daily interval at once (as on a deployment's first day); a cluster where that run
+    is over gets a manual run. Each task is a KubernetesPodOperator training pod. The scorer
+    keeps scoring meanwhile."""
     wait_for("the DAG fraud_retrain", lambda: "fraud_retrain" in airflow("dags", "list"), 600)
+    retrain.update(champion=champion(), started=time.monotonic())
     airflow("dags", "unpause", "fraud_retrain")
-    as_of = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
-    run_id = f"kind-e2e-{int(time.time())}"
-    conf = {"as_of": as_of, "candidates": 2, "smote": False, "reason": "kind-e2e"}
-    airflow("dags", "trigger", "fraud_retrain", "--run-id", run_id, "--conf", json.dumps(conf))
-    retrain.update(run_id=run_id, as_of=as_of, champion=champion(), started=time.monotonic())
-    say(f"triggered fraud_retrain {run_id} (cutoff {as_of}, champion {retrain['champion']})")
+    active: list[dict[str, Any]] = []
+
+    def scheduled() -> bool:
+        active[:] = [r for r in dag_runs() if r["state"] in ("queued", "running")]
+        return bool(active)
+
+    try:
+        wait_for("the scheduled run", scheduled, 90)
+        run_id = active[0]["run_id"]
+    except StepError:
+        run_id = f"kind-e2e-{int(time.time())}"
+        conf = {"candidates": 2, "smote": False, "reason": "kind-e2e"}
+        airflow("dags", "trigger", "fraud_retrain", "--run-id", run_id, "--conf", json.dumps(conf))
+    retrain["run_id"] = run_id
+    say(f"fraud_retrain run {run_id} (champion: version {retrain['champion']})")
 
 
-def run_state() -> str:
-    runs = json.loads(airflow("dags", "list-runs", "fraud_retrain", "-o", "json"))
-    return next(r["state"] for r in runs if r["run_id"] == retrain["run_id"])
+def run_of_retrain() -> dict[str, Any]:
+    return next(r for r in dag_runs() if r["run_id"] == retrain["run_id"])
 
 
 def training_pods() -> int:
@@ -440,8 +469,13 @@ def retrain_finished() -> None:
     version reach PostgreSQL while the driver pod stays the same."""
     if not retrain:
         raise StepError("the retraining run was never triggered")
-    wait_for("the retraining run to end", lambda: run_state() in ("success", "failed"), 2400, 15)
-    state = run_state()
+
+    def ended() -> bool:
+        return run_of_retrain()["state"] in ("success", "failed")
+
+    wait_for("the retraining run to end", ended, 2400, 15)
+    run = run_of_retrain()
+    state = run["state"]
     result["airflow_training_pods"] = training_pods()
     say(f"fraud_retrain {state} in {time.monotonic() - retrain['started']:.0f}s, "
         f"{result['airflow_training_pods']} training pods")  # fmt: skip
@@ -454,9 +488,9 @@ def retrain_finished() -> None:
         result["retrain_gate"] = "promoted"
     else:
         result["retrain_gate"] = "refused"
-        key = time.strftime(
-            "%Y%m%dT%H%M%SZ", time.strptime(retrain["as_of"], "%Y-%m-%dT%H:%M:%S+00:00")
-        )
+        # The run's cutoff keys its training set (dags/fraudstream_dags/intervals.py).
+        cutoff = datetime.fromisoformat(run["run_after"]).astimezone(UTC)
+        key = cutoff.strftime("%Y%m%dT%H%M%SZ")
         kubectl(
             "-n", NS, "exec", f"deploy/{RELEASE}-api", "-c", "api", "--", "fraudstream", "promote",
             "--training-set", f"s3://fraudstream-datasets/training/fraud_retrain/{key}/",
@@ -541,12 +575,8 @@ def main() -> None:
         say(f"no cluster ({KUBECONFIG} missing): run `make kind-up` and `make images` first")
         sys.exit(2)
     step("cluster and images", cluster)
-    step("namespace, restricted Pod Security, Secrets", namespace)
-    step("Strimzi resources accepted by the API server", strimzi_resources, fatal=False)
-    step("Spark Operator", spark_operator)
-    step("offline stack: Kafka, PostgreSQL, MinIO, MLflow, Airflow", offline_stack)
-    step("online store", online_store)
-    step("fraud-platform release", platform)
+    step("skaffold run: Spark Operator, offline stack, online store, platform", deploy)
+    step("operator resources accepted by the API server", operator_resources, fatal=False)
     step("first champion from a training pod", first_champion)
     step("scorer SparkApplication, API, generator, label ingest running", platform_ready)
     step("scores reach PostgreSQL", scores_flow)

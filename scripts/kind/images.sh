@@ -49,8 +49,8 @@ base_args() { # the build arguments of one Dockerfile for the chosen bases
   esac
 }
 
-build_image() { # NAME
-  local name=$1 tag="fraudstream/$1:$VERSION" args=()
+build_image() { # NAME [TAG]: the project's images take another tag (skaffold's) when given
+  local name=$1 tag="${2:-fraudstream/$1:$VERSION}" args=()
   case $name in
     api|generator|trainer|mlflow)
       read -r -a args <<<"$(base_args python)"
@@ -140,12 +140,17 @@ load_into_cluster() {
 }
 
 load_into_node() { # NODE
-  local node=$1 image id missing=()
+  local node=$1 image id known missing=()
   for image in "${BUILT[@]}"; do
     id="$(docker image inspect -f '{{.Id}}' "$image")"
     if docker exec "$node" crictl inspecti -o go-template --template '{{.status.id}}' "docker.io/$image" 2>/dev/null \
         | grep -qx "$id"; then
       echo "$image: already on $node"
+    # The same image under another name (skaffold tags what `make images` built): a new name only.
+    elif known="$(docker exec "$node" crictl inspecti -o go-template --template '{{index .status.repoTags 0}}' "$id" 2>/dev/null)" \
+        && [[ -n $known ]]; then
+      docker exec "$node" ctr --namespace=k8s.io images tag --force "$known" "docker.io/$image" >/dev/null
+      echo "$image: tagged on $node (as $known)"
     else
       missing+=("$image")
     fi
@@ -184,4 +189,5 @@ main() {
   say "done in $(( $(date +%s) - start ))s"
 }
 
-main "$@"
+# Sourced by scripts/kind/skaffold-build.sh for its functions; run, it builds.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi
