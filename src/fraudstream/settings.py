@@ -319,6 +319,19 @@ class ScorerSettings(BaseSettings):
         "the object store, Redis, Kafka, the registry), retrying with backoff, before its "
         "micro-batch fails (0: no retry).",
     )
+    max_restarts: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Restarts of a failed streaming query in a row (without a micro-batch "
+        "finishing in between) before `fraudstream score` gives up and exits.",
+    )
+    restart_backoff_max_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Longest wait before restarting a failed query (the waits double from 1 s).",
+    )
 
 
 class AirflowSettings(BaseSettings):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+from typing import Any
 
 import psycopg2
 import psycopg2.errors
@@ -12,7 +14,14 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from fraudstream.adapters.online_store import OnlineStore, OnlineStoreError
 from fraudstream.adapters.retry import OutageError, RetryPolicy, retry, transient
-from fraudstream.settings import RedisSettings
+from fraudstream.adapters.scorer_metrics import ScorerMetrics
+from fraudstream.scoring.run import (
+    QuerySupervisor,
+    ScorerGaveUpError,
+    restart_wait_s,
+    restartable,
+)
+from fraudstream.settings import RedisSettings, ScorerSettings
 
 
 @pytest.mark.parametrize(
@@ -113,3 +122,63 @@ def test_backoff_doubles_up_to_its_cap_with_jitter_below_it() -> None:
     policy = RetryPolicy(first_s=0.5, max_s=8)
     assert [policy.wait_s(n, lambda: 1.0) for n in range(1, 7)] == [0.5, 1, 2, 4, 8, 8]
     assert policy.wait_s(3, lambda: 0.5) == 1.0
+    assert [restart_wait_s(n, 60, lambda: 1.0) for n in (1, 2, 7, 8)] == [1, 2, 60, 60]
+    assert restart_wait_s(4, 60, lambda: 0.0) == 4
+
+
+def test_a_query_is_restarted_unless_its_error_cannot_heal() -> None:
+    assert restartable("py4j: psycopg2.OperationalError: connection refused")
+    assert restartable("OutageError: MinIO: still failing after 60 s")
+    assert restartable("java.lang.IllegalStateException: something new")
+    assert not restartable('FATAL:  password authentication failed for user "fraud"')
+    assert not restartable("IncompatibleModelError: feature set v3")
+
+
+class _Query:
+    def __init__(self, error: str | None) -> None:
+        self.error = error
+
+    def exception(self) -> str | None:
+        return self.error
+
+
+class _NoWait(threading.Event):
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.is_set()
+
+
+def _supervisor(outcomes: list[Any], max_restarts: int = 3) -> QuerySupervisor:
+    def start() -> _Query:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return _Query(outcome)
+
+    return QuerySupervisor(
+        start=start,
+        watch=lambda _q: None,
+        finished_batches=lambda: 0,
+        scorer=ScorerSettings(max_restarts=max_restarts),
+        metrics=ScorerMetrics(),
+        stop=_NoWait(),
+    )
+
+
+def test_a_failed_query_is_started_again_and_each_restart_counted() -> None:
+    supervisor = _supervisor(
+        [
+            "psycopg2.OperationalError: connection refused",
+            RuntimeError("Unable to execute HTTP request: Connection refused"),  # a failed start
+            None,  # stopped normally
+        ]
+    )
+    supervisor.run()
+    assert supervisor.restarts == 2
+    assert supervisor.metrics.restarts._value.get() == 2
+
+
+def test_the_supervisor_gives_up_after_its_limit_or_on_a_permanent_error() -> None:
+    with pytest.raises(ScorerGaveUpError, match="3 times in a row"):
+        _supervisor(["timed out"] * 5, max_restarts=2).run()
+    with pytest.raises(ScorerGaveUpError, match="not transient"):
+        _supervisor(['FATAL: password authentication failed for user "x"']).run()

@@ -4,7 +4,9 @@ Each batch is validated against the label contract; valid labels are upserted
 (latest ``label_time`` wins, so a replay changes nothing), invalid ones are sent
 to the dead-letter topic with their reason. Kafka offsets are committed only
 after the batch is committed in Postgres and its dead letters are acknowledged:
-a crash re-reads the batch (at-least-once), which the upsert makes harmless.
+a crash re-reads the batch (at-least-once), which the upsert makes harmless. The same
+upsert lets a batch whose write met an unreachable PostgreSQL be written again on a new
+connection (``adapters.retry``, within ``retry``'s budget) instead of ending the run.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import psycopg2
 import psycopg2.extensions
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 
 from fraudstream.adapters.kafka import consumer_config
-from fraudstream.adapters.postgres import connect, upsert_labels
+from fraudstream.adapters.postgres import upsert_labels
+from fraudstream.adapters.retry import RetryPolicy, retry
 from fraudstream.adapters.transaction_stream import Sender, source_position
 from fraudstream.schema import Label
 from fraudstream.settings import KafkaSettings, PostgresSettings
@@ -65,6 +69,24 @@ class _IdleClock:
         return time.monotonic() - self.since >= limit
 
 
+class _Connection:
+    """The ingest's PostgreSQL connection, made on first use and again after a failure."""
+
+    def __init__(self, settings: PostgresSettings) -> None:
+        self.settings = settings
+        self._conn: psycopg2.extensions.connection | None = None
+
+    def get(self) -> psycopg2.extensions.connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg2.connect(self.settings.dsn(), connect_timeout=5)
+        return self._conn
+
+    def drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # an open transaction is rolled back
+            self._conn = None
+
+
 @dataclass(frozen=True)
 class LabelIngest:
     """Where labels come from and go: the platform's topics unless overridden."""
@@ -76,6 +98,7 @@ class LabelIngest:
     dead_letters: str = DEAD_LETTERS.name
     batch_size: int = 500
     validator: LabelValidator = field(default_factory=LabelValidator)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def run(
         self, idle_s: float | None = None, progress: Callable[[IngestReport], None] | None = None
@@ -90,27 +113,24 @@ class LabelIngest:
         clock = _IdleClock(idle_s)
         consumer.subscribe([self.source], on_assign=lambda _c, _p: clock.assigned())
         sender, report = Sender(self.kafka), IngestReport()
+        db = _Connection(self.postgres)
         try:
-            with connect(self.postgres) as conn:
-                while not clock.expired():
-                    batch = consumer.consume(num_messages=self.batch_size, timeout=0.5)
-                    if not batch:
-                        continue
-                    clock.active()
-                    self._ingest(batch, conn, sender, report)
-                    consumer.commit(asynchronous=False)
-                    if progress:
-                        progress(report)
+            while not clock.expired():
+                batch = consumer.consume(num_messages=self.batch_size, timeout=0.5)
+                if not batch:
+                    continue
+                clock.active()
+                self._ingest(batch, db, sender, report)
+                consumer.commit(asynchronous=False)
+                if progress:
+                    progress(report)
         finally:
             consumer.close()
+            db.drop()
         return report
 
     def _ingest(
-        self,
-        batch: list[Message],
-        conn: psycopg2.extensions.connection,
-        sender: Sender,
-        report: IngestReport,
+        self, batch: list[Message], db: _Connection, sender: Sender, report: IngestReport
     ) -> None:
         """Upsert and dead-letter one batch; returns once both are durable."""
         labels: list[Label] = []
@@ -118,8 +138,15 @@ class LabelIngest:
             result = self._check(msg, sender, report)
             if result is not None:
                 labels.append(result)
-        report.changed += upsert_labels(conn, labels)
-        conn.commit()
+
+        def write() -> int:
+            conn = db.get()
+            changed = upsert_labels(conn, labels)
+            conn.commit()
+            return changed
+
+        where = f"PostgreSQL at {self.postgres.host}:{self.postgres.port}"
+        report.changed += retry(write, self.retry, where, on_failure=lambda _: db.drop())
         sender.flush()
         report.valid += len(labels)
         report.batches += 1

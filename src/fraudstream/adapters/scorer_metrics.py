@@ -110,6 +110,11 @@ class ScorerMetrics:
             "Transactions older than their card's or merchant's latest (scored, not added)",
             registry=r,
         )
+        self.restarts = Counter(
+            "fraudstream_scorer_restarts",
+            "Times the streaming query failed and was restarted from its checkpoint",
+            registry=r,
+        )
         self.retries = Counter(
             "fraudstream_scorer_batch_retries",
             "Micro-batches run again in place after a dependency was unreachable",

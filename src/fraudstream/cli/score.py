@@ -41,6 +41,7 @@ def _summary(result: RunResult, metrics_port: int, ui_port: int) -> Table:
         table.add_row("e2e latency p99", f"{_percentile(report.latencies, 0.99) * 1000:,.0f} ms")
     table.add_row("model versions served", ", ".join(result.model_versions) or "-")
     table.add_row("model reloads", ", ".join(f"{k} {v}" for k, v in result.reloads.items()))
+    table.add_row("query restarts", f"{result.restarts:,}")
     table.add_row("checkpoint", result.checkpoint)
     table.add_row("metrics (while running)", f"http://127.0.0.1:{metrics_port}/metrics")
     table.add_row("Spark UI (while running)", f"http://127.0.0.1:{ui_port}")
@@ -119,6 +120,7 @@ def score(
         CheckpointBucketsError,
         MissingTopicError,
         NoModelError,
+        ScorerGaveUpError,
         progress_line,
         run_scorer,
     )
@@ -203,5 +205,8 @@ def score(
         raise typer.Exit(1) from None
     except MetricsPortError as exc:
         err.print(f"error (metrics): {exc}")
+        raise typer.Exit(1) from None
+    except ScorerGaveUpError as exc:
+        err.print(f"error (scorer): {exc}")
         raise typer.Exit(1) from None
     console.print(_summary(result, scorer.metrics_port, spark.ui_port))

@@ -1,23 +1,28 @@
 """Start, watch and stop one scorer: models, sinks, metrics, the query and its summary.
 
 Used by ``fraudstream score`` and ``jobs/score_stream.py``. The query runs until
-``duration_s`` passes (bounded local runs, the demo, tests), until it fails, or
-until SIGTERM/Ctrl-C, and then stops between micro-batches: everything a finished
-batch wrote is committed, and an unfinished batch is replayed by the next start.
+``duration_s`` passes (bounded local runs, the demo, tests), or until SIGTERM/Ctrl-C,
+and then stops between micro-batches: everything a finished batch wrote is committed,
+and an unfinished batch is replayed by the next start.
 
 Faults, innermost first: each sink and registry read retries a transient failure
 (``adapters.retry``) within ``ScorerSettings.retry_budget_s``; a micro-batch that still
 fails on a transient error is run again in place (``RetryingBatches``) within the same
-budget. Errors no wait can fix (credentials, schema) fail the batch at once.
+budget; a query that fails all the same is started again from its checkpoint
+(``run_scorer``), after a doubling wait, up to ``max_restarts`` times in a row, each
+restart logged and counted (``fraudstream_scorer_restarts_total``). Errors no wait can
+fix (credentials, schema, a refused checkpoint) end the run at once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -186,6 +191,96 @@ class RetryingBatches:
         )
 
 
+class ScorerGaveUpError(RuntimeError):
+    """The streaming query failed more times in a row than the scorer restarts it."""
+
+
+@dataclass
+class QuerySupervisor:
+    """Runs the streaming query, and starts it again from its checkpoint when it fails.
+
+    ``start`` starts a query, ``watch`` returns when it stops or fails (or ``stop`` is
+    set). A failure, or a start that fails (its checkpoint unreadable yet), is logged and
+    counted (``fraudstream_scorer_restarts_total``), then the query starts again after
+    ``restart_wait_s``; ``ScorerGaveUpError`` ends the run when the error is one no wait
+    can fix, or after ``max_restarts`` failures in a row (a query that finished a batch
+    since its start resets the count).
+    """
+
+    start: Callable[[], Any]
+    watch: Callable[[Any], None]
+    finished_batches: Callable[[], int]
+    scorer: ScorerSettings
+    metrics: ScorerMetrics
+    stop: threading.Event
+    query: Any = None
+    restarts: int = 0
+    """Restarts in this run, in a row or not."""
+
+    def run(self) -> None:
+        in_a_row = 0
+        while True:
+            before = self.finished_batches()
+            try:
+                self.query = self.start()
+            except Exception as exc:  # a restart that cannot read its checkpoint yet
+                self.query, text = None, f"{type(exc).__name__}: {exc}"
+            else:
+                self.watch(self.query)
+                error = self.query.exception()
+                if error is None:
+                    return
+                text = str(error)
+            if self.stop.is_set():
+                return
+            in_a_row = 1 if self.finished_batches() > before else in_a_row + 1
+            if not restartable(text):
+                raise ScorerGaveUpError(f"the scoring query failed (not transient): {text}")
+            limit = self.scorer.max_restarts
+            if in_a_row > limit:
+                raise ScorerGaveUpError(
+                    f"the scoring query failed {in_a_row} times in a row (at most {limit} "
+                    f"restarts, FRAUDSTREAM_SCORER_MAX_RESTARTS): {text}"
+                )
+            wait = restart_wait_s(in_a_row, self.scorer.restart_backoff_max_s)
+            log.error(
+                "the scoring query failed; restarting it from its checkpoint in %.1f s "
+                "(restart %d in a row, at most %d): %s",
+                wait, in_a_row, limit, text.splitlines()[0][:500] if text else "",
+            )  # fmt: skip
+            self.metrics.restarts.inc()
+            self.restarts += 1
+            if self.stop.wait(wait):
+                return
+            log.info("restarting the scoring query (restart %d in a row)", in_a_row)
+
+
+def restart_wait_s(restart: int, max_s: float, rand: Callable[[], float] = random.random) -> float:
+    """Seconds before restart number ``restart`` (1 first): 1, 2, 4... up to ``max_s``,
+    the upper half drawn at random so that scorers restarting together spread out."""
+    bound = min(max_s, 2.0 ** (restart - 1))
+    return bound * (0.5 + 0.5 * rand())
+
+
+def restartable(error: str) -> bool:
+    """Whether a failed query is worth starting again from its checkpoint: yes unless its
+    error says no wait can fix it (credentials, schema, a refused model)."""
+    return transient(RuntimeError(error)) or not any(
+        marker in error.lower()
+        for marker in (
+            "password authentication failed",
+            "authentication failed",
+            "invalidaccesskeyid",
+            "signaturedoesnotmatch",
+            "accessdenied",
+            "undefinedcolumn",
+            "undefinedtable",
+            "incompatiblemodelerror",
+            "no model at @",
+        )
+    )
+
+
 @dataclass
 class RunResult:
     report: BatchReport
@@ -193,6 +288,8 @@ class RunResult:
     model_versions: list[str]
     reloads: dict[str, int]
     checkpoint: str
+    restarts: int = 0
+    """Times the query failed and was started again from its checkpoint."""
 
 
 def run_scorer(
@@ -252,26 +349,35 @@ def run_scorer(
     handler.refresh_models()
     batches = RetryingBatches(handler, policy, metrics)
 
-    query = (
-        stage_frame(spark, settings, options)
-        .writeStream.queryName("fraudstream-scorer")
-        .option("checkpointLocation", f"{options.checkpoint.rstrip('/')}/spark")
-        .trigger(processingTime=f"{options.trigger_s} seconds")
-        .foreachBatch(batches)
-        .start()
-    )
+    def start() -> Any:
+        return (
+            stage_frame(spark, settings, options)
+            .writeStream.queryName("fraudstream-scorer")
+            .option("checkpointLocation", f"{options.checkpoint.rstrip('/')}/spark")
+            .trigger(processingTime=f"{options.trigger_s} seconds")
+            .foreachBatch(batches)
+            .start()
+        )
+
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = time.monotonic()
+    supervisor = QuerySupervisor(
+        start=start,
+        watch=lambda q: _watch(q, handler, metrics, stop, started, duration_s, on_batch),
+        finished_batches=lambda: handler.report.batches,
+        scorer=scorer,
+        metrics=metrics,
+        stop=stop,
+    )
     try:
-        _watch(query, handler, metrics, stop, started, duration_s, on_batch)
-        if query.exception() is not None:
-            raise RuntimeError(f"the scoring query failed: {query.exception()}")
+        supervisor.run()
     except KeyboardInterrupt:
         log.info("stopping on Ctrl-C")
     finally:
         signal.signal(signal.SIGTERM, previous)
-        query.stop()
+        if supervisor.query is not None:
+            supervisor.query.stop()
         for sink in handler.sinks:
             sink.close()
         spark.stop()
@@ -285,6 +391,7 @@ def run_scorer(
             "failed": champion.counts.failed,
         },
         checkpoint=options.checkpoint,
+        restarts=supervisor.restarts,
     )
 
 
