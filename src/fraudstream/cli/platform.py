@@ -27,12 +27,18 @@ def _platform(with_airflow: bool | None = None) -> EmbeddedPlatform:
 
 def _table(rows: list[ServiceStatus]) -> Table:
     table = Table(title="fraudstream platform", title_justify="left")
-    for col in ("service", "pid", "port", "health", "url"):
+    for col in ("service", "pid", "port", "health", "restarted", "url"):
         table.add_column(col)
     colours = {"running": "green", "unhealthy": "yellow", "stopped": "red"}
     for r in rows:
         health = f"[{colours[r.state]}]{r.state}[/]" + ("" if r.healthy else f" ({r.detail})")
-        table.add_row(r.service, str(r.pid or "-"), ",".join(map(str, r.ports)), health, r.url)
+        restarted = (
+            f"{r.restarts}x, last {r.restarted_at[:19].replace('T', ' ')} UTC"
+            if r.restarts and r.restarted_at
+            else "-"
+        )
+        ports = ",".join(map(str, r.ports))
+        table.add_row(r.service, str(r.pid or "-"), ports, health, restarted, r.url)
     return table
 
 

@@ -36,6 +36,10 @@ class ProcessRecord:
     start_ticks: int
     log: str
     started_at: str
+    restarts: int = 0
+    """Times `up` found this service dead and started it again (since it was last stopped)."""
+    restarted_at: str | None = None
+    """When `up` last did (UTC, ISO 8601); None if never."""
 
     def save(self, run_dir: Path) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 State lives under ``settings.platform.home``: one directory per service, logs in
 ``logs/``, process records in ``run/``. `up` is idempotent: it starts what is not
-running (restarting a dead service), waits for health, then configures
+running (restarting a dead service, Airflow's processes included when Airflow was
+running, and recording the restart for `status`), waits for health, then configures
 (roles, databases, migrations, buckets, topics). `down` stops only what `up`
 started and verifies that none of the platform's ports still listen.
 """
@@ -14,7 +15,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from fraudstream.adapters.kafka import broker_ids, ensure_topics
@@ -55,6 +56,9 @@ class ServiceStatus:
     detail: str
     url: str
     log: str
+    restarts: int = 0
+    """Times `up` restarted the service after it died (since it was last stopped)."""
+    restarted_at: str | None = None
 
 
 class EmbeddedPlatform:
@@ -113,8 +117,8 @@ class EmbeddedPlatform:
             record = self._start(self.mlflow, report)
             report("waiting for mlflow (first start migrates its database)")
             self._wait_healthy(self.mlflow, record, timeout_factor=2)
-            if self.airflow.enabled:
-                self._up_airflow(report)
+            if self.airflow.enabled or self.airflow.active(self.run_dir):
+                self._up_airflow(report)  # enabled now, or running before (and perhaps died)
         return self.status()
 
     def _up_airflow(self, report: Report) -> None:
@@ -126,11 +130,11 @@ class EmbeddedPlatform:
             self._wait_healthy(svc, record, timeout_factor=2)
 
     def _start(self, svc: Service, report: Report) -> ProcessRecord:
-        record = ProcessRecord.load(self.run_dir, svc.name)
-        if record is not None and process.alive(record):
-            return record
-        if record is not None:
-            report(f"{svc.name} is not running (pid {record.pid} gone): restarting it")
+        previous = ProcessRecord.load(self.run_dir, svc.name)
+        if previous is not None and process.alive(previous):
+            return previous
+        if previous is not None:
+            report(f"{svc.name} is not running (pid {previous.pid} gone): restarting it")
         busy = sorted(set(svc.ports) & process.listening_ports())
         if busy:
             raise ServiceError(
@@ -140,6 +144,8 @@ class EmbeddedPlatform:
             )
         report(f"starting {svc.name}")
         record = process.spawn(svc.name, svc.launch(), svc.log_path)
+        if previous is not None:  # it died since `up` started it: a restart, shown by `status`
+            record = replace(record, restarts=previous.restarts + 1, restarted_at=record.started_at)
         record.save(self.run_dir)
         return record
 
@@ -241,6 +247,8 @@ class EmbeddedPlatform:
                     detail=health.detail,
                     url=svc.url,
                     log=str(svc.log_path),
+                    restarts=record.restarts if record else 0,
+                    restarted_at=record.restarted_at if record else None,
                 )
             )
         return rows
