@@ -1,6 +1,6 @@
 """charts/offline-stack: the offline profile's own Kafka, PostgreSQL, MinIO, MLflow and Airflow
-render to valid objects that meet the restricted Pod Security Standard, and carry the names and users the
-platform chart's offline values expect."""
+render to valid objects that meet the restricted Pod Security Standard, and carry the names and
+users the platform chart's offline values expect."""
 
 from __future__ import annotations
 
