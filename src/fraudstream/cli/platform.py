@@ -26,19 +26,25 @@ def _platform(with_airflow: bool | None = None) -> EmbeddedPlatform:
 
 
 def _table(rows: list[ServiceStatus]) -> Table:
+    """One row per service. Names and URLs are never cut (a user types the one into `platform
+    logs SERVICE` and opens the other); the restarts column appears once a service restarted."""
+    restarts = any(r.restarts and r.restarted_at for r in rows)
     table = Table(title="fraudstream platform", title_justify="left")
-    for col in ("service", "pid", "port", "health", "restarted", "url"):
+    table.add_column("service", no_wrap=True)
+    for col in ("pid", "port", "health", *(("restarted",) if restarts else ())):
         table.add_column(col)
+    table.add_column("url", overflow="fold")
     colours = {"running": "green", "unhealthy": "yellow", "stopped": "red"}
     for r in rows:
         health = f"[{colours[r.state]}]{r.state}[/]" + ("" if r.healthy else f" ({r.detail})")
-        restarted = (
-            f"{r.restarts}x, last {r.restarted_at[:19].replace('T', ' ')} UTC"
-            if r.restarts and r.restarted_at
-            else "-"
-        )
-        ports = ",".join(map(str, r.ports))
-        table.add_row(r.service, str(r.pid or "-"), ports, health, restarted, r.url)
+        cells = [r.service, str(r.pid or "-"), ",".join(map(str, r.ports)), health]
+        if restarts:
+            cells.append(
+                f"{r.restarts}x, last {r.restarted_at[11:19]} UTC"
+                if r.restarts and r.restarted_at
+                else "-"
+            )
+        table.add_row(*cells, r.url)
     return table
 
 
