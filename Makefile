@@ -85,7 +85,7 @@ demo: runtime airflow-venv ## Run the whole pipeline for DURATION seconds (defau
 test: setup ## Run every test against real services (starts its own platform instance)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: venv ## Unit tests only (no services)
+test-unit: venv airflow-venv ## Unit tests only (no services; the DAG tests parse the DAGs with Airflow)
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 test-integration: setup ## Integration tests only
