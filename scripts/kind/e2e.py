@@ -471,14 +471,12 @@ def run_of_retrain() -> dict[str, Any]:
 
 
 def training_pods() -> int:
-    """Training pods the DAG's tasks launched (the operator labels each with its task)."""
-    out = kubectl(
-        "-n", NS, "get", "events", "--field-selector", "reason=Scheduled", "-o", "json"
-    )  # fmt: skip
+    """Pods scheduled for the DAG's tasks (named `fraudstream-<task>-<suffix>` by the operator)
+    in the events the API server still keeps (about an hour): every run's, not this run's only."""
+    out = kubectl("-n", NS, "get", "events", "--field-selector", "reason=Scheduled", "-o", "json")
     names = {e["involvedObject"]["name"] for e in json.loads(out)["items"]}
-    return sum(1 for n in names if n.startswith("fraudstream-") and any(
-        n.startswith(f"fraudstream-{t.replace('_', '-')}") for t in RETRAIN_TASKS
-    ))  # fmt: skip
+    prefixes = tuple(f"fraudstream-{t.replace('_', '-')}-" for t in RETRAIN_TASKS)
+    return sum(1 for name in names if name.startswith(prefixes))
 
 
 def retrain_finished() -> None:
