@@ -14,15 +14,32 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from fraudstream.adapters.kafka import create_scratch_topic, delete_topic
+from fraudstream.adapters.postgres import migrate, scratch_database
 from fraudstream.platform.runtime import EmbeddedPlatform
 from fraudstream.settings import Settings, load_settings
 
 CLI = [str(Path(sys.executable).parent / "fraudstream")]
+
+
+@contextmanager
+def scratch_env(settings: Settings, **env: str) -> Iterator[Settings]:
+    """A migrated scratch database of the caller's own, plus ``env``, seen by this process and
+    the CLI it starts (FRAUDSTREAM_* variables); yields the settings they make. Both go at exit."""
+    with (
+        scratch_database(settings.postgres, "test") as database,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        mp.setenv("FRAUDSTREAM_POSTGRES_DATABASE", database.database)
+        for name, value in env.items():
+            mp.setenv(name, value)
+        migrate(database)
+        yield load_settings()
 
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

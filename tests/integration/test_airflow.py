@@ -40,7 +40,7 @@ from psycopg2.extras import execute_values
 
 from fraudstream.adapters import registry
 from fraudstream.adapters.kafka import delete_topic
-from fraudstream.adapters.postgres import connect, migrate, scratch_database
+from fraudstream.adapters.postgres import connect
 from fraudstream.adapters.transaction_stream import StreamTopics, replay
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.replay import build_features
@@ -48,7 +48,7 @@ from fraudstream.model.experiment import scores_of
 from fraudstream.monitoring.store import champion_profile
 from fraudstream.platform.runtime import EmbeddedPlatform
 from fraudstream.settings import Settings, load_settings
-from tests.integration.conftest import run_cli
+from tests.integration.conftest import run_cli, scratch_env
 from tests.integration.history_support import generated_history, scattered_labels, store_history
 from tests.integration.scoring_support import (
     History,
@@ -151,18 +151,15 @@ def _stop_airflow() -> None:
 @pytest.fixture(scope="module")
 def env(settings: Settings) -> Iterator[Settings]:
     """A scratch database and model name of this module's own, seen by Airflow's tasks."""
-    with (
-        scratch_database(settings.postgres, "test") as database,
-        pytest.MonkeyPatch.context() as mp,
-    ):
-        mp.setenv("FRAUDSTREAM_POSTGRES_DATABASE", database.database)
-        mp.setenv("FRAUDSTREAM_MLFLOW_MODEL_NAME", f"fraud-detector-af-{uuid.uuid4().hex[:8]}")
+    with scratch_env(
+        settings,
+        FRAUDSTREAM_MLFLOW_MODEL_NAME=f"fraud-detector-af-{uuid.uuid4().hex[:8]}",
         # A failing task should fail the test now, not after retries minutes apart.
-        mp.setenv("FRAUDSTREAM_DAG_RETRIES", "0")
-        migrate(database)
+        FRAUDSTREAM_DAG_RETRIES="0",
+    ) as scratch:
         _stop_airflow()
         try:
-            yield load_settings()
+            yield scratch
         finally:
             _stop_airflow()
 

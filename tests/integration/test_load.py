@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fraudstream.adapters.postgres import connect, migrate, scratch_database
+from fraudstream.adapters.postgres import connect
 from fraudstream.generator import GeneratorConfig, generate, write_history
-from fraudstream.settings import Settings, load_settings
-from tests.integration.conftest import run_cli
+from fraudstream.settings import Settings
+from tests.integration.conftest import run_cli, scratch_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
 
@@ -27,13 +27,8 @@ START = datetime(2026, 3, 1, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def env(settings: Settings) -> Iterator[Settings]:
-    with (
-        scratch_database(settings.postgres, "test") as database,
-        pytest.MonkeyPatch.context() as mp,
-    ):
-        mp.setenv("FRAUDSTREAM_POSTGRES_DATABASE", database.database)
-        migrate(database)
-        yield load_settings()
+    with scratch_env(settings) as scratch:
+        yield scratch
 
 
 def _counts(settings: Settings) -> tuple[int, int, int, set[str]]:

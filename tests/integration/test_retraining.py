@@ -27,14 +27,14 @@ from mlflow.tracking import MlflowClient
 from fraudstream.adapters import registry
 from fraudstream.adapters.kafka import consumer_config, create_scratch_topic, delete_topic
 from fraudstream.adapters.object_store import s3_client
-from fraudstream.adapters.postgres import connect, migrate, scratch_database
+from fraudstream.adapters.postgres import connect
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.model.events import model_event_schema
 from fraudstream.model.training_set import EXIT_TOO_FEW_LABELS
 from fraudstream.schema import Label
-from fraudstream.settings import Settings, load_settings
+from fraudstream.settings import Settings
 from fraudstream.training_sets import load
-from tests.integration.conftest import CLI, run_cli
+from tests.integration.conftest import CLI, run_cli, scratch_env
 from tests.integration.history_support import (
     generated_history,
     register_worse_challenger,
@@ -68,15 +68,12 @@ def _json_line(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 def env(settings: Settings) -> Iterator[Settings]:
     """A scratch database, model name and events topic of this module's own, seen by the CLI."""
     topic = create_scratch_topic(settings.kafka, "test-model-events")
-    with (
-        scratch_database(settings.postgres, "test") as database,
-        pytest.MonkeyPatch.context() as mp,
-    ):
-        mp.setenv("FRAUDSTREAM_POSTGRES_DATABASE", database.database)
-        mp.setenv("FRAUDSTREAM_MLFLOW_MODEL_NAME", f"fraud-detector-test-{uuid.uuid4().hex[:8]}")
-        mp.setenv("FRAUDSTREAM_TEST_EVENTS_TOPIC", topic)
-        migrate(database)
-        yield load_settings()
+    with scratch_env(
+        settings,
+        FRAUDSTREAM_MLFLOW_MODEL_NAME=f"fraud-detector-test-{uuid.uuid4().hex[:8]}",
+        FRAUDSTREAM_TEST_EVENTS_TOPIC=topic,
+    ) as scratch:
+        yield scratch
     delete_topic(settings.kafka, topic)
 
 
