@@ -4,7 +4,7 @@ driver; they now run in the merchant and scoring stages' tasks).
 
 Prints figures, asserts nothing; needs no platform. Live transactions of a generated
 history's cards go through the card stage's Python (``process_bucket``) and the scoring
-(``accepted_from``, ``score_batch`` with a small XGBoost), as in the scorer. Then
+(``accepted_from``, a merchant bucket, ``score_rows``, a small XGBoost), as in the scorer. Then
 each JSON step the rows take is timed both ways, alternating, for --rounds rounds:
 
 - ``record``: the card stage writes each accepted transaction's canonical JSON and the
@@ -42,9 +42,9 @@ from xgboost import XGBClassifier
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.schema.tables import wire_records
-from fraudstream.scoring.batch import ScoredBatch, accepted_from, score_batch
+from fraudstream.scoring.batch import ScoredBatch, accepted_from, assemble, score_rows
 from fraudstream.scoring.cards import BucketState, Message, StageRow, process_bucket
-from fraudstream.scoring.merchants import MerchantBook
+from fraudstream.scoring.merchants import MerchantBucket, MerchantTxn
 from fraudstream.scoring.model import ScoringModel
 from fraudstream.validation import TransactionValidator
 
@@ -79,7 +79,15 @@ def _scored(rows: list[StageRow]) -> ScoredBatch:
     accepted = [
         accepted_from(r.record, r.card_features, 0, i, 0, r.late) for i, r in enumerate(rows)
     ]
-    return score_batch(accepted, MerchantBook(), champion, None, datetime.now(UTC))
+    events = [a.event for a in accepted]
+    released = MerchantBucket(lambda _: None, lambda _: None).step(
+        [MerchantTxn(e.transaction_id, e.merchant_id, e.time) for e in events], []
+    )
+    merchant = {r.txn.transaction_id: r.features for r in released}
+    features, late = assemble(
+        accepted, [merchant[e.transaction_id] for e in events], [False] * len(accepted)
+    )
+    return score_rows(accepted, features, late, champion, None, datetime.now(UTC))
 
 
 def _ways(rows: list[StageRow], batch: ScoredBatch) -> dict[str, dict[str, Callable[[], Any]]]:

@@ -94,6 +94,7 @@ def run_once(
         **os.environ,
         "FRAUDSTREAM_SPARK_MASTER": f"local[{cores}]",
         "FRAUDSTREAM_SPARK_SHUFFLE_PARTITIONS": str(args.shuffle_partitions),
+        "FRAUDSTREAM_SCORER_LABELS_TOPIC": topics["l"],  # empty: the merchant stage reads it
     }
     if args.pythonpath:
         env["PYTHONPATH"] = args.pythonpath
@@ -177,7 +178,9 @@ def main() -> None:
     os.environ["FRAUDSTREAM_MLFLOW_MODEL_NAME"] = name  # read by the settings and the scorer
     settings = load_settings()
     _model(settings, name)
-    topics = {k: create_scratch_topic(settings.kafka, f"scale-{k}") for k in ("in", "p", "a", "d")}
+    topics = {
+        k: create_scratch_topic(settings.kafka, f"scale-{k}") for k in ("in", "l", "p", "a", "d")
+    }
     runs: list[dict[str, Any]] = []
     try:
         _produce(settings, topics["in"], args.rows, 1.0, _live_values(20_000), 20)

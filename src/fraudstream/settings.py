@@ -305,6 +305,26 @@ class ScorerSettings(BaseSettings):
     max_offsets_per_trigger: int | None = Field(
         default=None, ge=1, description="Cap on records per micro-batch (unset: everything new)."
     )
+    labels_topic: str = Field(
+        default="transaction_labels",
+        min_length=1,
+        description="Topic of fraud verdicts the merchant stage reads (merchant-risk features).",
+    )
+    merchant_delay_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=7 * 86_400,
+        description="Event-time delay of the merchant order rule: a merchant bucket scores a "
+        "transaction once it has seen an event this much later (0: in the batch that brings it); "
+        "merchant features are exact while partitions' skew stays under it (docs/scorer.md).",
+    )
+    merchant_release_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds without input after which a merchant bucket scores what the order "
+        "rule holds back (the tail of the stream).",
+    )
     shadow: bool = Field(default=False, description="Also score with the challenger, never alert.")
     parquet: bool = Field(default=True, description="Write scored rows as Parquet to S3.")
     online_store: bool = Field(

@@ -7,6 +7,7 @@ exactly as it loads a trained one.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -30,12 +31,15 @@ from fraudstream.adapters.postgres import connect
 from fraudstream.features.catalogue import feature_names
 from fraudstream.features.replay import attach_labels, build_features
 from fraudstream.generator import GeneratorConfig, generate
+from fraudstream.generator.config import LabelConfig
 from fraudstream.model.experiment import Experiment
 from fraudstream.model.split import TimeSplit
 from fraudstream.settings import Settings
 
 CLI = str(Path(sys.executable).parent / "fraudstream")
 START = datetime(2026, 3, 2, tzinfo=UTC)
+PROMPT_LABELS = LabelConfig(analyst_share=0.9, analyst_median_days=0.3)
+"""Analysts find most fraud within hours: labels reach later transactions of a short history."""
 
 
 @dataclass(frozen=True)
@@ -43,17 +47,31 @@ class History:
     table: pa.Table
     transactions: pd.DataFrame
     labels: pd.DataFrame
+    label_table: pa.Table
 
 
-def history(seed: int, days: int = 4, customers: int = 120, merchants: int = 300) -> History:
+def history(
+    seed: int,
+    days: int = 4,
+    customers: int = 120,
+    merchants: int = 300,
+    start: datetime = START,
+    labels: LabelConfig | None = None,
+) -> History:
+    """A generated history; ``labels`` (default: the generator's) sets how late labels come."""
     # Ids unique per run: Postgres keeps earlier runs' rows (same seed, same ids otherwise).
+    config = GeneratorConfig(
+        seed=seed, start=start, days=days, customers=customers, merchants=merchants
+    )
+    if labels is not None:
+        config = dataclasses.replace(config, labels=labels)
     data = generate(
-        GeneratorConfig(
-            seed=seed, start=START, days=days, customers=customers, merchants=merchants
-        ),
+        config,
         id_prefix=f"tx{seed}-{uuid.uuid4().hex[:8]}",
     )
-    return History(data.transactions, data.transactions.to_pandas(), data.labels.to_pandas())
+    return History(
+        data.transactions, data.transactions.to_pandas(), data.labels.to_pandas(), data.labels
+    )
 
 
 def register_model(settings: Settings, data: History, threshold: float, seed: int = 0) -> str:
@@ -77,10 +95,11 @@ def register_model(settings: Settings, data: History, threshold: float, seed: in
 
 
 def scratch_topics(settings: Settings, prefix: str) -> dict[str, str]:
-    """Fresh source, predictions, alerts and dead-letter topics of one scorer run."""
+    """Fresh source, labels, predictions, alerts and dead-letter topics of one scorer run
+    (``scorer_env(..., labels_topic=topics["labels"])`` points the scorer at its labels)."""
     return {
         kind: create_scratch_topic(settings.kafka, f"{prefix}-{kind}")
-        for kind in ("source", "predictions", "alerts", "dead")
+        for kind in ("source", "labels", "predictions", "alerts", "dead")
     }
 
 
@@ -109,8 +128,10 @@ def scorer_args(
     ]
 
 
-def scorer_env(model_name: str, **extra: str) -> dict[str, str]:
+def scorer_env(model_name: str, labels_topic: str | None = None, **extra: str) -> dict[str, str]:
     env = {**os.environ, "FRAUDSTREAM_MLFLOW_MODEL_NAME": model_name, **extra}
+    if labels_topic is not None:
+        env["FRAUDSTREAM_SCORER_LABELS_TOPIC"] = labels_topic
     return env
 
 

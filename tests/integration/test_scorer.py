@@ -21,6 +21,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraudstream.adapters import registry
 from fraudstream.adapters.kafka import (
-    admin_client,
     consumer_config,
     delete_topic,
     producer_config,
@@ -52,6 +51,8 @@ from fraudstream.platform.runtime import EmbeddedPlatform
 from fraudstream.settings import ScorerSettings, Settings, load_settings
 from tests.integration.conftest import run_cli
 from tests.integration.scoring_support import (
+    PROMPT_LABELS,
+    START,
     History,
     ScorerProcess,
     history,
@@ -68,7 +69,7 @@ pytestmark = [
     pytest.mark.postgres,
     pytest.mark.s3,
     pytest.mark.mlflow,
-    pytest.mark.timeout(1500),
+    pytest.mark.timeout(3000),
 ]
 
 POISON = 1_000
@@ -89,7 +90,7 @@ def model_settings(model_name: str) -> Settings:
 
 @pytest.fixture(scope="module")
 def first(model_settings: Settings) -> tuple[History, str]:
-    data = history(seed=21)
+    data = history(seed=21, labels=PROMPT_LABELS)
     return data, register_model(model_settings, data, threshold=0.3, seed=1)
 
 
@@ -101,21 +102,6 @@ def made_topics(model_settings: Settings) -> Iterator[list[str]]:
     yield made
     for name in made:
         delete_topic(model_settings.kafka, name)
-
-
-def _one_partition_topic(settings: Settings, prefix: str) -> str:
-    """A source topic whose order is the replay's event-time order (see the crash test)."""
-    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    spec = NewTopic(
-        name,
-        num_partitions=1,
-        replication_factor=settings.kafka.replication_factor,
-        config={"min.insync.replicas": str(settings.kafka.min_insync_replicas)},
-    )
-    admin = admin_client(settings.kafka)  # kept alive until the creation is acknowledged
-    admin.create_topics([spec])[name].result(30)
-    wait_until(lambda: name in admin.list_topics(timeout=10).topics, 30, name)
-    return name
 
 
 def _send_poison(settings: Settings, topic: str) -> None:
@@ -168,7 +154,8 @@ def _parquet_rows(folder: Path) -> pd.DataFrame:
 
 
 def _assert_features_equal_offline(stored: pd.DataFrame, data: History) -> pd.DataFrame:
-    offline = build_features(data.transactions).set_index("transaction_id")
+    """Every stored feature vector is the offline builder's, labels included (to 1e-9)."""
+    offline = build_features(data.transactions, data.labels).set_index("transaction_id")
     names = feature_names()
     got = np.array(
         [[np.nan if row[n] is None else row[n] for n in names] for row in stored["features"]],
@@ -226,12 +213,12 @@ def _scorer_metrics() -> dict[str, float]:
 
 
 def _assert_progress_metrics(scorer: ScorerProcess) -> None:
-    # Every micro-batch that read rows ran the handler once (its card_stage observation) and
+    # Every micro-batch that read rows ran the handler once (its state_stages observation) and
     # left one progress report (its batch duration): once the stream is quiet the two counts
     # agree, so no report was missed and none was counted twice.
     def reported_once() -> bool:
         values = _scorer_metrics()
-        handled = values["fraudstream_scorer_stage_seconds_count{stage=card_stage}"]
+        handled = values["fraudstream_scorer_stage_seconds_count{stage=state_stages}"]
         return values["fraudstream_scorer_batch_duration_seconds_count"] == handled >= 1
 
     wait_until(reported_once, 60, "one progress report per micro-batch", scorer)
@@ -251,14 +238,19 @@ def test_steady_stream_parity_poison_sinks_and_hot_reload(
     settings = model_settings
     topics = scratch_topics(settings, "steady")
     made_topics.extend(topics.values())
-    replay(settings.kafka, data.table, None, topics=StreamTopics(transactions=topics["source"]))
+    replay(
+        settings.kafka,
+        data.table,
+        data.label_table,
+        topics=StreamTopics(transactions=topics["source"], labels=topics["labels"]),
+    )
     _send_poison(settings, topics["source"])
     ids = data.transactions["transaction_id"].astype(str).tolist()
     checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
     parquet = tmp_path / "scored"
     scorer = ScorerProcess(
         scorer_args(topics, checkpoint, "--reload-interval", "2", "--parquet", str(parquet)),
-        scorer_env(model_name),
+        scorer_env(model_name, labels_topic=topics["labels"]),
         tmp_path / "scorer.log",
     )
     try:
@@ -267,8 +259,10 @@ def test_steady_stream_parity_poison_sinks_and_hot_reload(
         assert set(stored["model_version"]) == {version}
         assert set(stored["feature_set_version"]) == {FEATURE_SET_VERSION}
 
-        # Parity: identical feature vectors and scores to the offline path.
+        # Parity: identical feature vectors and scores to the offline path, the labels'
+        # merchant risks included (labels from the topic, linked to merchants in state).
         offline = _assert_features_equal_offline(stored, data)
+        assert offline[[n for n in feature_names() if "fraud_risk" in n]].to_numpy().max() > 0
         loaded = registry.load_model(settings, version)
         expected = loaded.model.predict_proba(
             offline.loc[stored["transaction_id"], feature_names()].to_numpy(np.float64)
@@ -341,26 +335,33 @@ def test_crash_and_a_lost_kafka_node_lose_and_duplicate_nothing(
     tmp_path: Path,
 ) -> None:
     settings = model_settings
-    data = history(seed=23)
+    data = history(seed=23, labels=PROMPT_LABELS)
     topics = scratch_topics(settings, "crash")
     made_topics.extend(topics.values())
-    # One partition: micro-batches capped by --max-offsets-per-trigger then follow event time
-    # across merchants too, so merchant features can be held to the offline builder's exactly
-    # (across partitions they are exact only within a batch; see docs/scorer.md).
-    topics["source"] = _one_partition_topic(settings, "crash-source")
-    made_topics.append(topics["source"])
-    replay(settings.kafka, data.table, None, topics=StreamTopics(transactions=topics["source"]))
+    # Several partitions read in capped micro-batches are cut at different event times: the
+    # merchant order rule (a day of delay, well above the skew of 300-record batches of this
+    # history in 6 partitions) keeps merchant features the offline builder's; the tail is
+    # released after 15 s without input.
+    sent = StreamTopics(transactions=topics["source"], labels=topics["labels"])
+    replay(settings.kafka, data.table, data.label_table, topics=sent)
     ids = data.transactions["transaction_id"].astype(str).tolist()
     checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
     # The per-card card-state layout here (the steady test above runs the default, packed).
     args = scorer_args(
-        topics, checkpoint, "--max-offsets-per-trigger", "150", "--card-state", "per-card"
+        topics, checkpoint, "--max-offsets-per-trigger", "300", "--card-state", "per-card"
     )
-    env = scorer_env(model_name)
+    env = scorer_env(
+        model_name,
+        labels_topic=topics["labels"],
+        FRAUDSTREAM_SCORER_MERCHANT_DELAY_S="86400",
+        FRAUDSTREAM_SCORER_MERCHANT_RELEASE_S="15",
+    )
 
     scorer = ScorerProcess(args, env, tmp_path / "first.log")
-    wait_until(lambda: scored_count(settings, ids) >= 300, 600, "a few micro-batches", scorer)
-    scorer.kill()  # SIGKILL to the scorer and its Spark JVM: a crash mid-stream
+    try:
+        wait_until(lambda: scored_count(settings, ids) >= 300, 900, "a few micro-batches", scorer)
+    finally:
+        scorer.kill()  # SIGKILL to the scorer and its Spark JVM: a crash mid-stream
     assert scored_count(settings, ids) < len(ids), "the crash must interrupt the stream"
 
     scorer = ScorerProcess(args, env, tmp_path / "second.log")
@@ -371,8 +372,9 @@ def test_crash_and_a_lost_kafka_node_lose_and_duplicate_nothing(
         assert record is not None
         assert alive(record)
         os.killpg(record.pid, signal.SIGKILL)
-        more = history(seed=24)
-        replay(settings.kafka, more.table, None, topics=StreamTopics(transactions=topics["source"]))
+        # After the first history in event time, as a live stream continues.
+        more = history(seed=24, start=START + timedelta(days=5), labels=PROMPT_LABELS)
+        replay(settings.kafka, more.table, more.label_table, topics=sent)
         more_ids = more.transactions["transaction_id"].astype(str).tolist()
         wait_until(
             lambda: scored_count(settings, more_ids) == len(more_ids),
@@ -394,7 +396,8 @@ def test_crash_and_a_lost_kafka_node_lose_and_duplicate_nothing(
                 (ids + more_ids,),
             )
             assert cur.fetchone() == (len(ids) + len(more_ids),) * 2, table
-    # No event counted twice in any card's state: features still equal the offline builder's.
+    # No event counted twice in any card's or merchant's state, no label lost or applied
+    # twice: features still equal the offline builder's.
     _assert_features_equal_offline(_stored(settings, ids), data)
     _assert_features_equal_offline(_stored(settings, more_ids), more)
     predictions = _count_topic(settings, topics["predictions"], len(ids) + len(more_ids), 120)
@@ -461,7 +464,7 @@ def test_the_stream_and_score_file_agree_on_a_file_with_invalid_rows(
     checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
     scorer = ScorerProcess(
         scorer_args(topics, checkpoint, "--no-parquet"),
-        scorer_env(settings.mlflow.model_name),
+        scorer_env(settings.mlflow.model_name, labels_topic=topics["labels"]),
         tmp_path / "scorer.log",
     )
     try:

@@ -8,7 +8,10 @@ with states round-tripped through bytes between batches as Spark stores them.
 from __future__ import annotations
 
 import json
+import math
 import random
+import zlib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,13 +22,13 @@ import xgboost
 from xgboost import XGBClassifier
 
 from fraudstream.features.card import CardState
-from fraudstream.features.catalogue import CARD_FEATURES, FEATURE_SET_VERSION, feature_names
+from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import LabelEvent
 from fraudstream.features.replay import build_features, label_events
 from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.generator.config import LabelConfig
 from fraudstream.schema.tables import wire_records
-from fraudstream.scoring.batch import Accepted, accepted_from, feature_matrix
+from fraudstream.scoring.batch import Accepted, accepted_from, assemble
 from fraudstream.scoring.cards import (
     BucketState,
     DecodedCards,
@@ -33,7 +36,13 @@ from fraudstream.scoring.cards import (
     Message,
     process_bucket,
 )
-from fraudstream.scoring.merchants import MerchantBook
+from fraudstream.scoring.merchants import (
+    BucketHeader,
+    LabelIn,
+    MerchantBucket,
+    MerchantTxn,
+    Released,
+)
 from fraudstream.scoring.model import IncompatibleModelError, ScoringModel, score, top_reasons
 from fraudstream.scoring.reload import ModelHolder
 from fraudstream.validation import TransactionValidator
@@ -58,6 +67,56 @@ def _messages(values: list[bytes]) -> list[Message]:
     return [Message(v, None, "transactions", i % 3, i, 0) for i, v in enumerate(values)]
 
 
+def _partitioned(values: list[bytes], partitions: int, cap: int, seed: int) -> list[list[Message]]:
+    """Micro-batches as Spark's Kafka source cuts a topic keyed by card into ``partitions``
+    (each partition in the producer's event-time order): every batch takes about ``cap``
+    records, shared between the partitions in proportion to what each has left (Spark's
+    rule for ``maxOffsetsPerTrigger``), jittered by half, so partitions are cut at
+    different event times."""
+    rng = random.Random(seed)
+    queues: list[list[Message]] = [[] for _ in range(partitions)]
+    for value in values:
+        card = json.loads(value).get("card_id", "")
+        p = zlib.crc32(card.encode()) % partitions
+        queues[p].append(Message(value, None, "transactions", p, len(queues[p]), 0))
+    batches = []
+    while any(queues):
+        weights = [len(q) * (0.5 + rng.random()) for q in queues]
+        shares = [max(1, round(cap * w / sum(weights))) for w in weights]
+        batch = []
+        for queue, share in zip(queues, shares, strict=True):
+            batch.extend(queue[:share])
+            del queue[:share]
+        batches.append(batch)
+    return batches
+
+
+@dataclass
+class _MerchantStore:
+    """The merchant stage's state as Spark keeps it between batches: bytes per key."""
+
+    merchants: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    links: dict[tuple[int, str], tuple[str, float]] = field(default_factory=dict)
+    headers: dict[int, bytes] = field(default_factory=dict)
+
+    def step(
+        self, bucket_id: int, txns: list[MerchantTxn], labels: list[LabelIn], delay_s: float,
+        release_all: bool = False,
+    ) -> list[Released]:  # fmt: skip
+        bucket = MerchantBucket(
+            lambda m: self.merchants.get((bucket_id, m)),
+            lambda t: self.links.get((bucket_id, t)),
+            BucketHeader.from_bytes(self.headers.get(bucket_id)),
+        )
+        out = bucket.step(txns, labels, delay_s, release_all)
+        for merchant_id, blob in bucket.updated().items():
+            self.merchants[(bucket_id, merchant_id)] = blob
+        for txn_id, link in bucket.links.items():
+            self.links[(bucket_id, txn_id)] = link
+        self.headers[bucket_id] = bucket.header.to_bytes()
+        return out
+
+
 def _stream(
     values: list[bytes],
     buckets: int,
@@ -67,27 +126,40 @@ def _stream(
     decoded: DecodedCards | None = None,
     fail_every: int = 0,
     labels_waiting: bool = False,
+    batches: list[list[Message]] | None = None,
+    delay_s: float = 0.0,
+    labels_late: bool = False,
+    labels_lag: int = 0,
 ) -> tuple[dict[str, np.ndarray], int]:
-    """Run the stage and the book over micro-batches; features by transaction id, late count.
+    """Run the card and merchant stages over micro-batches; features by transaction id and
+    the late count.
 
-    Card states go through bytes between batches as Spark keeps them: a bucket's packed
-    value, or one value per card (``per-card``). ``decoded``: the worker's cache of
-    decoded states. ``fail_every``: every n-th batch first runs an attempt whose states
-    are encoded but never stored (a task that failed before Spark committed), then again.
-    ``labels_waiting``: every label is read before its transaction is seen (it waits in the
-    book's ``unresolved``) and resolved when the merchant stage meets the transaction.
+    States go through bytes between batches as Spark keeps them: a card bucket's packed
+    value, or one value per card (``per-card``); each merchant bucket's merchants, links
+    and header. ``decoded``: the worker's cache of decoded card states. ``fail_every``:
+    every n-th batch first runs a card-stage attempt whose states are encoded but never
+    stored (a task that failed before Spark committed), then again. Labels reach every
+    merchant bucket (as from the labels topic): with the batch holding their transaction,
+    or all in the first batch (``labels_waiting``: they wait for their transaction), or as
+    late as the order rule allows (``labels_late``: in the first batch whose newest event
+    is at or after their ``label_time``; ``labels_lag`` batches later still: the stream
+    has passed their time when they arrive). ``batches``: the micro-batches (default: the
+    history in order, ``batch_size`` at a time); the release timer fires at the end.
     """
     cache = DecodedCards(capacity=0) if decoded is None else decoded
     validator = TransactionValidator()
-    stored: dict[int, bytes] = {}  # each bucket as Spark's state keeps it
+    stored: dict[int, bytes] = {}  # each card bucket as Spark's state keeps it
     per_card: dict[str, bytes] = {}
-    waiting = {lb.transaction_id: (lb.label_time, lb.is_fraud) for lb in labels or []}
-    book_bytes = MerchantBook(unresolved=waiting if labels_waiting else {}).to_bytes()
+    merchants = _MerchantStore()
+    if batches is None:
+        messages = _messages(values)
+        batches = [messages[i : i + batch_size] for i in range(0, len(messages), batch_size)]
+    queued = sorted(labels or [], key=lambda lb: lb.label_time)
+    due: list[list[LabelEvent]] = []
     out: dict[str, np.ndarray] = {}
     late = 0
-    messages = _messages(values)
-    for number, start in enumerate(range(0, len(messages), batch_size)):
-        chunk = messages[start : start + batch_size]
+    accepted: dict[str, Accepted] = {}  # what the held transactions' payloads carry
+    for number, chunk in enumerate(batches):
         by_bucket: dict[int, list[Message]] = {}
         for m in chunk:
             card = json.loads(m.value or b"{}").get("card_id", "")
@@ -97,34 +169,52 @@ def _stream(
                 attempt = _bucket_of(layout, bucket_id, stored, per_card, cache)
                 process_bucket(attempt, msgs, validator, NOW)
                 attempt.updated() if isinstance(attempt, LoadedCards) else attempt.to_bytes()
-        accepted: list[Accepted] = []
+        events = []
         for bucket_id, msgs in by_bucket.items():
             bucket = _bucket_of(layout, bucket_id, stored, per_card, cache)
             for row in process_bucket(bucket, msgs, validator, NOW):
                 assert row.reason is None, row.dead_letter
-                accepted.append(
-                    accepted_from(row.record, row.card_features, 0, 0, 0, row.late)  # type: ignore[arg-type]
+                accepted[str(row.transaction_id)] = accepted_from(
+                    row.record,
+                    row.card_features,
+                    0,
+                    0,
+                    0,
+                    row.late,  # type: ignore[arg-type]
                 )
+                events.append(accepted[str(row.transaction_id)].event)
             if isinstance(bucket, LoadedCards):
                 per_card.update(bucket.updated())
             else:
                 stored[bucket_id] = bucket.to_bytes()
-        book = MerchantBook.from_bytes(book_bytes)
         if labels_waiting:
-            book.resolve([a.event for a in accepted])
-        elif labels:
-            book.add_labels(
-                [
-                    lb
-                    for lb in labels
-                    if lb.transaction_id in {a.txn.transaction_id for a in accepted}
-                ]
+            arriving, queued = (queued, []) if number == 0 else ([], [])
+        elif labels_late:
+            newest = max((e.time for e in events), default=float("-inf"))
+            due.append([lb for lb in queued if lb.label_time <= newest])
+            queued = [lb for lb in queued if lb.label_time > newest]
+            arriving = due.pop(0) if len(due) > labels_lag else []
+        else:
+            ids = {e.transaction_id for e in events}
+            arriving = [lb for lb in queued if lb.transaction_id in ids]
+        verdicts = [LabelIn(lb.transaction_id, lb.label_time, lb.is_fraud) for lb in arriving]
+        by_merchant: dict[int, list[MerchantTxn]] = {b: [] for b in range(buckets)}
+        for e in events:
+            by_merchant[zlib.crc32(e.merchant_id.encode()) % buckets].append(
+                MerchantTxn(e.transaction_id, e.merchant_id, e.time)
             )
-        matrix, late_flags = feature_matrix(accepted, book)
-        book_bytes = book.to_bytes()
-        late += sum(late_flags)
-        for row, vector in zip(accepted, matrix, strict=True):
-            out[row.txn.transaction_id] = vector
+        last = number == len(batches) - 1
+        for bucket_id, txns in by_merchant.items():
+            released = merchants.step(bucket_id, txns, verdicts, delay_s)
+            if last:
+                released += merchants.step(bucket_id, [], [], delay_s, release_all=True)
+            rows = [accepted[r.txn.transaction_id] for r in released]
+            matrix, flags = assemble(
+                rows, [r.features for r in released], [r.late for r in released]
+            )
+            late += sum(flags)
+            for row, vector in zip(rows, matrix, strict=True):
+                out[row.txn.transaction_id] = vector
     return out, late
 
 
@@ -250,6 +340,59 @@ def test_labels_read_before_their_transaction_resolve_when_the_stage_meets_it(
     _assert_parity(build_features(txns, labels), streamed)
 
 
+MERCHANT_COLUMNS = [i for i, n in enumerate(feature_names()) if n.startswith("merchant_")]
+
+
+@pytest.mark.parametrize(("partitions", "cap", "buckets"), [(3, 40, 2), (6, 25, 5)])
+def test_the_order_rule_keeps_merchants_exact_across_partitions_and_capped_batches(
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
+    partitions: int,
+    cap: int,
+    buckets: int,
+) -> None:
+    """Partitions cut at different event times by capped micro-batches, labels as late as
+    the order rule allows: with a delay above the partitions' skew every feature is the
+    offline builder's. Without it, merchants' transactions arrive out of order and their
+    features differ (so the parity above is the rule's doing)."""
+    txns, labels, values = generated
+    verdicts = label_events(txns, labels)
+    batches = _partitioned(values, partitions, cap, seed=partitions)
+    offline = build_features(txns, labels)
+    streamed, late = _stream(
+        values, buckets, 0, labels=verdicts, batches=batches, delay_s=86_400.0, labels_late=True
+    )
+    assert late == 0
+    _assert_parity(offline, streamed)
+
+    loose, late = _stream(values, buckets, 0, labels=verdicts, batches=batches, labels_late=True)
+    expected = offline[feature_names()].to_numpy(np.float64)
+    got = np.vstack([loose[t] for t in offline["transaction_id"]])
+    differing = ~np.isclose(got, expected, rtol=1e-9, atol=1e-9, equal_nan=True)
+    assert late > 0
+    assert differing.any()
+    assert not np.delete(differing, MERCHANT_COLUMNS, axis=1).any(), "cards are exact anyway"
+
+
+def test_labels_that_arrive_after_the_stream_passed_their_time_move_only_merchant_risk(
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
+) -> None:
+    """Labels as late as the order rule allows give the offline risks; labels one batch
+    later than that (the stream already passed their ``label_time``) change the merchant
+    risks of a few transactions and nothing else: the documented parity limit."""
+    txns, labels, values = generated
+    verdicts = label_events(txns, labels)
+    offline = build_features(txns, labels)
+    streamed, _ = _stream(values, 3, 100, labels=verdicts, labels_late=True)
+    _assert_parity(offline, streamed)
+    tardy, _ = _stream(values, 3, 100, labels=verdicts, labels_late=True, labels_lag=1)
+    expected = offline[feature_names()].to_numpy(np.float64)
+    got = np.vstack([tardy[t] for t in offline["transaction_id"]])
+    differing = ~np.isclose(got, expected, rtol=1e-9, atol=1e-9, equal_nan=True)
+    risk = [i for i, n in enumerate(feature_names()) if "fraud_risk" in n]
+    assert differing[:, risk].any()
+    assert not np.delete(differing, risk, axis=1).any()
+
+
 def test_invalid_messages_become_dead_letters_and_touch_no_state() -> None:
     bucket = BucketState()
     poison = [
@@ -317,17 +460,16 @@ def test_state_of_cards_idle_for_30_days_is_dropped() -> None:
     assert list(bucket.blobs) == ["b"]
 
 
-def test_merchant_book_round_trips_exactly(
-    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
-) -> None:
-    txns, labels, values = generated
-    book = MerchantBook(cursor=12.5, unresolved={"t1": (3.0, True)})
-    book.add_labels(label_events(txns, labels)[:20])
-    width = len(CARD_FEATURES)
-    accepted = [accepted_from(v.decode(), [0.0] * width, 0, 0, 0, False) for v in values[:300]]
-    feature_matrix(accepted, book)
-    again = MerchantBook.from_bytes(book.to_bytes())
-    assert again == book
+def test_a_merchant_bucket_header_round_trips_exactly() -> None:
+    header = BucketHeader(
+        pending=[LabelEvent("t1", "m1", 3.0, 9.5, True)],
+        unresolved={"t2": (4.0, False)},
+        seen_time=12.5,
+        held=[MerchantTxn("t3", "m2", 11.0, ["t3", "c", "m2", 11_000_000, "{}", [0.5, math.nan]])],
+    )
+    again = BucketHeader.from_bytes(header.to_bytes())
+    assert again.to_bytes() == header.to_bytes()
+    assert again.held[0].payload[5][1] != again.held[0].payload[5][1], "NaN survives"
 
 
 def _model(threshold: float = 0.5) -> ScoringModel:
@@ -459,14 +601,14 @@ def test_the_bucket_count_is_recorded_and_fixed_for_a_checkpoint(tmp_path: Path)
     assert check_buckets(fresh, 2) == "packed"
     with pytest.raises(CheckpointBucketsError, match="keeps its card state in 2 buckets"):
         check_buckets(fresh, 8)
-    assert fresh.list("card-state") == ["card-state/2"]
+    assert fresh.list("card-state") == ["card-state/4"]
 
     # A checkpoint keeps the layout it was started with, whatever a later run asks for.
     per_card = Location(str(tmp_path / "per-card"), S3Settings())
     assert check_buckets(per_card, 2, "per-card") == "per-card"
     per_card.write("spark/offsets/0", b"v1")
     assert check_buckets(per_card, 2, "packed") == "per-card"
-    assert per_card.list("card-state") == ["card-state/3"]
+    assert per_card.list("card-state") == ["card-state/5"]
 
     # Offsets without a layout record: a checkpoint of an earlier scorer, whatever the count.
     earlier = Location(str(tmp_path / "earlier"), S3Settings())
@@ -476,6 +618,13 @@ def test_the_bucket_count_is_recorded_and_fixed_for_a_checkpoint(tmp_path: Path)
         with pytest.raises(CheckpointBucketsError, match="start a new checkpoint"):
             check_buckets(earlier, buckets)
     assert earlier.list("card-state") == []
+
+    # A checkpoint of the scorer before the merchant stage kept its state in Spark: refused.
+    before = Location(str(tmp_path / "before"), S3Settings())
+    before.write("spark/offsets/0", b"v1")
+    before.write("card-state/2", b"2")
+    with pytest.raises(CheckpointBucketsError, match="start a new checkpoint"):
+        check_buckets(before, 2)
 
 
 def test_a_bucket_round_trips_through_its_packed_value() -> None:

@@ -142,8 +142,8 @@ class ScorerMetrics:
         )
         self.stage_seconds = Histogram(
             "fraudstream_scorer_stage_seconds",
-            "Time per micro-batch stage, as the driver waits for it (card_stage, "
-            "features_and_scoring, each sink by name, sinks)",
+            "Time per micro-batch stage, as the driver waits for it (state_stages, "
+            "scoring, each sink by name, sinks)",
             ["stage"],
             buckets=BATCH_BUCKETS,
             registry=r,

@@ -1,1 +1,1 @@
-"""The streaming scorer: card state in Spark, merchant book, vectorised scoring, sinks."""
+"""The streaming scorer: card state in Spark, merchant state, vectorised scoring, sinks."""

@@ -28,7 +28,6 @@ from fraudstream.features.events import TxnEvent, epoch_seconds
 from fraudstream.features.transaction import transaction_features
 from fraudstream.schema import Transaction
 from fraudstream.schema.model import format_timestamp
-from fraudstream.scoring.merchants import MerchantBook
 from fraudstream.scoring.model import Scores, ScoringModel, score
 
 
@@ -157,7 +156,7 @@ def assemble(
 ) -> tuple[np.ndarray, list[bool]]:
     """Full feature vectors in catalogue order (transaction, card, merchant) and late flags.
 
-    ``merchant`` holds each row's merchant features (``MerchantBook.advance``); a row is
+    ``merchant`` holds each row's merchant features (``MerchantBucket.step``); a row is
     late when its card or its merchant had a later transaction already.
     """
     matrix = np.array(
@@ -169,12 +168,6 @@ def assemble(
     ).reshape(len(rows), len(feature_names()))
     late = [bool(r.late or m) for r, m in zip(rows, merchant_late, strict=True)]
     return matrix, late
-
-
-def feature_matrix(rows: list[Accepted], book: MerchantBook) -> tuple[np.ndarray, list[bool]]:
-    """Full feature vectors in catalogue order; advances the merchant book (in place)."""
-    merchant, merchant_late = book.advance([row.event for row in rows])
-    return assemble(rows, merchant, merchant_late)
 
 
 def score_rows(
@@ -189,15 +182,3 @@ def score_rows(
     scores = score(champion, features)
     shadow_scores = score(shadow, features, with_reasons=False).score if shadow else None
     return ScoredBatch(rows, features, late, champion, scores, shadow, shadow_scores, scored_at)
-
-
-def score_batch(
-    rows: list[Accepted],
-    book: MerchantBook,
-    champion: ScoringModel,
-    shadow: ScoringModel | None,
-    scored_at: datetime,
-) -> ScoredBatch:
-    """Merchant features from ``book`` (advanced in place), then ``score_rows``."""
-    features, late = feature_matrix(rows, book)
-    return score_rows(rows, features, late, champion, shadow, scored_at)

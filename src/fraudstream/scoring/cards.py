@@ -45,9 +45,11 @@ from fraudstream.schema import Transaction
 from fraudstream.validation import Rejection, SourcePosition, TransactionValidator, dead_letter
 
 CARD_WIDTH = len(CARD_FEATURES)
-CARD_STATE_LAYOUTS = {"packed": 2, "per-card": 3}
-"""Card-state layout name -> the number recorded in a checkpoint (1: an earlier packed
-layout, a row of three arrays, that this version does not read)."""
+CARD_STATE_LAYOUTS = {"packed": 4, "per-card": 5}
+"""Card-state layout name -> the number recorded in a checkpoint. Earlier numbers are
+checkpoints this version does not read: 1, an earlier packed layout (a row of three
+arrays); 2 and 3, this layout in a query without the merchant stage in Spark state
+(Spark refuses a checkpoint whose query had other sources or stateful operators)."""
 DECODED_CARDS_CAPACITY = 20_000
 """Decoded card states a worker process keeps between micro-batches (``DecodedCards``)."""
 _BUCKET_MAGIC = b"FSB2"

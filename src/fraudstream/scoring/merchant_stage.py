@@ -1,36 +1,42 @@
-"""The merchant stage: one Spark task per micro-batch advances the merchant book.
+"""The merchant stage: merchant buckets in Spark state, chained after the card stage.
 
-Merchants are global (every card bucket sees every merchant) and their features need
-the batch's transactions in (event time, transaction id) order, so the stage runs in
-a single task on an executor, never on the driver: it takes the book (this worker's
-copy when it holds the one of the previous batch, else the save of the newest batch
-before this one), reads the labels ingested since its cursor from Postgres, advances
-the book through the batch (``MerchantBook.advance``) and saves it under the batch id.
+``groupBy(merchant_bucket).transformWithStateInPandas(MerchantBuckets)`` gets, per
+bucket and micro-batch, the card stage's rows of the bucket's merchants and every
+label row of the batch (each label is sent to every bucket: it names its transaction,
+not its merchant; ``label_rows``). ``MerchantBucket.step`` (``scoring.merchants``)
+does the work; this module moves its state in and out of Spark's state store:
 
-Row shape in: the card stage's accepted rows (``transaction_id``, ``card_id``,
-``record``, ``card_features``, ``late``, ``partition``, ``offset``, ``kafka_ts_ms``).
-Row shape out (``MERCHANT_SCHEMA``): the same with ``merchant_features`` and ``late``
-including the merchant's lateness, ``kind = 'txn'``; and, when states are published,
-one ``kind = 'state'`` row per touched merchant (``merchant_id``, ``merchant_state``).
+- ``merchants``: MapState merchant id -> ``features.codec`` bytes, read and written
+  only for the merchants the batch touches;
+- ``links``: MapState transaction id -> (merchant id, event time), one entry per
+  transaction, read only for labels;
+- ``header``: ValueState with the bucket's pending and unresolved labels, its newest
+  event time and the transactions the order rule holds back.
 
-Exactly once: the save is keyed by the batch id, and a batch (a replay after a crash,
-or a task Spark runs again) always starts from the save of the batch before it, so no
-transaction is counted twice in a merchant's state.
+Map entries expire ``STATE_TTL_MS`` after their last write (processing time): a
+merchant idle for the history horizon has a new merchant's features, and a label on a
+transaction older than the horizon counts for nothing (``apply_label``).
+
+Exactly once: Spark commits this state with the batch's offsets (both topics), so a
+replayed batch starts from the state its first attempt started from.
+
+Row shape in: ``rows.CARD_STAGE_SCHEMA`` plus ``merchant_bucket``; out:
+``rows.MERCHANT_SCHEMA``. ``dead`` and ``state`` rows pass through unchanged.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pandas as pd
-import psycopg2.extensions
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
 from pyspark.sql.types import (
-    ArrayType,
     BinaryType,
-    BooleanType,
     DoubleType,
     IntegerType,
     LongType,
@@ -39,173 +45,175 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from fraudstream.adapters.object_store import Location
-from fraudstream.features.codec import encode_merchant
-from fraudstream.features.events import LabelEvent, epoch_seconds
-from fraudstream.scoring.batch import accepted_from
-from fraudstream.scoring.merchants import MerchantBook
-from fraudstream.scoring.sinks.base import drop_worker_client, worker_client
-from fraudstream.settings import Settings
+from fraudstream.features.catalogue import HISTORY_S
+from fraudstream.features.events import epoch_seconds
+from fraudstream.schema import Label
+from fraudstream.scoring.merchants import BucketHeader, LabelIn, MerchantBucket, MerchantTxn
+from fraudstream.scoring.rows import CARD_STAGE_SCHEMA, MERCHANT_SCHEMA, TXN_COLUMNS
 
-MERCHANT_SCHEMA = StructType(
-    [
-        StructField("kind", StringType()),
-        StructField("transaction_id", StringType()),
-        StructField("card_id", StringType()),
-        StructField("record", StringType()),
-        StructField("card_features", ArrayType(DoubleType())),
-        StructField("merchant_features", ArrayType(DoubleType())),
-        StructField("late", BooleanType()),
-        StructField("partition", IntegerType()),
-        StructField("offset", LongType()),
-        StructField("kafka_ts_ms", LongType()),
-        StructField("merchant_id", StringType()),
-        StructField("merchant_state", BinaryType()),
-    ]
+STATE_TTL_MS = int((HISTORY_S + 7 * 86_400) * 1000)
+"""Card, merchant and link entries leave the state this long (processing time) after
+their last write: the history horizon plus a week of slack for a stream whose event
+time falls behind the clock (a backlog or an outage shorter than that)."""
+
+_MERCHANT_KEY = StructType([StructField("merchant_id", StringType())])
+_MERCHANT_VALUE = StructType([StructField("state", BinaryType())])
+_LINK_KEY = StructType([StructField("transaction_id", StringType())])
+_LINK_VALUE = StructType(
+    [StructField("merchant_id", StringType()), StructField("time", DoubleType())]
 )
+_HEADER = StructType([StructField("header", BinaryType())])
 
 
-class BookStore:
-    """Merchant-book saves, one per micro-batch id, under ``<checkpoint>/merchant-book/``."""
-
-    FOLDER = "merchant-book"
-    KEEP = 5
-
-    def __init__(self, location: Location) -> None:
-        self.location = location
-
-    def _ids(self) -> list[int]:
-        ids = []
-        for name in self.location.list(self.FOLDER):
-            stem = name.rsplit("/", 1)[-1]
-            if stem.endswith(".bin") and stem[:-4].isdigit():
-                ids.append(int(stem[:-4]))
-        return sorted(ids)
-
-    def load_before(self, batch_id: int) -> MerchantBook:
-        """The book as saved after the latest batch before ``batch_id`` (empty if none)."""
-        earlier = [i for i in self._ids() if i < batch_id]
-        if not earlier:
-            return MerchantBook()
-        return MerchantBook.from_bytes(self.location.read(f"{self.FOLDER}/{earlier[-1]:012d}.bin"))
-
-    def save(self, batch_id: int, book: MerchantBook) -> None:
-        """Save the book after ``batch_id``; keep the last ``KEEP`` saves."""
-        self.location.write(f"{self.FOLDER}/{batch_id:012d}.bin", book.to_bytes())
-        for old in self._ids()[: -self.KEEP]:
-            self.location.delete(f"{self.FOLDER}/{old:012d}.bin")
+def label_rows(labels: DataFrame, buckets: int) -> DataFrame:
+    """``transaction_labels`` records as label rows, one copy per merchant bucket."""
+    out = labels.select(
+        F.lit("label").alias("kind"),
+        F.col("value").cast("string").alias("record"),
+        F.explode(F.sequence(F.lit(0), F.lit(buckets - 1)).cast("array<long>")).alias(
+            "merchant_bucket"
+        ),
+    )
+    for f in CARD_STAGE_SCHEMA.fields:
+        if f.name not in ("kind", "record"):
+            out = out.withColumn(f.name, F.lit(None).cast(f.dataType))
+    return out
 
 
-def read_new_labels(conn: psycopg2.extensions.connection, book: MerchantBook) -> None:
-    """Queue labels ingested since the book's cursor (and resolve earlier unresolved ones).
+def parse_label(record: str | None) -> LabelIn | None:
+    """A label row's verdict; None for a record that is not a label (the label ingestion
+    dead-letters those; the scorer ignores them)."""
+    try:
+        label = Label.from_json_dict(orjson.loads(record or b""))
+        return LabelIn(label.transaction_id, epoch_seconds(label.label_time), bool(label.is_fraud))
+    except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
+        return None
 
-    Labels are read with a 10 s overlap behind the cursor because rows committed
-    concurrently can carry an earlier ``ingested_at``; re-reading one is harmless
-    (``apply_label`` is idempotent). A label whose transaction is not in
-    ``transactions_raw`` yet waits in ``unresolved`` until it is (or until the stage
-    meets its transaction: ``MerchantBook.resolve``).
+
+_INTEGERS = {
+    f.name for f in MERCHANT_SCHEMA.fields if isinstance(f.dataType, IntegerType | LongType)
+}
+
+
+def _values(frame: pd.DataFrame, name: str) -> list[Any]:
+    """A column as Python values for Arrow: None for missing (Arrow turns integer columns
+    with nulls into floats on the way in), integers as int."""
+    if name not in frame.columns:
+        return [None] * len(frame)
+    out: list[Any] = []
+    for v in frame[name].tolist():
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append(None)
+        else:
+            out.append(int(v) if name in _INTEGERS else v)
+    return out
+
+
+def _none_frame(n: int) -> dict[str, pd.Series]:
+    # None (object dtype), not NaN: Arrow refuses a NaN where the schema has an array.
+    return {name: pd.Series([None] * n, dtype=object) for name in MERCHANT_SCHEMA.fieldNames()}
+
+
+class MerchantBuckets(StatefulProcessor):
+    """One grouping key per merchant bucket (see the module docstring).
+
+    ``delay_s``: the order rule's event-time delay; ``release_ms``: how long (processing
+    time) a held transaction waits at most; ``emit_states``: publish changed merchants.
     """
-    since = datetime.fromtimestamp(max(0.0, book.cursor - 10.0), UTC)
-    with conn.cursor() as cur:
-        cur.execute(
-            """SELECT l.transaction_id, r.merchant_id, r.event_time, l.label_time, l.is_fraud,
-                      extract(epoch FROM l.ingested_at)
-               FROM labels l LEFT JOIN transactions_raw r USING (transaction_id)
-               WHERE l.ingested_at > %s""",
-            (since,),
+
+    def __init__(self, delay_s: float = 0.0, release_ms: int = 30_000, emit_states: bool = False):
+        self.delay_s = delay_s
+        self.release_ms = release_ms
+        self.emit_states = emit_states
+
+    def init(self, handle: StatefulProcessorHandle) -> None:
+        self.handle = handle
+        self.merchants = handle.getMapState(
+            "merchants", _MERCHANT_KEY, _MERCHANT_VALUE, STATE_TTL_MS
         )
-        found = cur.fetchall()
-        waiting = list(book.unresolved)
-        resolved: list[Any] = []
-        if waiting:
-            cur.execute(
-                """SELECT transaction_id, merchant_id, event_time FROM transactions_raw
-                   WHERE transaction_id = ANY(%s)""",
-                (waiting,),
+        self.links = handle.getMapState("links", _LINK_KEY, _LINK_VALUE, STATE_TTL_MS)
+        self.header = handle.getValueState("header", _HEADER)
+
+    def _load_merchant(self, merchant_id: str) -> bytes | None:
+        stored = self.merchants.getValue((merchant_id,))
+        return None if stored is None else bytes(stored[0])
+
+    def _load_link(self, transaction_id: str) -> tuple[str, float] | None:
+        stored = self.links.getValue((transaction_id,))
+        return None if stored is None else (str(stored[0]), float(stored[1]))
+
+    def handleInputRows(  # noqa: N802 (Spark's name)
+        self,
+        key: Any,
+        rows: Iterator[pd.DataFrame],
+        timerValues: Any,  # noqa: N803 (Spark passes it by this name)
+    ) -> Iterator[pd.DataFrame]:
+        frame = pd.concat(list(rows), ignore_index=True)
+        kinds = frame["kind"]
+        passing = frame[kinds.isin(["dead", "state"])]
+        if len(passing):
+            yield pd.DataFrame(
+                {name: _values(passing, name) for name in MERCHANT_SCHEMA.fieldNames()}
             )
-            resolved = cur.fetchall()
-    labels: list[LabelEvent] = []
-    for txn_id, merchant, txn_time, label_time, is_fraud, ingested in found:
-        book.cursor = max(book.cursor, float(ingested))
-        if merchant is None:
-            book.unresolved[txn_id] = (epoch_seconds(label_time), bool(is_fraud))
-            continue
-        labels.append(
-            LabelEvent(
-                txn_id, merchant, epoch_seconds(txn_time), epoch_seconds(label_time), bool(is_fraud)
-            )
-        )
-    for txn_id, merchant, txn_time in resolved:
-        label_time, is_fraud = book.unresolved.pop(txn_id)
-        labels.append(LabelEvent(txn_id, merchant, epoch_seconds(txn_time), label_time, is_fraud))
-    book.add_labels(labels)
-
-
-_WORKER_BOOK: dict[str, tuple[int, MerchantBook]] = {}
-"""checkpoint -> (the batch id it was saved after, the book): this worker's copy, handed
-out only to the next batch and taken out while in use, so a batch that fails midway
-leaves nothing behind and its replay starts from the save."""
-
-
-@dataclass(frozen=True)
-class MerchantStage:
-    """``mapInPandas`` function of the merchant stage for one micro-batch (one partition)."""
-
-    settings: Settings
-    checkpoint: str
-    batch_id: int
-    emit_states: bool
-
-    def _book(self, store: BookStore) -> MerchantBook:
-        kept = _WORKER_BOOK.pop(self.checkpoint, None)
-        if kept is not None and kept[0] == self.batch_id - 1:
-            return kept[1]
-        return store.load_before(self.batch_id)
-
-    def _labels(self, book: MerchantBook) -> None:
-        postgres = self.settings.postgres
-        key = ("postgres", postgres.host, str(postgres.port), postgres.database)
-        conn: psycopg2.extensions.connection = worker_client(
-            key, lambda: psycopg2.connect(postgres.dsn())
-        )
-        try:
-            with conn:
-                read_new_labels(conn, book)
-        except BaseException:
-            drop_worker_client(key)
-            conn.close()
-            raise
-
-    def __call__(self, frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        frame = pd.concat(list(frames), ignore_index=True)
-        rows = [
-            accepted_from(r, f, p, o, ts, late)
-            for r, f, p, o, ts, late in zip(
-                frame["record"], frame["card_features"], frame["partition"],
-                frame["offset"], frame["kafka_ts_ms"], frame["late"], strict=True,
-            )
+        txns = [
+            MerchantTxn(tid, merchant, et / 1e6,
+                        [tid, card, merchant, int(et), record, [float(v) for v in features],
+                         bool(late), int(partition), int(offset), int(ts)])
+            for tid, card, merchant, et, record, features, late, partition, offset, ts
+            in frame.loc[kinds == "txn", TXN_COLUMNS].itertuples(index=False, name=None)
         ]  # fmt: skip
-        events = [row.event for row in rows]
-        store = BookStore(Location(self.checkpoint, self.settings.s3))
-        book = self._book(store)
-        self._labels(book)
-        book.resolve(events)
-        merchant, merchant_late = book.advance(events)
-        store.save(self.batch_id, book)
-        _WORKER_BOOK[self.checkpoint] = (self.batch_id, book)
-        out = frame[[f.name for f in MERCHANT_SCHEMA.fields if f.name in frame.columns]].copy()
-        out["kind"] = "txn"
-        out["merchant_features"] = [list(m) for m in merchant]
-        out["late"] = [bool(a or b) for a, b in zip(frame["late"], merchant_late, strict=True)]
-        out["merchant_id"] = None
-        out["merchant_state"] = None
-        yield out[MERCHANT_SCHEMA.fieldNames()]
-        if self.emit_states and events:
-            touched = sorted({e.merchant_id for e in events} & set(book.merchants))
-            states = pd.DataFrame(
-                {n: pd.Series([None] * len(touched), dtype=object) for n in out.columns}
-            )
+        labels = [lb for lb in map(parse_label, frame.loc[kinds == "label", "record"]) if lb]
+        now_ms = timerValues.getCurrentProcessingTimeInMs()
+        yield from self._step(txns, labels, release_all=False, now_ms=now_ms)
+
+    def handleExpiredTimer(  # noqa: N802 (Spark's name)
+        self,
+        key: Any,
+        timerValues: Any,  # noqa: N803 (Spark passes it by this name)
+        expiredTimerInfo: Any,  # noqa: N803
+    ) -> Iterator[pd.DataFrame]:
+        yield from self._step([], [], release_all=True, now_ms=None)
+
+    def _step(
+        self, txns: list[MerchantTxn], labels: list[LabelIn], release_all: bool, now_ms: int | None
+    ) -> Iterator[pd.DataFrame]:
+        stored = self.header.get()
+        bucket = MerchantBucket(
+            self._load_merchant,
+            self._load_link,
+            BucketHeader.from_bytes(bytes(stored[0]) if stored else None),
+        )
+        released = bucket.step(txns, labels, self.delay_s, release_all)
+        for transaction_id, (merchant_id, time) in bucket.links.items():
+            self.links.updateValue((transaction_id,), (merchant_id, time))
+        updated = bucket.updated()
+        for merchant_id, blob in updated.items():
+            self.merchants.updateValue((merchant_id,), (blob,))
+        self.header.update((bucket.header.to_bytes(),))
+        if now_ms is not None:
+            # The release timer fires only after release_ms without input for this bucket
+            # (the stream's tail, an idle topic): while rows arrive, the event-time rule
+            # releases them.
+            for timer in list(self.handle.listTimers()):
+                self.handle.deleteTimer(timer)
+            if bucket.header.held:
+                self.handle.registerTimer(now_ms + self.release_ms)
+        if released:
+            out = pd.DataFrame([r.txn.payload for r in released], columns=TXN_COLUMNS)
+            out["late"] = [bool(p) or r.late for p, r in zip(out["late"], released, strict=True)]
+            out["merchant_features"] = [list(r.features) for r in released]
+            frame = pd.DataFrame(_none_frame(len(out)))
+            for name in out.columns:
+                frame[name] = out[name].to_numpy()
+            frame["kind"] = "txn"
+            yield frame
+        if self.emit_states and updated:
+            states = pd.DataFrame(_none_frame(len(updated)))
             states["kind"] = "state"
-            states["merchant_id"] = touched
-            states["merchant_state"] = [encode_merchant(book.merchants[m]) for m in touched]
-            yield states[MERCHANT_SCHEMA.fieldNames()]
+            states["entity"] = "merchant"
+            states["merchant_id"] = list(updated)
+            states["state"] = list(updated.values())
+            yield states
+
+    def close(self) -> None:
+        pass

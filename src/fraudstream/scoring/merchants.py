@@ -1,36 +1,46 @@
-"""Merchant features in the stream: one book of merchant states, advanced once per micro-batch.
+"""Merchant features in the stream: one merchant bucket's micro-batch, pure.
 
-Merchants are global (every card bucket sees every merchant), so their states cannot
-live in the card buckets. They live in a ``MerchantBook``, advanced once per
-micro-batch by the merchant stage (``scoring.merchant_stage``, one Spark task), after
-the card stage, with the batch's transactions sorted by
-(event time, transaction id) and the fraud labels known so far, through the same
-``apply_label`` and ``update_merchant`` the offline builder calls:
+Spark groups the card stage's transactions by merchant bucket (a hash of
+``merchant_id`` modulo N) and hands each bucket's rows of a micro-batch, with every
+label read from ``transaction_labels`` in that batch, to ``MerchantBucket.step``
+(``scoring.merchant_stage`` does the Spark side). The bucket's state is read lazily
+through two loaders, one merchant or one link at a time, so a batch touches only the
+entries it needs; everything here is pure (no Spark, no Kafka, no clock), so the unit
+tests run the very code the stream runs.
 
-- a label is applied before the first transaction whose event time is at or after
-  its ``label_time``, exactly the offline rule, so a label never changes the
-  features of a transaction that happened before it became known;
-- a label is only known to the stream once it is in Postgres ``labels`` (written by
-  ``fraudstream ingest-labels``) and its transaction is in ``transactions_raw`` or in
-  the batch;
-  a label that arrives after the stream has passed its ``label_time`` takes effect
-  from the next micro-batch on (the offline builder, knowing every label, applies it
-  from ``label_time`` exactly: the difference is the label ingestion delay);
-- a transaction older than its merchant's latest one (late across micro-batches) is
-  scored on a copy of the merchant's state and not added to it.
+State of a bucket:
 
-The book is saved after every micro-batch under the batch id (``to_bytes``) and a
-restarted scorer loads the save of the batch before the one Spark replays, so a
-replayed batch sees exactly the state its first attempt saw: no transaction is
-counted twice.
+- one ``MerchantState`` per merchant (``features.merchant``; ``features.codec`` bytes);
+- one link per transaction, ``transaction_id -> (merchant_id, event time)``: a label
+  names only its transaction, and the link is what finds its merchant;
+- the header (``BucketHeader``): labels resolved but not yet due (``pending``, label
+  order), labels whose transaction this bucket has not seen (``unresolved``: every
+  bucket receives every label; the one that sees the transaction resolves it), the
+  newest event time seen, and the transactions held back by the order rule.
+
+Order rule (event time): the bucket scores its transactions in (event time,
+transaction id) order, releasing a transaction once the bucket has seen an event
+``delay_s`` later (``delay_s = 0``: everything a batch brings, at once), or when the
+processing-time release fires (``release_all``). Kafka partitions are cut at different
+event times by a micro-batch; as long as a merchant's transactions from different
+partitions are less than ``delay_s`` apart in arrival skew, they reach
+``update_merchant`` in the offline builder's order. A transaction older than its
+merchant's latest one (arrived after the rule released a later one) is late: scored
+on a copy of the state and not added, like the card stage's late events.
+
+Labels: a label is applied before the first released transaction whose event time is
+at or after its ``label_time``, the offline rule; a label that reaches the bucket after
+the bucket released transactions past its ``label_time`` takes effect from the next
+released transaction on (the offline builder applies it from ``label_time`` exactly).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from fraudstream.features.catalogue import HISTORY_S, MERCHANT_FEATURES
 from fraudstream.features.codec import decode_merchant, encode_merchant
@@ -38,8 +48,33 @@ from fraudstream.features.events import LabelEvent, TxnEvent
 from fraudstream.features.merchant import MerchantState, apply_label, update_merchant
 
 MERCHANT_WIDTH = len(MERCHANT_FEATURES)
-_FORMAT = 1
-_U32 = struct.Struct("<I")
+_FORMAT = 2
+
+
+class MerchantTxn(NamedTuple):
+    """A transaction as the merchant stage needs it; ``payload`` rides along untouched
+    (the card stage's columns, JSON-serialisable so a held transaction can be stored)."""
+
+    transaction_id: str
+    merchant_id: str
+    time: float
+    payload: Any = None
+
+
+class LabelIn(NamedTuple):
+    """A verdict from ``transaction_labels``: only its transaction's id, not its merchant."""
+
+    transaction_id: str
+    label_time: float
+    is_fraud: bool
+
+
+class Released(NamedTuple):
+    """A transaction the order rule released, with its merchant features."""
+
+    txn: MerchantTxn
+    features: tuple[float, ...]
+    late: bool
 
 
 def _label_order(label: LabelEvent) -> tuple[float, float, str]:
@@ -48,124 +83,149 @@ def _label_order(label: LabelEvent) -> tuple[float, float, str]:
 
 
 @dataclass
-class MerchantBook:
-    """Every merchant's state, the labels not yet applied and the label read cursor.
+class BucketHeader:
+    """The small part of a bucket's state, read and written once per micro-batch."""
 
-    ``pending`` is kept in label order; ``cursor`` is the ``labels.ingested_at``
-    (epoch seconds) up to which labels have been read; ``unresolved`` holds labels
-    whose transaction the scorer has not seen yet (id -> (label_time, is_fraud)).
-    """
-
-    merchants: dict[str, MerchantState] = field(default_factory=dict)
     pending: list[LabelEvent] = field(default_factory=list)
     unresolved: dict[str, tuple[float, bool]] = field(default_factory=dict)
-    cursor: float = 0.0
-    last_time: float = 0.0
-
-    def add_labels(self, labels: list[LabelEvent]) -> None:
-        """Queue labels (a label seen again replaces the queued one: apply_label is idempotent)."""
-        if not labels:
-            return
-        fresh = {label.transaction_id: label for label in labels}
-        kept = [p for p in self.pending if p.transaction_id not in fresh]
-        self.pending = sorted(kept + list(fresh.values()), key=_label_order)
-
-    def resolve(self, events: list[TxnEvent]) -> None:
-        """Queue the waiting labels (``unresolved``) whose transaction is among ``events``.
-
-        The stage meets a batch's transactions before they reach ``transactions_raw``, so
-        a label of one of them resolves here, before the batch advances the book.
-        """
-        if not self.unresolved:
-            return
-        found = []
-        for txn in events:
-            waiting = self.unresolved.pop(txn.transaction_id, None)
-            if waiting is not None:
-                label_time, is_fraud = waiting
-                found.append(
-                    LabelEvent(txn.transaction_id, txn.merchant_id, txn.time, label_time, is_fraud)
-                )
-        self.add_labels(found)
-
-    def advance(self, events: list[TxnEvent]) -> tuple[list[tuple[float, ...]], list[bool]]:
-        """Merchant features of ``events`` (any order), applying due labels first.
-
-        Returns the features and late flags aligned with ``events``.
-        """
-        order = sorted(range(len(events)), key=lambda i: (events[i].time, events[i].transaction_id))
-        rows: list[tuple[float, ...]] = [()] * len(events)
-        late = [False] * len(events)
-        next_label = 0
-        for i in order:
-            txn = events[i]
-            while (
-                next_label < len(self.pending) and self.pending[next_label].label_time <= txn.time
-            ):
-                label = self.pending[next_label]
-                self.merchants[label.merchant_id] = apply_label(
-                    self.merchants.get(label.merchant_id), label
-                )
-                next_label += 1
-            state = self.merchants.get(txn.merchant_id)
-            if state is not None and state.times and txn.time < state.times[-1]:
-                _, rows[i] = update_merchant(copy.deepcopy(state), txn)
-                late[i] = True
-                continue
-            self.merchants[txn.merchant_id], rows[i] = update_merchant(state, txn)
-            self.last_time = max(self.last_time, txn.time)
-        del self.pending[:next_label]
-        self._expire()
-        return rows, late
-
-    def _expire(self) -> None:
-        """Forget merchants idle for the history horizon and labels that can no longer count."""
-        horizon = self.last_time - HISTORY_S
-        idle = [m for m, s in self.merchants.items() if not s.times or s.times[-1] <= horizon]
-        for merchant_id in idle:
-            if not self.merchants[merchant_id].fraud_ids:
-                del self.merchants[merchant_id]
-        self.unresolved = {k: v for k, v in self.unresolved.items() if v[0] > horizon}
+    seen_time: float = float("-inf")
+    held: list[MerchantTxn] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
-        """The whole book: a JSON header (cursor, labels) and one codec blob per merchant."""
-        header = json.dumps(
+        return json.dumps(
             {
                 "format": _FORMAT,
-                "cursor": self.cursor,
-                "last_time": self.last_time,
                 "pending": [list(p) for p in self.pending],
                 "unresolved": self.unresolved,
-                "merchants": list(self.merchants),
+                "seen_time": self.seen_time,
+                "held": [list(h) for h in self.held],
             }
         ).encode()
-        parts = [_U32.pack(len(header)), header]
-        for state in self.merchants.values():
-            blob = encode_merchant(state)
-            parts += [_U32.pack(len(blob)), blob]
-        return b"".join(parts)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> MerchantBook:
-        (size,) = _U32.unpack_from(data, 0)
-        header = json.loads(data[4 : 4 + size])
-        if header.get("format") != _FORMAT:
-            raise ValueError(f"merchant book format {header.get('format')!r} is not {_FORMAT}")
-        pos = 4 + size
-        merchants: dict[str, MerchantState] = {}
-        for merchant_id in header["merchants"]:
-            (n,) = _U32.unpack_from(data, pos)
-            merchants[merchant_id] = decode_merchant(data[pos + 4 : pos + 4 + n])
-            pos += 4 + n
+    def from_bytes(cls, data: bytes | None) -> BucketHeader:
+        if not data:
+            return cls()
+        value = json.loads(data)
+        if value.get("format") != _FORMAT:
+            raise ValueError(f"merchant bucket format {value.get('format')!r} is not {_FORMAT}")
         return cls(
-            merchants=merchants,
             pending=[
-                LabelEvent(str(a), str(b), c, d, bool(e)) for a, b, c, d, e in header["pending"]
+                LabelEvent(str(a), str(b), c, d, bool(e)) for a, b, c, d, e in value["pending"]
             ],
-            unresolved={k: (float(v[0]), bool(v[1])) for k, v in header["unresolved"].items()},
-            cursor=float(header["cursor"]),
-            last_time=float(header["last_time"]),
+            unresolved={k: (float(v[0]), bool(v[1])) for k, v in value["unresolved"].items()},
+            seen_time=float(value["seen_time"]),
+            held=[MerchantTxn(str(a), str(b), float(c), d) for a, b, c, d in value["held"]],
         )
 
 
-__all__ = ["MERCHANT_WIDTH", "MerchantBook"]
+@dataclass
+class MerchantBucket:
+    """One bucket for one micro-batch: its header, and its merchants and links read lazily.
+
+    ``load_merchant(id)`` gives a merchant's stored bytes (None: new); ``load_link(id)``
+    a transaction's stored link (None: unknown to this bucket). After ``step``, the
+    caller stores ``header``, ``updated()`` and ``links``.
+    """
+
+    load_merchant: Callable[[str], bytes | None]
+    load_link: Callable[[str], tuple[str, float] | None]
+    header: BucketHeader = field(default_factory=BucketHeader)
+    links: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """Links of this batch's transactions, to store."""
+    _merchants: dict[str, MerchantState | None] = field(default_factory=dict)
+    _touched: set[str] = field(default_factory=set)
+
+    def merchant(self, merchant_id: str) -> MerchantState | None:
+        if merchant_id not in self._merchants:
+            blob = self.load_merchant(merchant_id)
+            self._merchants[merchant_id] = None if blob is None else decode_merchant(blob)
+        return self._merchants[merchant_id]
+
+    def _set(self, merchant_id: str, state: MerchantState) -> None:
+        self._merchants[merchant_id] = state
+        self._touched.add(merchant_id)
+
+    def updated(self) -> dict[str, bytes]:
+        """The merchants this batch changed, as ``features.codec`` bytes."""
+        out = {}
+        for merchant_id in sorted(self._touched):
+            state = self._merchants[merchant_id]
+            if state is not None:
+                out[merchant_id] = encode_merchant(state)
+        return out
+
+    def _queue(self, labels: Iterable[LabelEvent]) -> None:
+        """Queue resolved labels (a label seen again replaces the queued one)."""
+        fresh = {label.transaction_id: label for label in labels}
+        if fresh:
+            kept = [p for p in self.header.pending if p.transaction_id not in fresh]
+            self.header.pending = sorted(kept + list(fresh.values()), key=_label_order)
+
+    def _receive(self, txns: list[MerchantTxn], labels: list[LabelIn]) -> None:
+        """Link this batch's transactions; resolve labels through the links or keep them."""
+        header = self.header
+        for txn in txns:
+            self.links[txn.transaction_id] = (txn.merchant_id, txn.time)
+        resolved = []
+        for txn in txns:
+            waiting = header.unresolved.pop(txn.transaction_id, None)
+            if waiting is not None:
+                resolved.append(LabelEvent(txn.transaction_id, txn.merchant_id, txn.time, *waiting))
+        for label in labels:
+            link = self.links.get(label.transaction_id) or self.load_link(label.transaction_id)
+            if link is None:
+                header.unresolved[label.transaction_id] = (label.label_time, label.is_fraud)
+            else:
+                resolved.append(
+                    LabelEvent(label.transaction_id, link[0], link[1], label.label_time,
+                               label.is_fraud)
+                )  # fmt: skip
+        self._queue(resolved)
+
+    def _release(
+        self, txns: list[MerchantTxn], delay_s: float, release_all: bool
+    ) -> list[MerchantTxn]:
+        header = self.header
+        header.held.extend(txns)
+        if txns:
+            header.seen_time = max(header.seen_time, max(t.time for t in txns))
+        frontier = float("inf") if release_all else header.seen_time - delay_s
+        ready = [t for t in header.held if t.time <= frontier]
+        header.held = [t for t in header.held if t.time > frontier]
+        ready.sort(key=lambda t: (t.time, t.transaction_id))
+        return ready
+
+    def step(
+        self,
+        txns: list[MerchantTxn],
+        labels: list[LabelIn],
+        delay_s: float = 0.0,
+        release_all: bool = False,
+    ) -> list[Released]:
+        """Take a micro-batch's transactions and labels; the transactions the order rule
+        releases, in (event time, id) order, with their merchant features."""
+        self._receive(txns, labels)
+        out = []
+        pending, next_label = self.header.pending, 0
+        for txn in self._release(txns, delay_s, release_all):
+            while next_label < len(pending) and pending[next_label].label_time <= txn.time:
+                label = pending[next_label]
+                self._set(label.merchant_id, apply_label(self.merchant(label.merchant_id), label))
+                next_label += 1
+            state = self.merchant(txn.merchant_id)
+            event = TxnEvent(txn.transaction_id, txn.time, "", txn.merchant_id, 0.0)
+            if state is not None and state.times and txn.time < state.times[-1]:
+                _, features = update_merchant(copy.deepcopy(state), event)
+                out.append(Released(txn, features, True))
+                continue
+            state, features = update_merchant(state, event)
+            self._set(txn.merchant_id, state)
+            out.append(Released(txn, features, False))
+        del pending[:next_label]
+        horizon = self.header.seen_time - HISTORY_S
+        self.header.unresolved = {k: v for k, v in self.header.unresolved.items() if v[0] > horizon}
+        return out
+
+
+__all__ = ["MERCHANT_WIDTH", "BucketHeader", "LabelIn", "MerchantBucket", "MerchantTxn", "Released"]

@@ -164,10 +164,10 @@ def model_holder(
 class RetryingBatches:
     """foreachBatch: the batch handler, run again in place while a dependency is unreachable.
 
-    A stage that reads a dependency without its own retry (the merchant stage's labels
-    from PostgreSQL and its book from the object store, a Python worker loading the model)
-    fails its Spark job; the batch is then run again from its start, the card stage
-    included (Spark recomputes it from the state of the batch before), after a backoff,
+    A stage that reads a dependency without its own retry (a Python worker loading the
+    model from the registry) fails its Spark job; the batch is then run again from its
+    start, the stateful stages included (Spark recomputes them from the state of the
+    batch before), after a backoff,
     until it succeeds or ``policy.budget_s`` passes. Every effect of a batch is
     idempotent by key or by batch id, so a batch run twice leaves what one run leaves.
     An error that is not transient, or an ``OutageError`` (a sink already spent its
@@ -304,7 +304,14 @@ def run_scorer(
 ) -> RunResult:
     """Run the scorer until ``duration_s`` (None: until stopped or failed); returns its report."""
     check_topics(
-        settings, [options.source_topic, topics.predictions, topics.alerts, topics.dead_letters]
+        settings,
+        [
+            options.source_topic,
+            scorer.labels_topic,
+            topics.predictions,
+            topics.alerts,
+            topics.dead_letters,
+        ],
     )
     fail_fast_http()  # the scorer's own retries bound the registry's outages (see above)
     policy = RetryPolicy(budget_s=scorer.retry_budget_s)
@@ -335,7 +342,12 @@ def run_scorer(
     for key, value in checkpoint_conf(options.checkpoint).items():
         spark.conf.set(key, value)
     options = replace(
-        options, card_state=layout, score_partitions=spark.sparkContext.defaultParallelism
+        options,
+        card_state=layout,
+        score_partitions=spark.sparkContext.defaultParallelism,
+        labels_topic=scorer.labels_topic,
+        merchant_delay_s=scorer.merchant_delay_s,
+        merchant_release_s=scorer.merchant_release_s,
     )
     handler = BatchHandler(
         settings=settings,

@@ -1,8 +1,10 @@
 """The scoring stage: features, scores and reason codes per partition, on the executors.
 
-Each task takes its partition of the merchant stage's rows (``MERCHANT_SCHEMA``,
-``kind = 'txn'``), assembles the feature vectors (``scoring.batch.assemble``), scores
-them with the champion (and the shadow) and renders every sink's payload once.
+Each task takes its partition of the merchant stage's rows (``rows.MERCHANT_SCHEMA``,
+``kind`` ``txn`` or ``dead``), assembles the feature vectors of the transactions
+(``scoring.batch.assemble``), scores them with the champion (and the shadow) and renders
+every sink's payload once. It counts what it scored, and the dead letters it saw, into
+the handler's accumulator (``batch_counts``): the driver's metrics need no rows back.
 
 The driver names the model versions of the micro-batch (``ScoreStage.champion`` and
 ``shadow``, fixed when the batch starts, so a batch is scored by one version); each
@@ -10,66 +12,29 @@ Python worker loads a version from the registry once and keeps it for later batc
 (``_WORKER_MODELS``). The driver has already loaded and checked a version (feature-set
 version and columns) before naming it, so a refused version never reaches a worker.
 
-Row shape out (``SCORED_SCHEMA``): one row per scored transaction; clocks as epoch
+Row shape out (``rows.SCORED_SCHEMA``): one row per scored transaction; clocks as epoch
 microseconds (UTC): ``event_time_us`` from the event, ``ingest_time_us`` the Kafka
 CreateTime, ``scored_at_us`` when its partition was scored.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import orjson
 import pandas as pd
-from pyspark.sql.types import (
-    ArrayType,
-    BinaryType,
-    BooleanType,
-    DoubleType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-)
 
 from fraudstream.adapters.registry import load_model
+from fraudstream.adapters.scorer_metrics import LATENCY_BUCKETS
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.scoring.batch import ScoredBatch, accepted_from, assemble, score_rows
 from fraudstream.scoring.model import ScoringModel
 from fraudstream.settings import Settings
-
-SCORED_SCHEMA = StructType(
-    [
-        StructField("transaction_id", StringType()),
-        StructField("card_id", StringType()),
-        StructField("merchant_id", StringType()),
-        StructField("amount", DoubleType()),
-        StructField("currency", StringType()),
-        StructField("record", StringType()),
-        StructField("source_partition", IntegerType()),
-        StructField("source_offset", LongType()),
-        StructField("event_time_us", LongType()),
-        StructField("ingest_time_us", LongType()),
-        StructField("scored_at_us", LongType()),
-        StructField("score", DoubleType()),
-        StructField("is_alert", BooleanType()),
-        StructField("threshold", DoubleType()),
-        StructField("model_version", StringType()),
-        StructField("feature_set_version", StringType()),
-        StructField("reason_codes", StringType()),
-        StructField("reason_detail", StringType()),
-        StructField("features", ArrayType(DoubleType())),
-        StructField("features_json", StringType()),
-        StructField("shadow_score", DoubleType()),
-        StructField("shadow_model_version", StringType()),
-        StructField("late_event", BooleanType()),
-        StructField("prediction", BinaryType()),
-    ]
-)
 
 _WORKER_MODELS: dict[tuple[str, str, str], ScoringModel] = {}
 """(tracking URI, model name, version) -> the loaded model, kept by this Python worker."""
@@ -97,12 +62,18 @@ class ScoreStage:
     settings: Settings
     champion: str
     shadow: str | None
+    counts: Any = None
+    """A Spark accumulator of ``Counter`` (``stream.CountsParam``), or None."""
 
     def __call__(self, frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         champion = worker_model(self.settings, self.champion, "champion")
         shadow = worker_model(self.settings, self.shadow, "challenger") if self.shadow else None
-        for frame in frames:
+        for batch in frames:
+            dead = batch["kind"] == "dead"
+            frame = batch[~dead]
             if not len(frame):
+                if self.counts is not None and dead.any():
+                    self.counts.add(batch_counts(None, batch.loc[dead, "reason"]))
                 continue
             rows = [
                 accepted_from(r, f, p, o, ts, late)
@@ -113,8 +84,13 @@ class ScoreStage:
             ]  # fmt: skip
             merchant = [tuple(m) for m in frame["merchant_features"]]
             features, late = assemble(rows, merchant, [False] * len(rows))
-            batch = score_rows(rows, features, late, champion, shadow, datetime.now(UTC))
-            yield scored_frame(batch, frame["record"])
+            scored = scored_frame(
+                score_rows(rows, features, late, champion, shadow, datetime.now(UTC)),
+                frame["record"],
+            )
+            if self.counts is not None:
+                self.counts.add(batch_counts(scored, batch.loc[dead, "reason"]))
+            yield scored
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -126,7 +102,7 @@ def _us(when: datetime) -> int:
 
 
 def scored_frame(batch: ScoredBatch, records: pd.Series) -> pd.DataFrame:
-    """The rows of ``SCORED_SCHEMA`` of a scored partition (``records``: its raw JSON)."""
+    """The rows of ``rows.SCORED_SCHEMA`` of a scored partition (``records``: its raw JSON)."""
     n = len(batch)
     txns = [r.txn for r in batch.rows]
     alert = batch.scores.alert
@@ -168,3 +144,21 @@ def scored_frame(batch: ScoredBatch, records: pd.Series) -> pd.DataFrame:
             "prediction": predictions,
         }
     )
+
+
+def batch_counts(scored: pd.DataFrame | None, dead_reasons: pd.Series) -> Counter[Any]:
+    """What a scoring task adds to the handler's accumulator: rows scored, alerts, late
+    rows, latencies (``scored_at - ingest_time``, seconds: at or under each metrics
+    bucket, summed, and per 10 ms step) and dead letters per reason."""
+    counts: Counter[Any] = Counter(("dead", str(r)) for r in dead_reasons)
+    if scored is None or not len(scored):
+        return counts
+    latency = (scored["scored_at_us"] - scored["ingest_time_us"]).to_numpy() / 1_000_000
+    counts["scored"] += len(scored)
+    counts["alerts"] += int(scored["is_alert"].sum())
+    counts["late"] += int(scored["late_event"].sum())
+    counts["latency_sum"] += float(latency.sum())  # type: ignore[assignment]
+    for i, bound in enumerate(LATENCY_BUCKETS):
+        counts[("le", i)] += int((latency <= bound).sum())
+    counts.update(("10ms", int(v)) for v in (latency * 100).round())
+    return counts

@@ -1,4 +1,4 @@
-"""The streaming query: Kafka -> card buckets (Spark state) -> merchants -> scores -> sinks.
+"""The streaming query: Kafka -> card buckets -> merchant buckets (Spark state) -> scores -> sinks.
 
 ::
 
@@ -7,45 +7,41 @@
       ▼
     groupBy(bucket).transformWithStateInPandas(CardBuckets)      [executors, RocksDB state]
       │  validate (shared validator) -> dead letters, or update_card in event-time order
-      │  rows: kind, transaction_id, record, card_features, late, dead_letter, offsets
+      │  rows: rows.CARD_STAGE_SCHEMA; merchant_bucket = pmod(xxhash64(merchant_id), N)
+      ▼  union Kafka `transaction_labels`, each label once per merchant bucket
+    groupBy(merchant_bucket).transformWithStateInPandas(MerchantBuckets)  [executors, state]
+      │  labels linked to their merchant, update_merchant in event-time order
+      │  rows: rows.MERCHANT_SCHEMA
       ▼
     foreachBatch(BatchHandler)            [driver: plans the batch's jobs, O(1) in rows]
-      │  repartition(1).mapInPandas(MerchantStage)   [one task: labels, merchant book]
       │  repartition(P, card_id).mapInPandas(ScoreStage)  [P tasks: features, scores]
       ▼
     each sink from the executors, in order: Kafka │ Postgres │ Parquet │ online store
 
-Exactly-once for state: Spark commits the card state with the batch's offsets, and
-the merchant book is saved per batch id and reloaded for a replayed batch.
+Exactly-once for state: Spark commits the card and merchant state with the batch's
+offsets of both topics; a replayed batch starts from the state its first attempt saw.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.accumulators import Accumulator, AccumulatorParam
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
+from pyspark.sql.streaming.readwriter import DataStreamReader
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
-from pyspark.sql.types import (
-    ArrayType,
-    BinaryType,
-    BooleanType,
-    DoubleType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-)
+from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
 from fraudstream.adapters.scorer_metrics import LATENCY_BUCKETS, ScorerMetrics
-from fraudstream.features.catalogue import FEATURE_SET_VERSION, HISTORY_S
+from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.scoring.cards import (
     CARD_STATE_LAYOUTS,
     DECODED_CARDS_CAPACITY,
@@ -55,32 +51,17 @@ from fraudstream.scoring.cards import (
     Message,
     process_bucket,
 )
-from fraudstream.scoring.merchant_stage import MERCHANT_SCHEMA, MerchantStage
+from fraudstream.scoring.merchant_stage import STATE_TTL_MS, MerchantBuckets, label_rows
 from fraudstream.scoring.reload import ModelHolder
-from fraudstream.scoring.score_stage import SCORED_SCHEMA, ScoreStage
+from fraudstream.scoring.rows import CARD_STAGE_SCHEMA, MERCHANT_SCHEMA, SCORED_SCHEMA
+from fraudstream.scoring.score_stage import ScoreStage
 from fraudstream.scoring.sinks.base import MicroBatch, Sink
 from fraudstream.settings import KafkaSettings, Settings
+from fraudstream.topics import TRANSACTION_LABELS
 from fraudstream.validation import TransactionValidator
 
 log = logging.getLogger(__name__)
 
-STAGE_SCHEMA = StructType(
-    [
-        StructField("kind", StringType()),
-        StructField("transaction_id", StringType()),
-        StructField("card_id", StringType()),
-        StructField("record", StringType()),
-        StructField("card_features", ArrayType(DoubleType())),
-        StructField("late", BooleanType()),
-        StructField("reason", StringType()),
-        StructField("dead_letter", BinaryType()),
-        StructField("dead_letter_key", BinaryType()),
-        StructField("partition", IntegerType()),
-        StructField("offset", LongType()),
-        StructField("kafka_ts_ms", LongType()),
-        StructField("card_state", BinaryType()),
-    ]
-)
 # The packed layout: a bucket's card states as one opaque value (``BucketState.to_bytes``).
 _BUCKET_STATE = StructType([StructField("packed", BinaryType())])
 CARD_STATE_VARIABLE = "card_bucket"
@@ -88,11 +69,9 @@ CARD_STATE_VARIABLE = "card_bucket"
 _CARD_KEY = StructType([StructField("card_id", StringType())])
 _CARD_VALUE = StructType([StructField("state", BinaryType())])
 CARD_MAP_VARIABLE = "cards"
-CARD_STATE_TTL_MS = int((HISTORY_S + 7 * 86_400) * 1000)
-"""A card unseen for this long (processing time) leaves the per-card state: the history
-horizon plus a week. A card idle for the horizon in event time has a new card's features,
-so dropping it changes nothing, as long as the stream's event time does not fall more than
-the extra week behind the clock (a backlog or outage longer than that)."""
+CARD_STATE_TTL_MS = STATE_TTL_MS
+"""A card unseen for this long (processing time) leaves the per-card state (see
+``merchant_stage.STATE_TTL_MS``): a card idle for the horizon has a new card's features."""
 
 SPARK_KAFKA_FETCH_MAX_WAIT_MS = 10
 
@@ -182,6 +161,8 @@ class CardBuckets(StatefulProcessor):
                 "kind": ["txn" if r.reason is None else "dead" for r in out],
                 "transaction_id": [r.transaction_id for r in out],
                 "card_id": [r.card_id for r in out],
+                "merchant_id": [r.merchant_id for r in out],
+                "event_time_us": [r.event_time_us for r in out],
                 "record": [r.record for r in out],
                 "card_features": [r.card_features for r in out],
                 "late": [r.late for r in out],
@@ -196,7 +177,8 @@ class CardBuckets(StatefulProcessor):
                 "partition": [r.message.partition for r in out],
                 "offset": [r.message.offset for r in out],
                 "kafka_ts_ms": [r.message.timestamp_ms for r in out],
-                "card_state": [None] * len(out),
+                "entity": [None] * len(out),
+                "state": [None] * len(out),
             }
         )
         if touched:
@@ -207,7 +189,8 @@ class CardBuckets(StatefulProcessor):
             )
             states["kind"] = "state"
             states["card_id"] = list(touched)
-            states["card_state"] = list(touched.values())
+            states["entity"] = "card"
+            states["state"] = list(touched.values())
             frame = pd.concat([frame, states], ignore_index=True)
         yield frame
 
@@ -260,16 +243,28 @@ class StreamOptions:
     score_partitions: int = 2
     """Tasks of the scoring stage (and of the sinks after it) per micro-batch: the
     executor cores, so each core scores and writes its share."""
+    labels_topic: str = TRANSACTION_LABELS.name
+    """The topic the merchant stage reads fraud verdicts from."""
+    merchant_delay_s: float = 0.0
+    """The merchant order rule's event-time delay (``scoring.merchants``): 0 scores each
+    transaction in the batch that brings it."""
+    merchant_release_s: float = 30.0
+    """Processing time after which a merchant bucket without input releases what the
+    order rule holds (the stream's tail)."""
 
 
-def stage_frame(spark: SparkSession, settings: Settings, options: StreamOptions) -> DataFrame:
-    """The Kafka source through the card-bucket stage (rows as ``STAGE_SCHEMA``)."""
+def _kafka_reader(
+    spark: SparkSession, settings: Settings, topic: str, starting: str
+) -> DataStreamReader:
     reader = spark.readStream.format("kafka")
     for key, value in kafka_options(settings.kafka).items():
         reader = reader.option(key, value)
-    reader = reader.option("subscribe", options.source_topic).option(
-        "startingOffsets", options.starting_offsets
-    )
+    return reader.option("subscribe", topic).option("startingOffsets", starting)
+
+
+def card_stage(spark: SparkSession, settings: Settings, options: StreamOptions) -> DataFrame:
+    """The transactions topic through the card-bucket stage (``rows.CARD_STAGE_SCHEMA``)."""
+    reader = _kafka_reader(spark, settings, options.source_topic, options.starting_offsets)
     if options.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(options.max_offsets_per_trigger))
     source = reader.load().select(
@@ -288,12 +283,56 @@ def stage_frame(spark: SparkSession, settings: Settings, options: StreamOptions)
         statefulProcessor=CardBuckets(
             options.emit_states, options.card_state, options.decoded_cards
         ),
-        outputStructType=STAGE_SCHEMA,
-        outputMode="Update",
+        outputStructType=CARD_STAGE_SCHEMA,
+        # Append: another stateful operator (the merchant stage) follows in the same query.
+        outputMode="Append",
         # Spark's state TTL runs on processing time, and only in that time mode; it also
         # makes Spark run a (cheap) micro-batch per trigger while the topic is idle.
         timeMode="ProcessingTime" if options.card_state == "per-card" else "None",
     )
+
+
+STATE_SERVER_LOGGER = (
+    "org.apache.spark.sql.execution.python.streaming.TransformWithStateInPySparkStateServer"
+)
+"""Spark's bridge to the Python state API: it logs a warning for every map-state lookup of a
+key that is not there, which the merchant stage does for every new merchant and, for each
+label, in every bucket but the one holding its transaction."""
+
+
+def quiet_state_server(spark: SparkSession) -> None:
+    """Raise the state bridge's log level to ERROR in this JVM (the driver's, which runs the
+    tasks in local mode; executors elsewhere keep their own log4j configuration)."""
+    jvm: Any = getattr(spark.sparkContext, "_jvm", None)
+    if jvm is not None:
+        log4j = jvm.org.apache.logging.log4j
+        log4j.core.config.Configurator.setLevel(STATE_SERVER_LOGGER, log4j.Level.ERROR)
+
+
+def stage_frame(spark: SparkSession, settings: Settings, options: StreamOptions) -> DataFrame:
+    """Both stateful stages: card buckets, then merchant buckets with the labels topic
+    (rows as ``rows.MERCHANT_SCHEMA``). Merchant buckets are as many as card buckets
+    (``options.buckets``, fixed for a checkpoint's life)."""
+    quiet_state_server(spark)
+    cards = card_stage(spark, settings, options)
+    # A transaction goes to its merchant's bucket; dead letters and card states (no
+    # merchant) pass through the stage, spread by their own key.
+    key = F.coalesce("merchant_id", "card_id", F.col("dead_letter_key").cast("string"))
+    routed = cards.withColumn("merchant_bucket", F.pmod(F.xxhash64(key), F.lit(options.buckets)))
+    labels = _kafka_reader(spark, settings, options.labels_topic, options.starting_offsets)
+    merged = routed.unionByName(label_rows(labels.load(), options.buckets))
+    merchants: DataFrame = merged.groupBy("merchant_bucket").transformWithStateInPandas(
+        statefulProcessor=MerchantBuckets(
+            options.merchant_delay_s,
+            int(options.merchant_release_s * 1000),
+            options.emit_states,
+        ),
+        outputStructType=MERCHANT_SCHEMA,
+        outputMode="Append",
+        # Processing time: the state's TTL and the order rule's release timer need it.
+        timeMode="ProcessingTime",
+    )
+    return merchants
 
 
 @dataclass
@@ -308,19 +347,33 @@ class BatchReport:
     versions: set[str] = field(default_factory=set)
     latencies: list[float] = field(default_factory=list)
     """Per micro-batch, the percentiles 1 to 99 of its latencies (``scored_at`` minus the
-    Kafka CreateTime; Spark's approximation)."""
+    Kafka CreateTime), from the scoring tasks' 10 ms histogram."""
 
 
-_PERCENTILES = [p / 100 for p in range(1, 100)]
+class CountsParam(AccumulatorParam[Counter[Any]]):
+    """A Spark accumulator of counters: the scoring tasks' counts reach the driver with
+    the tasks' results, so the driver reads a few numbers per batch, never rows."""
+
+    def zero(self, value: Counter[Any]) -> Counter[Any]:
+        return Counter()
+
+    def addInPlace(self, value1: Counter[Any], value2: Counter[Any]) -> Counter[Any]:  # noqa: N802
+        value1.update(value2)
+        return value1
 
 
-def _union(frames: list[DataFrame | None]) -> DataFrame | None:
-    present = [f for f in frames if f is not None]
-    if not present:
-        return None
-    out = present[0]
-    for frame in present[1:]:
-        out = out.unionByName(frame)
+def _percentiles(histogram: Mapping[Any, float]) -> list[float]:
+    """Percentiles 1 to 99 (seconds) of a histogram of latencies in 10 ms steps."""
+    total = sum(histogram.values())
+    if not total:
+        return []
+    out, seen, steps = [], 0.0, sorted(histogram.items())
+    i = 0
+    for p in range(1, 100):
+        while seen + steps[i][1] < total * p / 100 and i < len(steps) - 1:
+            seen += steps[i][1]
+            i += 1
+        out.append(steps[i][0] / 100)
     return out
 
 
@@ -329,9 +382,11 @@ class BatchHandler:
     """foreachBatch: plans one micro-batch's stages and sinks; the rows stay on executors.
 
     The driver's work per batch does not grow with it: it reads which model versions
-    serve, starts the Spark jobs (the card stage with its counts per kind, the merchant
-    and scoring stages, each sink in order, the batch's statistics) and records
-    metrics from a handful of aggregate rows.
+    serve, starts the Spark jobs (the stateful stages into the cache, the scoring stage
+    into the cache, each sink in order) and records metrics from the counts the scoring
+    tasks add to an accumulator. A batch whose stateful stages give no row (a trigger on
+    an idle topic, run for the state's timers and time to live) starts nothing more and
+    records nothing.
     """
 
     settings: Settings
@@ -341,6 +396,8 @@ class BatchHandler:
     sinks: list[Sink]
     metrics: ScorerMetrics
     report: BatchReport = field(default_factory=BatchReport)
+    _counts: Accumulator[Counter[Any]] | None = None
+    _counted: Counter[Any] = field(default_factory=Counter)
 
     def refresh_models(self) -> None:
         """Poll the aliases when due; called by the driver's watch loop, not by a batch, so a
@@ -362,117 +419,84 @@ class BatchHandler:
         if champion is None:
             raise RuntimeError(f"no model at @{self.champion.alias}: cannot score")
         shadow = self.shadow.current if self.shadow else None
-        stage = frame.persist()  # the card stage runs once; its state commits with the batch
+        if self._counts is None:
+            self._counts = frame.sparkSession.sparkContext.accumulator(Counter(), CountsParam())
+        # The stateful stages run once, into the cache; their state commits with the batch.
+        # Their row count comes back with the job (Spark's observed metrics: an accumulator).
+        observed = Observation(f"stage-rows-{batch_id}")
+        stage = frame.observe(observed, F.count(F.lit(1)).alias("rows")).persist()
         cached = [stage]
         try:
             started = time.perf_counter()
-            # The card stage runs here; one row per (kind, dead-letter reason) comes back.
-            kinds = {
-                (r["kind"], r["reason"]): int(r["count"])
-                for r in stage.groupBy("kind", "reason").count().collect()
-            }
+            stage.write.format("noop").mode("overwrite").save()  # both stateful stages run here
             staged = time.perf_counter()
-            self.metrics.stage_seconds.labels("card_stage").observe(staged - started)
-            scored: DataFrame | None = None
-            merchant_states: DataFrame | None = None
-            stats: Row | None = None
-            if kinds.get(("txn", None)):
-                scored, merchant_states = self._score(stage, batch_id, champion.version, shadow)
-                cached += [scored, merchant_states]
-                stats = scored_statistics(scored)  # the merchant and scoring stages run here
+            if not observed.get["rows"]:
+                return  # nothing came out: an idle trigger, or input the merchant stage holds
+            self.metrics.stage_seconds.labels("state_stages").observe(staged - started)
+            scored = (
+                stage.where(F.col("kind").isin("txn", "dead"))
+                .repartition(self.options.score_partitions, "card_id")
+                .mapInPandas(
+                    ScoreStage(
+                        self.settings,
+                        champion.version,
+                        shadow.version if shadow else None,
+                        self._counts,
+                    ),
+                    SCORED_SCHEMA,
+                )
+                .persist()
+            )
+            cached.append(scored)
+            scored.write.format("noop").mode("overwrite").save()  # the scoring stage runs here
             scoring = time.perf_counter()
-            self.metrics.stage_seconds.labels("features_and_scoring").observe(scoring - staged)
-            batch = self._outputs(stage, batch_id, kinds, scored, merchant_states)
+            self.metrics.stage_seconds.labels("scoring").observe(scoring - staged)
+            batch = self._outputs(stage, batch_id, scored)
             for sink in self.sinks:
                 began = time.perf_counter()
                 sink.run(batch)
                 self.metrics.stage_seconds.labels(sink.name).observe(time.perf_counter() - began)
             self.metrics.stage_seconds.labels("sinks").observe(time.perf_counter() - scoring)
-            self._account(stats, kinds, champion.version)
+            self._account(champion.version)
         finally:
             for cache in cached:
                 cache.unpersist()
 
-    def _score(
-        self, stage: DataFrame, batch_id: int, champion: str, shadow: Any
-    ) -> tuple[DataFrame, DataFrame]:
-        """The scoring stage's rows (``score_partitions`` tasks) and the merchant stage's
-        (one task), both persisted (nothing runs yet)."""
-        txns = stage.where(F.col("kind") == "txn").select(
-            "transaction_id", "card_id", "record", "card_features", "late",
-            "partition", "offset", "kafka_ts_ms",
-        )  # fmt: skip
-        merchants = (
-            txns.repartition(1)
-            .mapInPandas(
-                MerchantStage(
-                    self.settings, self.options.checkpoint, batch_id, self.options.emit_states
-                ),
-                MERCHANT_SCHEMA,
-            )
-            .persist()
+    def _outputs(self, stage: DataFrame, batch_id: int, scored: DataFrame) -> MicroBatch:
+        dead = stage.where(F.col("kind") == "dead").select(
+            F.col("dead_letter_key").alias("key"), F.col("dead_letter").alias("value"), "reason"
         )
-        scored = (
-            merchants.where(F.col("kind") == "txn")
-            .repartition(self.options.score_partitions, "card_id")
-            .mapInPandas(
-                ScoreStage(self.settings, champion, shadow.version if shadow else None),
-                SCORED_SCHEMA,
-            )
-            .persist()
-        )
-        return scored, merchants
-
-    def _outputs(
-        self,
-        stage: DataFrame,
-        batch_id: int,
-        kinds: dict[tuple[str, str | None], int],
-        scored: DataFrame | None,
-        merchants: DataFrame | None,
-    ) -> MicroBatch:
-        dead = None
-        if any(kind == "dead" for kind, _ in kinds):
-            dead = stage.where(F.col("kind") == "dead").select(
-                F.col("dead_letter_key").alias("key"), F.col("dead_letter").alias("value"), "reason"
-            )
-        states: list[DataFrame | None] = []
+        states = None
         if self.options.emit_states:
-            if kinds.get(("state", None)):
-                states.append(
-                    stage.where(F.col("kind") == "state").select(
-                        F.lit("card").alias("entity"),
-                        F.col("card_id").alias("id"),
-                        F.col("card_state").alias("state"),
-                    )
-                )
-            if merchants is not None:
-                states.append(
-                    merchants.where(F.col("kind") == "state").select(
-                        F.lit("merchant").alias("entity"),
-                        F.col("merchant_id").alias("id"),
-                        F.col("merchant_state").alias("state"),
-                    )
-                )
-        return MicroBatch(batch_id, scored, dead, _union(states))
+            states = stage.where(F.col("kind") == "state").select(
+                "entity",
+                F.coalesce(
+                    F.when(F.col("entity") == "card", F.col("card_id")), F.col("merchant_id")
+                ).alias("id"),
+                "state",
+            )
+        return MicroBatch(batch_id, scored, dead, states)
 
-    def _account(
-        self, stats: Row | None, kinds: dict[tuple[str, str | None], int], version: str
-    ) -> None:
-        """Counters, latencies and the report from the batch's aggregate rows."""
+    def _account(self, version: str) -> None:
+        """Counters, latencies and the report from the scoring tasks' counts of this batch
+        (the accumulator's growth since the last batch)."""
+        assert self._counts is not None
+        total = Counter(self._counts.value)
+        delta = total - self._counted  # counts only grow; Counter subtraction drops zeros
+        self._counted = total
         report, metrics = self.report, self.metrics
         report.batches += 1
-        for (kind, reason), n in kinds.items():
-            if kind == "dead":
-                metrics.dead_letters.labels(str(reason)).inc(n)
-                report.dead_letters += n
-        if stats is None:
+        for key, n in delta.items():
+            if isinstance(key, tuple) and key[0] == "dead":
+                metrics.dead_letters.labels(str(key[1])).inc(n)
+                report.dead_letters += int(n)
+        n, alerts, late = int(delta["scored"]), int(delta["alerts"]), int(delta["late"])
+        if not n:
             return
-        n, alerts, late = int(stats["n"]), int(stats["alerts"] or 0), int(stats["late"] or 0)
         metrics.latency.add(
-            [int(stats[f"le_{i}"] or 0) for i in range(len(LATENCY_BUCKETS))],
+            [int(delta[("le", i)]) for i in range(len(LATENCY_BUCKETS))],
             n,
-            float(stats["latency_sum"] or 0.0),
+            float(delta["latency_sum"]),
         )
         metrics.scored.inc(n)
         metrics.alerts.inc(alerts)
@@ -480,25 +504,7 @@ class BatchHandler:
         report.scored += n
         report.alerts += alerts
         report.late += late
-        report.latencies.extend(float(v) for v in stats["percentiles"] or [])
+        histogram = {k[1]: v for k, v in delta.items() if isinstance(k, tuple) and k[0] == "10ms"}
+        report.latencies.extend(_percentiles(histogram))
         del report.latencies[:-10_000]
         report.versions.add(version)
-
-
-def scored_statistics(scored: DataFrame) -> Row:
-    """One row of a batch's scored rows: count, alerts, late rows and their latencies
-    (``scored_at - ingest_time``: per bucket, summed, and percentiles 1 to 99)."""
-    latency = (F.col("scored_at_us") - F.col("ingest_time_us")) / 1_000_000
-    row = scored.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.sum(F.col("is_alert").cast("long")).alias("alerts"),
-        F.sum(F.col("late_event").cast("long")).alias("late"),
-        F.sum(latency).alias("latency_sum"),
-        F.percentile_approx(latency, _PERCENTILES, 1000).alias("percentiles"),
-        *(
-            F.sum((latency <= bound).cast("long")).alias(f"le_{i}")
-            for i, bound in enumerate(LATENCY_BUCKETS)
-        ),
-    ).first()
-    assert row is not None  # an aggregate without grouping always has its one row
-    return row
