@@ -97,6 +97,19 @@ def score(
             help="packed or per-card: how a new checkpoint keeps card states (docs/scorer.md)."
         ),
     ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(help="Topic of fraud verdicts for the merchant-risk features."),
+    ] = None,
+    merchant_delay: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=7 * 86_400,
+            help="Event-time seconds a merchant bucket waits before scoring, so partitions' "
+            "skew cannot reorder merchant features (0: score in the batch that brings it).",
+        ),
+    ] = None,
     duration: Annotated[
         float | None, typer.Option(min=1, help="Stop after this many seconds (default: run on).")
     ] = None,
@@ -146,6 +159,10 @@ def score(
         updates["reload_interval_s"] = reload_interval
     if shadow is not None:
         updates["shadow"] = shadow
+    if labels is not None:
+        updates["labels_topic"] = labels
+    if merchant_delay is not None:
+        updates["merchant_delay_s"] = merchant_delay
     scorer = scorer.model_copy(update=updates)
     options = StreamOptions(
         source_topic=source,
