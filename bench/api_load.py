@@ -207,6 +207,7 @@ def _prepare(settings: Any, cards: int) -> list[bytes]:
     from fraudstream.model.experiment import Experiment
     from fraudstream.model.split import TimeSplit
     from fraudstream.schema.tables import wire_records
+    from fraudstream.services.models import register_experiment
 
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start -= timedelta(days=15)
@@ -218,7 +219,7 @@ def _prepare(settings: Any, cards: int) -> list[bytes]:
     model.fit(features[feature_names()].to_numpy(np.float64), features["is_fraud"].to_numpy())
     split = TimeSplit(pd.Timestamp(start), 10, 2, 2)
     experiment = Experiment(model, "xgboost", 0.5, {"bench": True}, split, {}, {})
-    _, version = registry.log_experiment(settings, experiment, git_sha="bench")
+    _, version = register_experiment(settings, experiment, git_sha="bench")
     registry.set_champion(settings, version, "bench")
     replay = FeatureStore()
     for record in txns.sort_values(["event_time", "transaction_id"]).to_dict("records"):

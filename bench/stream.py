@@ -72,6 +72,7 @@ from fraudstream.platform.process import (
     thread_cpu_seconds,
 )
 from fraudstream.schema.tables import wire_records
+from fraudstream.services.models import register_experiment
 from fraudstream.settings import ScorerSettings, Settings, SparkSettings, load_settings
 
 CLI = str(Path(sys.executable).parent / "fraudstream")
@@ -88,7 +89,7 @@ def _model(settings: Settings, name: str) -> tuple[Any, pd.DataFrame]:
     experiment = Experiment(
         model, "xgboost", 0.5, {"bench": True}, TimeSplit(pd.Timestamp(START), 10, 2, 2), {}, {}
     )
-    _, version = registry.log_experiment(settings, experiment, git_sha="bench")
+    _, version = register_experiment(settings, experiment, git_sha="bench")
     registry.set_champion(settings, version, "bench")
     return model, features
 

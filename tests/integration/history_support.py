@@ -14,12 +14,12 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from fraudstream.adapters import registry
 from fraudstream.adapters.postgres import connect, insert_transactions, upsert_labels
 from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.model.experiment import run_experiment
 from fraudstream.model.split import TimeSplit
 from fraudstream.schema import Label, field_names
+from fraudstream.services.models import register_experiment
 from fraudstream.settings import Settings
 
 
@@ -83,5 +83,5 @@ def register_worse_challenger(
         candidates=1,
         arms=("scale_pos_weight",),
     )
-    _, version = registry.log_experiment(settings, worse, "test", run_key=run_key)
+    _, version = register_experiment(settings, worse, "test", run_key=run_key)
     return version

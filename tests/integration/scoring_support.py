@@ -34,6 +34,7 @@ from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.generator.config import LabelConfig
 from fraudstream.model.experiment import Experiment
 from fraudstream.model.split import TimeSplit
+from fraudstream.services.models import register_experiment
 from fraudstream.settings import Settings
 
 CLI = str(Path(sys.executable).parent / "fraudstream")
@@ -89,7 +90,7 @@ def register_model(settings: Settings, data: History, threshold: float, seed: in
         lineage={"source": "scorer tests"},
         reports={},
     )
-    _, version = registry.log_experiment(settings, experiment, git_sha="test")
+    _, version = register_experiment(settings, experiment, git_sha="test")
     registry.set_champion(settings, version, "scorer test")
     return version
 

@@ -2,10 +2,10 @@
 
 ``adapters/`` talks to Kafka, Postgres, S3, Redis, MLflow and Spark and knows nothing
 of the use cases built on them: it imports nothing from ``scoring``, ``platform``,
-``monitoring`` or ``model``. The module still listed in ``NOT_YET`` is a known exception
-to be moved up (registry: logging an experiment with its profile); the test fails when
-another module crosses the line, and when a listed one stops crossing it (so the list
-shrinks).
+``monitoring``, ``model``, ``services``, ``generator``, ``api`` or ``cli``. The module still
+listed in ``NOT_YET`` is a known exception to be moved up (the live feed, which drives the
+generator); the test fails when another module crosses the line, and when a listed one stops
+crossing it (so the list shrinks).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 import fraudstream
 
 ADAPTERS = Path(fraudstream.__file__).parent / "adapters"
-ABOVE = ("scoring", "platform", "monitoring", "model")
+ABOVE = ("scoring", "platform", "monitoring", "model", "services", "generator", "api", "cli")
 NOT_YET = {
-    "registry.py": {"fraudstream.model", "fraudstream.monitoring"},
+    "transaction_stream.py": {"fraudstream.generator"},
 }
 
 

@@ -1,4 +1,4 @@
-"""MLflow registry adapter: log a training run, register ``fraud-detector``, move aliases.
+"""MLflow registry client: log a training run, register ``fraud-detector``, move aliases.
 
 Every registered version carries what a scorer needs to use it safely: the
 feature names (the signature), the decision threshold and the feature-set
@@ -27,8 +27,6 @@ from mlflow.tracking import MlflowClient
 from fraudstream.adapters.postgres import connect
 from fraudstream.adapters.retry import transient
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
-from fraudstream.model.experiment import Experiment, scores_of
-from fraudstream.monitoring.profile import PROFILE_ARTIFACT, build_profile
 from fraudstream.settings import Settings
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -83,7 +81,25 @@ def _client(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=settings.mlflow.uri)
 
 
-def _log_model(experiment: Experiment, settings: Settings, metadata: dict[str, Any]) -> Any:
+@dataclass(frozen=True)
+class TrainingRun:
+    """What a training run logs besides its model: plain values, built by the use case
+    (``services.models.register_experiment``)."""
+
+    model: Any
+    model_kind: str
+    """``xgboost`` (native flavour) or ``anomaly`` (scikit-learn flavour, stored with skops)."""
+    threshold: float
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    documents: dict[str, Any]
+    """JSON artifacts by path (``report/test_report.json``, the drift profile, ...)."""
+    figures: dict[str, Any]
+    """Matplotlib figures, logged under ``plots/``."""
+
+
+def _log_model(run: TrainingRun, settings: Settings, metadata: dict[str, Any]) -> Any:
     """Native xgboost flavor for XGBoost; scikit-learn flavor for the anomaly scorer."""
     names = feature_names()
     example = pd.DataFrame(np.zeros((1, len(names))), columns=names)
@@ -93,10 +109,10 @@ def _log_model(experiment: Experiment, settings: Settings, metadata: dict[str, A
         "metadata": metadata,
         "registered_model_name": settings.mlflow.model_name,
     }
-    if experiment.kind == "xgboost":
-        return mlflow.xgboost.log_model(experiment.model, **common)
+    if run.model_kind == "xgboost":
+        return mlflow.xgboost.log_model(run.model, **common)
     return mlflow.sklearn.log_model(
-        experiment.model,
+        run.model,
         serialization_format="skops",
         skops_trusted_types=ANOMALY_TRUSTED_TYPES,
         pyfunc_predict_fn="predict_proba",
@@ -104,56 +120,37 @@ def _log_model(experiment: Experiment, settings: Settings, metadata: dict[str, A
     )
 
 
-def log_experiment(
-    settings: Settings,
-    experiment: Experiment,
-    git_sha: str,
-    run_key: str | None = None,
-    summary: dict[str, Any] | None = None,
+def log_training_run(
+    settings: Settings, run: TrainingRun, run_key: str | None = None
 ) -> tuple[str, str]:
-    """Log params, metrics, reports, plots and the model; register it as challenger.
+    """Log the run's params, metrics, documents, figures and model; register it as challenger.
 
     Returns (run_id, version). The version is also upserted into ``model_metadata``.
-    ``run_key`` tags the run from its creation (see ``registered_for_run_key``);
-    ``summary`` is logged as ``report/train_summary.json`` so a keyed retry can
-    print what the first attempt printed.
+    ``run_key`` tags the run from its creation (see ``registered_for_run_key``).
     """
     client = _client(settings)
     mlflow.set_experiment(EXPERIMENT_NAME)
     metadata = {
-        "threshold": experiment.threshold,
+        "threshold": run.threshold,
         "feature_set_version": FEATURE_SET_VERSION,
         "feature_names": feature_names(),
-        "model_kind": experiment.kind,
+        "model_kind": run.model_kind,
     }
-    with mlflow.start_run(tags={RUN_KEY_TAG: run_key} if run_key else None) as run:
-        mlflow.log_params({**experiment.params, **experiment.lineage, "git_sha": git_sha})
-        mlflow.log_metrics(experiment.metrics)
+    with mlflow.start_run(tags={RUN_KEY_TAG: run_key} if run_key else None) as active:
+        mlflow.log_params(run.params)
+        mlflow.log_metrics(run.metrics)
         mlflow.set_tags(
-            {
-                "feature_set_version": FEATURE_SET_VERSION,
-                "git_sha": git_sha,
-                "model_kind": experiment.kind,
-            }
+            {**run.tags, "feature_set_version": FEATURE_SET_VERSION, "model_kind": run.model_kind}
         )
-        mlflow.log_dict(experiment.reports, "report/test_report.json")
-        mlflow.log_dict(experiment.lineage, "report/lineage.json")
-        if summary is not None:
-            mlflow.log_dict(summary, SUMMARY_ARTIFACT)
-        if experiment.train_features is not None:
-            # The drift reference `fraudstream monitor` compares traffic with.
-            profile = build_profile(
-                experiment.train_features,
-                scores_of(experiment.model, experiment.train_features),
-                experiment.threshold,
-            )
-            mlflow.log_dict(profile.to_dict(), PROFILE_ARTIFACT)
-        for name, figure in experiment.figures.items():
+        for path, document in run.documents.items():
+            mlflow.log_dict(document, path)
+        for name, figure in run.figures.items():
             mlflow.log_figure(figure, f"plots/{name}")
-        info = _log_model(experiment, settings, metadata)
+        info = _log_model(run, settings, metadata)
     version = str(info.registered_model_version)
-    _finish_registration(client, settings, version, run.info.run_id, experiment.metrics, run_key)
-    return run.info.run_id, version
+    run_id = active.info.run_id
+    _finish_registration(client, settings, version, run_id, run.metrics, run_key)
+    return run_id, version
 
 
 def _finish_registration(
@@ -420,34 +417,8 @@ def promotion_for_key(settings: Settings, request_key: str) -> Promotion | None:
     return Promotion(request_key, version, previous, reason, decided_by, metrics)
 
 
-def promote(
-    settings: Settings, promotion: Promotion, threshold: float, events_topic: str
-) -> dict[str, Any]:
-    """Move ``champion``, publish ``alias_moved`` (acks=all), then record the promotion.
-
-    Order matters for retries with the same ``request_key``: the history row is
-    written last, so a request that failed half way is redone whole (the alias
-    move is idempotent; the event may then be delivered twice, which consumers
-    tolerate), and a request that completed is found by ``promotion_for_key``.
-    Returns the published event.
-    """
-    from fraudstream.adapters.transaction_stream import Sender
-    from fraudstream.model.events import alias_moved
-
-    name = settings.mlflow.model_name
-    set_champion(settings, promotion.version, promotion.reason)
-    event = alias_moved(
-        name,
-        CHAMPION,
-        promotion.version,
-        promotion.previous_version,
-        FEATURE_SET_VERSION,
-        threshold,
-        promotion.reason,
-    )
-    sender = Sender(settings.kafka)
-    sender.send(events_topic, name.encode(), json.dumps(event).encode())
-    sender.flush(30.0)
+def record_promotion(settings: Settings, promotion: Promotion, at: str) -> None:
+    """Write the promotion's ``model_promotions`` row (once per ``request_key``)."""
     with connect(settings.postgres) as conn, conn.cursor() as cur:
         cur.execute(
             """INSERT INTO model_promotions (request_key, model_name, alias, version,
@@ -456,14 +427,13 @@ def promote(
                ON CONFLICT (request_key) DO NOTHING""",
             (
                 promotion.request_key,
-                name,
+                settings.mlflow.model_name,
                 CHAMPION,
                 promotion.version,
                 promotion.previous_version,
                 promotion.reason,
                 json.dumps(promotion.metrics),
                 promotion.decided_by,
-                event["at"],
+                at,
             ),
         )
-    return event

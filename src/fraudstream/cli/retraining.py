@@ -146,6 +146,7 @@ def promote(
     """
     from fraudstream.adapters import registry
     from fraudstream.model.gate import Decision
+    from fraudstream.services.models import promote
 
     json_mode(console, as_json)
     settings = load_settings()
@@ -189,7 +190,7 @@ def promote(
     promotion = registry.Promotion(
         key, challenger.version, previous, decision.reason, decided_by, figures
     )
-    event = registry.promote(settings, promotion, challenger.threshold, events_topic)
+    event = promote(settings, promotion, challenger.threshold, events_topic)
     console.print(
         f"promoted version {challenger.version} to @champion: {decision.reason}", soft_wrap=True
     )

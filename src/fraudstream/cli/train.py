@@ -177,9 +177,9 @@ def train(
     """
     import pandas as pd
 
-    from fraudstream.adapters import registry
     from fraudstream.model.coldstart import run_anomaly_experiment
     from fraudstream.model.split import TimeSplit, default_split
+    from fraudstream.services.models import register_experiment
 
     json_mode(console, as_json)
     if run_key is not None and _reused(run_key, register, as_json):
@@ -252,7 +252,7 @@ def train(
     if register:
         # MLflow prints run links on stdout; with --json stdout is the summary's alone.
         with contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout):
-            run_id, version = registry.log_experiment(
+            run_id, version = register_experiment(
                 settings, experiment, _git_sha(), run_key=run_key, summary=body
             )
         console.print(
