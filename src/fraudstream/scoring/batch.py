@@ -1,8 +1,9 @@
 """One partition of a micro-batch: from the stages' rows to scored output rows.
 
 Row shape in (one per accepted transaction, from the card and merchant stages): the
-canonical transaction ``record`` (JSON), its ``card_features`` and merchant features,
-the Kafka ``partition``, ``offset`` and ``kafka_ts_ms`` (CreateTime) and the late flags.
+transaction (``schema.Transaction``, from its contract columns), its ``card_features``
+and merchant features, the Kafka ``partition``, ``offset`` and ``kafka_ts_ms``
+(CreateTime) and the late flags.
 
 Row shape out (``ScoredBatch``): the transactions, their full feature matrix in
 catalogue order (transaction, card, merchant), the champion's scores and reasons,
@@ -24,7 +25,7 @@ import numpy as np
 import orjson
 
 from fraudstream.features.catalogue import CARD_FEATURES, FEATURE_SET_VERSION, feature_names
-from fraudstream.features.events import TxnEvent, epoch_seconds
+from fraudstream.features.events import TxnEvent, from_record
 from fraudstream.features.transaction import transaction_features
 from fraudstream.schema import Transaction
 from fraudstream.schema.model import format_timestamp
@@ -44,26 +45,21 @@ class Accepted:
 
     @property
     def event(self) -> TxnEvent:
-        txn = self.txn
-        return TxnEvent(
-            txn.transaction_id,
-            epoch_seconds(txn.event_time),
-            txn.card_id,
-            txn.merchant_id,
-            txn.amount,
-            txn.merchant_category,
-            txn.lat,
-            txn.lon,
-        )
+        return from_record(self.txn)
 
 
 def accepted_from(
-    record: str, card_features: Any, partition: int, offset: int, kafka_ts_ms: int, late: bool
+    txn: Transaction,
+    card_features: Any,
+    partition: int,
+    offset: int,
+    kafka_ts_ms: int,
+    late: bool,
 ) -> Accepted:
     if len(card_features) != len(CARD_FEATURES):
         raise ValueError(f"{len(card_features)} card features, expected {len(CARD_FEATURES)}")
     return Accepted(
-        Transaction.from_json_dict(orjson.loads(record)),
+        txn,
         tuple(float(v) for v in card_features),
         int(partition),
         int(offset),
