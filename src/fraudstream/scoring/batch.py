@@ -26,7 +26,7 @@ import orjson
 
 from fraudstream.features.catalogue import CARD_FEATURES, FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import TxnEvent, from_record
-from fraudstream.features.transaction import transaction_features
+from fraudstream.features.vector import feature_matrix
 from fraudstream.schema import Transaction
 from fraudstream.schema.model import format_timestamp
 from fraudstream.scoring.model import Scores, ScoringModel, score
@@ -155,13 +155,7 @@ def assemble(
     ``merchant`` holds each row's merchant features (``MerchantBucket.step``); a row is
     late when its card or its merchant had a later transaction already.
     """
-    matrix = np.array(
-        [
-            (*transaction_features(row.event), *row.card_features, *m)
-            for row, m in zip(rows, merchant, strict=True)
-        ],
-        dtype=np.float64,
-    ).reshape(len(rows), len(feature_names()))
+    matrix = feature_matrix([r.event for r in rows], [r.card_features for r in rows], merchant)
     late = [bool(r.late or m) for r, m in zip(rows, merchant_late, strict=True)]
     return matrix, late
 

@@ -47,15 +47,14 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from fraudstream.features.catalogue import HISTORY_S
+from fraudstream.features.catalogue import STATE_TTL_S
 from fraudstream.schema import Label, epoch_us
 from fraudstream.scoring.merchants import BucketHeader, LabelIn, MerchantBucket, MerchantTxn
 from fraudstream.scoring.rows import CARD_STAGE_SCHEMA, MERCHANT_SCHEMA, TXN_COLUMNS
 
-STATE_TTL_MS = int((HISTORY_S + 7 * 86_400) * 1000)
+STATE_TTL_MS = int(STATE_TTL_S * 1000)
 """Card, merchant and link entries leave the state this long (processing time) after
-their last write: the history horizon plus a week of slack for a stream whose event
-time falls behind the clock (a backlog or an outage shorter than that)."""
+their last write (``features.catalogue.STATE_TTL_S``)."""
 
 _MERCHANT_KEY = StructType([StructField("merchant_id", StringType())])
 _MERCHANT_VALUE = StructType([StructField("state", BinaryType())])
