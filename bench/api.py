@@ -29,7 +29,7 @@ import uvicorn
 from fraudstream.adapters import registry
 from fraudstream.adapters.online_store import OnlineStore, publish_states
 from fraudstream.api.app import create_app
-from fraudstream.api.scoring import Scorer, feature_vector
+from fraudstream.api.scoring import Scorer, features_on
 from fraudstream.features.catalogue import feature_names
 from fraudstream.features.events import from_record
 from fraudstream.features.vector import FeatureStore
@@ -70,7 +70,7 @@ def main() -> None:
         t0 = time.perf_counter()
         scorer.decide(txn, store.get(txn.card_id, txn.merchant_id))
         t1 = time.perf_counter()
-        values = feature_vector(txn, store.get(txn.card_id, txn.merchant_id))
+        values = features_on(txn, store.get(txn.card_id, txn.merchant_id))
         frame = pd.DataFrame([values], columns=names)
         loaded.model.predict_proba(frame)
         t2 = time.perf_counter()

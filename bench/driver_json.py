@@ -7,8 +7,6 @@ history's cards go through the card stage's Python (``process_bucket``) and the 
 (``accepted_from``, a merchant bucket, ``score_rows``, a small XGBoost), as in the scorer. Then
 each JSON step the rows take is timed both ways, alternating, for --rounds rounds:
 
-- ``record``: the card stage writes each accepted transaction's canonical JSON and the
-  stages parse it back (``scoring.cards`` and ``scoring.batch.accepted_from``);
 - ``prediction``: the ``fraud_predictions`` / ``fraud_alerts`` Kafka value of each row
   (``ScoredBatch.prediction``, rendered by ``scoring.score_stage.scored_frame``);
 - ``features``: the ``features`` column of ``transactions_with_score``
@@ -77,7 +75,9 @@ def _scored(rows: list[StageRow]) -> ScoredBatch:
     model.fit(x, (x[:, 0] + x[:, 5] > 1.5).astype(int))
     champion = ScoringModel(model, "7", 0.3, FEATURE_SET_VERSION)
     accepted = [
-        accepted_from(r.record, r.card_features, 0, i, 0, r.late) for i, r in enumerate(rows)
+        accepted_from(r.txn, r.card_features, 0, i, 0, r.late)
+        for i, r in enumerate(rows)
+        if r.txn is not None
     ]
     events = [a.event for a in accepted]
     released = MerchantBucket(lambda _: None, lambda _: None).step(
@@ -90,9 +90,7 @@ def _scored(rows: list[StageRow]) -> ScoredBatch:
     return score_rows(accepted, features, late, champion, None, datetime.now(UTC))
 
 
-def _ways(rows: list[StageRow], batch: ScoredBatch) -> dict[str, dict[str, Callable[[], Any]]]:
-    records = [r.txn.to_json_dict() for r in batch.rows]
-    texts = [r.record for r in rows]
+def _ways(batch: ScoredBatch) -> dict[str, dict[str, Callable[[], Any]]]:
     predictions = [batch.prediction(i) for i in range(len(batch))]
     features = [
         {
@@ -104,14 +102,6 @@ def _ways(rows: list[StageRow], batch: ScoredBatch) -> dict[str, dict[str, Calla
     reasons = [batch.reason_detail(i) for i in range(len(batch))]
     compact = {"separators": (",", ":")}
     return {
-        "record": {
-            "stdlib": lambda: (
-                [json.dumps(r, **compact) for r in records] + [json.loads(t) for t in texts]
-            ),
-            "orjson": lambda: (
-                [orjson.dumps(r).decode() for r in records] + [orjson.loads(t) for t in texts]
-            ),
-        },
         "prediction": {
             "stdlib": lambda: [json.dumps(p, **compact).encode() for p in predictions],
             "orjson": lambda: [orjson.dumps(p, option=NUMPY) for p in predictions],
@@ -143,7 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     print(json.dumps({"machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}}))
     rows = _stage_rows(args.batch_size)
-    ways = _ways(rows, _scored(rows))
+    ways = _ways(_scored(rows))
     _same_values(ways)
     timings: dict[str, dict[str, list[float]]] = {s: {"stdlib": [], "orjson": []} for s in ways}
     for _ in range(args.rounds):

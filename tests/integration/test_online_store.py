@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from fraudstream.adapters.online_store import STATE_TTL_S, OnlineStore, publish_states
+from fraudstream.adapters.online_store import OnlineStore, publish_states
+from fraudstream.features.catalogue import STATE_TTL_S
 from fraudstream.features.codec import encode_card
 from fraudstream.features.events import LabelEvent, TxnEvent
 from fraudstream.features.vector import FeatureStore

@@ -27,6 +27,7 @@ from fraudstream.features.events import LabelEvent
 from fraudstream.features.replay import build_features, label_events
 from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.generator.config import LabelConfig
+from fraudstream.schema import Transaction
 from fraudstream.schema.tables import wire_records
 from fraudstream.scoring.batch import Accepted, accepted_from, assemble
 from fraudstream.scoring.cards import (
@@ -45,6 +46,7 @@ from fraudstream.scoring.merchants import (
 )
 from fraudstream.scoring.model import IncompatibleModelError, ScoringModel, score, top_reasons
 from fraudstream.scoring.reload import ModelHolder
+from fraudstream.scoring.rows import TRANSACTION_COLUMNS, transaction_from, transaction_values
 from fraudstream.validation import TransactionValidator
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -174,15 +176,16 @@ def _stream(
             bucket = _bucket_of(layout, bucket_id, stored, per_card, cache)
             for row in process_bucket(bucket, msgs, validator, NOW):
                 assert row.reason is None, row.dead_letter
-                accepted[str(row.transaction_id)] = accepted_from(
-                    row.record,
+                assert row.txn is not None
+                accepted[row.txn.transaction_id] = accepted_from(
+                    row.txn,
                     row.card_features,
                     0,
                     0,
                     0,
                     row.late,  # type: ignore[arg-type]
                 )
-                events.append(accepted[str(row.transaction_id)].event)
+                events.append(accepted[row.txn.transaction_id].event)
             if isinstance(bucket, LoadedCards):
                 per_card.update(bucket.updated())
             else:
@@ -585,7 +588,7 @@ def test_random_batches_of_one_card_keep_order_within_batch() -> None:
     shuffled = values[:]
     random.Random(3).shuffle(shuffled)
     rows = process_bucket(BucketState(), _messages(shuffled), TransactionValidator(), NOW)
-    assert [r.transaction_id for r in rows] == [f"t{i}" for i in range(20)]
+    assert [r.txn.transaction_id for r in rows if r.txn] == [f"t{i}" for i in range(20)]
     assert not any(r.late for r in rows)
     assert rows[-1].card_features is not None
     assert rows[-1].card_features[0] == 20.0
@@ -640,3 +643,33 @@ def test_a_bucket_round_trips_through_its_packed_value() -> None:
     for broken in (b"", b"XXXX" + packed[4:], packed[:-1], packed + b"x"):
         with pytest.raises(ValueError, match="card bucket value"):
             BucketState.from_bytes(broken)
+
+
+def test_a_transaction_survives_its_stage_columns_through_pandas() -> None:
+    """The contract columns carry every field exactly: optionals absent (None, or NaN where
+    pandas made a float column of them), the event time to the microsecond, integers."""
+    full = Transaction(
+        transaction_id="t1",
+        event_time=datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
+        card_id="c1",
+        merchant_id="m1",
+        amount=12.34,
+        currency="EUR",
+        customer_id="u1",
+        merchant_category="5411",
+        channel="pos",
+        country="DE",
+        lat=52.5,
+        lon=13.4,
+        device_id="d1",
+        ip="10.0.0.1",
+        schema_version=1,
+    )
+    bare = Transaction("t2", datetime(2026, 3, 1, tzinfo=UTC), "c2", "m2", 0.0, "USD")
+    frame = pd.DataFrame(
+        [transaction_values(full), transaction_values(bare)], columns=TRANSACTION_COLUMNS
+    )
+    assert frame["lat"].isna().tolist() == [False, True], "pandas turned None into NaN"
+    back = [transaction_from(v) for v in frame.itertuples(index=False, name=None)]
+    assert back == [full, bare]
+    assert TRANSACTION_COLUMNS[:2] == ["transaction_id", "event_time_us"]

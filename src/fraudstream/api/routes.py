@@ -20,7 +20,7 @@ from fraudstream.api.auth import Writer
 from fraudstream.api.problems import PROBLEM_RESPONSES, ProblemError
 from fraudstream.api.runtime import ApiRuntime
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
-from fraudstream.features.events import TxnEvent, epoch_seconds
+from fraudstream.features.events import from_record
 from fraudstream.validation import Rejection, TransactionValidator
 
 router = APIRouter()
@@ -124,16 +124,7 @@ async def score(request: Request) -> Response:
     if isinstance(parsed, Rejection):
         raise ProblemError(422, "Invalid transaction", parsed.message, reason=parsed.reason.value)
     start = time.perf_counter()
-    txn = TxnEvent(
-        parsed.transaction_id,
-        epoch_seconds(parsed.event_time),
-        parsed.card_id,
-        parsed.merchant_id,
-        parsed.amount,
-        parsed.merchant_category,
-        parsed.lat,
-        parsed.lon,
-    )
+    txn = from_record(parsed)
     states = await rt.store.get_async(txn.card_id, txn.merchant_id)
     decision = scorer.decide(txn, states)
     rt.metrics.score_duration.observe(time.perf_counter() - start)

@@ -27,7 +27,7 @@ from fraudstream.features.card import update_card
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import TxnEvent
 from fraudstream.features.merchant import update_merchant
-from fraudstream.features.transaction import transaction_features
+from fraudstream.features.vector import feature_vector
 from fraudstream.scoring.model import IncompatibleModelError, top_reasons
 
 
@@ -50,11 +50,11 @@ class Decision:
     features: dict[str, float | None]
 
 
-def feature_vector(txn: TxnEvent, states: States) -> tuple[float, ...]:
+def features_on(txn: TxnEvent, states: States) -> tuple[float, ...]:
     """The catalogue-ordered features of ``txn`` on the given states (consumed: pass copies)."""
     _, card = update_card(states.card, txn)
     _, merchant = update_merchant(states.merchant, txn)
-    return (*transaction_features(txn), *card, *merchant)
+    return feature_vector(txn, card, merchant)
 
 
 class Scorer:
@@ -96,7 +96,7 @@ class Scorer:
         return self._booster_reasons(self._matrix(x), x, exact)
 
     def decide(self, txn: TxnEvent, states: States) -> Decision:
-        values = feature_vector(txn, states)
+        values = features_on(txn, states)
         x = np.asarray(values, dtype=np.float64).reshape(1, -1)
         if self.booster is not None:
             matrix = self._matrix(x)

@@ -53,8 +53,14 @@ CARD_WINDOWS: tuple[tuple[str, float], ...] = (
     ("30d", 30 * DAY),
 )
 MERCHANT_WINDOWS: tuple[tuple[str, float], ...] = (("1d", DAY), ("7d", 7 * DAY), ("30d", 30 * DAY))
-HISTORY_S = 30 * DAY
-"""The longest window: state older than this is dropped."""
+HISTORY_S = max(seconds for _, seconds in (*CARD_WINDOWS, *MERCHANT_WINDOWS))
+"""The history horizon, the longest window (30 days): events older than this are dropped
+from an entity's state, and an entity idle this long has a new entity's features."""
+STATE_SLACK_S = 7 * DAY
+STATE_TTL_S = HISTORY_S + STATE_SLACK_S
+"""How long a stored entity state (Spark's state store, the online store) outlives its last
+write, in processing time: the horizon plus a week of slack for a stream whose event time
+falls behind the clock (a backlog, or an outage shorter than that)."""
 
 _NO_HISTORY = "the card has no earlier transaction in the window"
 

@@ -8,7 +8,7 @@ transaction (timezone-aware ``event_time``) into this shape.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -73,17 +73,25 @@ def _optional_str(value: Any) -> str | None:
     return str(value)
 
 
-def from_record(record: Mapping[str, Any]) -> TxnEvent:
-    """A TxnEvent from a canonical transaction mapping (optional keys may be missing)."""
-    event_time = record["event_time"]
+def from_record(record: Mapping[str, Any] | Any) -> TxnEvent:
+    """The TxnEvent of one canonical transaction: a ``schema.Transaction``, or a mapping of
+    its fields (optional keys may be missing or NaN; ``event_time`` aware, or epoch seconds).
+
+    The one conversion the stream, the API and the tests use; the offline builder does the
+    same column by column over a frame (``features.replay``).
+    """
+    get: Callable[[str], Any] = (
+        record.get if isinstance(record, Mapping) else lambda name: getattr(record, name, None)
+    )
+    event_time = get("event_time")
     time = event_time if isinstance(event_time, float) else epoch_seconds(event_time)
     return TxnEvent(
-        transaction_id=str(record["transaction_id"]),
+        transaction_id=str(get("transaction_id")),
         time=time,
-        card_id=str(record["card_id"]),
-        merchant_id=str(record["merchant_id"]),
-        amount=float(record["amount"]),
-        merchant_category=_optional_str(record.get("merchant_category")),
-        lat=_optional_float(record.get("lat")),
-        lon=_optional_float(record.get("lon")),
+        card_id=str(get("card_id")),
+        merchant_id=str(get("merchant_id")),
+        amount=float(get("amount")),
+        merchant_category=_optional_str(get("merchant_category")),
+        lat=_optional_float(get("lat")),
+        lon=_optional_float(get("lon")),
     )

@@ -13,7 +13,9 @@ from fraudstream.schema.model import (
     SCHEMA_VERSION,
     Label,
     Transaction,
+    epoch_us,
     format_timestamp,
+    from_epoch_us,
     parse_timestamp,
 )
 
@@ -23,9 +25,11 @@ __all__ = [
     "Label",
     "Transaction",
     "arrow_schema",
+    "epoch_us",
     "field_names",
     "fields",
     "format_timestamp",
+    "from_epoch_us",
     "json_schema",
     "parse_timestamp",
     "required_names",

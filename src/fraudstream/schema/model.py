@@ -9,7 +9,7 @@ for bytes from Kafka); the dataclasses do not re-check the contract.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 Channel = Literal["pos", "ecom", "atm"]
@@ -29,6 +29,22 @@ def format_timestamp(value: datetime) -> str:
         f"{v.year:04d}-{v.month:02d}-{v.day:02d}T"
         f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}Z"
     )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_us(value: datetime) -> int:
+    """Epoch microseconds of an aware datetime, exactly (the stream's clock columns)."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: event times must be timezone-aware UTC")
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def from_epoch_us(us: int) -> datetime:
+    """The aware UTC datetime of epoch microseconds, exactly."""
+    return _EPOCH + timedelta(microseconds=int(us))
 
 
 def _present(record: Any) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """One partition of a micro-batch: from the stages' rows to scored output rows.
 
 Row shape in (one per accepted transaction, from the card and merchant stages): the
-canonical transaction ``record`` (JSON), its ``card_features`` and merchant features,
-the Kafka ``partition``, ``offset`` and ``kafka_ts_ms`` (CreateTime) and the late flags.
+transaction (``schema.Transaction``, from its contract columns), its ``card_features``
+and merchant features, the Kafka ``partition``, ``offset`` and ``kafka_ts_ms``
+(CreateTime) and the late flags.
 
 Row shape out (``ScoredBatch``): the transactions, their full feature matrix in
 catalogue order (transaction, card, merchant), the champion's scores and reasons,
@@ -24,8 +25,8 @@ import numpy as np
 import orjson
 
 from fraudstream.features.catalogue import CARD_FEATURES, FEATURE_SET_VERSION, feature_names
-from fraudstream.features.events import TxnEvent, epoch_seconds
-from fraudstream.features.transaction import transaction_features
+from fraudstream.features.events import TxnEvent, from_record
+from fraudstream.features.vector import feature_matrix
 from fraudstream.schema import Transaction
 from fraudstream.schema.model import format_timestamp
 from fraudstream.scoring.model import Scores, ScoringModel, score
@@ -44,26 +45,21 @@ class Accepted:
 
     @property
     def event(self) -> TxnEvent:
-        txn = self.txn
-        return TxnEvent(
-            txn.transaction_id,
-            epoch_seconds(txn.event_time),
-            txn.card_id,
-            txn.merchant_id,
-            txn.amount,
-            txn.merchant_category,
-            txn.lat,
-            txn.lon,
-        )
+        return from_record(self.txn)
 
 
 def accepted_from(
-    record: str, card_features: Any, partition: int, offset: int, kafka_ts_ms: int, late: bool
+    txn: Transaction,
+    card_features: Any,
+    partition: int,
+    offset: int,
+    kafka_ts_ms: int,
+    late: bool,
 ) -> Accepted:
     if len(card_features) != len(CARD_FEATURES):
         raise ValueError(f"{len(card_features)} card features, expected {len(CARD_FEATURES)}")
     return Accepted(
-        Transaction.from_json_dict(orjson.loads(record)),
+        txn,
         tuple(float(v) for v in card_features),
         int(partition),
         int(offset),
@@ -159,13 +155,7 @@ def assemble(
     ``merchant`` holds each row's merchant features (``MerchantBucket.step``); a row is
     late when its card or its merchant had a later transaction already.
     """
-    matrix = np.array(
-        [
-            (*transaction_features(row.event), *row.card_features, *m)
-            for row, m in zip(rows, merchant, strict=True)
-        ],
-        dtype=np.float64,
-    ).reshape(len(rows), len(feature_names()))
+    matrix = feature_matrix([r.event for r in rows], [r.card_features for r in rows], merchant)
     late = [bool(r.late or m) for r, m in zip(rows, merchant_late, strict=True)]
     return matrix, late
 

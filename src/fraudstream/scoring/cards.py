@@ -32,15 +32,14 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
-import orjson
 
 from fraudstream.features.card import CardState, update_card
 from fraudstream.features.catalogue import CARD_FEATURES, HISTORY_S
 from fraudstream.features.codec import decode_card, encode_card
-from fraudstream.features.events import TxnEvent, epoch_seconds
+from fraudstream.features.events import TxnEvent, from_record
 from fraudstream.schema import Transaction
 from fraudstream.validation import Rejection, SourcePosition, TransactionValidator, dead_letter
 
@@ -287,34 +286,17 @@ class Message:
 class StageRow:
     """One output row of the stage: an accepted transaction with card features, or a dead letter.
 
-    For an accepted one ``record`` is the canonical transaction JSON and
-    ``card_features`` its card features in catalogue order; for a rejected one
-    ``reason`` is set and ``dead_letter`` holds the record to publish.
+    For an accepted one ``txn`` is the validated transaction and ``card_features`` its
+    card features in catalogue order; for a rejected one ``reason`` is set and
+    ``dead_letter`` holds the record to publish.
     """
 
     message: Message
-    transaction_id: str | None = None
-    card_id: str | None = None
-    merchant_id: str | None = None
-    event_time_us: int | None = None
-    record: str | None = None
+    txn: Transaction | None = None
     card_features: list[float] | None = None
     late: bool = False
     reason: str | None = None
     dead_letter: bytes | None = None
-
-
-def _event(txn: Transaction) -> TxnEvent:
-    return TxnEvent(
-        transaction_id=txn.transaction_id,
-        time=epoch_seconds(txn.event_time),
-        card_id=txn.card_id,
-        merchant_id=txn.merchant_id,
-        amount=txn.amount,
-        merchant_category=txn.merchant_category,
-        lat=txn.lat,
-        lon=txn.lon,
-    )
 
 
 def _reject(message: Message, rejection: Rejection, now: datetime) -> StageRow:
@@ -344,7 +326,7 @@ def process_bucket(
         if isinstance(parsed, Rejection):
             rejected.append(_reject(message, parsed, now))
         else:
-            accepted.append((_event(parsed), parsed, message))
+            accepted.append((from_record(parsed), parsed, message))
     accepted.sort(key=lambda item: (item[0].time, item[0].transaction_id))
     rows = rejected
     for event, txn, message in accepted:
@@ -356,24 +338,7 @@ def process_bucket(
             state, features = update_card(state, event)
             bucket.cards[event.card_id] = state
             bucket.last_time[event.card_id] = event.time
-        rows.append(
-            StageRow(
-                message=message,
-                transaction_id=txn.transaction_id,
-                card_id=txn.card_id,
-                merchant_id=txn.merchant_id,
-                event_time_us=round(event.time * 1e6),
-                record=orjson.dumps(txn.to_json_dict()).decode(),
-                card_features=list(features),
-                late=late,
-            )
-        )
+        rows.append(StageRow(message=message, txn=txn, card_features=list(features), late=late))
     if accepted:
         bucket.expire(max(e.time for e, _, _ in accepted))
     return rows
-
-
-def record_fields(record: str) -> dict[str, Any]:
-    """The canonical transaction back from a stage row's ``record``."""
-    value: dict[str, Any] = orjson.loads(record)
-    return value

@@ -30,6 +30,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -37,6 +38,7 @@ from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
 from pyspark.sql.types import (
     BinaryType,
+    BooleanType,
     DoubleType,
     IntegerType,
     LongType,
@@ -45,16 +47,14 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from fraudstream.features.catalogue import HISTORY_S
-from fraudstream.features.events import epoch_seconds
-from fraudstream.schema import Label
+from fraudstream.features.catalogue import STATE_TTL_S
+from fraudstream.schema import Label, epoch_us
 from fraudstream.scoring.merchants import BucketHeader, LabelIn, MerchantBucket, MerchantTxn
 from fraudstream.scoring.rows import CARD_STAGE_SCHEMA, MERCHANT_SCHEMA, TXN_COLUMNS
 
-STATE_TTL_MS = int((HISTORY_S + 7 * 86_400) * 1000)
+STATE_TTL_MS = int(STATE_TTL_S * 1000)
 """Card, merchant and link entries leave the state this long (processing time) after
-their last write: the history horizon plus a week of slack for a stream whose event
-time falls behind the clock (a backlog or an outage shorter than that)."""
+their last write (``features.catalogue.STATE_TTL_S``)."""
 
 _MERCHANT_KEY = StructType([StructField("merchant_id", StringType())])
 _MERCHANT_VALUE = StructType([StructField("state", BinaryType())])
@@ -63,31 +63,53 @@ _LINK_VALUE = StructType(
     [StructField("merchant_id", StringType()), StructField("time", DoubleType())]
 )
 _HEADER = StructType([StructField("header", BinaryType())])
+_TXN_ID, _MERCHANT_ID, _EVENT_TIME_US, _LATE = (
+    TXN_COLUMNS.index(c) for c in ("transaction_id", "merchant_id", "event_time_us", "late")
+)
+
+
+LABEL_SCHEMA = StructType(
+    [
+        StructField("transaction_id", StringType()),
+        StructField("label_time_us", LongType()),
+        StructField("is_fraud", BooleanType()),
+    ]
+)
+"""A verdict as the merchant stage reads it (the label contract's fields it uses)."""
+
+
+def parse_label(value: bytes | None) -> tuple[str, int, bool] | None:
+    """A ``transaction_labels`` record's verdict; None for a record that is not a label
+    (the label ingestion dead-letters those; the scorer ignores them)."""
+    try:
+        label = Label.from_json_dict(orjson.loads(value or b""))
+        return label.transaction_id, epoch_us(label.label_time), bool(label.is_fraud)
+    except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
+        return None
+
+
+def parse_labels(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """``mapInPandas`` over the labels topic: each record parsed once, before it is copied
+    to every merchant bucket (``LABEL_SCHEMA``)."""
+    for frame in frames:
+        parsed = [v for v in map(parse_label, frame["value"]) if v is not None]
+        yield pd.DataFrame(parsed, columns=LABEL_SCHEMA.fieldNames())
 
 
 def label_rows(labels: DataFrame, buckets: int) -> DataFrame:
     """``transaction_labels`` records as label rows, one copy per merchant bucket."""
-    out = labels.select(
+    parsed = labels.select("value").mapInPandas(parse_labels, LABEL_SCHEMA)
+    out = parsed.select(
         F.lit("label").alias("kind"),
-        F.col("value").cast("string").alias("record"),
+        *LABEL_SCHEMA.fieldNames(),
         F.explode(F.sequence(F.lit(0), F.lit(buckets - 1)).cast("array<long>")).alias(
             "merchant_bucket"
         ),
     )
     for f in CARD_STAGE_SCHEMA.fields:
-        if f.name not in ("kind", "record"):
+        if f.name not in out.columns:
             out = out.withColumn(f.name, F.lit(None).cast(f.dataType))
     return out
-
-
-def parse_label(record: str | None) -> LabelIn | None:
-    """A label row's verdict; None for a record that is not a label (the label ingestion
-    dead-letters those; the scorer ignores them)."""
-    try:
-        label = Label.from_json_dict(orjson.loads(record or b""))
-        return LabelIn(label.transaction_id, epoch_seconds(label.label_time), bool(label.is_fraud))
-    except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
-        return None
 
 
 _INTEGERS = {
@@ -95,18 +117,22 @@ _INTEGERS = {
 }
 
 
+def _python(value: Any, name: str) -> Any:
+    """One cell as a plain Python value: None for missing (Arrow turns integer columns
+    with nulls into floats on the way in), integers as int, arrays as lists of floats (so
+    a held transaction can be stored as JSON)."""
+    if isinstance(value, np.ndarray | list):
+        return [float(v) for v in value]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return int(value) if name in _INTEGERS else value
+
+
 def _values(frame: pd.DataFrame, name: str) -> list[Any]:
-    """A column as Python values for Arrow: None for missing (Arrow turns integer columns
-    with nulls into floats on the way in), integers as int."""
+    """A column as plain Python values (``_python``); all None when the frame lacks it."""
     if name not in frame.columns:
         return [None] * len(frame)
-    out: list[Any] = []
-    for v in frame[name].tolist():
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            out.append(None)
-        else:
-            out.append(int(v) if name in _INTEGERS else v)
-    return out
+    return [_python(v, name) for v in frame[name].tolist()]
 
 
 def _none_frame(n: int) -> dict[str, pd.Series]:
@@ -155,14 +181,18 @@ class MerchantBuckets(StatefulProcessor):
             yield pd.DataFrame(
                 {name: _values(passing, name) for name in MERCHANT_SCHEMA.fieldNames()}
             )
+        held = frame.loc[kinds == "txn"]
+        payloads = zip(*(_values(held, name) for name in TXN_COLUMNS), strict=True)
         txns = [
-            MerchantTxn(tid, merchant, et / 1e6,
-                        [tid, card, merchant, int(et), record, [float(v) for v in features],
-                         bool(late), int(partition), int(offset), int(ts)])
-            for tid, card, merchant, et, record, features, late, partition, offset, ts
-            in frame.loc[kinds == "txn", TXN_COLUMNS].itertuples(index=False, name=None)
-        ]  # fmt: skip
-        labels = [lb for lb in map(parse_label, frame.loc[kinds == "label", "record"]) if lb]
+            MerchantTxn(p[_TXN_ID], p[_MERCHANT_ID], p[_EVENT_TIME_US] / 1e6, list(p))
+            for p in payloads
+        ]
+        labels = [
+            LabelIn(str(tid), int(lt) / 1e6, bool(fraud))
+            for tid, lt, fraud in frame.loc[
+                kinds == "label", ["transaction_id", "label_time_us", "is_fraud"]
+            ].itertuples(index=False, name=None)
+        ]
         now_ms = timerValues.getCurrentProcessingTimeInMs()
         yield from self._step(txns, labels, release_all=False, now_ms=now_ms)
 
@@ -199,12 +229,11 @@ class MerchantBuckets(StatefulProcessor):
             if bucket.header.held:
                 self.handle.registerTimer(now_ms + self.release_ms)
         if released:
-            out = pd.DataFrame([r.txn.payload for r in released], columns=TXN_COLUMNS)
-            out["late"] = [bool(p) or r.late for p, r in zip(out["late"], released, strict=True)]
-            out["merchant_features"] = [list(r.features) for r in released]
-            frame = pd.DataFrame(_none_frame(len(out)))
-            for name in out.columns:
-                frame[name] = out[name].to_numpy()
+            frame = pd.DataFrame(_none_frame(len(released)))
+            for i, name in enumerate(TXN_COLUMNS):
+                frame[name] = pd.Series([r.txn.payload[i] for r in released], dtype=object)
+            frame["late"] = [bool(r.txn.payload[_LATE]) or r.late for r in released]
+            frame["merchant_features"] = [list(r.features) for r in released]
             frame["kind"] = "txn"
             yield frame
         if self.emit_states and updated:

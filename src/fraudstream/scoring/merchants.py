@@ -48,7 +48,9 @@ from fraudstream.features.events import LabelEvent, TxnEvent
 from fraudstream.features.merchant import MerchantState, apply_label, update_merchant
 
 MERCHANT_WIDTH = len(MERCHANT_FEATURES)
-_FORMAT = 2
+_FORMAT = 3
+"""The header's JSON layout; 3 holds transactions as their contract columns
+(``rows.TXN_COLUMNS``)."""
 
 
 class MerchantTxn(NamedTuple):

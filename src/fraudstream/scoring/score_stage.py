@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -32,8 +32,10 @@ import pandas as pd
 from fraudstream.adapters.registry import load_model
 from fraudstream.adapters.scorer_metrics import LATENCY_BUCKETS
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
+from fraudstream.schema import epoch_us
 from fraudstream.scoring.batch import ScoredBatch, accepted_from, assemble, score_rows
 from fraudstream.scoring.model import ScoringModel
+from fraudstream.scoring.rows import TRANSACTION_COLUMNS, transaction_from, transaction_values
 from fraudstream.settings import Settings
 
 _WORKER_MODELS: dict[tuple[str, str, str], ScoringModel] = {}
@@ -75,53 +77,44 @@ class ScoreStage:
                 if self.counts is not None and dead.any():
                     self.counts.add(batch_counts(None, batch.loc[dead, "reason"]))
                 continue
+            txns = map(
+                transaction_from, frame[TRANSACTION_COLUMNS].itertuples(index=False, name=None)
+            )
             rows = [
-                accepted_from(r, f, p, o, ts, late)
-                for r, f, p, o, ts, late in zip(
-                    frame["record"], frame["card_features"], frame["partition"],
+                accepted_from(t, f, p, o, ts, late)
+                for t, f, p, o, ts, late in zip(
+                    txns, frame["card_features"], frame["partition"],
                     frame["offset"], frame["kafka_ts_ms"], frame["late"], strict=True,
                 )
             ]  # fmt: skip
             merchant = [tuple(m) for m in frame["merchant_features"]]
             features, late = assemble(rows, merchant, [False] * len(rows))
             scored = scored_frame(
-                score_rows(rows, features, late, champion, shadow, datetime.now(UTC)),
-                frame["record"],
+                score_rows(rows, features, late, champion, shadow, datetime.now(UTC))
             )
             if self.counts is not None:
                 self.counts.add(batch_counts(scored, batch.loc[dead, "reason"]))
             yield scored
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _us(when: datetime) -> int:
-    """Epoch microseconds of an aware datetime, exactly."""
-    return (when - _EPOCH) // timedelta(microseconds=1)
-
-
-def scored_frame(batch: ScoredBatch, records: pd.Series) -> pd.DataFrame:
-    """The rows of ``rows.SCORED_SCHEMA`` of a scored partition (``records``: its raw JSON)."""
+def scored_frame(batch: ScoredBatch) -> pd.DataFrame:
+    """The rows of ``rows.SCORED_SCHEMA`` of a scored partition."""
     n = len(batch)
-    txns = [r.txn for r in batch.rows]
     alert = batch.scores.alert
     predictions = [
         orjson.dumps(batch.prediction(i), option=orjson.OPT_SERIALIZE_NUMPY) for i in range(n)
     ]
+    values = [transaction_values(r.txn) for r in batch.rows]
     return pd.DataFrame(
         {
-            "transaction_id": [t.transaction_id for t in txns],
-            "card_id": [t.card_id for t in txns],
-            "merchant_id": [t.merchant_id for t in txns],
-            "amount": [float(t.amount) for t in txns],
-            "currency": [t.currency for t in txns],
-            "record": records.to_numpy(),
+            **{
+                name: pd.Series([v[i] for v in values], dtype=object)
+                for i, name in enumerate(TRANSACTION_COLUMNS)
+            },
             "source_partition": [r.partition for r in batch.rows],
             "source_offset": [r.offset for r in batch.rows],
-            "event_time_us": [_us(t.event_time) for t in txns],
             "ingest_time_us": [r.kafka_ts_ms * 1000 for r in batch.rows],
-            "scored_at_us": [_us(batch.scored_at)] * n,
+            "scored_at_us": [epoch_us(batch.scored_at)] * n,
             "score": batch.scores.score,
             "is_alert": alert,
             "threshold": [batch.champion.threshold] * n,

@@ -53,7 +53,13 @@ from fraudstream.scoring.cards import (
 )
 from fraudstream.scoring.merchant_stage import STATE_TTL_MS, MerchantBuckets, label_rows
 from fraudstream.scoring.reload import ModelHolder
-from fraudstream.scoring.rows import CARD_STAGE_SCHEMA, MERCHANT_SCHEMA, SCORED_SCHEMA
+from fraudstream.scoring.rows import (
+    CARD_STAGE_SCHEMA,
+    MERCHANT_SCHEMA,
+    SCORED_SCHEMA,
+    TRANSACTION_COLUMNS,
+    transaction_values,
+)
 from fraudstream.scoring.score_stage import ScoreStage
 from fraudstream.scoring.sinks.base import MicroBatch, Sink
 from fraudstream.settings import KafkaSettings, Settings
@@ -156,29 +162,34 @@ class CardBuckets(StatefulProcessor):
             touched = {c: bucket.blobs[c] for c in changed if c in bucket.blobs}
         if not self.emit_states:
             touched = {}
+        none = [None] * len(out)
+        values = [
+            transaction_values(r.txn) if r.txn is not None else [None] * len(TRANSACTION_COLUMNS)
+            for r in out
+        ]
+        columns: dict[str, list[Any]] = {
+            "kind": ["txn" if r.reason is None else "dead" for r in out],
+            **{name: [v[i] for v in values] for i, name in enumerate(TRANSACTION_COLUMNS)},
+            "card_features": [r.card_features for r in out],
+            "late": [r.late for r in out],
+            "reason": [r.reason for r in out],
+            "dead_letter": [r.dead_letter for r in out],
+            "dead_letter_key": [
+                None
+                if r.reason is None
+                else f"{r.message.topic}/{r.message.partition}/{r.message.offset}".encode()
+                for r in out
+            ],
+            "partition": [r.message.partition for r in out],
+            "offset": [r.message.offset for r in out],
+            "kafka_ts_ms": [r.message.timestamp_ms for r in out],
+        }
+        # Every column the stage does not set None (object dtype), not NaN: Arrow would
+        # refuse a NaN where the schema has an array, and turn integer columns into floats.
         frame = pd.DataFrame(
             {
-                "kind": ["txn" if r.reason is None else "dead" for r in out],
-                "transaction_id": [r.transaction_id for r in out],
-                "card_id": [r.card_id for r in out],
-                "merchant_id": [r.merchant_id for r in out],
-                "event_time_us": [r.event_time_us for r in out],
-                "record": [r.record for r in out],
-                "card_features": [r.card_features for r in out],
-                "late": [r.late for r in out],
-                "reason": [r.reason for r in out],
-                "dead_letter": [r.dead_letter for r in out],
-                "dead_letter_key": [
-                    None
-                    if r.reason is None
-                    else f"{r.message.topic}/{r.message.partition}/{r.message.offset}".encode()
-                    for r in out
-                ],
-                "partition": [r.message.partition for r in out],
-                "offset": [r.message.offset for r in out],
-                "kafka_ts_ms": [r.message.timestamp_ms for r in out],
-                "entity": [None] * len(out),
-                "state": [None] * len(out),
+                name: pd.Series(columns.get(name, none), dtype=object)
+                for name in CARD_STAGE_SCHEMA.fieldNames()
             }
         )
         if touched:

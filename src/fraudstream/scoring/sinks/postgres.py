@@ -13,10 +13,9 @@ runs on a new connection.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import orjson
 import pandas as pd
 import psycopg2
 import psycopg2.extensions
@@ -25,8 +24,9 @@ from psycopg2.extras import execute_values
 from fraudstream.adapters.postgres import copy_upsert
 from fraudstream.adapters.retry import RetryPolicy, retry
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
-from fraudstream.schema import Transaction
+from fraudstream.schema import from_epoch_us
 from fraudstream.schema.contract import field_names
+from fraudstream.scoring.rows import TRANSACTION_COLUMNS, transaction_from
 from fraudstream.scoring.sinks.base import (
     MicroBatch,
     Sink,
@@ -60,14 +60,13 @@ _ALERTS = """INSERT INTO fraud_alerts (transaction_id, event_time, card_id, merc
    threshold = EXCLUDED.threshold, model_version = EXCLUDED.model_version,
    reason_codes = EXCLUDED.reason_codes, reason_detail = EXCLUDED.reason_detail,
    ingest_time = EXCLUDED.ingest_time, scored_at = EXCLUDED.scored_at"""
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def utc_from_us(us: Any) -> datetime | None:
     """Epoch microseconds (UTC) as an aware datetime, exactly (None for a null)."""
     if us is None or pd.isna(us):
         return None
-    return _EPOCH + timedelta(microseconds=int(us))
+    return from_epoch_us(int(us))
 
 
 def _optional(value: Any) -> Any:
@@ -138,7 +137,9 @@ def write_rows(
     cur: psycopg2.extensions.cursor, rows: pd.DataFrame, model_name: str, source_topic: str
 ) -> None:
     """Upsert scored rows (``SCORED_SCHEMA``) into the three tables, in one transaction."""
-    txns = [Transaction.from_json_dict(orjson.loads(r)) for r in rows["record"]]
+    txns = [
+        transaction_from(v) for v in rows[TRANSACTION_COLUMNS].itertuples(index=False, name=None)
+    ]
     ingest = [utc_from_us(v) for v in rows["ingest_time_us"]]
     scored_at = [utc_from_us(v) for v in rows["scored_at_us"]]
     raw = [
