@@ -1,0 +1,244 @@
+"""The scorer rides out its dependencies' restarts on the real platform.
+
+One `fraudstream score` run and one paced generator through four faults in a row (one
+scorer start keeps the module's time modest): PostgreSQL, MinIO and Redis each killed
+(SIGKILL to the process group) and started again by `platform up` after an outage, then
+the MLflow server stopped for longer than the scorer's reload interval. The generator
+never pauses, so every outage meets micro-batches that need the dead service. After
+each fault: the scorer process is still running (its query may have restarted itself),
+and every transaction sent so far reaches ``transactions_with_score``; the time from the
+service's return to that point is printed as the catch-up time. At the end: each
+transaction once in ``transactions_with_score``, the dead-letter topic holding exactly
+the poison records sent, and `platform status` naming each restarted service. A Kafka
+node's loss is tested in test_scorer.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from fraudstream.adapters.kafka import consumer_config, delete_topic, producer_config
+from fraudstream.adapters.postgres import connect
+from fraudstream.adapters.transaction_stream import Pacer, Sender
+from fraudstream.platform.process import ProcessRecord, alive
+from fraudstream.platform.runtime import EmbeddedPlatform
+from fraudstream.schema.tables import wire_records
+from fraudstream.settings import ScorerSettings, Settings, load_settings
+from tests.integration.conftest import run_cli
+from tests.integration.scoring_support import (
+    ScorerProcess,
+    history,
+    register_model,
+    scored_count,
+    scorer_args,
+    scorer_env,
+    scratch_topics,
+    wait_until,
+)
+
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.postgres,
+    pytest.mark.s3,
+    pytest.mark.mlflow,
+    pytest.mark.platform,
+    pytest.mark.timeout(2400),
+]
+
+RATE = 10.0  # transactions per second, sent throughout the faults
+WARM_UP = 200  # transactions sent (and scored) before the paced feed starts
+OUTAGE_S = 10.0
+RELOAD_INTERVAL_S = 5.0
+CATCH_UP_TIMEOUT_S = 600.0
+POISON = [b"{not json", b'{"transaction_id": "poison-without-fields"}', b"\xff\xfe"]
+
+
+@pytest.fixture(scope="module")
+def model_name() -> Iterator[str]:
+    name = f"fraud-detector-faults-{uuid.uuid4().hex[:8]}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FRAUDSTREAM_MLFLOW_MODEL_NAME", name)
+        yield name
+
+
+class Feed(threading.Thread):
+    """Sends a generated history to ``topic`` at ``RATE`` until stopped; ``ids(n)`` are the
+    first n transactions sent."""
+
+    def __init__(self, settings: Settings, topic: str, seed: int) -> None:
+        super().__init__(daemon=True)
+        data = history(seed=seed, days=30, customers=300)
+        self.records = [(k, v) for _, k, v in wire_records(data.table, "transaction")]
+        self.all_ids = [orjson.loads(v)["transaction_id"] for _, v in self.records]
+        self.settings, self.topic = settings, topic
+        self.sent = 0
+        self.halt = threading.Event()
+        self.error: BaseException | None = None
+
+    def prime(self, count: int) -> list[str]:
+        """Send the first ``count`` transactions at once (before ``start``); their ids."""
+        sender = Sender(self.settings.kafka)
+        for key, value in self.records[:count]:
+            sender.send(self.topic, key, value)
+        sender.flush()
+        self.sent = count
+        return self.ids()
+
+    def run(self) -> None:
+        try:
+            sender, pacer, first = Sender(self.settings.kafka), Pacer(RATE), self.sent
+            for i, (key, value) in enumerate(self.records[first:], start=first + 1):
+                if self.halt.is_set():
+                    break
+                sender.send(self.topic, key, value)
+                self.sent = i
+                pacer.wait(i - first)
+            sender.flush()
+        except BaseException as exc:  # surfaced by the test
+            self.error = exc
+
+    def ids(self) -> list[str]:
+        return self.all_ids[: self.sent]
+
+
+def _send_poison(settings: Settings, topic: str) -> set[str]:
+    """The poison records, sent once; their dead-letter keys (``topic/partition/offset``)."""
+    keys: set[str] = set()
+
+    def delivered(err: object, msg: object) -> None:
+        assert err is None, err
+        keys.add(f"{msg.topic()}/{msg.partition()}/{msg.offset()}")  # type: ignore[attr-defined]
+
+    producer = Producer(producer_config(settings.kafka))
+    for value in POISON:
+        producer.produce(topic, key=b"poison", value=value, on_delivery=delivered)
+    assert producer.flush(30) == 0
+    return keys
+
+
+def _topic_keys(settings: Settings, topic: str, idle_s: float = 10.0) -> list[str]:
+    consumer = Consumer(consumer_config(settings.kafka, f"faults-{uuid.uuid4().hex[:8]}"))
+    consumer.subscribe([topic])
+    keys: list[str] = []
+    last = time.monotonic()
+    try:
+        while time.monotonic() - last < idle_s:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            keys.append((msg.key() or b"").decode())
+            last = time.monotonic()
+    finally:
+        consumer.close()
+    return keys
+
+
+def _restarts(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("fraudstream_scorer_restarts_total "):
+                return float(line.split()[1])
+    return float("nan")
+
+
+def _stop(platform: EmbeddedPlatform, service: str, sig: int) -> None:
+    record = ProcessRecord.load(platform.run_dir, service)
+    assert record is not None, f"{service} was not started"
+    assert alive(record), f"{service} is not running"
+    os.killpg(record.pid, sig)
+    deadline = time.monotonic() + 30
+    while alive(record) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(record), f"{service} did not stop"
+
+
+def test_the_scorer_rides_out_postgres_minio_redis_and_mlflow_restarts(
+    model_name: str, platform: EmbeddedPlatform, tmp_path: Path
+) -> None:
+    settings = load_settings()
+    register_model(settings, history(seed=41), threshold=0.3, seed=1)
+    topics = scratch_topics(settings, "faults")
+    feed = Feed(settings, topics["source"], seed=42)
+    poison = _send_poison(settings, topics["source"])
+    checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
+    args = scorer_args(topics, checkpoint, "--reload-interval", str(RELOAD_INTERVAL_S))
+    env = scorer_env(model_name, labels_topic=topics["labels"])
+    scorer = ScorerProcess(args, env, tmp_path / "scorer.log")
+    metrics_port = ScorerSettings().metrics_port
+    catch_up: dict[str, float] = {}
+    try:
+        warm = feed.prime(WARM_UP)
+        wait_until(lambda: scored_count(settings, warm) == len(warm), 900, "a start", scorer)
+        feed.start()
+        faults = [
+            ("postgres", signal.SIGKILL, OUTAGE_S),
+            ("minio", signal.SIGKILL, OUTAGE_S),
+            ("redis", signal.SIGKILL, OUTAGE_S),
+            ("mlflow", signal.SIGTERM, 3 * RELOAD_INTERVAL_S),
+        ]
+        for service, sig, outage_s in faults:
+            _stop(platform, service, sig)
+            time.sleep(outage_s)
+            status = json.loads(run_cli("platform", "up", "--json").stdout)
+            back = time.monotonic()
+            assert status["healthy"], status
+            due = feed.ids()
+            wait_until(
+                lambda due=due: scored_count(settings, due) == len(due),
+                CATCH_UP_TIMEOUT_S,
+                f"the transactions sent until {service} was back",
+                scorer,
+            )
+            catch_up[service] = time.monotonic() - back
+            assert scorer.alive(), f"the scorer exited after the {service} fault"
+            print(
+                f"{service}: down {outage_s:.0f} s, caught up {catch_up[service]:.1f} s after "
+                f"its return ({len(due)} transactions sent so far)"
+            )
+        feed.halt.set()
+        feed.join(60)
+        assert feed.error is None, feed.error
+        sent = feed.ids()
+        wait_until(
+            lambda: scored_count(settings, sent) == len(sent), 300, "every transaction", scorer
+        )
+        restarts = _restarts(metrics_port)
+    finally:
+        feed.halt.set()
+        if scorer.alive():
+            scorer.proc.send_signal(signal.SIGTERM)
+            scorer.wait(180)
+        run_cli("platform", "up", "--json")  # whatever the outcome, later tests get a platform
+    print(f"catch-up times (s): {json.dumps({k: round(v, 1) for k, v in catch_up.items()})}")
+    print(f"scorer query restarts: {restarts:.0f}")
+
+    with connect(settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*), count(DISTINCT transaction_id) FROM transactions_with_score "
+            "WHERE transaction_id = ANY(%s)",
+            (sent,),
+        )
+        assert cur.fetchone() == (len(sent), len(sent))
+    dead = _topic_keys(settings, topics["dead"])
+    assert set(dead) == poison, "the dead-letter topic holds only the poison records sent"
+    rows = {
+        r["service"]: r
+        for r in json.loads(run_cli("platform", "status", "--json").stdout)["services"]
+    }
+    for service in ("postgres", "minio", "redis", "mlflow"):
+        assert rows[service]["restarts"] >= 1, rows[service]
+        assert rows[service]["restarted_at"], rows[service]
+    for name in topics.values():
+        delete_topic(settings.kafka, name)
