@@ -32,15 +32,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 
 sys.path.insert(0, str(Path(__file__).parent))  # the helpers of bench/stream.py
 
@@ -48,69 +46,25 @@ from fraudstream.adapters.kafka import (
     consumer_config,
     create_scratch_topic,
     delete_topic,
-    producer_config,
 )
 from fraudstream.adapters.postgres import connect
-from fraudstream.adapters.transaction_stream import Pacer, Sender
 from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.platform.process import ProcessRecord, alive
 from fraudstream.platform.runtime import EmbeddedPlatform
 from fraudstream.schema.tables import wire_records
+from fraudstream.services.feed import PacedFeed, send_poison
 from fraudstream.settings import ScorerSettings, Settings, load_settings
 from stream import CLI, START, _model
 
-POISON = [b"{not json", b'{"transaction_id": "poison-without-fields"}', b"\xff\xfe"]
 
-
-class Feed(threading.Thread):
-    """Live transactions to ``topic`` at ``rate`` per second until halted."""
-
-    def __init__(self, settings: Settings, topic: str, rate: float) -> None:
-        super().__init__(daemon=True)
-        data = generate(
-            GeneratorConfig(seed=7, start=START, days=40, customers=400, merchants=300),
-            id_prefix=f"faults-{uuid.uuid4().hex[:8]}",
-        )
-        self.records = [(k, v) for _, k, v in wire_records(data.transactions, "transaction")]
-        self.settings, self.topic, self.rate = settings, topic, rate
-        self.sent = 0
-        self.halt = threading.Event()
-
-    def prime(self, count: int) -> list[str]:
-        """Send the first ``count`` transactions at once, before ``start``; their ids."""
-        sender = Sender(self.settings.kafka)
-        for key, value in self.records[:count]:
-            sender.send(self.topic, key, value)
-        sender.flush()
-        self.sent = count
-        return self.ids()
-
-    def run(self) -> None:
-        sender, pacer, first = Sender(self.settings.kafka), Pacer(self.rate), self.sent
-        for i, (key, value) in enumerate(self.records[first:], start=first + 1):
-            if self.halt.is_set():
-                break
-            sender.send(self.topic, key, value)
-            self.sent = i
-            pacer.wait(i - first)
-        sender.flush()
-
-    def ids(self) -> list[str]:
-        return [orjson.loads(v)["transaction_id"] for _, v in self.records[: self.sent]]
-
-
-def _poison(settings: Settings, topic: str) -> set[str]:
-    keys: set[str] = set()
-    producer = Producer(producer_config(settings.kafka))
-    for value in POISON:
-        producer.produce(
-            topic,
-            key=b"poison",
-            value=value,
-            on_delivery=lambda _e, m: keys.add(f"{m.topic()}/{m.partition()}/{m.offset()}"),
-        )
-    producer.flush(30)
-    return keys
+def _feed(settings: Settings, topic: str, rate: float) -> PacedFeed:
+    """Live transactions for ``topic`` at ``rate`` per second once started."""
+    data = generate(
+        GeneratorConfig(seed=7, start=START, days=40, customers=400, merchants=300),
+        id_prefix=f"faults-{uuid.uuid4().hex[:8]}",
+    )
+    records = [(k, v) for _, k, v in wire_records(data.transactions, "transaction")]
+    return PacedFeed(settings.kafka, topic, records, rate)
 
 
 def _stored(settings: Settings, ids: list[str]) -> tuple[int, int]:
@@ -193,8 +147,8 @@ def main() -> None:
     _model(settings, name)
     topics = {k: create_scratch_topic(settings.kafka, f"faults-{k}") for k in ("in", "p", "a", "d")}
     checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/bench/faults-{uuid.uuid4().hex[:8]}"
-    feed = Feed(settings, topics["in"], args.rate)
-    poison = _poison(settings, topics["in"])
+    feed = _feed(settings, topics["in"], args.rate)
+    poison = send_poison(settings.kafka, topics["in"])
     argv = [
         CLI, "score", "--source", topics["in"], "--predictions", topics["p"],
         "--alerts", topics["a"], "--dead-letters", topics["d"], "--checkpoint", checkpoint,

@@ -18,23 +18,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 
-from fraudstream.adapters.kafka import consumer_config, delete_topic, producer_config
+from fraudstream.adapters.kafka import consumer_config, delete_topic
 from fraudstream.adapters.postgres import connect
-from fraudstream.adapters.transaction_stream import Pacer, Sender
 from fraudstream.platform.process import ProcessRecord, alive
 from fraudstream.platform.runtime import EmbeddedPlatform
 from fraudstream.schema.tables import wire_records
+from fraudstream.services.feed import PacedFeed, send_poison
 from fraudstream.settings import ScorerSettings, Settings, load_settings
 from tests.integration.conftest import run_cli
 from tests.integration.scoring_support import (
@@ -62,7 +60,6 @@ WARM_UP = 200  # transactions sent (and scored) before the paced feed starts
 OUTAGE_S = 10.0
 RELOAD_INTERVAL_S = 5.0
 CATCH_UP_TIMEOUT_S = 600.0
-POISON = [b"{not json", b'{"transaction_id": "poison-without-fields"}', b"\xff\xfe"]
 
 
 @pytest.fixture(scope="module")
@@ -73,59 +70,11 @@ def model_name() -> Iterator[str]:
         yield name
 
 
-class Feed(threading.Thread):
-    """Sends a generated history to ``topic`` at ``RATE`` until stopped; ``ids(n)`` are the
-    first n transactions sent."""
-
-    def __init__(self, settings: Settings, topic: str, seed: int) -> None:
-        super().__init__(daemon=True)
-        data = history(seed=seed, days=30, customers=300)
-        self.records = [(k, v) for _, k, v in wire_records(data.table, "transaction")]
-        self.all_ids = [orjson.loads(v)["transaction_id"] for _, v in self.records]
-        self.settings, self.topic = settings, topic
-        self.sent = 0
-        self.halt = threading.Event()
-        self.error: BaseException | None = None
-
-    def prime(self, count: int) -> list[str]:
-        """Send the first ``count`` transactions at once (before ``start``); their ids."""
-        sender = Sender(self.settings.kafka)
-        for key, value in self.records[:count]:
-            sender.send(self.topic, key, value)
-        sender.flush()
-        self.sent = count
-        return self.ids()
-
-    def run(self) -> None:
-        try:
-            sender, pacer, first = Sender(self.settings.kafka), Pacer(RATE), self.sent
-            for i, (key, value) in enumerate(self.records[first:], start=first + 1):
-                if self.halt.is_set():
-                    break
-                sender.send(self.topic, key, value)
-                self.sent = i
-                pacer.wait(i - first)
-            sender.flush()
-        except BaseException as exc:  # surfaced by the test
-            self.error = exc
-
-    def ids(self) -> list[str]:
-        return self.all_ids[: self.sent]
-
-
-def _send_poison(settings: Settings, topic: str) -> set[str]:
-    """The poison records, sent once; their dead-letter keys (``topic/partition/offset``)."""
-    keys: set[str] = set()
-
-    def delivered(err: object, msg: object) -> None:
-        assert err is None, err
-        keys.add(f"{msg.topic()}/{msg.partition()}/{msg.offset()}")  # type: ignore[attr-defined]
-
-    producer = Producer(producer_config(settings.kafka))
-    for value in POISON:
-        producer.produce(topic, key=b"poison", value=value, on_delivery=delivered)
-    assert producer.flush(30) == 0
-    return keys
+def _feed(settings: Settings, topic: str, seed: int) -> PacedFeed:
+    """A generated history, sent to ``topic`` at ``RATE`` once started."""
+    data = history(seed=seed, days=30, customers=300)
+    records = [(k, v) for _, k, v in wire_records(data.table, "transaction")]
+    return PacedFeed(settings.kafka, topic, records, RATE)
 
 
 def _topic_keys(settings: Settings, topic: str, idle_s: float = 10.0) -> list[str]:
@@ -170,8 +119,8 @@ def test_the_scorer_rides_out_postgres_minio_redis_and_mlflow_restarts(
     settings = load_settings()
     register_model(settings, history(seed=41), threshold=0.3, seed=1)
     topics = scratch_topics(settings, "faults")
-    feed = Feed(settings, topics["source"], seed=42)
-    poison = _send_poison(settings, topics["source"])
+    feed = _feed(settings, topics["source"], seed=42)
+    poison = send_poison(settings.kafka, topics["source"])
     checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
     args = scorer_args(topics, checkpoint, "--reload-interval", str(RELOAD_INTERVAL_S))
     env = scorer_env(model_name, labels_topic=topics["labels"])
