@@ -9,26 +9,32 @@ each fault: the scorer process is still running (its query may have restarted it
 and every transaction sent so far reaches ``transactions_with_score``; the time from the
 service's return to that point is printed as the catch-up time. At the end: each
 transaction once in ``transactions_with_score``, the dead-letter topic holding exactly
-the poison records sent, and `platform status` naming each restarted service. A Kafka
-node's loss is tested in test_scorer.py.
+the poison records sent, and `platform status` naming each restarted service. The API
+(in process) rides out the same restarts: after PostgreSQL's and Redis's it serves a read
+and a score again within a minute, answering 503 with Retry-After meanwhile, never 500.
+A Kafka node's loss is tested in test_scorer.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
+from fastapi.testclient import TestClient
 
 from fraudstream.adapters.kafka import consumer_config, delete_topic
 from fraudstream.adapters.postgres import connect
+from fraudstream.api.app import create_app
 from fraudstream.platform.process import ProcessRecord, alive
 from fraudstream.platform.runtime import EmbeddedPlatform
 from fraudstream.schema.tables import wire_records
@@ -113,6 +119,22 @@ def _stop(platform: EmbeddedPlatform, service: str, sig: int) -> None:
     assert not alive(record), f"{service} did not stop"
 
 
+def _api_serves_again(api: TestClient, call: Callable[[TestClient], Any], what: str) -> int:
+    """Call the API until it answers 200 (at most 60 s); every answer on the way must be a
+    503 with Retry-After, never a 500. Returns how many 503s it took."""
+    refused = 0
+    deadline = time.monotonic() + 60
+    while True:
+        response = call(api)
+        if response.status_code == 200:
+            return refused
+        assert response.status_code == 503, (what, response.status_code, response.text)
+        assert response.headers.get("retry-after"), response.headers
+        refused += 1
+        assert time.monotonic() < deadline, f"the API did not serve {what} again within 60 s"
+        time.sleep(1)
+
+
 def test_the_scorer_rides_out_postgres_minio_redis_and_mlflow_restarts(
     model_name: str, platform: EmbeddedPlatform, tmp_path: Path
 ) -> None:
@@ -127,9 +149,21 @@ def test_the_scorer_rides_out_postgres_minio_redis_and_mlflow_restarts(
     scorer = ScorerProcess(args, env, tmp_path / "scorer.log")
     metrics_port = ScorerSettings().metrics_port
     catch_up: dict[str, float] = {}
+    token = settings.api.token
+    assert token is not None
+    auth = {"Authorization": f"Bearer {token.get_secret_value()}"}
+    # The API rides out the same restarts: a read from PostgreSQL, a score from Redis.
+    checks: dict[str, Callable[[TestClient], Any]] = {
+        "postgres": lambda api: api.get(f"/transactions/{feed.all_ids[0]}", headers=auth),
+        "redis": lambda api: api.post("/score", content=feed.records[0][1], headers=auth),
+    }
+    stack = contextlib.ExitStack()
     try:
         warm = feed.prime(WARM_UP)
         wait_until(lambda: scored_count(settings, warm) == len(warm), 900, "a start", scorer)
+        api = stack.enter_context(TestClient(create_app(settings)))
+        for name, check in checks.items():
+            assert check(api).status_code == 200, name  # its pool and client are connected
         feed.start()
         faults = [
             ("postgres", signal.SIGKILL, OUTAGE_S),
@@ -143,6 +177,9 @@ def test_the_scorer_rides_out_postgres_minio_redis_and_mlflow_restarts(
             status = json.loads(run_cli("platform", "up", "--json").stdout)
             back = time.monotonic()
             assert status["healthy"], status
+            if service in checks:
+                refused = _api_serves_again(api, checks[service], f"after {service}'s restart")
+                print(f"API after {service}: {refused} request(s) refused with 503 first")
             due = feed.ids()
             wait_until(
                 lambda due=due: scored_count(settings, due) == len(due),
@@ -165,6 +202,7 @@ def test_the_scorer_rides_out_postgres_minio_redis_and_mlflow_restarts(
         )
         restarts = _restarts(metrics_port)
     finally:
+        stack.close()
         feed.halt.set()
         if scorer.alive():
             scorer.proc.send_signal(signal.SIGTERM)

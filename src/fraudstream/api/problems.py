@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fraudstream.adapters.online_store import OnlineStoreError
+
 PROBLEM_JSON = "application/problem+json"
 _TYPE_BASE = "https://fraudstream.dev/problems/"
 log = logging.getLogger("fraudstream.api")
@@ -102,6 +104,13 @@ def install(app: FastAPI) -> None:
             detail = f"no endpoint at {request.url.path}; see /docs for the API"
         return problem_response(request, ProblemError(exc.status_code, title, detail))
 
+    async def on_store(request: Request, exc: Exception) -> Response:
+        # Redis restarting or failing over: the caller may retry (the client reconnects).
+        return problem_response(
+            request,
+            ProblemError(503, "Unavailable", f"{exc}; retry shortly", headers={"Retry-After": "1"}),
+        )
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(
@@ -112,6 +121,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(OnlineStoreError, on_store)
     app.add_exception_handler(Exception, on_unexpected)
 
 

@@ -14,30 +14,58 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import psycopg2
 from psycopg2.extras import RealDictCursor
 from psycopg2.pool import ThreadedConnectionPool
 
 from fraudstream.adapters.postgres import upsert_labels
+from fraudstream.api.problems import ProblemError
 from fraudstream.schema import Label
 from fraudstream.settings import PostgresSettings
 
 Row = dict[str, Any]
 
 
+_LOST = (psycopg2.OperationalError, psycopg2.InterfaceError)
+"""The connection or the server is gone (a restart, a failover): worth a retry."""
+
+
 class Database:
-    """A small thread-safe connection pool; each ``transaction`` commits or rolls back."""
+    """A small thread-safe connection pool; each ``transaction`` commits or rolls back.
+
+    When PostgreSQL is unreachable, or a pooled connection died with a server restart,
+    the request fails with 503 and Retry-After (not 500) and the dead connection leaves the
+    pool, so the API serves again as soon as the server is back, without a restart.
+    """
 
     def __init__(self, settings: PostgresSettings, size: int = 8) -> None:
-        self.pool = ThreadedConnectionPool(1, size, settings.dsn())
+        self.where = f"PostgreSQL at {settings.host}:{settings.port}"
+        self.pool = ThreadedConnectionPool(0, size, settings.dsn(), connect_timeout=5)
+
+    def _unavailable(self, exc: Exception) -> ProblemError:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return ProblemError(
+            503,
+            "Unavailable",
+            f"{self.where} cannot be reached ({first}); retry shortly",
+            headers={"Retry-After": "1"},
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
-        conn = self.pool.getconn()
+        try:
+            conn = self.pool.getconn()
+        except _LOST as exc:
+            raise self._unavailable(exc) from None
+        lost = False
         try:
             with conn, conn.cursor(cursor_factory=RealDictCursor) as cur:
                 yield cur
+        except _LOST as exc:
+            lost = True
+            raise self._unavailable(exc) from None
         finally:
-            self.pool.putconn(conn)
+            self.pool.putconn(conn, close=lost or bool(conn.closed))
 
     def close(self) -> None:
         self.pool.closeall()
