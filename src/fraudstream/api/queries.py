@@ -40,7 +40,11 @@ class Database:
 
     def __init__(self, settings: PostgresSettings, size: int = 8) -> None:
         self.where = f"PostgreSQL at {settings.host}:{settings.port}"
+        # No connection at start (the API starts while the database is away), and up to
+        # ``size`` kept between requests: psycopg2's pool keeps a returned connection only
+        # while fewer than ``minconn`` are idle, and opens ``minconn`` when it is built.
         self.pool = ThreadedConnectionPool(0, size, settings.dsn(), connect_timeout=5)
+        self.pool.minconn = size
 
     def _unavailable(self, exc: Exception) -> ProblemError:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
