@@ -252,7 +252,7 @@ def serving(
     txns, labels = history
     early = txns[txns["event_time"] < START + timedelta(days=3)]
     early_labels = labels[labels["transaction_id"].isin(early["transaction_id"])]
-    noise = History(pa.table({}), early, scattered_labels(early, early_labels))
+    noise = History(pa.table({}), early, scattered_labels(early, early_labels), pa.table({}))
     first_version = register_model(env, noise, threshold=0.5)
 
     # Two days of their own (ids unique to this run, event times years before the
