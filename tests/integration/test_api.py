@@ -299,6 +299,17 @@ def test_score_refuses_bad_input_with_problem_json(client: TestClient, api_world
     assert response.headers["content-type"] == "application/problem+json"
 
 
+def test_the_openapi_example_of_score_scores(client: TestClient) -> None:
+    """What "Try it out" in /docs sends: the request body's example, as the document shows it."""
+    spec = client.get("/openapi.json").json()
+    example = spec["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]
+    response = client.post("/score", json=example["example"])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert 0.0 <= body["score"] <= 1.0
+    assert body["decision"] in ("alert", "pass")
+
+
 def test_transaction_lookup_and_unknown_id(client: TestClient, api_world: World) -> None:
     alert_id = api_world.alert_ids[0]
     body = client.get(f"/transactions/{alert_id}").json()

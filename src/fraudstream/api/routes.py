@@ -33,8 +33,8 @@ _TXN_EXAMPLE = {
     "merchant_id": "m-0042",
     "amount": 129.9,
     "currency": "EUR",
-    "merchant_category": "electronics",
-    "channel": "online",
+    "merchant_category": "5732",
+    "channel": "ecom",
     "country": "DE",
 }
 
