@@ -36,6 +36,28 @@ def test_a_bad_setting_is_one_readable_line_naming_the_variable(tmp_path: Path) 
     assert "Traceback" not in result.stderr
 
 
+def _one_error_line(result: subprocess.CompletedProcess[str], start: str) -> None:
+    """A non-zero exit, no traceback, and the failure on one line beginning with ``start``."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(start), result.stderr
+
+
+def test_a_bad_scorer_setting_stops_the_scorer_with_one_line(tmp_path: Path) -> None:
+    result = _run("score", home=tmp_path, FRAUDSTREAM_SCORER_BUCKETS="0", COLUMNS="200")
+    _one_error_line(result, "error (settings): FRAUDSTREAM_SCORER_BUCKETS: ")
+    assert "(got '0')" in result.stderr
+
+
+def test_a_bad_spark_or_airflow_setting_is_refused_by_every_command(tmp_path: Path) -> None:
+    # Every program loads every system's settings once, at start: a typo is found at once.
+    for variable, value in (("FRAUDSTREAM_SPARK_UI_PORT", "80"), ("FRAUDSTREAM_AIRFLOW_PORT", "x")):
+        result = _run("platform", "status", home=tmp_path, COLUMNS="200", **{variable: value})
+        _one_error_line(result, f"error (settings): {variable}: ")
+
+
 def test_status_of_a_platform_never_started_says_stopped(tmp_path: Path) -> None:
     result = _run("platform", "status", "--json", home=tmp_path / "never")
     assert result.returncode == 1
