@@ -43,10 +43,11 @@ from fraudstream.adapters.online_store import OnlineStore, publish_states
 from fraudstream.adapters.postgres import connect
 from fraudstream.api.app import create_app
 from fraudstream.api.scoring import Scorer
+from fraudstream.features.card import CardState, update_card
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import from_record
+from fraudstream.features.merchant import MerchantState, update_merchant
 from fraudstream.features.replay import build_features
-from fraudstream.features.vector import FeatureStore
 from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.scoring.model import ScoringModel
 from fraudstream.scoring.model import score as score_batch
@@ -199,6 +200,18 @@ def _write_scores(
     return [a[0] for a in alerts]
 
 
+def _states(txns: pd.DataFrame) -> tuple[dict[str, CardState], dict[str, MerchantState]]:
+    """Every card's and merchant's state after the transactions (event-time order), from the
+    functions the stream updates its states with: what the scorer publishes to Redis."""
+    cards: dict[str, CardState] = {}
+    merchants: dict[str, MerchantState] = {}
+    for record in txns.to_dict("records"):
+        txn = from_record(record)
+        cards[txn.card_id], _ = update_card(cards.get(txn.card_id), txn)
+        merchants[txn.merchant_id], _ = update_merchant(merchants.get(txn.merchant_id), txn)
+    return cards, merchants
+
+
 @pytest.fixture(scope="session")
 def api_world(settings: Settings) -> World:
     prefix = f"api{uuid.uuid4().hex[:6]}"
@@ -219,10 +232,7 @@ def api_world(settings: Settings) -> World:
         scorer,
     )
     assert len(alert_ids) >= 3
-    replay = FeatureStore()
-    for record in txns.to_dict("records"):
-        replay.features(from_record(record))
-    publish_states(OnlineStore(model_settings.redis), replay.cards, replay.merchants)
+    publish_states(OnlineStore(model_settings.redis), *_states(txns))
     return World(
         model_settings, txns, held_out, alert_ids, features["transaction_id"].tolist(), version
     )
@@ -261,11 +271,11 @@ def test_score_computes_exactly_the_stream_features_and_changes_no_state(
     response = client.post("/score", json=_wire(held))
     assert response.status_code == 200, response.text
     body = response.json()
-    # The stream's path: the same history replayed in memory, then this transaction.
-    replay = FeatureStore()
-    for record in api_world.txns.to_dict("records"):
-        replay.features(from_record(record))
-    expected = replay.features(from_record(held))
+    # The training path (which equals the stream's, tests/unit/test_features_replay.py): the
+    # same history with this transaction last, without labels, as the published states are.
+    history = pd.concat([api_world.txns, pd.DataFrame([held])], ignore_index=True)
+    offline = build_features(history).set_index("transaction_id")
+    expected = offline.loc[held["transaction_id"], feature_names()].tolist()
     got = [body["features"][n] for n in feature_names()]
     assert [None if math.isnan(v) else v for v in expected] == got
     loaded = registry.load_model(api_world.settings, api_world.model_version)

@@ -32,7 +32,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import orjson
@@ -371,9 +371,3 @@ def process_bucket(
     if accepted:
         bucket.expire(max(e.time for e, _, _ in accepted))
     return rows
-
-
-def record_fields(record: str) -> dict[str, Any]:
-    """The canonical transaction back from a stage row's ``record``."""
-    value: dict[str, Any] = orjson.loads(record)
-    return value
