@@ -232,9 +232,11 @@ def _prepare(settings: Any, cards: int) -> list[bytes]:
     bodies = [body for _, _, body in wire_records(data.transactions, "transaction")]
     rng = np.random.default_rng(0)
     picked = rng.choice(len(bodies), size=min(20_000, len(bodies)), replace=False)
+    token = settings.api.read_token.get_secret_value().encode()  # the analyst's: reads only
     return [
         b"POST /score HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (len(bodies[i]), bodies[i])
+        b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+        % (token, len(bodies[i]), bodies[i])
         for i in picked
     ]
 

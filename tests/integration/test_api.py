@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 import subprocess
 import time
@@ -31,6 +32,7 @@ import pandas as pd
 import psycopg2
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -240,12 +242,21 @@ def api_world(settings: Settings) -> World:
 
 @pytest.fixture(scope="session")
 def client(api_world: World) -> Iterator[TestClient]:
-    with TestClient(create_app(api_world.settings)) as c:
+    """The API as an analyst calls it: every request carries the read-only token."""
+    with TestClient(create_app(api_world.settings), headers=_reader(api_world)) as c:
         yield c
 
 
 def _auth(world: World) -> dict[str, str]:
+    """The writer's token (verdicts)."""
     token = world.settings.api.token
+    assert token is not None
+    return {"Authorization": f"Bearer {token.get_secret_value()}"}
+
+
+def _reader(world: World) -> dict[str, str]:
+    """The analyst's read-only token."""
+    token = world.settings.api.read_token
     assert token is not None
     return {"Authorization": f"Bearer {token.get_secret_value()}"}
 
@@ -357,11 +368,14 @@ def test_verdict_needs_a_token_becomes_an_analyst_label_and_is_idempotent(
     alert_id = api_world.alert_ids[1]
     url = f"/alerts/{alert_id}/verdict"
     body = {"verdict": "confirmed", "analyst": "ana"}
-    missing = client.post(url, json=body)
+    missing = TestClient(client.app).post(url, json=body)  # no token at all
     assert missing.status_code == 401
     assert missing.headers["content-type"] == "application/problem+json"
     wrong = client.post(url, json=body, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 403
+    read_only = client.post(url, json=body)  # the analyst's token reads, never writes
+    assert read_only.status_code == 403
+    assert "writer" in read_only.json()["detail"]
     malformed = client.post(url, json={"verdict": "maybe"}, headers=_auth(api_world))
     assert malformed.status_code == 422
     assert (
@@ -543,6 +557,44 @@ def _serve(
         server.wait(30)
 
 
+OPEN = {("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/metrics")}
+
+
+def test_every_endpoint_serves_the_roles_it_admits(api_world: World, tmp_path: Path) -> None:
+    """From the route table, against `fraudstream serve`: the analyst's token reads every
+    read endpoint (the alert stream included), the writer's token writes, the analyst's
+    does not (tests/unit/test_api_auth.py refuses the missing and the wrong tokens)."""
+    endpoints = sorted(
+        (method, str(context.path))
+        for context in iter_route_contexts(create_app(api_world.settings).routes)
+        if isinstance(context.original_route, APIRoute)
+        for method in context.original_route.methods
+    )
+    alert_id = api_world.alert_ids[-1]
+    bodies: dict[tuple[str, str], Any] = {
+        ("POST", "/score"): _wire(api_world.held_out),
+        ("POST", "/alerts/{transaction_id}/verdict"): {"verdict": "rejected", "analyst": "rt"},
+    }
+    writes = {("POST", "/alerts/{transaction_id}/verdict")}
+    reader, writer = _reader(api_world), _auth(api_world)
+    with _serve(api_world, 1, tmp_path) as url:
+        for method, path in endpoints:
+            if (method, path) in OPEN:
+                continue
+            assert method == "GET" or (method, path) in bodies, f"{method} {path}: add a body"
+            target = url + re.sub(r"\{[^}]+\}", alert_id, path)
+            body = bodies.get((method, path))
+            if (method, path) in writes:
+                refused = httpx.request(method, target, json=body, headers=reader, timeout=30)
+                assert refused.status_code == 403, (method, path, refused.text)
+                done = httpx.request(method, target, json=body, headers=writer, timeout=30)
+                assert done.status_code == 200, (method, path, done.text)
+                continue
+            with httpx.stream(method, target, json=body, headers=reader, timeout=30) as answer:
+                assert answer.status_code == 200, (method, path, answer.read())
+                assert next(answer.iter_bytes()), (method, path)  # the stream's first bytes
+
+
 def _serving(url: str, workers: int, timeout_s: float = 120) -> dict[int, str]:
     """What each worker reports serving (worker pid -> model check), every worker seen once.
 
@@ -563,12 +615,16 @@ def _serving(url: str, workers: int, timeout_s: float = 120) -> dict[int, str]:
 def test_a_saturated_worker_refuses_at_once_and_recovers(api_world: World, tmp_path: Path) -> None:
     txn = _wire(api_world.txns.iloc[-1].to_dict())
     with _serve(api_world, 1, tmp_path, FRAUDSTREAM_API_MAX_IN_FLIGHT="2") as url:
-        assert httpx.post(f"{url}/score", json=txn, timeout=10).status_code == 200
+        reader = _reader(api_world)
+        assert httpx.post(f"{url}/score", json=txn, headers=reader, timeout=10).status_code == 200
         # Two dashboard reads held in flight by a lock on the alerts table fill the worker.
         holder = psycopg2.connect(api_world.settings.postgres.dsn())
         holder.cursor().execute("LOCK TABLE fraud_alerts IN ACCESS EXCLUSIVE MODE")
         with ThreadPoolExecutor(2) as pool:
-            reads = [pool.submit(httpx.get, f"{url}/alerts", timeout=60) for _ in range(2)]
+            reads = [
+                pool.submit(httpx.get, f"{url}/alerts", headers=reader, timeout=60)
+                for _ in range(2)
+            ]
             try:
                 deadline = time.monotonic() + 30
                 while (
@@ -577,7 +633,7 @@ def test_a_saturated_worker_refuses_at_once_and_recovers(api_world: World, tmp_p
                 ):
                     assert time.monotonic() < deadline, "the two reads never were in flight"
                     time.sleep(0.1)
-                refused = httpx.post(f"{url}/score", json=txn, timeout=10)
+                refused = httpx.post(f"{url}/score", json=txn, headers=reader, timeout=10)
                 ready = httpx.get(f"{url}/health/ready", timeout=10)
                 metrics = httpx.get(f"{url}/metrics", timeout=10).text
             finally:
@@ -595,7 +651,7 @@ def test_a_saturated_worker_refuses_at_once_and_recovers(api_world: World, tmp_p
         assert ready.json()["checks"]["admission"].startswith("saturated, refusing: 2 of 2")
         assert "fraudstream_api_requests_shed_total 1.0" in metrics
         # Load fell: the worker admits again.
-        again = httpx.post(f"{url}/score", json=txn, timeout=10)
+        again = httpx.post(f"{url}/score", json=txn, headers=reader, timeout=10)
         assert again.status_code == 200, again.text
         assert again.json()["model_version"] == api_world.model_version
         checks = httpx.get(f"{url}/health/ready", timeout=10).json()["checks"]
@@ -642,7 +698,9 @@ def test_every_worker_reloads_the_champion_when_the_alias_moves(
             time.sleep(0.5)
             after = _serving(url, 2)
         assert len(after) == 2
-        scored = httpx.post(f"{url}/score", json=_wire(world.held_out), timeout=30)
+        scored = httpx.post(
+            f"{url}/score", json=_wire(world.held_out), headers=_reader(world), timeout=30
+        )
         assert scored.json()["model_version"] == second
         # A scrape, whichever worker answers it, counts every worker's requests.
         before_count = _ready_requests(url)
