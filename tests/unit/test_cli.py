@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CLI = str(Path(sys.executable).parent / "fraudstream")
 
 
@@ -128,3 +130,36 @@ def test_a_bad_in_flight_limit_is_refused_naming_the_variable(tmp_path: Path) ->
     result = _run("serve", home=tmp_path, FRAUDSTREAM_API_MAX_IN_FLIGHT="0")
     assert result.returncode == 1
     assert "error (settings): FRAUDSTREAM_API_MAX_IN_FLIGHT" in result.stderr
+
+
+def test_known_failures_are_mapped_by_the_one_table(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A command raises; run_guarded prints `error (label): message` and the hint from KNOWN and
+    exits with the table's status (the monitoring DAG tells exit 2 from a breach)."""
+    import typer
+
+    from fraudstream.cli.errors import MONITORING_ERROR_EXIT_CODE, run_guarded
+    from fraudstream.monitoring.store import MonitoringError
+    from fraudstream.scoring.run import NoModelError
+
+    app = typer.Typer()
+    raised: list[Exception] = []
+
+    @app.command()
+    def fail() -> None:
+        raise raised[0]
+
+    monkeypatch.setattr(sys, "argv", ["fraudstream"])
+    for error, label, code in (
+        (NoModelError("no usable model at @champion"), "model registry", 1),
+        (MonitoringError("no profile"), "monitoring", MONITORING_ERROR_EXIT_CODE),
+    ):
+        raised[:] = [error]
+        assert run_guarded(app) == code
+        err = capsys.readouterr().err
+        assert f"error ({label}): {error}" in err
+        assert "hint: " in err
+    raised[:] = [RuntimeError("a bug")]  # not in the table: its traceback is shown
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_guarded(app)
