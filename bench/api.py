@@ -30,9 +30,10 @@ from fraudstream.adapters import registry
 from fraudstream.adapters.online_store import OnlineStore, publish_states
 from fraudstream.api.app import create_app
 from fraudstream.api.scoring import Scorer, features_on
+from fraudstream.features.card import CardState, update_card
 from fraudstream.features.catalogue import feature_names
 from fraudstream.features.events import from_record
-from fraudstream.features.vector import FeatureStore
+from fraudstream.features.merchant import MerchantState, update_merchant
 from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.settings import load_settings
 
@@ -56,11 +57,15 @@ def main() -> None:
     txns = data.transactions.to_pandas().sort_values(["event_time", "transaction_id"])
     records = txns.to_dict("records")
     history, probes = records[:-200], records[-200:]
-    replay = FeatureStore()
+    # The states the stream would publish, from the functions it updates them with.
+    cards: dict[str, CardState] = {}
+    merchants: dict[str, MerchantState] = {}
     for record in history:
-        replay.features(from_record(record))
+        txn = from_record(record)
+        cards[txn.card_id], _ = update_card(cards.get(txn.card_id), txn)
+        merchants[txn.merchant_id], _ = update_merchant(merchants.get(txn.merchant_id), txn)
     store = OnlineStore(settings.redis)
-    publish_states(store, replay.cards, replay.merchants)
+    publish_states(store, cards, merchants)
     events = [from_record(r) for r in probes]
     names = feature_names()
 

@@ -199,10 +199,11 @@ def _prepare(settings: Any, cards: int) -> list[bytes]:
 
     from fraudstream.adapters import registry
     from fraudstream.adapters.online_store import OnlineStore, publish_states
+    from fraudstream.features.card import CardState, update_card
     from fraudstream.features.catalogue import feature_names
     from fraudstream.features.events import from_record
+    from fraudstream.features.merchant import MerchantState, update_merchant
     from fraudstream.features.replay import attach_labels, build_features
-    from fraudstream.features.vector import FeatureStore
     from fraudstream.generator import GeneratorConfig, generate
     from fraudstream.model.experiment import Experiment
     from fraudstream.model.split import TimeSplit
@@ -221,16 +222,22 @@ def _prepare(settings: Any, cards: int) -> list[bytes]:
     experiment = Experiment(model, "xgboost", 0.5, {"bench": True}, split, {}, {})
     _, version = register_experiment(settings, experiment, git_sha="bench")
     registry.set_champion(settings, version, "bench")
-    replay = FeatureStore()
+    # The states the stream would publish, from the functions it updates them with.
+    cards: dict[str, CardState] = {}
+    merchants: dict[str, MerchantState] = {}
     for record in txns.sort_values(["event_time", "transaction_id"]).to_dict("records"):
-        replay.features(from_record(record))
-    publish_states(OnlineStore(settings.redis), replay.cards, replay.merchants)
+        txn = from_record(record)
+        cards[txn.card_id], _ = update_card(cards.get(txn.card_id), txn)
+        merchants[txn.merchant_id], _ = update_merchant(merchants.get(txn.merchant_id), txn)
+    publish_states(OnlineStore(settings.redis), cards, merchants)
     bodies = [body for _, _, body in wire_records(data.transactions, "transaction")]
     rng = np.random.default_rng(0)
     picked = rng.choice(len(bodies), size=min(20_000, len(bodies)), replace=False)
+    token = settings.api.read_token.get_secret_value().encode()  # the analyst's: reads only
     return [
         b"POST /score HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (len(bodies[i]), bodies[i])
+        b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+        % (token, len(bodies[i]), bodies[i])
         for i in picked
     ]
 

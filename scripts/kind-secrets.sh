@@ -46,7 +46,15 @@ airflow_admin="$(random)"
 ensure "$NS" fraudstream-airflow-admin username=admin "password=$airflow_admin" \
   "passwords.json={\"admin\": \"$airflow_admin\"}"
 ensure "$NS" fraudstream-redis "password=$(random)"
-ensure "$NS" fraudstream-api-token "token=$(random)"
+ensure "$NS" fraudstream-api-token "token=$(random)" "read-token=$(random)"
+# A Secret made before the API had a read-only role gets the analyst's token added.
+read_token="$(kubectl -n "$NS" get secret fraudstream-api-token \
+  -o go-template='{{if index .data "read-token"}}present{{end}}')"
+if [[ $read_token != present ]]; then
+  kubectl -n "$NS" patch secret fraudstream-api-token --type merge \
+    -p "{\"stringData\": {\"read-token\": \"$(random)\"}}" >/dev/null
+  echo "kind-secrets: added read-token to $NS/fraudstream-api-token"
+fi
 if [[ $PROFILE == offline ]]; then
   ensure "$NS" fraudstream-postgres-superuser username=postgres "password=$(random)"
   ensure "$NS" fraudstream-postgres-app username=fraud "password=$(random)"

@@ -31,7 +31,7 @@ from rich.table import Table
 
 from fraudstream.adapters.object_store import s3_client
 from fraudstream.adapters.postgres import connect
-from fraudstream.settings import ScorerSettings, Settings, SparkSettings
+from fraudstream.settings import Settings
 
 #: The demo's world: small enough to generate and train in about a minute on two cores,
 #: large enough that the model sees every fraud scenario.
@@ -244,10 +244,11 @@ class Demo:
 
     def _check_ports(self) -> None:
         """The pipeline's own ports must be free: a leftover scorer or API would answer instead."""
+        s = self.settings
         ports = {
-            "scorer metrics": ("FRAUDSTREAM_SCORER_METRICS_PORT", ScorerSettings().metrics_port),
-            "Spark UI": ("FRAUDSTREAM_SPARK_UI_PORT", SparkSettings().ui_port),
-            "API": ("FRAUDSTREAM_API_PORT", self.settings.api.port),
+            "scorer metrics": ("FRAUDSTREAM_SCORER_METRICS_PORT", s.scorer.metrics_port),
+            "Spark UI": ("FRAUDSTREAM_SPARK_UI_PORT", s.spark.ui_port),
+            "API": ("FRAUDSTREAM_API_PORT", s.api.port),
         }
         for what, (variable, port) in ports.items():
             with socket.socket() as probe:

@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -386,27 +386,16 @@ class AirflowSettings(BaseSettings):
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-
-def load_airflow_settings(platform: PlatformSettings) -> AirflowSettings:
-    """Airflow's settings with its secrets: from the environment, else generated (local mode)."""
-    try:
-        airflow = AirflowSettings()
-    except ValidationError as exc:
-        raise SettingsError(_describe(exc, "FRAUDSTREAM_AIRFLOW_")) from None
-    if airflow.admin_password and airflow.jwt_secret:
-        return airflow
-    if platform.mode != "local":
-        raise SettingsError(
-            "FRAUDSTREAM_AIRFLOW_ADMIN_PASSWORD and FRAUDSTREAM_AIRFLOW_JWT_SECRET must be set "
-            f"in {platform.mode} mode"
-        )
-    creds = _local_credentials(platform.home)
-    return airflow.model_copy(
-        update={
-            "admin_password": airflow.admin_password or SecretStr(creds["airflow_admin_password"]),
-            "jwt_secret": airflow.jwt_secret or SecretStr(creds["airflow_jwt_secret"]),
-        }
-    )
+    def required_secrets(self) -> tuple[SecretStr, SecretStr]:
+        """The admin password and the JWT secret; running Airflow needs both (local mode
+        generates them)."""
+        if self.admin_password is None or self.jwt_secret is None:
+            raise SettingsError(
+                "FRAUDSTREAM_AIRFLOW_ADMIN_PASSWORD and FRAUDSTREAM_AIRFLOW_JWT_SECRET must be "
+                "set to run Airflow outside local mode; generated credentials are for local "
+                "mode only"
+            )
+        return self.admin_password, self.jwt_secret
 
 
 _SECRET_FIELDS = {
@@ -415,6 +404,7 @@ _SECRET_FIELDS = {
     "s3_secret_key": 32,
     "redis_password": 32,
     "api_token": 32,
+    "api_read_token": 32,
     "airflow_admin_password": 16,
     "airflow_jwt_secret": 48,
 }
@@ -477,7 +467,13 @@ class ApiSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: Port = 18100
     token: SecretStr | None = Field(
-        default=None, description="Bearer token of the write endpoints (verdicts)."
+        default=None,
+        description="Bearer token of the writer role: every endpoint, verdicts included.",
+    )
+    read_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the read-only analyst role: every endpoint but the writes "
+        "(unset outside local mode: no analyst role).",
     )
     model_alias: str = Field(
         default="champion",
@@ -504,7 +500,7 @@ class ApiSettings(BaseSettings):
         return f"http://{self.host}:{self.port}"
 
     def required_token(self) -> SecretStr:
-        """The write token; the API refuses to start without one (local mode generates it)."""
+        """The writer's token; the API refuses to start without one (local mode generates it)."""
         if self.token is None:
             raise SettingsError(
                 "FRAUDSTREAM_API_TOKEN must be set to serve the API outside local mode "
@@ -514,34 +510,34 @@ class ApiSettings(BaseSettings):
 
 
 def _service_secrets(
-    platform: PlatformSettings, redis: RedisSettings, api: ApiSettings
-) -> tuple[RedisSettings, ApiSettings]:
-    """Fill the Redis password and API token from the local credentials.
+    platform: PlatformSettings, redis: RedisSettings, api: ApiSettings, airflow: AirflowSettings
+) -> tuple[RedisSettings, ApiSettings, AirflowSettings]:
+    """Fill the Redis password, the API tokens and Airflow's secrets from the local credentials.
 
     Outside local mode they stay as given: only the commands that use them require them
-    (``ApiSettings.required_token`` for `fraudstream serve`), so a training pod needs no API
-    token, and a Redis without a password is reachable.
+    (``ApiSettings.required_token`` for `fraudstream serve`, ``AirflowSettings.required_secrets``
+    for the embedded Airflow), so a training pod needs no API token, and a Redis without a
+    password is reachable.
     """
-    if platform.mode != "local" or (redis.password is not None and api.token is not None):
-        return redis, api
+    if platform.mode != "local":
+        return redis, api, airflow
     creds = _local_credentials(platform.home)
     redis = redis.model_copy(
         update={"password": redis.password or SecretStr(creds["redis_password"])}
     )
-    api = api.model_copy(update={"token": api.token or SecretStr(creds["api_token"])})
-    return redis, api
-
-
-def _build_service_settings(platform: PlatformSettings) -> tuple[RedisSettings, ApiSettings]:
-    try:
-        redis = RedisSettings()
-    except ValidationError as exc:
-        raise SettingsError(_describe(exc, "FRAUDSTREAM_REDIS_")) from None
-    try:
-        api = ApiSettings()
-    except ValidationError as exc:
-        raise SettingsError(_describe(exc, "FRAUDSTREAM_API_")) from None
-    return _service_secrets(platform, redis, api)
+    api = api.model_copy(
+        update={
+            "token": api.token or SecretStr(creds["api_token"]),
+            "read_token": api.read_token or SecretStr(creds["api_read_token"]),
+        }
+    )
+    airflow = airflow.model_copy(
+        update={
+            "admin_password": airflow.admin_password or SecretStr(creds["airflow_admin_password"]),
+            "jwt_secret": airflow.jwt_secret or SecretStr(creds["airflow_jwt_secret"]),
+        }
+    )
+    return redis, api, airflow
 
 
 @dataclass(frozen=True)
@@ -555,6 +551,9 @@ class Settings:
     mlflow: MlflowSettings
     redis: RedisSettings
     api: ApiSettings
+    scorer: ScorerSettings
+    spark: SparkSettings
+    airflow: AirflowSettings
 
     @cached_property
     def log_dir(self) -> Path:
@@ -584,32 +583,30 @@ def _describe(exc: ValidationError, prefix: str) -> str:
     return "; ".join(lines)
 
 
+_S = TypeVar("_S", bound=BaseSettings)
+
+
+def _build(cls: type[_S]) -> _S:
+    """One settings class from the environment; a bad value is a SettingsError naming it."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, str(cls.model_config.get("env_prefix", "")))) from None
+
+
 def load_settings() -> Settings:
-    """Build all settings from the environment and, in local mode, the credentials file.
+    """Build every system's settings from the environment and, in local mode, the credentials
+    file: the one place a program gets its settings, so a bad value anywhere fails at start.
 
     Raises SettingsError with a readable message instead of a pydantic traceback.
     """
-    classes: list[tuple[type[BaseSettings], str]] = [
-        (PlatformSettings, "FRAUDSTREAM_"),
-        (KafkaSettings, "FRAUDSTREAM_KAFKA_"),
-        (PostgresSettings, "FRAUDSTREAM_POSTGRES_"),
-        (S3Settings, "FRAUDSTREAM_S3_"),
-        (MlflowSettings, "FRAUDSTREAM_MLFLOW_"),
-    ]
-    built: list[BaseSettings] = []
-    for cls, prefix in classes:
-        try:
-            built.append(cls())
-        except ValidationError as exc:
-            raise SettingsError(_describe(exc, prefix)) from None
-    platform, kafka, postgres, s3, mlflow = built
-    assert isinstance(platform, PlatformSettings)
-    assert isinstance(postgres, PostgresSettings)
-    assert isinstance(s3, S3Settings)
-    assert isinstance(kafka, KafkaSettings)
-    assert isinstance(mlflow, MlflowSettings)
-    postgres, s3 = _with_secrets(platform, postgres, s3)
-    redis, api = _build_service_settings(platform)
+    platform = _build(PlatformSettings)
+    kafka = _build(KafkaSettings)
+    postgres, s3 = _with_secrets(platform, _build(PostgresSettings), _build(S3Settings))
+    mlflow = _build(MlflowSettings)
+    redis, api, airflow = _service_secrets(
+        platform, _build(RedisSettings), _build(ApiSettings), _build(AirflowSettings)
+    )
     return Settings(
         platform=platform,
         kafka=kafka,
@@ -618,6 +615,9 @@ def load_settings() -> Settings:
         mlflow=mlflow,
         redis=redis,
         api=api,
+        scorer=_build(ScorerSettings),
+        spark=_build(SparkSettings),
+        airflow=airflow,
     )
 
 

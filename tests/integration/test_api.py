@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 import subprocess
 import time
@@ -31,6 +32,7 @@ import pandas as pd
 import psycopg2
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -43,10 +45,11 @@ from fraudstream.adapters.online_store import OnlineStore, publish_states
 from fraudstream.adapters.postgres import connect
 from fraudstream.api.app import create_app
 from fraudstream.api.scoring import Scorer
+from fraudstream.features.card import CardState, update_card
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import from_record
+from fraudstream.features.merchant import MerchantState, update_merchant
 from fraudstream.features.replay import build_features
-from fraudstream.features.vector import FeatureStore
 from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.scoring.model import ScoringModel
 from fraudstream.scoring.model import score as score_batch
@@ -199,6 +202,18 @@ def _write_scores(
     return [a[0] for a in alerts]
 
 
+def _states(txns: pd.DataFrame) -> tuple[dict[str, CardState], dict[str, MerchantState]]:
+    """Every card's and merchant's state after the transactions (event-time order), from the
+    functions the stream updates its states with: what the scorer publishes to Redis."""
+    cards: dict[str, CardState] = {}
+    merchants: dict[str, MerchantState] = {}
+    for record in txns.to_dict("records"):
+        txn = from_record(record)
+        cards[txn.card_id], _ = update_card(cards.get(txn.card_id), txn)
+        merchants[txn.merchant_id], _ = update_merchant(merchants.get(txn.merchant_id), txn)
+    return cards, merchants
+
+
 @pytest.fixture(scope="session")
 def api_world(settings: Settings) -> World:
     prefix = f"api{uuid.uuid4().hex[:6]}"
@@ -219,10 +234,7 @@ def api_world(settings: Settings) -> World:
         scorer,
     )
     assert len(alert_ids) >= 3
-    replay = FeatureStore()
-    for record in txns.to_dict("records"):
-        replay.features(from_record(record))
-    publish_states(OnlineStore(model_settings.redis), replay.cards, replay.merchants)
+    publish_states(OnlineStore(model_settings.redis), *_states(txns))
     return World(
         model_settings, txns, held_out, alert_ids, features["transaction_id"].tolist(), version
     )
@@ -230,12 +242,21 @@ def api_world(settings: Settings) -> World:
 
 @pytest.fixture(scope="session")
 def client(api_world: World) -> Iterator[TestClient]:
-    with TestClient(create_app(api_world.settings)) as c:
+    """The API as an analyst calls it: every request carries the read-only token."""
+    with TestClient(create_app(api_world.settings), headers=_reader(api_world)) as c:
         yield c
 
 
 def _auth(world: World) -> dict[str, str]:
+    """The writer's token (verdicts)."""
     token = world.settings.api.token
+    assert token is not None
+    return {"Authorization": f"Bearer {token.get_secret_value()}"}
+
+
+def _reader(world: World) -> dict[str, str]:
+    """The analyst's read-only token."""
+    token = world.settings.api.read_token
     assert token is not None
     return {"Authorization": f"Bearer {token.get_secret_value()}"}
 
@@ -261,11 +282,11 @@ def test_score_computes_exactly_the_stream_features_and_changes_no_state(
     response = client.post("/score", json=_wire(held))
     assert response.status_code == 200, response.text
     body = response.json()
-    # The stream's path: the same history replayed in memory, then this transaction.
-    replay = FeatureStore()
-    for record in api_world.txns.to_dict("records"):
-        replay.features(from_record(record))
-    expected = replay.features(from_record(held))
+    # The training path (which equals the stream's, tests/unit/test_features_replay.py): the
+    # same history with this transaction last, without labels, as the published states are.
+    history = pd.concat([api_world.txns, pd.DataFrame([held])], ignore_index=True)
+    offline = build_features(history).set_index("transaction_id")
+    expected = offline.loc[held["transaction_id"], feature_names()].tolist()
     got = [body["features"][n] for n in feature_names()]
     assert [None if math.isnan(v) else v for v in expected] == got
     loaded = registry.load_model(api_world.settings, api_world.model_version)
@@ -297,6 +318,17 @@ def test_score_refuses_bad_input_with_problem_json(client: TestClient, api_world
     )
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_the_openapi_example_of_score_scores(client: TestClient) -> None:
+    """What "Try it out" in /docs sends: the request body's example, as the document shows it."""
+    spec = client.get("/openapi.json").json()
+    example = spec["paths"]["/score"]["post"]["requestBody"]["content"]["application/json"]
+    response = client.post("/score", json=example["example"])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert 0.0 <= body["score"] <= 1.0
+    assert body["decision"] in ("alert", "pass")
 
 
 def test_transaction_lookup_and_unknown_id(client: TestClient, api_world: World) -> None:
@@ -336,11 +368,14 @@ def test_verdict_needs_a_token_becomes_an_analyst_label_and_is_idempotent(
     alert_id = api_world.alert_ids[1]
     url = f"/alerts/{alert_id}/verdict"
     body = {"verdict": "confirmed", "analyst": "ana"}
-    missing = client.post(url, json=body)
+    missing = TestClient(client.app).post(url, json=body)  # no token at all
     assert missing.status_code == 401
     assert missing.headers["content-type"] == "application/problem+json"
     wrong = client.post(url, json=body, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 403
+    read_only = client.post(url, json=body)  # the analyst's token reads, never writes
+    assert read_only.status_code == 403
+    assert "writer" in read_only.json()["detail"]
     malformed = client.post(url, json={"verdict": "maybe"}, headers=_auth(api_world))
     assert malformed.status_code == 422
     assert (
@@ -522,6 +557,44 @@ def _serve(
         server.wait(30)
 
 
+OPEN = {("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/metrics")}
+
+
+def test_every_endpoint_serves_the_roles_it_admits(api_world: World, tmp_path: Path) -> None:
+    """From the route table, against `fraudstream serve`: the analyst's token reads every
+    read endpoint (the alert stream included), the writer's token writes, the analyst's
+    does not (tests/unit/test_api_auth.py refuses the missing and the wrong tokens)."""
+    endpoints = sorted(
+        (method, str(context.path))
+        for context in iter_route_contexts(create_app(api_world.settings).routes)
+        if isinstance(context.original_route, APIRoute)
+        for method in context.original_route.methods
+    )
+    alert_id = api_world.alert_ids[-1]
+    bodies: dict[tuple[str, str], Any] = {
+        ("POST", "/score"): _wire(api_world.held_out),
+        ("POST", "/alerts/{transaction_id}/verdict"): {"verdict": "rejected", "analyst": "rt"},
+    }
+    writes = {("POST", "/alerts/{transaction_id}/verdict")}
+    reader, writer = _reader(api_world), _auth(api_world)
+    with _serve(api_world, 1, tmp_path) as url:
+        for method, path in endpoints:
+            if (method, path) in OPEN:
+                continue
+            assert method == "GET" or (method, path) in bodies, f"{method} {path}: add a body"
+            target = url + re.sub(r"\{[^}]+\}", alert_id, path)
+            body = bodies.get((method, path))
+            if (method, path) in writes:
+                refused = httpx.request(method, target, json=body, headers=reader, timeout=30)
+                assert refused.status_code == 403, (method, path, refused.text)
+                done = httpx.request(method, target, json=body, headers=writer, timeout=30)
+                assert done.status_code == 200, (method, path, done.text)
+                continue
+            with httpx.stream(method, target, json=body, headers=reader, timeout=30) as answer:
+                assert answer.status_code == 200, (method, path, answer.read())
+                assert next(answer.iter_bytes()), (method, path)  # the stream's first bytes
+
+
 def _serving(url: str, workers: int, timeout_s: float = 120) -> dict[int, str]:
     """What each worker reports serving (worker pid -> model check), every worker seen once.
 
@@ -542,12 +615,16 @@ def _serving(url: str, workers: int, timeout_s: float = 120) -> dict[int, str]:
 def test_a_saturated_worker_refuses_at_once_and_recovers(api_world: World, tmp_path: Path) -> None:
     txn = _wire(api_world.txns.iloc[-1].to_dict())
     with _serve(api_world, 1, tmp_path, FRAUDSTREAM_API_MAX_IN_FLIGHT="2") as url:
-        assert httpx.post(f"{url}/score", json=txn, timeout=10).status_code == 200
+        reader = _reader(api_world)
+        assert httpx.post(f"{url}/score", json=txn, headers=reader, timeout=10).status_code == 200
         # Two dashboard reads held in flight by a lock on the alerts table fill the worker.
         holder = psycopg2.connect(api_world.settings.postgres.dsn())
         holder.cursor().execute("LOCK TABLE fraud_alerts IN ACCESS EXCLUSIVE MODE")
         with ThreadPoolExecutor(2) as pool:
-            reads = [pool.submit(httpx.get, f"{url}/alerts", timeout=60) for _ in range(2)]
+            reads = [
+                pool.submit(httpx.get, f"{url}/alerts", headers=reader, timeout=60)
+                for _ in range(2)
+            ]
             try:
                 deadline = time.monotonic() + 30
                 while (
@@ -556,7 +633,7 @@ def test_a_saturated_worker_refuses_at_once_and_recovers(api_world: World, tmp_p
                 ):
                     assert time.monotonic() < deadline, "the two reads never were in flight"
                     time.sleep(0.1)
-                refused = httpx.post(f"{url}/score", json=txn, timeout=10)
+                refused = httpx.post(f"{url}/score", json=txn, headers=reader, timeout=10)
                 ready = httpx.get(f"{url}/health/ready", timeout=10)
                 metrics = httpx.get(f"{url}/metrics", timeout=10).text
             finally:
@@ -574,7 +651,7 @@ def test_a_saturated_worker_refuses_at_once_and_recovers(api_world: World, tmp_p
         assert ready.json()["checks"]["admission"].startswith("saturated, refusing: 2 of 2")
         assert "fraudstream_api_requests_shed_total 1.0" in metrics
         # Load fell: the worker admits again.
-        again = httpx.post(f"{url}/score", json=txn, timeout=10)
+        again = httpx.post(f"{url}/score", json=txn, headers=reader, timeout=10)
         assert again.status_code == 200, again.text
         assert again.json()["model_version"] == api_world.model_version
         checks = httpx.get(f"{url}/health/ready", timeout=10).json()["checks"]
@@ -621,7 +698,9 @@ def test_every_worker_reloads_the_champion_when_the_alias_moves(
             time.sleep(0.5)
             after = _serving(url, 2)
         assert len(after) == 2
-        scored = httpx.post(f"{url}/score", json=_wire(world.held_out), timeout=30)
+        scored = httpx.post(
+            f"{url}/score", json=_wire(world.held_out), headers=_reader(world), timeout=30
+        )
         assert scored.json()["model_version"] == second
         # A scrape, whichever worker answers it, counts every worker's requests.
         before_count = _ready_requests(url)

@@ -92,6 +92,54 @@ def test_live_alert_search_and_verdict_in_a_real_browser(
     ]
 
 
+def test_the_analysts_read_only_token_shows_everything_and_records_no_verdict(
+    server: str,
+    api_world: World,  # noqa: F811
+) -> None:
+    if not CHROMIUM.is_file():
+        pytest.fail("Chromium is missing: run `make system-deps` (Debian package chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    token = api_world.settings.api.read_token
+    assert token is not None
+    alert_id = api_world.alert_ids[0]
+    dialogs: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(f"{server}/dashboard/#token={token.get_secret_value()}")
+        expect(page.locator("#live-badge")).to_have_text("live: connected", timeout=20_000)
+        expect(page.locator("#model-badge")).to_have_text(f"champion v{api_world.model_version}")
+        _produce_alert(api_world, alert_id)
+        row = page.locator(f'#alerts li.new[data-id="{alert_id}"]')
+        expect(row).to_be_visible(timeout=20_000)
+        row.get_by_role("button", name="Confirm fraud").click()
+        page.wait_for_timeout(2_000)
+        expect(row.locator(".status")).to_have_text("open")
+        browser.close()
+    assert len(dialogs) == 1
+    assert "Verdict not recorded" in dialogs[0]
+    assert "writer's token" in dialogs[0]
+    with connect(api_world.settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM labels WHERE transaction_id = %s", (alert_id,))
+        assert cur.fetchone() == (0,)
+
+
+def test_without_a_token_the_dashboard_says_how_to_get_one(server: str) -> None:
+    if not CHROMIUM.is_file():
+        pytest.fail("Chromium is missing: run `make system-deps` (Debian package chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        page = browser.new_page()
+        page.goto(f"{server}/dashboard/")
+        expect(page.locator("#token-hint")).to_be_visible()
+        expect(page.locator("#live-badge")).to_have_text("live: connecting")
+        browser.close()
+
+
 def _produce_alert(world: World, transaction_id: str) -> None:
     """The alert record the scorer publishes, for one of the scored alerts."""
     with connect(world.settings.postgres) as conn, conn.cursor() as cur:

@@ -39,7 +39,7 @@ from fraudstream.platform.process import ProcessRecord, alive
 from fraudstream.platform.runtime import EmbeddedPlatform
 from fraudstream.schema.tables import wire_records
 from fraudstream.services.feed import PacedFeed, send_poison
-from fraudstream.settings import ScorerSettings, Settings, load_settings
+from fraudstream.settings import Settings, load_settings
 from tests.integration.conftest import run_cli
 from tests.integration.scoring_support import (
     ScorerProcess,
@@ -147,7 +147,7 @@ def test_the_scorer_rides_out_postgres_minio_redis_and_mlflow_restarts(
     args = scorer_args(topics, checkpoint, "--reload-interval", str(RELOAD_INTERVAL_S))
     env = scorer_env(model_name, labels_topic=topics["labels"])
     scorer = ScorerProcess(args, env, tmp_path / "scorer.log")
-    metrics_port = ScorerSettings().metrics_port
+    metrics_port = settings.scorer.metrics_port
     catch_up: dict[str, float] = {}
     token = settings.api.token
     assert token is not None

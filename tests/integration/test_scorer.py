@@ -41,11 +41,10 @@ from fraudstream.adapters.kafka import (
 from fraudstream.adapters.online_store import OnlineStore
 from fraudstream.adapters.postgres import connect
 from fraudstream.adapters.transaction_stream import StreamTopics, replay
-from fraudstream.features.card import update_card
+from fraudstream.features.card import CardState, update_card
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import TxnEvent, from_record
 from fraudstream.features.replay import build_features
-from fraudstream.features.vector import FeatureStore
 from fraudstream.platform.process import ProcessRecord, alive
 from fraudstream.platform.runtime import EmbeddedPlatform
 from fraudstream.settings import ScorerSettings, Settings, load_settings
@@ -169,12 +168,13 @@ def _assert_features_equal_offline(stored: pd.DataFrame, data: History) -> pd.Da
 def _assert_online_cards_equal_offline(settings: Settings, data: History) -> None:
     """A probe transaction one minute after each card's last one gets the same card features
     from the published state as from the offline replay's state (to 1e-9, like the parity)."""
-    offline = FeatureStore()
+    cards: dict[str, CardState] = {}
     ordered = data.transactions.sort_values(["event_time", "transaction_id"], kind="stable")
     for record in ordered.to_dict("records"):
-        offline.features(from_record(record))
+        txn = from_record(record)
+        cards[txn.card_id], _ = update_card(cards.get(txn.card_id), txn)
     expected = {}
-    for card_id, state in offline.cards.items():
+    for card_id, state in cards.items():
         probe = TxnEvent("probe", state.times[-1] + 60.0, card_id, "merch-probe", 42.0,
                          None, None, None)  # fmt: skip
         expected[card_id] = (probe, update_card(copy.deepcopy(state), probe)[1])

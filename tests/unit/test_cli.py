@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CLI = str(Path(sys.executable).parent / "fraudstream")
 
 
@@ -34,6 +36,28 @@ def test_a_bad_setting_is_one_readable_line_naming_the_variable(tmp_path: Path) 
     assert result.returncode == 1
     assert "error (settings): FRAUDSTREAM_POSTGRES_PORT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str], start: str) -> None:
+    """A non-zero exit, no traceback, and the failure on one line beginning with ``start``."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(start), result.stderr
+
+
+def test_a_bad_scorer_setting_stops_the_scorer_with_one_line(tmp_path: Path) -> None:
+    result = _run("score", home=tmp_path, FRAUDSTREAM_SCORER_BUCKETS="0", COLUMNS="200")
+    _one_error_line(result, "error (settings): FRAUDSTREAM_SCORER_BUCKETS: ")
+    assert "(got '0')" in result.stderr
+
+
+def test_a_bad_spark_or_airflow_setting_is_refused_by_every_command(tmp_path: Path) -> None:
+    # Every program loads every system's settings once, at start: a typo is found at once.
+    for variable, value in (("FRAUDSTREAM_SPARK_UI_PORT", "80"), ("FRAUDSTREAM_AIRFLOW_PORT", "x")):
+        result = _run("platform", "status", home=tmp_path, COLUMNS="200", **{variable: value})
+        _one_error_line(result, f"error (settings): {variable}: ")
 
 
 def test_status_of_a_platform_never_started_says_stopped(tmp_path: Path) -> None:
@@ -106,3 +130,36 @@ def test_a_bad_in_flight_limit_is_refused_naming_the_variable(tmp_path: Path) ->
     result = _run("serve", home=tmp_path, FRAUDSTREAM_API_MAX_IN_FLIGHT="0")
     assert result.returncode == 1
     assert "error (settings): FRAUDSTREAM_API_MAX_IN_FLIGHT" in result.stderr
+
+
+def test_known_failures_are_mapped_by_the_one_table(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A command raises; run_guarded prints `error (label): message` and the hint from KNOWN and
+    exits with the table's status (the monitoring DAG tells exit 2 from a breach)."""
+    import typer
+
+    from fraudstream.cli.errors import MONITORING_ERROR_EXIT_CODE, run_guarded
+    from fraudstream.monitoring.store import MonitoringError
+    from fraudstream.scoring.run import NoModelError
+
+    app = typer.Typer()
+    raised: list[Exception] = []
+
+    @app.command()
+    def fail() -> None:
+        raise raised[0]
+
+    monkeypatch.setattr(sys, "argv", ["fraudstream"])
+    for error, label, code in (
+        (NoModelError("no usable model at @champion"), "model registry", 1),
+        (MonitoringError("no profile"), "monitoring", MONITORING_ERROR_EXIT_CODE),
+    ):
+        raised[:] = [error]
+        assert run_guarded(app) == code
+        err = capsys.readouterr().err
+        assert f"error ({label}): {error}" in err
+        assert "hint: " in err
+    raised[:] = [RuntimeError("a bug")]  # not in the table: its traceback is shown
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_guarded(app)

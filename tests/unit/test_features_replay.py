@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraudstream.features.card import CardState, update_card
 from fraudstream.features.catalogue import FEATURES, feature_names
 from fraudstream.features.events import from_record
+from fraudstream.features.merchant import MerchantState, apply_label, update_merchant
 from fraudstream.features.replay import attach_labels, build_features, label_events
-from fraudstream.features.vector import FeatureStore
+from fraudstream.features.transaction import transaction_features
 
 START = pd.Timestamp("2026-03-02T08:00:00Z")
 
@@ -106,14 +108,19 @@ def test_offline_rows_equal_the_streaming_path_event_by_event() -> None:
         }
     )
     offline = build_features(frame, verdicts)
-    # The stream's way: one global sequence, each label observed once its time is reached.
-    store, queue = FeatureStore(), label_events(frame, verdicts)
-    streamed = []
+    # The stream's way: one global sequence through the per-entity functions it calls,
+    # each label applied to its merchant once its time is reached.
+    cards: dict[str, CardState] = {}
+    merchants: dict[str, MerchantState] = {}
+    queue, streamed = label_events(frame, verdicts), []
     for rec in frame.to_dict("records"):
         txn = from_record(rec)
         while queue and queue[0].label_time <= txn.time:
-            store.observe_label(queue.pop(0))
-        streamed.append(store.features(txn))
+            label = queue.pop(0)
+            merchants[label.merchant_id] = apply_label(merchants.get(label.merchant_id), label)
+        cards[txn.card_id], card = update_card(cards.get(txn.card_id), txn)
+        merchants[txn.merchant_id], merchant = update_merchant(merchants.get(txn.merchant_id), txn)
+        streamed.append((*transaction_features(txn), *card, *merchant))
     np.testing.assert_array_equal(offline[feature_names()].to_numpy(), np.array(streamed))
     assert offline["merchant_fraud_risk_30d"].max() > 0
 

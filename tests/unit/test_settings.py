@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic_settings import BaseSettings
 
 from fraudstream.settings import (
     KafkaSettings,
@@ -150,3 +151,103 @@ def test_security_settings_reach_every_client_config() -> None:
         assert config["sasl.password"] == "from-a-secret"
         assert config["ssl.ca.location"] == "/etc/kafka/ca.crt"
     assert KafkaSettings().client_security() == {"security.protocol": "PLAINTEXT"}
+
+
+def test_the_aggregate_holds_the_scorer_spark_and_airflow_settings(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUDSTREAM_SCORER_BUCKETS", "16")
+    monkeypatch.setenv("FRAUDSTREAM_SPARK_UI_PORT", "30340")
+    monkeypatch.setenv("FRAUDSTREAM_AIRFLOW_PORT", "30180")
+    s = load_settings()
+    assert s.scorer.buckets == 16
+    assert s.spark.ui_port == 30340
+    assert s.airflow.url == "http://127.0.0.1:30180"
+    # Local mode generates Airflow's secrets with the others.
+    password, jwt = s.airflow.required_secrets()
+    assert password != jwt
+    assert load_settings().airflow.required_secrets() == (password, jwt)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("FRAUDSTREAM_SCORER_BUCKETS", "0"),
+        ("FRAUDSTREAM_SCORER_CARD_STATE", "sideways"),
+        ("FRAUDSTREAM_SPARK_DRIVER_MEMORY", "lots"),
+        ("FRAUDSTREAM_SPARK_UI_PORT", "80"),
+        ("FRAUDSTREAM_AIRFLOW_PARALLELISM", "0"),
+        ("FRAUDSTREAM_API_MAX_IN_FLIGHT", "0"),
+        ("FRAUDSTREAM_REDIS_DB", "99"),
+    ],
+)
+def test_a_bad_value_of_any_system_is_one_line_naming_its_variable(
+    home: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert message.startswith(f"{variable}: ")
+    assert f"(got {value!r})" in message
+    assert "\n" not in message
+
+
+def test_airflow_secrets_are_required_only_to_run_airflow_outside_local_mode(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUDSTREAM_MODE", "kubernetes")
+    monkeypatch.setenv("FRAUDSTREAM_POSTGRES_PASSWORD", "from-a-secret")
+    monkeypatch.setenv("FRAUDSTREAM_S3_ACCESS_KEY", "ak")
+    monkeypatch.setenv("FRAUDSTREAM_S3_SECRET_KEY", "sk")
+    s = load_settings()  # a scorer or training pod loads its settings without them
+    assert s.airflow.admin_password is None
+    with pytest.raises(SettingsError, match="FRAUDSTREAM_AIRFLOW_ADMIN_PASSWORD"):
+        s.airflow.required_secrets()
+
+
+def test_the_api_has_a_writer_and_a_read_only_token(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = load_settings()
+    assert s.api.token is not None
+    assert s.api.read_token is not None
+    assert s.api.token != s.api.read_token
+    assert load_settings().api.read_token == s.api.read_token  # stable, from credentials.json
+    monkeypatch.setenv("FRAUDSTREAM_MODE", "kubernetes")
+    monkeypatch.setenv("FRAUDSTREAM_POSTGRES_PASSWORD", "from-a-secret")
+    monkeypatch.setenv("FRAUDSTREAM_S3_ACCESS_KEY", "ak")
+    monkeypatch.setenv("FRAUDSTREAM_S3_SECRET_KEY", "sk")
+    monkeypatch.setenv("FRAUDSTREAM_API_READ_TOKEN", "read-from-a-secret")
+    outside = load_settings()
+    assert outside.api.read_token is not None
+    assert outside.api.read_token.get_secret_value() == "read-from-a-secret"
+
+
+def test_only_the_settings_module_builds_settings_classes() -> None:
+    """Programs get their settings from load_settings (validated once, errors as one line),
+    never by building a settings class themselves."""
+    import ast
+    import inspect
+
+    import fraudstream
+    from fraudstream import settings as settings_module
+
+    names = {
+        name
+        for name, cls in inspect.getmembers(settings_module, inspect.isclass)
+        if issubclass(cls, BaseSettings) and cls.__module__ == settings_module.__name__
+    }
+    assert {"ScorerSettings", "SparkSettings", "AirflowSettings", "ApiSettings"} <= names
+    package = Path(fraudstream.__file__).parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "settings.py" and path.parent == package:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if name in names:
+                    found.append(f"{path.relative_to(package)}:{node.lineno} {name}()")
+    assert found == []

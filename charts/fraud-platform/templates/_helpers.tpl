@@ -71,7 +71,8 @@ seccompProfile:
 {{/* Environment of every workload: the ConfigMap plus secrets by reference.
      (dict "root" $ "kafkaUser" "fraudstream-api")
      In kubernetes mode fraudstream.settings.load_settings() refuses to start without the Redis
-     password and the API token, whatever the command, so every workload gets both references;
+     password and the API token, whatever the command, so every workload gets these references
+     (the API's two tokens: the writer's and the analyst's read-only one);
      the network policies still let only the scorer and the API reach Redis. */}}
 {{- define "fraud-platform.env" -}}
 - name: FRAUDSTREAM_KAFKA_SASL_USERNAME
@@ -111,6 +112,11 @@ seccompProfile:
     secretKeyRef:
       name: {{ .root.Values.api.existingSecret }}
       key: {{ .root.Values.api.tokenKey }}
+- name: FRAUDSTREAM_API_READ_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .root.Values.api.existingSecret }}
+      key: {{ .root.Values.api.readTokenKey }}
 {{- end -}}
 
 {{/* Volumes every workload mounts: scratch space (the root filesystem is read-only) and the

@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from fraudstream.adapters.online_store import OnlineStore
@@ -19,7 +19,7 @@ from fraudstream.api.live import AlertFeed
 from fraudstream.api.metrics import ApiMetrics, MetricsMiddleware
 from fraudstream.api.model_holder import ModelHolder
 from fraudstream.api.queries import Database, drift
-from fraudstream.api.routes import router
+from fraudstream.api.routes import probes, router
 from fraudstream.api.runtime import ApiRuntime
 from fraudstream.settings import Settings
 
@@ -29,7 +29,8 @@ Find a transaction and why it was scored as it was, follow alerts as they arrive
 confirm or reject them (analyst labels feed retraining), see which model is in
 production, and score a transaction on demand with the card's current features.
 
-Reads are open; `POST /alerts/{id}/verdict` needs `Authorization: Bearer <token>`.
+Every endpoint but the health checks and the metrics needs `Authorization: Bearer <token>`:
+the analyst's read-only token, or the writer's, which `POST /alerts/{id}/verdict` requires.
 Errors are `application/problem+json` (RFC 9457). The dashboard is at `/dashboard/`.
 """
 
@@ -86,12 +87,16 @@ def create_app(
     # The last added runs first: admission, then metrics, then the routes.
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(AdmissionMiddleware, admission=admission)
+    app.state.settings = settings  # the tokens, for ``auth`` (before the lifespan has run)
     app.include_router(router)
+    app.include_router(probes)
     static = Path(str(resources.files("fraudstream.api") / "static"))
     app.mount("/dashboard", StaticFiles(directory=static, html=True), name="dashboard")
 
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/dashboard/")
-
+    # A page like /docs and the dashboard's files, not an API endpoint: it holds no data.
+    app.add_route("/", _to_dashboard, include_in_schema=False)
     return app
+
+
+async def _to_dashboard(_request: Request) -> Response:
+    return RedirectResponse("/dashboard/")

@@ -141,7 +141,12 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     }
     for code, kind, title, text in (
         (401, "unauthorized", "Unauthorized", "a bearer token is required"),
-        (403, "forbidden", "Forbidden", "the bearer token is not valid"),
+        (
+            403,
+            "forbidden",
+            "Forbidden",
+            "the bearer token is not valid, or is the analyst's read-only one on a write",
+        ),
         (404, "not-found", "Not found", "no transaction tx-404"),
         (422, "invalid-request", "Invalid request", "amount: must be greater than 0"),
     )

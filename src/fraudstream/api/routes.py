@@ -1,4 +1,8 @@
-"""The endpoints. Handlers only translate HTTP to ``queries``/``scoring`` calls and back."""
+"""The endpoints. Handlers only translate HTTP to ``queries``/``scoring`` calls and back.
+
+``router`` holds every endpoint that needs a bearer token (any role reads; ``Writer``
+marks the writes); ``probes`` holds the health checks and the metrics, which need none.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +15,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from fraudstream.api import queries, schemas
-from fraudstream.api.auth import Writer
+from fraudstream.api.auth import Writer, require_reader
 from fraudstream.api.problems import PROBLEM_RESPONSES, ProblemError
 from fraudstream.api.runtime import ApiRuntime
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.features.events import from_record
 from fraudstream.validation import Rejection, TransactionValidator
 
-router = APIRouter()
+router = APIRouter(
+    dependencies=[Depends(require_reader)],
+    responses={401: PROBLEM_RESPONSES[401], 403: PROBLEM_RESPONSES[403]},
+)
+probes = APIRouter(tags=["health"])
 _validator = TransactionValidator()
 TxnId = Annotated[str, Path(min_length=1, max_length=200, examples=["tx-000042"])]
 _TXN_EXAMPLE = {
@@ -33,8 +41,8 @@ _TXN_EXAMPLE = {
     "merchant_id": "m-0042",
     "amount": 129.9,
     "currency": "EUR",
-    "merchant_category": "electronics",
-    "channel": "online",
+    "merchant_category": "5732",
+    "channel": "ecom",
     "country": "DE",
 }
 
@@ -212,8 +220,6 @@ async def stream_alerts(request: Request) -> StreamingResponse:
         "does not acknowledge, nothing is stored. Repeating a verdict changes nothing."
     ),
     responses={
-        401: PROBLEM_RESPONSES[401],
-        403: PROBLEM_RESPONSES[403],
         404: PROBLEM_RESPONSES[404],
         422: PROBLEM_RESPONSES[422],
         503: PROBLEM_RESPONSES[503],
@@ -297,16 +303,15 @@ def alert_rate(
 # -- health and metrics --------------------------------------------------------------------
 
 
-@router.get("/health/live", response_model=schemas.Health, tags=["health"])
+@probes.get("/health/live", response_model=schemas.Health)
 def live() -> dict[str, Any]:
     """The process answers (Kubernetes restarts it otherwise)."""
     return {"status": "ok", "checks": {}}
 
 
-@router.get(
+@probes.get(
     "/health/ready",
     response_model=schemas.Health,
-    tags=["health"],
     responses={503: {"model": schemas.Health, "description": "not ready; checks say why"}},
 )
 def ready(request: Request, response: Response) -> dict[str, Any]:
@@ -347,7 +352,7 @@ def _probe_store(rt: ApiRuntime) -> None:
     rt.store.ping()
 
 
-@router.get("/metrics", tags=["health"], response_class=Response)
+@probes.get("/metrics", response_class=Response)
 def metrics(request: Request) -> Response:
     """Prometheus metrics of the API (every worker's, summed)."""
     return Response(_rt(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

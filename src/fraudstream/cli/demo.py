@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fraudstream.settings import AirflowSettings, ApiSettings, load_settings
+from fraudstream.settings import load_settings
 
 if TYPE_CHECKING:
     from fraudstream.demo import Summary
@@ -50,12 +50,12 @@ def _summary(summary: Summary, settings: Settings, airflow: bool) -> Table:
     )
     table.add_row("labels ingested", f"{summary.labels:,}")
     table.add_row("model versions", ", ".join(summary.models) or "-")
-    api = ApiSettings()
+    api = settings.api
     table.add_row("dashboard (`fraudstream serve`)", f"http://{api.host}:{api.port}/dashboard/")
     table.add_row("MLflow", settings.mlflow.uri)
     table.add_row("MinIO console", f"http://{settings.s3.host}:{settings.s3.console_port}")
     if airflow:
-        table.add_row("Airflow", f"http://127.0.0.1:{AirflowSettings().port}  (login: make status)")
+        table.add_row("Airflow", f"{settings.airflow.url}  (login: make status)")
     return table
 
 

@@ -1,15 +1,36 @@
-"""Turn the package's known failures into one readable line and an exit code."""
+"""Turn the package's known failures into one readable line and an exit code.
+
+This is the one place a command's failure becomes a message: commands raise, and
+``run_guarded`` looks the exception's class up in ``KNOWN`` (no command catches a known
+error to print it itself).
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import typer
 from rich.console import Console
 
 stderr = Console(stderr=True)
 
+
+class Known(NamedTuple):
+    """How a known failure is shown: ``error (label): message``, a hint, the exit status."""
+
+    label: str
+    hint: str
+    exit_code: int = 1
+
+
+MONITORING_ERROR_EXIT_CODE = 2
+"""Exit status of a failed monitoring run: the monitoring DAG tells it from a breach (0) and
+from no breach (99, ``monitor-gate``)."""
+
 # Known failures by class, as "module.Class" so that naming them imports nothing heavy:
-# the CLI must start fast even though the model stack takes seconds to import.
-KNOWN: dict[str, tuple[str, str]] = {
+# the CLI must start fast even though the model stack takes seconds to import. A tuple
+# of two is a failure with exit status 1.
+KNOWN: dict[str, tuple[str, str] | Known] = {
     "fraudstream.settings.SettingsError": ("settings", "fix the environment variable named above"),
     "fraudstream.platform.toolchain.ToolchainError": (
         "prerequisite",
@@ -48,7 +69,8 @@ KNOWN: dict[str, tuple[str, str]] = {
     ),
     "fraudstream.adapters.online_store.OnlineStoreError": (
         "online store",
-        "is the platform up? `fraudstream platform status` (Redis)",
+        "is the platform up? `fraudstream platform status` (Redis); "
+        "`fraudstream score --no-online-store` scores without it",
     ),
     "fraudstream.scoring.sinks.base.SinkError": (
         "scorer output",
@@ -63,9 +85,30 @@ KNOWN: dict[str, tuple[str, str]] = {
         "training set",
         "extract it again with `fraudstream extract-training-set`",
     ),
-    "fraudstream.monitoring.store.MonitoringError": (
+    "fraudstream.monitoring.store.MonitoringError": Known(
         "monitoring",
         "train and promote a champion (`fraudstream train`, `promote`): each run logs its profile",
+        MONITORING_ERROR_EXIT_CODE,
+    ),
+    "fraudstream.scoring.run.NoModelError": (
+        "model registry",
+        "train a model with `fraudstream train`, then `fraudstream promote` it",
+    ),
+    "fraudstream.scoring.run.MissingTopicError": (
+        "kafka",
+        "create the topics with `fraudstream topics ensure`",
+    ),
+    "fraudstream.scoring.run.CheckpointBucketsError": (
+        "checkpoint",
+        "keep the checkpoint's bucket count, or start a new checkpoint",
+    ),
+    "fraudstream.scoring.run.ScorerGaveUpError": (
+        "scorer",
+        "see the failure above; the next start resumes from the checkpoint",
+    ),
+    "fraudstream.adapters.scorer_metrics.MetricsPortError": (
+        "metrics",
+        "stop the other scorer, or set FRAUDSTREAM_SCORER_METRICS_PORT to a free port",
     ),
     "fraudstream.features.codec.StateDecodeError": (
         "feature state",
@@ -74,16 +117,17 @@ KNOWN: dict[str, tuple[str, str]] = {
 }
 
 
-def _known(exc: BaseException) -> tuple[str, str] | None:
+def _known(exc: BaseException) -> Known | None:
     for cls in type(exc).__mro__:
         found = KNOWN.get(f"{cls.__module__}.{cls.__qualname__}")
         if found:
-            return found
+            return Known(*found)
     return None
 
 
 def run_guarded(app: typer.Typer) -> int:
-    """Run the CLI; a known failure prints `error (kind): message` and a hint, exit 1."""
+    """Run the CLI; a known failure prints `error (kind): message` and a hint, and exits
+    with its status (1 unless ``KNOWN`` says otherwise)."""
     try:
         result = app(standalone_mode=False)
     except typer.Exit as exc:
@@ -101,8 +145,7 @@ def run_guarded(app: typer.Typer) -> int:
         known = _known(exc)
         if known is None:
             raise
-        label, hint = known
-        stderr.print(f"[bold red]error ({label}):[/] {exc}", highlight=False)
-        stderr.print(f"[dim]hint: {hint}[/]")
-        return 1
+        stderr.print(f"[bold red]error ({known.label}):[/] {exc}", highlight=False)
+        stderr.print(f"[dim]hint: {known.hint}[/]")
+        return known.exit_code
     return result if isinstance(result, int) else 0

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fraudstream.cli.errors import MONITORING_ERROR_EXIT_CODE
 from fraudstream.settings import load_settings
 
 monitor_app = typer.Typer(no_args_is_help=True)
@@ -24,8 +25,6 @@ stderr = Console(stderr=True)
 NO_BREACH_EXIT_CODE = 99
 """``monitor-gate`` exit code when nothing breached: the default ``skip_on_exit_code`` of
 Airflow's BashOperator, and the one the DAG gives KubernetesPodOperator."""
-
-MONITORING_ERROR_EXIT_CODE = 2
 
 
 def parse_time(value: str) -> datetime:
@@ -78,7 +77,6 @@ def monitor(
     """
     from fraudstream.monitoring.exposition import render
     from fraudstream.monitoring.run import monitor_window
-    from fraudstream.monitoring.store import MonitoringError
     from fraudstream.monitoring.window import Thresholds
 
     limits = Thresholds(
@@ -88,13 +86,10 @@ def monitor(
         min_rows=min_rows,
     )
     end = parse_time(window_end)
-    try:
-        run = monitor_window(
-            load_settings(), end, window_hours, limits, label_lag_days, performance_days
-        )
-    except MonitoringError as exc:
-        stderr.print(f"[bold red]error (monitoring):[/] {exc}", highlight=False)
-        raise typer.Exit(MONITORING_ERROR_EXIT_CODE) from None
+    # A MonitoringError exits with MONITORING_ERROR_EXIT_CODE (its entry in cli.errors.KNOWN).
+    run = monitor_window(
+        load_settings(), end, window_hours, limits, label_lag_days, performance_days
+    )
     if metrics_file is not None:
         tmp = metrics_file.with_suffix(".tmp")
         tmp.write_text(render([run]))

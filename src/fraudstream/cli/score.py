@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fraudstream.settings import ScorerSettings, SparkSettings, load_settings
+from fraudstream.settings import load_settings
 from fraudstream.topics import DEAD_LETTERS, FRAUD_ALERTS, FRAUD_PREDICTIONS, TRANSACTIONS
 
 if TYPE_CHECKING:
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
 score_app = typer.Typer(no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -127,16 +126,8 @@ def score(
     Stops after --duration, on Ctrl-C or SIGTERM, between micro-batches; a restart
     with the same --checkpoint resumes where it stopped.
     """
-    from fraudstream.adapters.scorer_metrics import MetricsPortError
     from fraudstream.scoring.cards import CARD_STATE_LAYOUTS
-    from fraudstream.scoring.run import (
-        CheckpointBucketsError,
-        MissingTopicError,
-        NoModelError,
-        ScorerGaveUpError,
-        progress_line,
-        run_scorer,
-    )
+    from fraudstream.scoring.run import progress_line, run_scorer
     from fraudstream.scoring.sinks.kafka import OutputTopics
     from fraudstream.scoring.stream import StreamOptions
 
@@ -146,8 +137,7 @@ def score(
     for noisy in ("py4j", "urllib3", "botocore", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = load_settings()
-    scorer = ScorerSettings()
-    spark = SparkSettings()
+    scorer, spark = settings.scorer, settings.spark
     if starting_offsets not in ("earliest", "latest"):
         raise typer.BadParameter("use earliest or latest", param_hint="--starting-offsets")
     if card_state is not None and card_state not in CARD_STATE_LAYOUTS:
@@ -185,14 +175,11 @@ def score(
             console.print(progress_line(p), highlight=False)
 
     if scorer.online_store if online_store is None else online_store:
-        from fraudstream.adapters.online_store import OnlineStore, OnlineStoreError
+        from fraudstream.adapters.online_store import OnlineStore
 
         store = OnlineStore(settings.redis)
         try:
-            store.ping()
-        except OnlineStoreError as exc:
-            err.print(f"error (online store): {exc}; or run with --no-online-store")
-            raise typer.Exit(1) from None
+            store.ping()  # unreachable: an OnlineStoreError, whose hint names --no-online-store
         finally:
             store.close()
         options = replace(options, emit_states=True)
@@ -201,29 +188,15 @@ def score(
         f"scoring {source} with @{settings.mlflow.model_alias} of {settings.mlflow.model_name}; "
         f"checkpoint {options.checkpoint}; metrics on :{scorer.metrics_port}"
     )
-    try:
-        result = run_scorer(
-            settings,
-            scorer,
-            spark,
-            options,
-            OutputTopics(predictions, alerts, dead_letters),
-            duration_s=duration,
-            on_batch=on_batch,
-        )
-    except NoModelError as exc:
-        err.print(f"error (model registry): {exc}")
-        raise typer.Exit(1) from None
-    except MissingTopicError as exc:
-        err.print(f"error (kafka): {exc}")
-        raise typer.Exit(1) from None
-    except CheckpointBucketsError as exc:
-        err.print(f"error (checkpoint): {exc}")
-        raise typer.Exit(1) from None
-    except MetricsPortError as exc:
-        err.print(f"error (metrics): {exc}")
-        raise typer.Exit(1) from None
-    except ScorerGaveUpError as exc:
-        err.print(f"error (scorer): {exc}")
-        raise typer.Exit(1) from None
+    # Known failures (no model, a missing topic, a checkpoint of other buckets, the metrics
+    # port taken, too many restarts) are one line each, from cli.errors.KNOWN.
+    result = run_scorer(
+        settings,
+        scorer,
+        spark,
+        options,
+        OutputTopics(predictions, alerts, dead_letters),
+        duration_s=duration,
+        on_batch=on_batch,
+    )
     console.print(_summary(result, scorer.metrics_port, spark.ui_port))

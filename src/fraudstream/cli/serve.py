@@ -32,8 +32,10 @@ def serve(
 ) -> None:
     """Serve the API and the dashboard until Ctrl-C.
 
-    Prints the dashboard URL with the write token in its fragment (the part after
+    Prints the dashboard URL with the writer's token in its fragment (the part after
     `#`, which browsers never send to a server): open it to confirm or reject alerts.
+    Every endpoint but health and metrics needs a token; in local mode the analyst's
+    read-only one is printed too.
     Each worker admits FRAUDSTREAM_API_MAX_IN_FLIGHT requests at once and refuses more
     with 503 (docs/api.md, Capacity and overload).
     """
@@ -45,6 +47,9 @@ def serve(
     port = port or settings.api.port
     workers = workers or settings.api.workers
     console.print(f"dashboard: http://{host}:{port}/dashboard/#token={token}")
+    if settings.platform.mode == "local" and settings.api.read_token is not None:
+        read_only = settings.api.read_token.get_secret_value()
+        console.print(f"read-only: http://{host}:{port}/dashboard/#token={read_only}")
     console.print(f"API docs:  http://{host}:{port}/docs")
     console.print(
         f"workers:   {workers}, each admitting {settings.api.max_in_flight} requests at once"

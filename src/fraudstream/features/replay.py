@@ -1,7 +1,8 @@
 """The offline training-set builder: replay history through the streaming feature functions.
 
 Transactions are replayed in event-time order (ties broken by transaction_id)
-through ``FeatureStore.features``; each label is observed at its ``label_time``,
+through the per-entity update functions the stream calls (``update_card``,
+``update_merchant``); each label is applied at its ``label_time``,
 before every transaction whose event time is at or after it. A row's features
 therefore depend only on transactions up to and including it and on labels
 known at its event time: the training set is point-in-time correct.

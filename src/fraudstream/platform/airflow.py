@@ -30,7 +30,7 @@ from psycopg2 import sql
 from fraudstream.platform import toolchain
 from fraudstream.platform.process import Launch
 from fraudstream.platform.service import Health, Service, http_check
-from fraudstream.settings import AirflowSettings, Settings, load_airflow_settings
+from fraudstream.settings import AirflowSettings, Settings
 
 SIMPLE_AUTH_MANAGER = (
     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
@@ -42,7 +42,8 @@ class AirflowConfig:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.airflow: AirflowSettings = load_airflow_settings(settings.platform)
+        self.airflow: AirflowSettings = settings.airflow
+        self.airflow.required_secrets()  # local mode generates them; elsewhere they are set
         self.home = settings.platform.home / "airflow"
 
     @property

@@ -232,6 +232,25 @@ def test_without_the_autoscaler_the_api_keeps_its_replica_count(
     assert env["FRAUDSTREAM_API_MAX_IN_FLIGHT"] == "16"
 
 
+def test_the_api_reads_both_tokens_from_its_secret(chain: Toolchain) -> None:
+    """Every endpoint but health and metrics needs a token: the writer's and the analyst's
+    read-only one come from the keys the values name in api.existingSecret."""
+    objects = load_all(
+        chain.render(CHART, [], "api.existingSecret=api-tokens,api.tokenKey=w,api.readTokenKey=r")
+    )
+    deployment, _ = _api(objects)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container["env"]
+        if e["name"].startswith("FRAUDSTREAM_API_") and "valueFrom" in e
+    }
+    assert refs == {
+        "FRAUDSTREAM_API_TOKEN": {"name": "api-tokens", "key": "w"},
+        "FRAUDSTREAM_API_READ_TOKEN": {"name": "api-tokens", "key": "r"},
+    }
+
+
 def test_values_files_exist_for_each_scenario() -> None:
     for files in scenarios().values():
         assert all(Path(f).is_file() for f in files)

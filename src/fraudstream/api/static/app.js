@@ -1,11 +1,14 @@
 // The dashboard: live alerts (SSE), verdicts, search, charts. Talks only to this API.
+// Every call sends the token from the URL's fragment (#token=..., never sent to a server by
+// the browser): the analyst's read-only token shows everything, the writer's also records verdicts.
 "use strict";
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
+const auth = token ? { Authorization: `Bearer ${token}` } : {};
 const $ = (id) => document.getElementById(id);
 const fmtTime = (iso) => iso ? new Date(iso).toISOString().replace("T", " ").slice(0, 19) : "–";
 
-async function api(path, init) {
-  const response = await fetch(path, init);
+async function api(path, init = {}) {
+  const response = await fetch(path, { ...init, headers: { ...auth, ...init.headers } });
   const body = await response.json();
   if (!response.ok) throw new Error(body.detail || response.statusText);
   return body;
@@ -44,7 +47,7 @@ async function sendVerdict(id, verdict, li) {
   try {
     const result = await api(`/alerts/${encodeURIComponent(id)}/verdict`, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+      headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ verdict, analyst: "dashboard" }),
     });
     const status = li.querySelector(".status");
@@ -58,15 +61,50 @@ async function loadAlerts() {
   $("alerts").replaceChildren(...page.items.map((a) => alertItem(a, false)));
 }
 
-function liveAlerts() {
-  const source = new EventSource("/alerts/stream");
-  source.onopen = () => { $("live-badge").textContent = "live: connected"; $("live-badge").className = "badge on"; };
-  source.onerror = () => { $("live-badge").textContent = "live: reconnecting"; $("live-badge").className = "badge off"; };
-  source.addEventListener("alert", (event) => {
-    const alert = JSON.parse(event.data);
-    $("alerts").querySelector(`li[data-id="${CSS.escape(alert.transaction_id)}"]`)?.remove();
-    $("alerts").prepend(alertItem(alert, true));
-  });
+function showAlert(alert) {
+  $("alerts").querySelector(`li[data-id="${CSS.escape(alert.transaction_id)}"]`)?.remove();
+  $("alerts").prepend(alertItem(alert, true));
+}
+
+function onServerEvent(block) {
+  // One Server-Sent Event: "event:" and "data:" lines; lines starting with ":" are comments.
+  let event = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (!line || line.startsWith(":")) continue;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (field === "event") event = value;
+    else if (field === "data") data.push(value);
+  }
+  if (event === "alert" && data.length) showAlert(JSON.parse(data.join("\n")));
+}
+
+async function liveAlerts() {
+  // EventSource cannot send a header, so the stream is read with fetch; reconnects on its own.
+  const badge = $("live-badge");
+  for (;;) {
+    try {
+      const response = await fetch("/alerts/stream", { headers: auth });
+      if (!response.ok) throw new Error(`alert stream: ${response.status}`);
+      badge.textContent = "live: connected"; badge.className = "badge on";
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          onServerEvent(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+        }
+      }
+    } catch (err) { console.error(err); }
+    badge.textContent = "live: reconnecting"; badge.className = "badge off";
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+  }
 }
 
 async function showTransaction(id) {
@@ -127,8 +165,10 @@ async function loadModel() {
 
 $("search").onsubmit = (e) => { e.preventDefault(); const id = $("search-id").value.trim(); if (id) showTransaction(id); };
 $("token-hint").hidden = Boolean(token);
-liveAlerts();
-loadAlerts().catch(console.error);
-loadModel().catch(console.error);
-loadCharts().catch(console.error);
-setInterval(() => { loadCharts().catch(console.error); loadModel().catch(console.error); }, 15000);
+if (token) {  // without one every call would be refused (401): the hint says what to open
+  liveAlerts();
+  loadAlerts().catch(console.error);
+  loadModel().catch(console.error);
+  loadCharts().catch(console.error);
+  setInterval(() => { loadCharts().catch(console.error); loadModel().catch(console.error); }, 15000);
+}
