@@ -13,8 +13,8 @@ at 0.5 (its ``predict``).
 
 The final fit is compared in the same run too: the chosen configuration fitted on
 the training period (labels known at the test start) against the same configuration
-refitted on every row before the test period (labels known at its end, the default
-of ``fraudstream train``), both scored on the test period and, with
+refitted on every row before the test period (labels known at its end,
+``fraudstream train --final-fit recent``), both scored on the test period and, with
 ``--future-days N``, on the N days after it, which neither model has seen and whose
 labels are complete (the split then ends N days before the history does).
 

@@ -32,7 +32,9 @@ def history() -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_required_fields_only_train_and_score(history: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     txns, labels = history
     split = TimeSplit(pd.Timestamp(START), 18, 5, 7)
-    experiment = run_experiment(txns, labels, split, candidates=1, arms=("scale_pos_weight",))
+    experiment = run_experiment(
+        txns, labels, split, candidates=1, arms=("scale_pos_weight",), final_fit="recent"
+    )
     assert experiment.kind == "xgboost"
     assert experiment.reports["xgboost"]["rows"] > 0
     # the registered model: the chosen configuration refitted on every row before the test

@@ -150,11 +150,11 @@ def train(
     final_fit: Annotated[
         str,
         typer.Option(
-            help="What the registered model is fitted on with the chosen parameters: 'recent' "
-            "(every row before the test period, labels known at its end) or 'training-period' "
-            "(the training rows, labels known at the test start)."
+            help="What the registered model is fitted on with the chosen parameters: "
+            "'training-period' (the training rows, labels known at the test start) or 'recent' "
+            "(every row before the test period, labels known at its end; docs/model.md)."
         ),
-    ] = "recent",
+    ] = "training-period",
     register: Annotated[bool, typer.Option(help="Log to MLflow and register.")] = True,
     report: Annotated[Path | None, typer.Option(help="Also write the report as JSON.")] = None,
     unsupervised: Annotated[
@@ -342,7 +342,7 @@ def _supervised(
     candidates: int,
     halving: bool,
     smote: bool,
-    final_fit: str = "recent",
+    final_fit: str = "training-period",
 ) -> Experiment:
     from fraudstream.model.experiment import FINAL_FITS, run_experiment
 

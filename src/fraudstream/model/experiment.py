@@ -46,9 +46,10 @@ Progress = Callable[[str], None]
 
 ModelKind = Literal["xgboost", "isolation_forest"]
 # What the registered model is fitted on, once the search has chosen its parameters:
-# "recent": every row before the test period with the labels known at its end (the
-# default); "training-period": the training period's rows with the labels known at the
-# test start (the model the test period evaluates without any later knowledge).
+# "training-period" (the default): the training period's rows with the labels known at
+# the test start, the model the test period evaluates without any later knowledge;
+# "recent": every row before the test period with the labels known at its end (measured
+# in docs/model.md: no better on the days after the test period).
 FinalFit = Literal["recent", "training-period"]
 FINAL_FITS: tuple[FinalFit, ...] = ("recent", "training-period")
 
@@ -194,8 +195,8 @@ def training_rows(features: pd.DataFrame, labels: pd.DataFrame, split: TimeSplit
 def recent_rows(features: pd.DataFrame, labels: pd.DataFrame, split: TimeSplit) -> pd.DataFrame:
     """Every row before the test period, labelled with what was known at the test end.
 
-    The deployed model's rows: a week more recent than the training rows, and the
-    training rows' labels a week more complete. Positions 0..n-1, event-time order.
+    The rows of ``final_fit="recent"``: a week more recent than the training rows, and
+    the training rows' labels a week more complete. Positions 0..n-1, event-time order.
     """
     rows = attach_labels(refit_rows(features, split), labels, known_at=split.test_end)
     return rows.reset_index(drop=True)
@@ -224,7 +225,7 @@ def run_experiment(
     arms: tuple[Imbalance, ...] = ("scale_pos_weight", "smote"),
     progress: Progress | None = None,
     on_rows: ProgressCallback | None = None,
-    final_fit: FinalFit = "recent",
+    final_fit: FinalFit = "training-period",
 ) -> Experiment:
     """Build features, split in time, search and fit, evaluate against the baselines.
 

@@ -61,7 +61,7 @@ def train_rows(frame: pd.DataFrame, split: TimeSplit) -> pd.DataFrame:
 
 def refit_rows(frame: pd.DataFrame, split: TimeSplit) -> pd.DataFrame:
     """Rows of the training and delay periods (every row before the test period), in
-    event-time order: what the deployed model is refitted on, with the labels known
+    event-time order: what ``--final-fit recent`` refits on, with the labels known
     at the end of the test period. No row of the test period is among them."""
     times = frame["event_time"]
     return frame[(times >= split.train_start) & (times < split.test_start)]
