@@ -11,11 +11,19 @@ rate, precision, recall and F2 of the model beside the logistic-regression and r
 baselines (``model.experiment.report_with_baselines``), and the seed-style baseline's
 at 0.5 (its ``predict``).
 
+The final fit is compared in the same run too: the chosen configuration fitted on
+the training period (labels known at the test start) against the same configuration
+refitted on every row before the test period (labels known at its end,
+``fraudstream train --final-fit recent``), both scored on the test period and, with
+``--future-days N``, on the N days after it, which neither model has seen and whose
+labels are complete (the split then ends N days before the history does).
+
 The generated history is cached under ``--cache-dir`` (outside the repository) so
 repeated runs skip generation; generation time is not part of any figure.
 
     .venv/bin/python bench/train.py [--customers 10000 --days 50] [--candidates 20]
-        [--no-baseline] [--no-smote] [--cache-dir ~/.cache/fraudstream/bench]
+        [--no-baseline] [--no-smote] [--future-days 7] [--labels-regime mixed]
+        [--cache-dir ~/.cache/fraudstream/bench]
 """
 
 from __future__ import annotations
@@ -38,16 +46,24 @@ from xgboost import XGBClassifier
 
 from fraudstream.features.catalogue import feature_names
 from fraudstream.features.replay import attach_labels, build_features
-from fraudstream.generator import GeneratorConfig, generate, write_history
+from fraudstream.generator import (
+    DEFAULT_LABEL_REGIME,
+    LABEL_REGIMES,
+    GeneratorConfig,
+    generate,
+    label_regime,
+    write_history,
+)
 from fraudstream.model.experiment import (
+    recent_rows,
     report_with_baselines,
     scores_of,
     training_rows,
     validation_folds,
 )
-from fraudstream.model.metrics import at_threshold, card_precision_at_k
+from fraudstream.model.metrics import at_threshold, card_precision_at_k, evaluate
 from fraudstream.model.split import TimeSplit, holdout_rows
-from fraudstream.model.training import MISSING_SENTINEL, train
+from fraudstream.model.training import MISSING_SENTINEL, TrainingResult, refit, train
 
 # What comparable projects search: the tree count is a searched parameter, no early stopping.
 SEED_STYLE_SPACE = {
@@ -61,14 +77,19 @@ SEED_STYLE_SPACE = {
 }
 
 
-def cached_history(cache: Path, customers: int, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def cached_history(
+    cache: Path, customers: int, days: int, regime: str = DEFAULT_LABEL_REGIME
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The generated history (seed 5) from the cache, generated and written on first use."""
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    folder = cache / f"seed5-c{customers}-d{days}"
+    suffix = "" if regime == DEFAULT_LABEL_REGIME else f"-{regime}"
+    folder = cache / f"seed5-c{customers}-d{days}{suffix}"
     txns_path, labels_path = folder / "transactions.parquet", folder / "labels.parquet"
     if not (txns_path.exists() and labels_path.exists()):
         print(f"generating the history into {folder} (once)", flush=True)
-        config = GeneratorConfig(seed=5, start=start, days=days, customers=customers)
+        config = GeneratorConfig(
+            seed=5, start=start, days=days, customers=customers, labels=label_regime(regime)
+        )
         folder.mkdir(parents=True, exist_ok=True)
         write_history(generate(config), folder)
     return pd.read_parquet(txns_path), pd.read_parquet(labels_path)
@@ -108,6 +129,59 @@ def single_row_latency_ms(model: XGBClassifier, x: np.ndarray) -> tuple[float, f
     return float(np.median(times) * 1e3), float(np.quantile(times, 0.99) * 1e3)
 
 
+def compare_final_fits(
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    split: TimeSplit,
+    rows: pd.DataFrame,
+    result: TrainingResult,
+    future_days: int,
+) -> None:
+    """The training-period fit against the refit on the most recent rows, same configuration."""
+    names = feature_names()
+    recent = recent_rows(features, labels, split)
+    t0 = time.perf_counter()
+    refitted = refit(
+        result,
+        recent[names].to_numpy(np.float64),
+        recent["is_fraud"].to_numpy().astype(int),
+        rows[names].to_numpy(np.float64)[result.threshold_rows],
+    )
+    print(
+        f"final fit compared ({result.best_iteration} trees, {result.imbalance}): training "
+        f"period {result.final_rows:,} rows / {result.final_frauds:,} known frauds; recent "
+        f"{refitted.final_rows:,} rows / {refitted.final_frauds:,} known frauds, "
+        f"refit {time.perf_counter() - t0:.1f} s"
+    )
+    periods = {"test period": split}
+    if future_days:
+        periods[f"next {future_days} days"] = TimeSplit(
+            split.train_start, split.train_days + split.delay_days + split.test_days, 0, future_days
+        )
+    for period, window in periods.items():
+        held = attach_labels(holdout_rows(features, labels, window), labels)
+        figures = {
+            name: evaluate(held, scores_of(fit.model, held), fit.threshold)
+            for name, fit in (("training period", result), ("recent", refitted))
+        }
+        for name, found in figures.items():
+            print(
+                f"  {period:12s} {name:15s} AUC {found['auc_roc']:.4f}, AP "
+                f"{found['average_precision']:.4f}, CP@100 {found['card_precision_at_100']:.4f}; "
+                f"at its threshold {found['threshold']:.4f}: alert rate "
+                f"{found['alert_rate']:.3%}, precision {found['precision']:.3f}, "
+                f"recall {found['recall']:.3f}, F2 {found['f2']:.3f}"
+            )
+        old, new = figures["training period"], figures["recent"]
+        print(
+            f"  {period:12s} recent - training period: AP "
+            f"{new['average_precision'] - old['average_precision']:+.4f}, AUC "
+            f"{new['auc_roc'] - old['auc_roc']:+.4f}, F2 {new['f2'] - old['f2']:+.3f} "
+            f"({len(held):,} rows, {int(held['is_fraud'].sum())} frauds)",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--customers", type=int, default=10_000)
@@ -116,13 +190,25 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-smote", action="store_true", help="Search scale_pos_weight only.")
     parser.add_argument(
+        "--future-days",
+        type=int,
+        default=0,
+        help="Also score both final fits on this many days after the test period.",
+    )
+    parser.add_argument(
+        "--labels-regime", choices=list(LABEL_REGIMES), default=DEFAULT_LABEL_REGIME
+    )
+    parser.add_argument(
         "--cache-dir", type=Path, default=Path.home() / ".cache" / "fraudstream" / "bench"
     )
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    txns, labels = cached_history(args.cache_dir, args.customers, args.days)
+    txns, labels = cached_history(args.cache_dir, args.customers, args.days, args.labels_regime)
     start = txns["event_time"].min().floor("D")
-    print(f"transactions: {len(txns):,}, labels: {len(labels):,} (generator seed 5)")
+    print(
+        f"transactions: {len(txns):,}, labels: {len(labels):,} "
+        f"(generator seed 5, label regime {args.labels_regime})"
+    )
     total0 = time.perf_counter()
 
     t0 = time.perf_counter()
@@ -131,7 +217,8 @@ def main() -> None:
     print(f"feature build: {build_s:.1f} s, {len(txns) / build_s:,.0f} rows/s", flush=True)
 
     test_days, delay_days = 7, 7
-    split = TimeSplit(start, args.days - test_days - delay_days, delay_days, test_days)
+    train_days = args.days - test_days - delay_days - args.future_days
+    split = TimeSplit(start, train_days, delay_days, test_days)
     rows = training_rows(features, labels, split)
     test = attach_labels(holdout_rows(features, labels, split), labels)
     folds = validation_folds(rows, split, n_folds=3)
@@ -188,6 +275,7 @@ def main() -> None:
     print(f"single-row inference, nthread=1: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
     print(f"total (features + training + evaluation): {time.perf_counter() - total0:.1f} s")
     print(f"load average after ours: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+    compare_final_fits(features, labels, split, rows, result, args.future_days)
     if args.no_baseline:
         return
     xs, ys = rows[feature_names()].to_numpy(np.float64), rows["is_fraud"].to_numpy()

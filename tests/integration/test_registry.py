@@ -95,6 +95,15 @@ def test_the_registered_version_has_alias_metrics_artifacts_and_metadata(
         assert metric in run.data.metrics, metric
     assert run.data.params["feature_set_version"] == FEATURE_SET_VERSION
     assert int(run.data.params["rows_train"]) > 0
+    # The chosen configuration and how the final model was fitted: the search's
+    # parameters, the early-stopped tree count, the training period's rows (the default).
+    params = run.data.params
+    for param in ("xgb_max_depth", "xgb_learning_rate", "xgb_min_child_weight", "imbalance"):
+        assert params[param], param
+    assert 1 <= int(params["n_trees"]) < int(params["max_rounds"])
+    assert params["final_fit"] == "training-period"
+    assert params["final_fit_rows"] == params["rows_train"]
+    assert params["final_fit_frauds"] == params["frauds_train"]
     # The row policy's account of the input (a generated history: nothing refused).
     assert run.data.params["rows_excluded"] == "0"
     assert run.data.params["rows_read"] == run.data.params["rows_total"]
@@ -145,9 +154,9 @@ def test_the_model_from_the_registry_reproduces_the_logged_test_ap(
     logged = MlflowClient(model_settings.mlflow.uri).get_run(run_id).data.metrics
     assert ap == pytest.approx(logged["test_xgboost_average_precision"], abs=1e-9)
     assert 0.0 < logged["validation_average_precision"] <= 1.0
-    assert loaded.model.get_booster().num_boosted_rounds() == int(
-        MlflowClient(model_settings.mlflow.uri).get_run(run_id).data.params["best_iteration"]
-    )
+    params = MlflowClient(model_settings.mlflow.uri).get_run(run_id).data.params
+    assert loaded.model.get_booster().num_boosted_rounds() == int(params["n_trees"])
+    assert int(params["n_trees"]) == int(params["best_iteration"])
 
 
 def test_score_file_writes_one_decision_per_transaction(

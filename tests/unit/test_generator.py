@@ -14,12 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from fraudstream.generator import (
+    LABEL_REGIMES,
     SCENARIOS,
     ConfigError,
     Generated,
     GeneratorConfig,
     LabelConfig,
     generate,
+    label_regime,
     write_history,
 )
 from fraudstream.generator.world import CITIES
@@ -127,6 +129,48 @@ def test_label_delays_and_under_reporting_follow_the_configuration(
     assert (fraud.source == "analyst").mean() == pytest.approx(
         CONFIG.labels.analyst_share, abs=0.05
     )
+
+
+def test_the_chargeback_only_regime_has_no_analyst_and_slow_labels() -> None:
+    """Statistics over a generated history: every label a fraud chargeback, 7 to 90 days
+    late, around a three-week median; the default regime is today's mixed one."""
+    assert label_regime("mixed") == LabelConfig()
+    config = replace(CONFIG, days=20, customers=4000, labels=label_regime("chargeback-only"))
+    data = generate(config)
+    labels = data.labels.to_pandas()
+    times = data.transactions.select(["transaction_id", "event_time"]).to_pandas()
+    labels = labels.merge(times, on="transaction_id")
+    assert len(labels) > 500
+    assert set(labels.source) == {"chargeback"}
+    assert labels.is_fraud.all()  # no analyst clears genuine transactions either
+    days = (labels.label_time - labels.event_time).dt.total_seconds() / 86400
+    assert days.min() >= 7.0
+    assert days.max() <= 90.0
+    assert days.median() == pytest.approx(21.0, rel=0.1)
+    assert days.quantile(0.9) > 30.0  # a long tail, weeks after the median
+    fraud = pd.Series(data.scenario).notna().sum()
+    assert 1 - len(labels) / fraud == pytest.approx(config.labels.under_reporting_rate, abs=0.03)
+
+
+def test_label_delays_are_capped_at_max_days_and_uncapped_by_default() -> None:
+    capped = LabelConfig(chargeback_median_days=30.0, chargeback_sigma=1.0, max_days=40.0)
+    data = generate(replace(CONFIG, days=10, customers=2000, labels=capped))
+    labels = data.labels.to_pandas().merge(
+        data.transactions.select(["transaction_id", "event_time"]).to_pandas(), on="transaction_id"
+    )
+    days = (labels.label_time - labels.event_time).dt.total_seconds() / 86400
+    assert days.max() == pytest.approx(40.0)
+    assert (days > 39.99).mean() > 0.1  # about a third of the chargebacks hit the cap
+    assert math.isinf(LabelConfig().max_days)
+    with pytest.raises(ConfigError, match="max_days"):
+        LabelConfig(max_days=0.01).check()
+
+
+def test_an_unknown_label_regime_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as raised:
+        label_regime("slow")
+    assert str(raised.value) == "unknown label regime 'slow'; known: mixed, chargeback-only"
+    assert list(LABEL_REGIMES) == ["mixed", "chargeback-only"]
 
 
 def test_card_testing_is_bursts_of_tiny_amounts_across_merchants(

@@ -47,6 +47,50 @@ def test_scenario_weights_from_the_command_line(tmp_path: Path) -> None:
     assert abs(len(fraud) - tx.num_rows * 0.02) <= 1  # nothing under-reported
 
 
+def test_the_labels_regime_option_selects_the_preset_and_label_knobs_adjust_it(
+    tmp_path: Path,
+) -> None:
+    base = ["generate", "history", "--days", "3", "--customers", "800", "--merchants", "300",
+            "--fraud-rate", "0.02", "--seed", "2"]  # fmt: skip
+    runs = {
+        "default": [],
+        "chargeback-only": ["--labels-regime", "chargeback-only"],
+        "adjusted": ["--labels-regime", "chargeback-only", "--label", "max_days=10"],
+    }
+    delays = {}
+    for name, extra in runs.items():
+        result = runner.invoke(app, [*base, *extra, "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        labels = pq.read_table(tmp_path / name / "labels.parquet").to_pandas()
+        tx = pq.read_table(tmp_path / name / "transactions.parquet").to_pandas()
+        labels = labels.merge(tx[["transaction_id", "event_time"]], on="transaction_id")
+        delays[name] = (labels.label_time - labels.event_time).dt.total_seconds() / 86400
+        if name == "default":
+            assert set(labels.source) == {"analyst", "chargeback"}
+        else:
+            assert set(labels.source) == {"chargeback"}
+    assert delays["default"].min() < 1.0  # analysts' same-day verdicts
+    assert delays["chargeback-only"].min() >= 7.0
+    assert delays["chargeback-only"].max() > 10.0
+    assert delays["adjusted"].min() >= 7.0
+    assert delays["adjusted"].max() <= 10.0
+
+
+def test_an_unknown_labels_regime_is_one_readable_line(tmp_path: Path) -> None:
+    """Through the real entry point, for both commands."""
+    cli = Path(sys.executable).parent / "fraudstream"
+    for command in (["history", "--out", str(tmp_path)], ["stream", "--rate", "5", "--count", "1"]):
+        argv = [str(cli), "generate", *command, "--labels-regime", "slow"]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 1, result.stderr
+        first = result.stderr.splitlines()[0]
+        assert first == (
+            "error (generator): unknown label regime 'slow'; known: mixed, chargeback-only"
+        )
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "transactions.parquet").exists()
+
+
 def test_an_unknown_label_knob_is_a_usage_error(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["generate", "history", "--label", "speed=3", "--out", str(tmp_path)]

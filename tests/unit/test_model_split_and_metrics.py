@@ -6,8 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraudstream.model.experiment import recent_rows, training_rows
 from fraudstream.model.metrics import at_threshold, card_precision_at_k, f2_threshold
-from fraudstream.model.split import TimeSplit, holdout_rows, prequential_folds, train_rows
+from fraudstream.model.split import (
+    TimeSplit,
+    holdout_rows,
+    prequential_folds,
+    refit_rows,
+    train_rows,
+)
 
 D0 = pd.Timestamp("2026-04-01T00:00:00Z")
 
@@ -31,6 +38,35 @@ def test_train_delay_test_boundaries() -> None:
     labels = pd.DataFrame(columns=["transaction_id", "is_fraud", "label_time"])
     test = holdout_rows(frame, labels, split)
     assert list(test["transaction_id"]) == ["t6", "t7", "t8", "t9"]
+
+
+def test_the_refit_rows_end_where_the_test_period_starts_with_later_labels() -> None:
+    """Training rows carry the labels known at the test start; the refit rows add the
+    delay period and carry the labels known at the test end; no refit row is a test
+    row, and a label known only after the test end is absent from both."""
+    split = TimeSplit(D0, train_days=2, delay_days=1, test_days=2)
+    frame = rows([(f"t{i}", i * 0.5, f"c{i}", 0) for i in range(12)])  # days 0 to 5.5
+    assert list(refit_rows(frame, split)["transaction_id"]) == [f"t{i}" for i in range(6)]
+    labels = pd.DataFrame(
+        {
+            "transaction_id": ["t1", "t2", "t4", "t5"],
+            "is_fraud": [True, True, True, True],
+            "label_time": [D0 + pd.Timedelta(days=d) for d in (2.5, 4.0, 4.5, 5.5)],
+        }
+    )
+    features = frame.drop(columns="is_fraud")
+    train = training_rows(features, labels, split)  # labels known at day 3
+    recent = recent_rows(features, labels, split)  # labels known at day 5
+    assert list(train.loc[train["is_fraud"] == 1, "transaction_id"]) == ["t1"]
+    assert list(recent.loc[recent["is_fraud"] == 1, "transaction_id"]) == ["t1", "t2", "t4"]
+    test_ids = set(holdout_rows(frame, labels, split)["transaction_id"])
+    assert test_ids
+    assert not test_ids & set(recent["transaction_id"])
+    assert (
+        recent["event_time"].max()
+        < split.test_start
+        <= min(frame.set_index("transaction_id").loc[list(test_ids), "event_time"])
+    )
 
 
 def test_cards_known_compromised_before_a_test_day_leave_the_test_set() -> None:

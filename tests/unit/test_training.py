@@ -9,9 +9,22 @@ import pandas as pd
 import pytest
 from imblearn.over_sampling import SMOTE
 
+from fraudstream.model.experiment import fit_params
 from fraudstream.model.split import prequential_folds
 from fraudstream.model.threshold import DAY, f2_alert_rate, threshold_at_alert_rate
-from fraudstream.model.training import MISSING_SENTINEL, Imbalance, TrainingResult, search, train
+from fraudstream.model.training import (
+    EARLY_STOPPING_ROUNDS,
+    MAX_ROUNDS,
+    MIN_AP_GAIN,
+    MISSING_SENTINEL,
+    Imbalance,
+    TrainingResult,
+    base_classifier,
+    fit_fold,
+    refit,
+    search,
+    train,
+)
 
 START = pd.Timestamp("2026-05-01T00:00:00Z")
 
@@ -178,3 +191,73 @@ def test_late_labels_of_the_recent_fold_do_not_drag_the_threshold_down() -> None
     x_val = frame[["f1", "f2", "f3"]].to_numpy()[val]
     refit = result.model.predict_proba(x_val)[:, 1]
     assert threshold_at_alert_rate(refit, chosen) == pytest.approx(result.threshold)
+
+
+def _early_stopped_count(curve: list[float]) -> int:
+    """Trees kept when validation AP must gain more than MIN_AP_GAIN within
+    EARLY_STOPPING_ROUNDS rounds: 1 + the round of the last such gain."""
+    best = 0
+    for i, value in enumerate(curve):
+        if value - MIN_AP_GAIN > curve[best]:
+            best = i
+        elif i - best >= EARLY_STOPPING_ROUNDS:
+            break
+    return best + 1
+
+
+def test_early_stopping_on_the_later_fold_rows_sets_the_tree_count_recorded() -> None:
+    """Each fold's count is where validation AP (the fold's later rows) stopped rising,
+    far below the cap; the run keeps their mean, the final model has exactly that many
+    trees, and the parameters to log say so."""
+    frame = dataset(n=8000, seed=9)
+    folds = prequential_folds(frame["event_time"], n_folds=2, fold_days=5, delay_days=2)
+    x, y = frame[["f1", "f2", "f3"]].to_numpy(), frame["is_fraud"].to_numpy()
+    result = train(frame, ["f1", "f2", "f3"], folds, candidates=2, arms=("scale_pos_weight",))
+    counts = []
+    for train_pos, val_pos in folds:
+        assert frame["event_time"].iloc[train_pos].max() < frame["event_time"].iloc[val_pos].min()
+        fold = fit_fold(x, y, (train_pos, val_pos), "scale_pos_weight", result.params)
+        # the same fit without early stopping, every round's validation AP
+        pos_weight = float((y[train_pos] == 0).sum() / (y[train_pos] == 1).sum())
+        full = base_classifier("scale_pos_weight", pos_weight, 2)
+        full.set_params(**result.params, n_estimators=MAX_ROUNDS)
+        full.fit(x[train_pos], y[train_pos], eval_set=[(x[val_pos], y[val_pos])], verbose=False)
+        curve = full.evals_result()["validation_0"]["aucpr"]
+        assert fold.trees == _early_stopped_count(curve)
+        assert fold.trees < MAX_ROUNDS - EARLY_STOPPING_ROUNDS  # it did stop early
+        counts.append(fold.trees)
+    assert result.best_iteration == round(float(np.mean(counts)))
+    assert result.model.get_booster().num_boosted_rounds() == result.best_iteration
+    params = fit_params(result)
+    assert params["n_trees"] == params["best_iteration"] == result.best_iteration
+    assert params["early_stopping_rounds"] == EARLY_STOPPING_ROUNDS
+    assert params["max_rounds"] == MAX_ROUNDS
+    assert {f"xgb_{k}" for k in result.params} <= set(params)
+    assert params["xgb_max_depth"] == result.params["max_depth"]
+
+
+def test_the_refit_keeps_the_chosen_configuration_on_newer_rows_and_its_alert_rate() -> None:
+    """Refitted on other rows (here: ones whose late labels have all arrived), the model
+    has the chosen parameters and tree count, is fitted on those rows only, and its
+    threshold still means the chosen alert rate on unseen rows."""
+    frame = with_late_labels(dataset(n=12_000, seed=6))
+    _, result = _train_two_folds(frame, "scale_pos_weight")
+    names = ["f1", "f2", "f3"]
+    newer = dataset(n=9000, seed=12)  # complete labels, as a week later
+    again = refit(
+        result,
+        newer[names].to_numpy(),
+        newer["is_fraud"].to_numpy(),
+        frame[names].to_numpy()[result.threshold_rows],
+    )
+    assert again.model is not result.model
+    assert again.params == result.params
+    assert again.model.get_booster().num_boosted_rounds() == result.best_iteration
+    xgb = again.model.get_params()
+    assert all(xgb[k] == pytest.approx(v) for k, v in result.params.items())
+    assert (again.final_rows, again.final_frauds) == (9000, int(newer["is_fraud"].sum()))
+    assert result.final_rows == len(frame)
+    assert again.validation_alert_rate == result.validation_alert_rate
+    fresh = dataset(n=6000, seed=7)[names].to_numpy()
+    rate = np.mean(again.model.predict_proba(fresh)[:, 1] >= again.threshold)
+    assert 0.5 * result.validation_alert_rate <= rate <= 2.0 * result.validation_alert_rate

@@ -23,11 +23,14 @@ from fraudstream.adapters.transaction_stream import (
 )
 from fraudstream.cli.inputs import StrictOpt, progress_bar, report_screened
 from fraudstream.generator import (
+    DEFAULT_LABEL_REGIME,
+    LABEL_REGIMES,
     SCENARIOS,
     Generated,
     GeneratorConfig,
     LabelConfig,
     generate,
+    label_regime,
     write_history,
 )
 from fraudstream.schema.tables import conform, read_file
@@ -99,8 +102,16 @@ LabelKnobs = Annotated[
     list[str],
     typer.Option(
         "--label",
-        help="KNOB=VALUE for labels, repeatable: under_reporting_rate, analyst_share, "
-        "chargeback_median_days, analyst_median_days, ... (docs/data.md).",
+        help="KNOB=VALUE for labels, repeatable, applied on top of --labels-regime: "
+        "under_reporting_rate, analyst_share, chargeback_median_days, analyst_median_days, "
+        "max_days, ... (docs/data.md).",
+    ),
+]
+LabelsRegime = Annotated[
+    str,
+    typer.Option(
+        help=f"How fraud becomes known, a preset of the label knobs: {', '.join(LABEL_REGIMES)} "
+        "(docs/data.md).",
     ),
 ]
 Weights = Annotated[
@@ -119,12 +130,14 @@ def _config(
     fraud_rate: float,
     weights: list[str],
     label_knobs: list[str],
+    regime: str = DEFAULT_LABEL_REGIME,
 ) -> GeneratorConfig:
+    """The generator's configuration from the options; an unknown regime is a ConfigError."""
     config = GeneratorConfig(
         seed=seed, days=days, customers=world[0], merchants=world[1], fraud_rate=fraud_rate
     )
     knobs = tuple(f.name for f in fields(LabelConfig))
-    labels = replace(config.labels, **_pairs(label_knobs, knobs, "label knob"))
+    labels = replace(label_regime(regime), **_pairs(label_knobs, knobs, "label knob"))
     config = replace(config, labels=labels)
     if weights:
         config = replace(config, scenario_weights=_pairs(weights, SCENARIOS, "scenario"))
@@ -141,6 +154,7 @@ def history(
     merchants: Merchants = 2_000,
     fraud_rate: FraudRate = 0.005,
     weight: Weights = [],  # noqa: B006
+    labels_regime: LabelsRegime = DEFAULT_LABEL_REGIME,
     label: LabelKnobs = [],  # noqa: B006
     strict: StrictOpt = False,
 ) -> None:
@@ -150,7 +164,7 @@ def history(
     it refuses (e.g. an event time ahead of now, when --start lies in the future)
     is left out with its label and reported, or with --strict stops the command.
     """
-    config = _config(seed, days, (customers, merchants), fraud_rate, weight, label)
+    config = _config(seed, days, (customers, merchants), fraud_rate, weight, label, labels_regime)
     config = replace(config, start=datetime.fromisoformat(start).replace(tzinfo=UTC))
     config.check()
     steps = ["world", "genuine", *SCENARIOS, "assemble"]
@@ -184,6 +198,7 @@ def stream(
     merchants: Merchants = 2_000,
     fraud_rate: FraudRate = 0.005,
     weight: Weights = [],  # noqa: B006
+    labels_regime: LabelsRegime = DEFAULT_LABEL_REGIME,
     label: LabelKnobs = [],  # noqa: B006
     topic: TxTopic = TRANSACTIONS.name,
     labels_topic: LabelsTopic = TRANSACTION_LABELS.name,
@@ -200,7 +215,7 @@ def stream(
         raise typer.BadParameter("give --duration SECONDS, --count N or --forever")
     if forever and (duration is not None or count is not None):
         raise typer.BadParameter("--forever takes neither --duration nor --count")
-    config = _config(seed, 1.0, (customers, merchants), fraud_rate, weight, label)
+    config = _config(seed, 1.0, (customers, merchants), fraud_rate, weight, label, labels_regime)
     topics = StreamTopics(transactions=topic, labels=labels_topic)
     with (
         _bar("streaming", count) as bar,

@@ -147,6 +147,14 @@ def train(
     candidates: Annotated[int, typer.Option(help="Search candidates (first imbalance arm).")] = 20,
     halving: Annotated[bool, typer.Option(help="Successive halving over rows.")] = False,
     smote: Annotated[bool, typer.Option(help="Run the SMOTE arm of the ablation.")] = True,
+    final_fit: Annotated[
+        str,
+        typer.Option(
+            help="What the registered model is fitted on with the chosen parameters: "
+            "'training-period' (the training rows, labels known at the test start) or 'recent' "
+            "(every row before the test period, labels known at its end; docs/model.md)."
+        ),
+    ] = "training-period",
     register: Annotated[bool, typer.Option(help="Log to MLflow and register.")] = True,
     report: Annotated[Path | None, typer.Option(help="Also write the report as JSON.")] = None,
     unsupervised: Annotated[
@@ -182,6 +190,10 @@ def train(
     from fraudstream.services.models import register_experiment
 
     json_mode(console, as_json)
+    if final_fit not in ("recent", "training-period"):
+        raise typer.BadParameter(
+            f"{final_fit!r}: choose 'recent' or 'training-period'", param_hint="--final-fit"
+        )
     if run_key is not None and _reused(run_key, register, as_json):
         return
     inputs = read_inputs(transactions, labels, training_set, not unsupervised, strict, console)
@@ -209,7 +221,7 @@ def train(
             )
     else:
         assert labs is not None
-        experiment = _supervised(txns, labs, split, candidates, halving, smote)
+        experiment = _supervised(txns, labs, split, candidates, halving, smote, final_fit)
     experiment.lineage.update(inputs.exclusions)
     if inputs.manifest:
         experiment.lineage["training_set"] = training_set
@@ -330,8 +342,9 @@ def _supervised(
     candidates: int,
     halving: bool,
     smote: bool,
+    final_fit: str = "training-period",
 ) -> Experiment:
-    from fraudstream.model.experiment import run_experiment
+    from fraudstream.model.experiment import FINAL_FITS, run_experiment
 
     arms: tuple[Any, ...] = ("scale_pos_weight", "smote") if smote else ("scale_pos_weight",)
     with _progress() as bar:
@@ -346,6 +359,7 @@ def _supervised(
             arms=arms,
             progress=lambda msg: bar.update(stage, description=msg),
             on_rows=lambda n: bar.update(rows, completed=n),
+            final_fit=next(f for f in FINAL_FITS if f == final_fit),
         )
         bar.update(stage, total=1, completed=1, description="done")
     return experiment

@@ -27,7 +27,8 @@ def make_labels(
     by an analyst (log-normal delay around ``analyst_median_days``) with probability
     ``analyst_share``, else as a chargeback. A share ``genuine_review_rate`` of
     genuine transactions is cleared by an analyst (``is_fraud=false``). Every
-    ``label_time`` is at least ``min_hours`` after the transaction's event time.
+    ``label_time`` is at least ``min_hours`` and at most ``max_days`` after the
+    transaction's event time.
     """
     n = len(event_us)
     is_fraud = scenario > 0
@@ -40,6 +41,8 @@ def make_labels(
         _delays_us(rng, config.chargeback_median_days, config.chargeback_sigma, n),
     )
     delay = np.maximum(delay, int(config.min_hours * 3600 * US_PER_S))
+    if np.isfinite(config.max_days):
+        delay = np.minimum(delay, int(config.max_days * US_PER_DAY))
     keep = np.flatnonzero(reported | reviewed)
     label_us = event_us[keep] + delay[keep]
     order = np.argsort(label_us, kind="stable")

@@ -59,6 +59,14 @@ def train_rows(frame: pd.DataFrame, split: TimeSplit) -> pd.DataFrame:
     return frame[(times >= split.train_start) & (times < split.train_end)]
 
 
+def refit_rows(frame: pd.DataFrame, split: TimeSplit) -> pd.DataFrame:
+    """Rows of the training and delay periods (every row before the test period), in
+    event-time order: what ``--final-fit recent`` refits on, with the labels known
+    at the end of the test period. No row of the test period is among them."""
+    times = frame["event_time"]
+    return frame[(times >= split.train_start) & (times < split.test_start)]
+
+
 def known_compromised(labels: pd.DataFrame, card_of: pd.Series, before: pd.Timestamp) -> set[str]:
     """Cards with a fraud label whose ``label_time`` is before ``before``.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -307,6 +307,12 @@ class TrainingResult:
     validation_label_completeness: float = float("nan")
     # how many of the most recent folds chose the rate (more when one has few frauds)
     validation_folds_used: int = 1
+    # positions (in the training frame) of those folds' validation rows: the rows on
+    # which the alert rate becomes the stored threshold
+    threshold_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # the rows the final model was fitted on
+    final_rows: int = 0
+    final_frauds: int = 0
 
 
 def fit_final(
@@ -422,6 +428,34 @@ def train(
         validation_alert_rate=alert_rate,
         validation_label_completeness=float(y[val].sum() / sum(w.sum() for w in weights)),
         validation_folds_used=used,
+        threshold_rows=val,
+        final_rows=len(y),
+        final_frauds=int(y.sum()),
+    )
+
+
+def refit(
+    result: TrainingResult, x: np.ndarray, y: np.ndarray, threshold_x: np.ndarray
+) -> TrainingResult:
+    """The chosen arm, parameters and early-stopped tree count fitted again on ``x, y``.
+
+    ``x, y`` are other rows than the search's (the most recent ones, with the labels
+    known later); nothing is searched again. The threshold is the score that gives
+    this model the alert rate already chosen (``result.validation_alert_rate``) on
+    ``threshold_x``, the features of the rows that chose it, as ``train`` does for its
+    own refit. Everything else (validation figures, ablation) is carried over.
+    """
+    t0 = time.perf_counter()
+    model = fit_final(x, y, result.imbalance, result.params, result.best_iteration)
+    seconds = time.perf_counter() - t0
+    scores = model.predict_proba(threshold_x)[:, 1]
+    return replace(
+        result,
+        model=model,
+        threshold=threshold_at_alert_rate(scores, result.validation_alert_rate),
+        final_fit_seconds=seconds,
+        final_rows=len(y),
+        final_frauds=int(y.sum()),
     )
 
 
