@@ -70,10 +70,9 @@ seccompProfile:
 
 {{/* Environment of every workload: the ConfigMap plus secrets by reference.
      (dict "root" $ "kafkaUser" "fraudstream-api")
-     In kubernetes mode fraudstream.settings.load_settings() refuses to start without the Redis
-     password and the API token, whatever the command, so every workload gets these references
-     (the API's two tokens: the writer's and the analyst's read-only one);
-     the network policies still let only the scorer and the API reach Redis. */}}
+     Every workload gets the same references (the Redis password, the API's two tokens: the
+     writer's, which `fraudstream serve` requires, and the analyst's read-only one); the network
+     policies still let only the scorer and the API reach Redis. */}}
 {{- define "fraud-platform.env" -}}
 - name: FRAUDSTREAM_KAFKA_SASL_USERNAME
   value: {{ .kafkaUser | quote }}
