@@ -22,10 +22,16 @@ and parallel time per row the two runs imply (t1 = s + p, t2 = s + p/2). The cor
 the platform's services use on the same machine are in the measured figures and not
 in the projection, which assumes cores added as executors elsewhere.
 
+With ``--baseline OTHER/src`` the same topic is also scored by another checkout's code
+(the code before a change), each configuration by both in turn, and the last line adds
+``vs_baseline``: the baseline's figures and this code's as ratios of them. With
+``--repeat N`` each configuration runs N times and every figure is the median.
+
 The last line is one JSON object: ``driver_us_per_row`` (of the 2-core run),
 ``rows_per_s_1``, ``rows_per_s_2``, ``scale_ratio`` and the projection.
 
 Usage: python bench/scale.py [--rows 40000] [--max-offsets 4000] [--pythonpath OTHER/src]
+       [--baseline OTHER/src] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -49,6 +56,10 @@ from fraudstream.adapters.kafka import create_scratch_topic, delete_topic
 from fraudstream.platform.process import running_processes
 from fraudstream.settings import ScorerSettings, Settings, load_settings
 from stream import CLI, _delete_rows, _live_values, _model, _produce
+
+POLL_S = 0.5
+"""How often the scorer's metrics are read: each read costs the driver a little CPU, which
+the driver's figure includes (a Prometheus server scrapes every 15-30 s)."""
 
 
 def _handled(port: int) -> float | None:
@@ -86,9 +97,15 @@ def _cpu(root: int) -> dict[str, float]:
 
 
 def run_once(
-    settings: Settings, topics: dict[str, str], rows: int, cores: int, args: Any
+    settings: Settings,
+    topics: dict[str, str],
+    rows: int,
+    cores: int,
+    args: Any,
+    pythonpath: str = "",
 ) -> dict[str, Any]:
-    """One scorer over the whole topic in ``local[cores]``; its figures over the window."""
+    """One scorer over the whole topic in ``local[cores]`` (from ``pythonpath``'s code when
+    given); its figures over the window."""
     checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/bench/{uuid.uuid4().hex[:10]}"
     env = {
         **os.environ,
@@ -96,10 +113,13 @@ def run_once(
         "FRAUDSTREAM_SPARK_SHUFFLE_PARTITIONS": str(args.shuffle_partitions),
         "FRAUDSTREAM_SCORER_LABELS_TOPIC": topics["l"],  # empty: the merchant stage reads it
     }
-    if args.pythonpath:
-        env["PYTHONPATH"] = args.pythonpath
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+        # The other checkout's package would look for this platform's state in its own tree.
+        env["FRAUDSTREAM_HOME"] = str(settings.platform.home)
     port = ScorerSettings().metrics_port
-    log = Path(f"{args.log}.local{cores}").open("w")  # noqa: SIM115 (closed below)
+    suffix = f"local{cores}" + ("-other" if pythonpath else "")
+    log = Path(f"{args.log}.{suffix}").open("w")  # noqa: SIM115 (closed below)
     scorer = subprocess.Popen(
         [CLI, "score", "--source", topics["in"], "--predictions", topics["p"], "--alerts",
          topics["a"], "--dead-letters", topics["d"], "--checkpoint", checkpoint,
@@ -117,7 +137,7 @@ def run_once(
                 start = (time.monotonic(), scored, _cpu(scorer.pid))
             if scored is not None and scored >= rows:
                 break
-            time.sleep(0.25)
+            time.sleep(POLL_S)
         ended, cpu = time.monotonic(), _cpu(scorer.pid)
         final = _handled(port) or 0.0
     finally:
@@ -139,6 +159,28 @@ def run_once(
         "jvm_cpu_s_per_1000": round(used["jvm"] / counted * 1e3, 3),
         "python_workers_cpu_s_per_1000": round(used["python_workers"] / counted * 1e3, 3),
         "load_avg_1m": os.getloadavg()[0],
+    }
+
+
+def versus(code: dict[int, dict[str, Any]], baseline: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The baseline's figures and this code's as ratios of them (rows/s: higher is better;
+    CPU: lower is better)."""
+    out: dict[str, Any] = {}
+    for cores in (1, 2):
+        for key in ("rows_per_s", "driver_us_per_row", "executor_cpu_s_per_1000"):
+            out[f"baseline_{key}_{cores}"] = baseline[cores][key]
+            out[f"ratio_{key}_{cores}"] = round(code[cores][key] / baseline[cores][key], 3)
+    return out
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over repeated runs (the first error, if any run failed)."""
+    failed = [r for r in runs if "error" in r]
+    if failed:
+        return failed[0]
+    return {
+        k: (statistics.median(r[k] for r in runs) if isinstance(v, float | int) else v)
+        for k, v in runs[0].items()
     }
 
 
@@ -172,6 +214,12 @@ def main() -> None:
         "--pythonpath", default="",
         help="Run the scorer from another checkout's src (e.g. the code before a change).",
     )  # fmt: skip
+    parser.add_argument(
+        "--baseline", default="",
+        help="Another checkout's src run beside this code, in the same run (each "
+        "configuration alternately), for ratios against it.",
+    )  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=1, help="Runs per configuration (medians).")
     parser.add_argument("--log", default="bench-scale-scorer.log", help="The scorers' output.")
     args = parser.parse_args()
     name = f"fraud-detector-bench-{uuid.uuid4().hex[:6]}"
@@ -181,22 +229,27 @@ def main() -> None:
     topics = {
         k: create_scratch_topic(settings.kafka, f"scale-{k}") for k in ("in", "l", "p", "a", "d")
     }
-    runs: list[dict[str, Any]] = []
+    codes = {"code": args.pythonpath, **({"baseline": args.baseline} if args.baseline else {})}
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {c: {1: [], 2: []} for c in codes}
     try:
         _produce(settings, topics["in"], args.rows, 1.0, _live_values(20_000), 20)
-        for cores in (1, 2):
-            figures = run_once(settings, topics, args.rows, cores, args)
-            print(json.dumps({"run": figures}), flush=True)
-            runs.append(figures)
-            _delete_rows(settings, topics["in"])
+        for _ in range(args.repeat):
+            for cores in (1, 2):
+                for code, path in codes.items():
+                    figures = run_once(settings, topics, args.rows, cores, args, path)
+                    print(json.dumps({"run": {"code": code, **figures}}), flush=True)
+                    runs[code][cores].append(figures)
+                    _delete_rows(settings, topics["in"])
     finally:
         for topic in topics.values():
             delete_topic(settings.kafka, topic)
         _delete_rows(settings, topics["in"])
-    if any("error" in r for r in runs):
-        print(json.dumps({"error": [r.get("error") for r in runs]}), flush=True)
+    medians = {c: {n: median_run(r) for n, r in by.items()} for c, by in runs.items()}
+    if any("error" in m for by in medians.values() for m in by.values()):
+        errors = [m.get("error") for by in medians.values() for m in by.values()]
+        print(json.dumps({"error": errors}), flush=True)
         return
-    one, two = runs
+    one, two = medians["code"][1], medians["code"][2]
     ratio = two["rows_per_s"] / one["rows_per_s"]
     projected = projection(one["rows_per_s"], two["rows_per_s"])
     print(
@@ -216,6 +269,12 @@ def main() -> None:
                 "executor_cpu_s_per_1000_1": one["executor_cpu_s_per_1000"],
                 "executor_cpu_s_per_1000_2": two["executor_cpu_s_per_1000"],
                 "projection": projected,
+                "repeat": args.repeat,
+                **(
+                    {"vs_baseline": versus(medians["code"], medians["baseline"])}
+                    if args.baseline
+                    else {}
+                ),
             }
         ),
         flush=True,

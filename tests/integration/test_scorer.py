@@ -213,12 +213,12 @@ def _scorer_metrics() -> dict[str, float]:
 
 
 def _assert_progress_metrics(scorer: ScorerProcess) -> None:
-    # Every micro-batch that read rows ran the handler once (its state_stages observation) and
+    # Every micro-batch that read rows ran the handler once (its batch observation) and
     # left one progress report (its batch duration): once the stream is quiet the two counts
     # agree, so no report was missed and none was counted twice.
     def reported_once() -> bool:
         values = _scorer_metrics()
-        handled = values["fraudstream_scorer_stage_seconds_count{stage=state_stages}"]
+        handled = values["fraudstream_scorer_stage_seconds_count{stage=batch}"]
         return values["fraudstream_scorer_batch_duration_seconds_count"] == handled >= 1
 
     wait_until(reported_once, 60, "one progress report per micro-batch", scorer)

@@ -142,8 +142,9 @@ class ScorerMetrics:
         )
         self.stage_seconds = Histogram(
             "fraudstream_scorer_stage_seconds",
-            "Time per micro-batch stage, as the driver waits for it (state_stages, "
-            "scoring, each sink by name, sinks)",
+            "Time per micro-batch stage: batch (the driver's wait for the stages, the "
+            "scoring and the sinks in its tasks); scoring and each sink in the tasks, "
+            "summed over the batch's tasks; online_store (its own job)",
             ["stage"],
             buckets=BATCH_BUCKETS,
             registry=r,

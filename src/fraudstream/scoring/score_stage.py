@@ -1,10 +1,13 @@
-"""The scoring stage: features, scores and reason codes per partition, on the executors.
+"""The scoring stage: features, scores, reason codes and the sinks, per partition, on the executors.
 
 Each task takes its partition of the merchant stage's rows (``rows.MERCHANT_SCHEMA``,
 ``kind`` ``txn`` or ``dead``), assembles the feature vectors of the transactions
-(``scoring.batch.assemble``), scores them with the champion (and the shadow) and renders
-every sink's payload once. It counts what it scored, and the dead letters it saw, into
-the handler's accumulator (``batch_counts``): the driver's metrics need no rows back.
+(``scoring.batch.assemble``), scores them with the champion (and the shadow), renders
+every sink's payload once and hands the scored rows and the dead letters to the sinks
+that write from the scoring tasks (Kafka, PostgreSQL: ``sinks.base``). It counts what it
+scored, the dead letters it saw and the seconds each step took into the handler's
+accumulator (``batch_counts``) once its sinks are flushed: the driver's metrics need no
+rows back.
 
 The driver names the model versions of the micro-batch (``ScoreStage.champion`` and
 ``shadow``, fixed when the batch starts, so a batch is scored by one version); each
@@ -19,8 +22,9 @@ CreateTime, ``scored_at_us`` when its partition was scored.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +40,7 @@ from fraudstream.schema import epoch_us
 from fraudstream.scoring.batch import ScoredBatch, accepted_from, assemble, score_rows
 from fraudstream.scoring.model import ScoringModel
 from fraudstream.scoring.rows import TRANSACTION_COLUMNS, transaction_from, transaction_values
+from fraudstream.scoring.sinks.base import Partition, Sink
 from fraudstream.settings import Settings
 
 _WORKER_MODELS: dict[tuple[str, str, str], ScoringModel] = {}
@@ -57,44 +62,77 @@ def worker_model(settings: Settings, version: str, role: str) -> ScoringModel:
     )
 
 
+DEAD_LETTER_COLUMNS = {"dead_letter_key": "key", "dead_letter": "value", "reason": "reason"}
+"""A ``dead`` stage row's columns as the sinks take them (``sinks.base.Partition``)."""
+
+
 @dataclass(frozen=True)
 class ScoreStage:
-    """``mapInPandas`` function of the scoring stage for one micro-batch."""
+    """``mapInPandas`` function of the scoring stage for one micro-batch: scores each
+    Arrow batch of its partition and hands it to every sink that runs in the scoring
+    tasks (``sinks.base``), then flushes them; yields the scored rows only when
+    ``emit`` (a sink writes them with Spark's writer), else nothing."""
 
     settings: Settings
     champion: str
     shadow: str | None
     counts: Any = None
     """A Spark accumulator of ``Counter`` (``stream.CountsParam``), or None."""
+    sinks: tuple[Sink, ...] = ()
+    emit: bool = True
 
     def __call__(self, frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         champion = worker_model(self.settings, self.champion, "champion")
         shadow = worker_model(self.settings, self.shadow, "challenger") if self.shadow else None
+        counts: Counter[Any] = Counter()
+        clock = time.perf_counter
+        for sink in self.sinks:
+            sink.setup()
         for batch in frames:
             dead = batch["kind"] == "dead"
-            frame = batch[~dead]
-            if not len(frame):
-                if self.counts is not None and dead.any():
-                    self.counts.add(batch_counts(None, batch.loc[dead, "reason"]))
-                continue
-            txns = map(
-                transaction_from, frame[TRANSACTION_COLUMNS].itertuples(index=False, name=None)
-            )
-            rows = [
-                accepted_from(t, f, p, o, ts, late)
-                for t, f, p, o, ts, late in zip(
-                    txns, frame["card_features"], frame["partition"],
-                    frame["offset"], frame["kafka_ts_ms"], frame["late"], strict=True,
+            dead_letters = None
+            if dead.any():
+                dead_letters = batch.loc[dead, list(DEAD_LETTER_COLUMNS)].rename(
+                    columns=DEAD_LETTER_COLUMNS
                 )
-            ]  # fmt: skip
-            merchant = [tuple(m) for m in frame["merchant_features"]]
-            features, late = assemble(rows, merchant, [False] * len(rows))
-            scored = scored_frame(
-                score_rows(rows, features, late, champion, shadow, datetime.now(UTC))
+            began = clock()
+            scored = self.score(batch[~dead], champion, shadow)
+            counts[("seconds", "scoring")] += clock() - began  # type: ignore[assignment]
+            counts.update(
+                batch_counts(scored, dead_letters["reason"] if dead_letters is not None else ())
             )
-            if self.counts is not None:
-                self.counts.add(batch_counts(scored, batch.loc[dead, "reason"]))
-            yield scored
+            part = Partition(scored, dead_letters)
+            for sink in self.sinks:
+                began = clock()
+                sink.write(part)
+                counts[("seconds", sink.name)] += clock() - began  # type: ignore[assignment]
+            if self.emit and scored is not None:
+                yield scored
+        for sink in self.sinks:
+            began = clock()
+            sink.flush()
+            counts[("seconds", sink.name)] += clock() - began  # type: ignore[assignment]
+        if self.counts is not None:
+            self.counts.add(counts)  # once every sink holds the task's rows durably
+
+    @staticmethod
+    def score(
+        frame: pd.DataFrame, champion: ScoringModel, shadow: ScoringModel | None
+    ) -> pd.DataFrame | None:
+        """The scored rows (``rows.SCORED_SCHEMA``) of a partition's ``txn`` rows."""
+        if not len(frame):
+            return None
+        txns = map(transaction_from, frame[TRANSACTION_COLUMNS].itertuples(index=False, name=None))
+        rows = [
+            accepted_from(t, f, p, o, ts, late)
+            for t, f, p, o, ts, late in zip(
+                txns, frame["card_features"], frame["partition"],
+                frame["offset"], frame["kafka_ts_ms"], frame["late"], strict=True,
+            )
+        ]  # fmt: skip
+        merchant = [tuple(m) for m in frame["merchant_features"]]
+        features, late = assemble(rows, merchant, [False] * len(rows))
+        return scored_frame(score_rows(rows, features, late, champion, shadow, datetime.now(UTC)))
 
 
 def scored_frame(batch: ScoredBatch) -> pd.DataFrame:
@@ -139,7 +177,7 @@ def scored_frame(batch: ScoredBatch) -> pd.DataFrame:
     )
 
 
-def batch_counts(scored: pd.DataFrame | None, dead_reasons: pd.Series) -> Counter[Any]:
+def batch_counts(scored: pd.DataFrame | None, dead_reasons: Iterable[Any]) -> Counter[Any]:
     """What a scoring task adds to the handler's accumulator: rows scored, alerts, late
     rows, latencies (``scored_at - ingest_time``, seconds: at or under each metrics
     bucket, summed, and per 10 ms step) and dead letters per reason."""

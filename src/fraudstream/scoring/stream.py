@@ -14,9 +14,10 @@
       │  rows: rows.MERCHANT_SCHEMA
       ▼
     foreachBatch(BatchHandler)            [driver: plans the batch's jobs, O(1) in rows]
-      │  repartition(P, card_id).mapInPandas(ScoreStage)  [P tasks: features, scores]
-      ▼
-    each sink from the executors, in order: Kafka │ Postgres │ Parquet │ online store
+      │  repartition(P, card_id).mapInPandas(ScoreStage)  [P tasks: features, scores,
+      │      and in each task, in order: Kafka │ Postgres]   (one Spark job with the stages)
+      ▼  its output through Spark's writer: Parquet (or the noop writer)
+    then, when states are kept: the online store (a job over the changed states)
 
 Exactly-once for state: Spark commits the card and merchant state with the batch's
 offsets of both topics; a replayed batch starts from the state its first attempt saw.
@@ -61,7 +62,7 @@ from fraudstream.scoring.rows import (
     transaction_values,
 )
 from fraudstream.scoring.score_stage import ScoreStage
-from fraudstream.scoring.sinks.base import MicroBatch, Sink
+from fraudstream.scoring.sinks.base import Partition, Sink, on_executors
 from fraudstream.settings import KafkaSettings, Settings
 from fraudstream.topics import TRANSACTION_LABELS
 from fraudstream.validation import TransactionValidator
@@ -393,11 +394,11 @@ class BatchHandler:
     """foreachBatch: plans one micro-batch's stages and sinks; the rows stay on executors.
 
     The driver's work per batch does not grow with it: it reads which model versions
-    serve, starts the Spark jobs (the stateful stages into the cache, the scoring stage
-    into the cache, each sink in order) and records metrics from the counts the scoring
-    tasks add to an accumulator. A batch whose stateful stages give no row (a trigger on
-    an idle topic, run for the state's timers and time to live) starts nothing more and
-    records nothing.
+    serve, starts one Spark job (both stateful stages, then the scoring tasks, which
+    score and write every sink that runs in them: ``sinks.base``), then the state sinks'
+    job when there is one, and records metrics from the counts the scoring tasks add to
+    an accumulator. A batch whose stateful stages give no row (a trigger on an idle
+    topic, run for the state's timers and time to live) records nothing.
     """
 
     settings: Settings
@@ -432,18 +433,15 @@ class BatchHandler:
         shadow = self.shadow.current if self.shadow else None
         if self._counts is None:
             self._counts = frame.sparkSession.sparkContext.accumulator(Counter(), CountsParam())
-        # The stateful stages run once, into the cache; their state commits with the batch.
-        # Their row count comes back with the job (Spark's observed metrics: an accumulator).
+        in_tasks = tuple(s for s in self.sinks if s.reads == "scored")
+        on_states = [s for s in self.sinks if s.reads == "states"]
+        writers = [s for s in self.sinks if s.reads == "frame"]
+        # The stage's row count comes back with the job (Spark's observed metrics).
         observed = Observation(f"stage-rows-{batch_id}")
-        stage = frame.observe(observed, F.count(F.lit(1)).alias("rows")).persist()
-        cached = [stage]
+        stage = frame.observe(observed, F.count(F.lit(1)).alias("rows"))
+        if on_states:
+            stage = stage.persist()  # read again by the state sinks' job: run the stages once
         try:
-            started = time.perf_counter()
-            stage.write.format("noop").mode("overwrite").save()  # both stateful stages run here
-            staged = time.perf_counter()
-            if not observed.get["rows"]:
-                return  # nothing came out: an idle trigger, or input the merchant stage holds
-            self.metrics.stage_seconds.labels("state_stages").observe(staged - started)
             scored = (
                 stage.where(F.col("kind").isin("txn", "dead"))
                 .repartition(self.options.score_partitions, "card_id")
@@ -453,40 +451,43 @@ class BatchHandler:
                         champion.version,
                         shadow.version if shadow else None,
                         self._counts,
+                        in_tasks,
+                        emit=bool(writers),
                     ),
                     SCORED_SCHEMA,
                 )
-                .persist()
             )
-            cached.append(scored)
-            scored.write.format("noop").mode("overwrite").save()  # the scoring stage runs here
-            scoring = time.perf_counter()
-            self.metrics.stage_seconds.labels("scoring").observe(scoring - staged)
-            batch = self._outputs(stage, batch_id, scored)
-            for sink in self.sinks:
+            started = time.perf_counter()
+            # One Spark job runs both stateful stages, the scoring and the sinks in its
+            # tasks; a sink with Spark's writer is that job's output (a second one would
+            # run the batch again, harmlessly: every write is idempotent by key).
+            for writer in writers:
+                writer.save(scored, batch_id)
+            if not writers:
+                scored.write.format("noop").mode("overwrite").save()
+            if not observed.get["rows"]:
+                return  # nothing came out: an idle trigger, or input the merchant stage holds
+            self.metrics.stage_seconds.labels("batch").observe(time.perf_counter() - started)
+            states = self._states(stage)
+            for sink in on_states:
                 began = time.perf_counter()
-                sink.run(batch)
+                on_executors(states, sink, lambda rows: Partition(states=rows))
                 self.metrics.stage_seconds.labels(sink.name).observe(time.perf_counter() - began)
-            self.metrics.stage_seconds.labels("sinks").observe(time.perf_counter() - scoring)
             self._account(champion.version)
         finally:
-            for cache in cached:
-                cache.unpersist()
+            if on_states:
+                stage.unpersist()
 
-    def _outputs(self, stage: DataFrame, batch_id: int, scored: DataFrame) -> MicroBatch:
-        dead = stage.where(F.col("kind") == "dead").select(
-            F.col("dead_letter_key").alias("key"), F.col("dead_letter").alias("value"), "reason"
+    @staticmethod
+    def _states(stage: DataFrame) -> DataFrame:
+        """The card and merchant states the batch changed (``entity``, ``id``, ``state``)."""
+        return stage.where(F.col("kind") == "state").select(
+            "entity",
+            F.coalesce(
+                F.when(F.col("entity") == "card", F.col("card_id")), F.col("merchant_id")
+            ).alias("id"),
+            "state",
         )
-        states = None
-        if self.options.emit_states:
-            states = stage.where(F.col("kind") == "state").select(
-                "entity",
-                F.coalesce(
-                    F.when(F.col("entity") == "card", F.col("card_id")), F.col("merchant_id")
-                ).alias("id"),
-                "state",
-            )
-        return MicroBatch(batch_id, scored, dead, states)
 
     def _account(self, version: str) -> None:
         """Counters, latencies and the report from the scoring tasks' counts of this batch
@@ -501,6 +502,9 @@ class BatchHandler:
             if isinstance(key, tuple) and key[0] == "dead":
                 metrics.dead_letters.labels(str(key[1])).inc(n)
                 report.dead_letters += int(n)
+        for key, seconds in delta.items():
+            if isinstance(key, tuple) and key[0] == "seconds":
+                metrics.stage_seconds.labels(str(key[1])).observe(seconds)
         n, alerts, late = int(delta["scored"]), int(delta["alerts"]), int(delta["late"])
         if not n:
             return

@@ -1,11 +1,25 @@
 """The sink contract: what one scorer output does with a micro-batch, and where it runs.
 
-A sink takes the batch's DataFrames it needs (``frames``) and writes them from the
-executors: for every partition of each frame, a Python worker calls ``setup`` (open
-or reuse the worker's client), ``write`` for each Arrow batch of rows, then ``flush``
-(block until what was written is durable, or raise ``SinkError``). The driver only
-starts that Spark job and waits for it (``run``), so its work per micro-batch does not
-grow with the batch: the rows written come back through an accumulator, not as rows.
+A sink writes from the executors. Most run inside the scoring stage's tasks
+(``reads = "scored"``): a task scores its partition and hands each Arrow batch of it,
+as a ``Partition``, to every such sink in turn, in the same Python worker, so the
+scored rows never go back to the JVM to be read again. Per task the worker calls
+``setup`` (open or reuse the worker's client), ``write`` for each ``Partition``, then
+``flush`` (block until what was written is durable, or raise ``SinkError``); the
+task's counts (rows scored, dead letters, the seconds each sink took) reach the driver
+through an accumulator only after every ``flush`` returned.
+
+Two kinds run after that job, each as a Spark job of its own:
+
+- ``reads = "states"``: the entity states the stateful stages changed (the online
+  store), written once the batch's scores are stored everywhere, so a reader never
+  sees a state whose transaction has no stored score. Same ``setup``/``write``/``flush``,
+  each ``Partition`` carrying ``states`` (``on_executors``).
+- ``reads = "frame"``: Spark's own writer over the scored rows (Parquet): ``save``
+  plans the write on the driver and Spark runs it.
+
+The driver only starts those jobs and waits for them, so its work per micro-batch does
+not grow with the batch.
 
 A dependency that is briefly unreachable is waited out where the write happens: each
 sink retries a transient failure with ``adapters.retry`` under its ``retry`` policy
@@ -14,18 +28,18 @@ no wait can fix (credentials, schema), does the task fail; that fails the micro-
 and Spark replays it from its offsets: every write is idempotent by key, so a partition
 written twice leaves what one write leaves.
 
-Row shapes (``MicroBatch``): ``scored`` is ``scoring.score_stage.SCORED_SCHEMA``, one
-row per scored transaction; ``dead_letters`` has ``key``, ``value`` (the dead letter's
-bytes) and ``reason``; ``states`` has ``entity`` (``card`` or ``merchant``), ``id`` and
-``state`` (``features.codec`` bytes).
+Row shapes (``Partition``): ``scored`` is ``rows.SCORED_SCHEMA``, one row per scored
+transaction; ``dead_letters`` has ``key``, ``value`` (the dead letter's bytes) and
+``reason``; ``states`` has ``entity`` (``card`` or ``merchant``), ``id`` and ``state``
+(``features.codec`` bytes).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import pandas as pd
 
@@ -46,54 +60,54 @@ class SinkError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class MicroBatch:
-    """One micro-batch's outputs as Spark DataFrames (None: the batch has no such rows)."""
+class Partition:
+    """One Arrow batch of a task's rows, as a sink takes it (None: none of that kind)."""
 
-    batch_id: int
-    scored: DataFrame | None
-    dead_letters: DataFrame | None
-    states: DataFrame | None
+    scored: pd.DataFrame | None = None
+    dead_letters: pd.DataFrame | None = None
+    states: pd.DataFrame | None = None
 
 
 class Sink(ABC):
     """One output of the scorer. ``setup``/``write``/``flush`` run in a Python worker, once
-    per partition (a fresh copy of the sink each time: Spark unpickles it per task), so
-    instance attributes set in ``setup`` live for one partition; clients that should
-    outlive it come from ``worker_client``."""
+    per task (a fresh copy of the sink each time: Spark unpickles it per task), so
+    instance attributes set in ``setup`` live for one task; clients that should outlive
+    it come from ``worker_client``."""
 
     name: ClassVar[str]
+    reads: ClassVar[Literal["scored", "states", "frame"]] = "scored"
+    """Where it runs: inside the scoring tasks, in a job over the changed states, or as
+    Spark's writer over the scored rows (see the module's doc)."""
     retry: RetryPolicy = RetryPolicy()
     """How long a write waits out an unreachable dependency (set by the scorer)."""
 
-    def frames(self, batch: MicroBatch) -> list[DataFrame]:
-        """The DataFrames this sink writes (driver side; nothing runs yet)."""
-        return []
-
     def setup(self) -> None:
-        """Executor: before a partition's first ``write``; opens or reuses clients."""
+        """Executor: before a task's first ``write``; opens or reuses clients."""
 
-    @abstractmethod
-    def write(self, rows: pd.DataFrame) -> None:
-        """Executor: one Arrow batch of a partition's rows (hand them over, or buffer them)."""
+    def write(self, part: Partition) -> None:
+        """Executor: one Arrow batch of the task's rows (hand them over, or buffer them)."""
+        raise NotImplementedError(f"the {self.name} sink does not write from a task")
 
     def flush(self) -> None:
-        """Executor: after a partition's last ``write``; returns once it is all durable."""
+        """Executor: after a task's last ``write``; returns once it is all durable."""
 
-    def run(self, batch: MicroBatch) -> int:
-        """Driver: write the batch from the executors; returns the rows written."""
-        return sum(on_executors(frame, self) for frame in self.frames(batch))
+    def save(self, scored: DataFrame, batch_id: int) -> None:
+        """Driver (``reads = "frame"``): write the batch's scored rows with Spark's writer;
+        running it runs the batch."""
+        raise NotImplementedError(f"the {self.name} sink writes from the scoring tasks")
 
     def close(self) -> None:
         """Driver: the scorer stops (sinks that hold nothing on the driver do nothing)."""
 
 
-def on_executors(frame: DataFrame, sink: Sink) -> int:
+def on_executors(frame: DataFrame, sink: Sink, as_part: Callable[[pd.DataFrame], Partition]) -> int:
     """Run ``sink`` over every partition of ``frame`` in Spark tasks; the rows written.
 
-    ``mapInPandas`` hands each task its rows as Arrow batches; each task adds its count
-    to an accumulator and returns no row, and Spark's ``noop`` writer runs the job, so
-    nothing but the accumulator's total comes back to the driver. A task Spark runs again
-    counts again: the total is rows written, not distinct rows.
+    ``mapInPandas`` hands each task its rows as Arrow batches (``as_part`` makes each a
+    ``Partition``); each task adds its count to an accumulator and returns no row, and
+    Spark's ``noop`` writer runs the job, so nothing but the accumulator's total comes
+    back to the driver. A task Spark runs again counts again: the total is rows written,
+    not distinct rows.
     """
     written = frame.sparkSession.sparkContext.accumulator(0)
 
@@ -102,7 +116,7 @@ def on_executors(frame: DataFrame, sink: Sink) -> int:
         count = 0
         for rows in frames:
             if len(rows):
-                sink.write(rows)
+                sink.write(as_part(rows))
                 count += len(rows)
         sink.flush()
         written.add(count)

@@ -10,19 +10,16 @@ until its retry budget is spent.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-import pandas as pd
 from confluent_kafka import Producer
 
 from fraudstream.adapters.kafka import producer_config
 from fraudstream.adapters.retry import RetryPolicy, retry
-from fraudstream.scoring.sinks.base import MicroBatch, Sink, SinkError, worker_client
+from fraudstream.scoring.sinks.base import Partition, Sink, SinkError, worker_client
 from fraudstream.settings import KafkaSettings
-
-if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
 
 ACK_TIMEOUT_S = 60
 
@@ -35,7 +32,8 @@ class OutputTopics:
 
 
 class KafkaSink(Sink):
-    """One frame of ``(topic, key, value)`` rows, ``topic`` naming one of ``OutputTopics``."""
+    """Each scored row to ``predictions`` (and, for an alert, ``alerts``) keyed by its
+    transaction id, each dead letter to ``dead_letters`` keyed by its source position."""
 
     name: ClassVar[str] = "kafka"
 
@@ -46,56 +44,45 @@ class KafkaSink(Sink):
         self.topics = topics
         self.retry = retry or RetryPolicy()
 
-    def frames(self, batch: MicroBatch) -> list[DataFrame]:
-        from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
-
-        parts = []
-        if batch.scored is not None:
-            scored = batch.scored.select(
-                F.col("transaction_id").cast("binary").alias("key"),
-                F.col("prediction").alias("value"),
-                "is_alert",
-            )
-            parts.append(scored.select(F.lit("predictions").alias("topic"), "key", "value"))
-            alerts = scored.where("is_alert").select(F.lit("alerts").alias("topic"), "key", "value")
-            parts.append(alerts)
-        if batch.dead_letters is not None:
-            dead = batch.dead_letters.select(F.lit("dead_letters").alias("topic"), "key", "value")
-            parts.append(dead)
-        if not parts:
-            return []
-        frame = parts[0]
-        for part in parts[1:]:
-            frame = frame.unionByName(part)
-        return [frame]
-
     def setup(self) -> None:
         self._producer = worker_client(
             ("kafka", self.settings.bootstrap),
             lambda: Producer(producer_config(self.settings, **{"linger.ms": 2})),
         )
         self._errors: list[Any] = []
-        self._sent: list[pd.DataFrame] = []
+        self._sent: list[Partition] = []
 
     def _on_delivery(self, err: Any, _msg: Any) -> None:
         if err is not None:
             self._errors.append(err)
 
-    def write(self, rows: pd.DataFrame) -> None:
-        self._produce(rows)
-        self._sent.append(rows)  # kept until ``flush``, to be sent again if not acknowledged
+    def write(self, part: Partition) -> None:
+        self._produce(part)
+        self._sent.append(part)  # kept until ``flush``, to be sent again if not acknowledged
 
-    def _produce(self, rows: pd.DataFrame) -> None:
-        names = {
-            "predictions": self.topics.predictions,
-            "alerts": self.topics.alerts,
-            "dead_letters": self.topics.dead_letters,
-        }
+    def _produce(self, part: Partition) -> None:
+        if part.scored is not None:
+            scored = part.scored
+            keys = [t.encode() for t in scored["transaction_id"]]
+            values = scored["prediction"].to_numpy()
+            self._send(self.topics.predictions, keys, values)
+            alerts = scored["is_alert"].to_numpy(dtype=bool)
+            if alerts.any():
+                self._send(
+                    self.topics.alerts,
+                    [k for k, a in zip(keys, alerts, strict=True) if a],
+                    values[alerts],
+                )
+        if part.dead_letters is not None:
+            dead = part.dead_letters
+            self._send(self.topics.dead_letters, dead["key"], dead["value"])
+
+    def _send(self, topic: str, keys: Iterable[bytes], values: Iterable[bytes]) -> None:
         produce = self._producer.produce
-        for topic, key, value in zip(rows["topic"], rows["key"], rows["value"], strict=True):
+        for key, value in zip(keys, values, strict=True):
             while True:
                 try:
-                    produce(names[topic], value=value, key=key, on_delivery=self._on_delivery)
+                    produce(topic, value=value, key=key, on_delivery=self._on_delivery)
                     break
                 except BufferError:
                     self._producer.poll(0.05)
@@ -123,8 +110,8 @@ class KafkaSink(Sink):
         def attempt() -> None:
             nonlocal first
             if not first:
-                for rows in self._sent:
-                    self._produce(rows)
+                for part in self._sent:
+                    self._produce(part)
             first = False
             self._acknowledged()
 

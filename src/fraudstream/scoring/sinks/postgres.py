@@ -14,7 +14,7 @@ runs on a new connection.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import pandas as pd
 import psycopg2
@@ -27,16 +27,8 @@ from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.schema import from_epoch_us
 from fraudstream.schema.contract import field_names
 from fraudstream.scoring.rows import TRANSACTION_COLUMNS, transaction_from
-from fraudstream.scoring.sinks.base import (
-    MicroBatch,
-    Sink,
-    drop_worker_client,
-    worker_client,
-)
+from fraudstream.scoring.sinks.base import Partition, Sink, drop_worker_client, worker_client
 from fraudstream.settings import PostgresSettings
-
-if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
 
 # The contract is the one list of a raw transaction's columns (transactions_raw mirrors it).
 RAW_COLUMNS = [*field_names("transaction"), "source_topic", "source_partition", "source_offset"]
@@ -88,9 +80,6 @@ class PostgresSink(Sink):
         self.source_topic = source_topic
         self.retry = retry or RetryPolicy()
 
-    def frames(self, batch: MicroBatch) -> list[DataFrame]:
-        return [] if batch.scored is None else [batch.scored]
-
     def _key(self) -> tuple[str, ...]:
         return ("postgres", self.settings.host, str(self.settings.port), self.settings.database)
 
@@ -109,8 +98,9 @@ class PostgresSink(Sink):
     def setup(self) -> None:
         self._rows: list[pd.DataFrame] = []
 
-    def write(self, rows: pd.DataFrame) -> None:
-        self._rows.append(rows)  # one database transaction per partition, in ``flush``
+    def write(self, part: Partition) -> None:
+        if part.scored is not None and len(part.scored):
+            self._rows.append(part.scored)  # one database transaction per task, in ``flush``
 
     def flush(self) -> None:
         """The partition in one transaction, retried on a new connection while PostgreSQL
