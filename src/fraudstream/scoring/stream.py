@@ -408,7 +408,10 @@ class BatchHandler:
     sinks: list[Sink]
     metrics: ScorerMetrics
     report: BatchReport = field(default_factory=BatchReport)
+    finished: int = 0
+    """Micro-batches the handler returned from (or failed) so far, idle triggers included."""
     _counts: Accumulator[Counter[Any]] | None = None
+    _partitions: int | None = None
     _counted: Counter[Any] = field(default_factory=Counter)
 
     def refresh_models(self) -> None:
@@ -427,6 +430,12 @@ class BatchHandler:
             self.metrics.set_model(holder.alias, version, FEATURE_SET_VERSION)
 
     def __call__(self, frame: DataFrame, batch_id: int) -> None:
+        try:
+            self._handle(frame, batch_id)
+        finally:
+            self.finished += 1
+
+    def _handle(self, frame: DataFrame, batch_id: int) -> None:
         champion = self.champion.current  # swapped only between batches (see refresh_models)
         if champion is None:
             raise RuntimeError(f"no model at @{self.champion.alias}: cannot score")
@@ -442,20 +451,20 @@ class BatchHandler:
         if on_states:
             stage = stage.persist()  # read again by the state sinks' job: run the stages once
         try:
-            scored = (
-                stage.where(F.col("kind").isin("txn", "dead"))
-                .repartition(self.options.score_partitions, "card_id")
-                .mapInPandas(
-                    ScoreStage(
-                        self.settings,
-                        champion.version,
-                        shadow.version if shadow else None,
-                        self._counts,
-                        in_tasks,
-                        emit=bool(writers),
-                    ),
-                    SCORED_SCHEMA,
-                )
+            rows = stage.where(F.col("kind").isin("txn", "dead"))
+            if self._stage_partitions(frame) < self.options.score_partitions:
+                # Fewer state partitions than cores: spread the scoring over the cores.
+                rows = rows.repartition(self.options.score_partitions, "card_id")
+            scored = rows.mapInPandas(
+                ScoreStage(
+                    self.settings,
+                    champion.version,
+                    shadow.version if shadow else None,
+                    self._counts,
+                    in_tasks,
+                    emit=bool(writers),
+                ),
+                SCORED_SCHEMA,
             )
             started = time.perf_counter()
             # One Spark job runs both stateful stages, the scoring and the sinks in its
@@ -477,6 +486,13 @@ class BatchHandler:
         finally:
             if on_states:
                 stage.unpersist()
+
+    def _stage_partitions(self, frame: DataFrame) -> int:
+        """The stateful stages' partitions: the checkpoint's ``spark.sql.shuffle.partitions``
+        (the batch's session carries the value its checkpoint was created with)."""
+        if self._partitions is None:
+            self._partitions = int(frame.sparkSession.conf.get("spark.sql.shuffle.partitions") or 1)
+        return self._partitions
 
     @staticmethod
     def _states(stage: DataFrame) -> DataFrame:
