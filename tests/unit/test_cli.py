@@ -163,3 +163,19 @@ def test_known_failures_are_mapped_by_the_one_table(
     raised[:] = [RuntimeError("a bug")]  # not in the table: its traceback is shown
     with pytest.raises(RuntimeError, match="a bug"):
         run_guarded(app)
+
+
+def test_one_parser_reads_every_command_line_time() -> None:
+    from datetime import UTC, datetime
+
+    import typer
+
+    from fraudstream.cli.inputs import utc_time
+
+    assert utc_time("2026-03-01", "--as-of") == datetime(2026, 3, 1, tzinfo=UTC)
+    assert utc_time("2026-03-01T03:00:00Z", "--as-of") == datetime(2026, 3, 1, 3, tzinfo=UTC)
+    # An offset is converted to UTC, not replaced by it.
+    assert utc_time("2026-03-01T03:00:00+02:00", "--start") == datetime(2026, 3, 1, 1, tzinfo=UTC)
+    with pytest.raises(typer.BadParameter, match="not an ISO date") as refused:
+        utc_time("yesterday", "--window-end")
+    assert refused.value.param_hint == "--window-end"

@@ -21,7 +21,7 @@ from fraudstream.adapters.transaction_stream import (
     replay,
     validate_topic,
 )
-from fraudstream.cli.inputs import StrictOpt, progress_bar, report_screened
+from fraudstream.cli.inputs import StrictOpt, progress_bar, report_screened, utc_time
 from fraudstream.generator import (
     DEFAULT_LABEL_REGIME,
     LABEL_REGIMES,
@@ -165,7 +165,7 @@ def history(
     is left out with its label and reported, or with --strict stops the command.
     """
     config = _config(seed, days, (customers, merchants), fraud_rate, weight, label, labels_regime)
-    config = replace(config, start=datetime.fromisoformat(start).replace(tzinfo=UTC))
+    config = replace(config, start=utc_time(start, "--start"))
     config.check()
     steps = ["world", "genuine", *SCENARIOS, "assemble"]
     with _bar("generating", len(steps)) as bar:

@@ -58,6 +58,21 @@ JsonOpt = Annotated[
 ]
 
 
+def utc_time(value: str, option: str) -> datetime:
+    """A command-line time: an ISO 8601 date or timestamp (``Z`` or an offset), one
+    without a zone taken as UTC; returned in UTC. A bad value is a usage error naming
+    ``option`` and an example."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO date or time (ISO 8601), e.g. 2026-03-01 or "
+            "2026-03-01T03:00Z",
+            param_hint=option,
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def read_table(path: Path | str) -> pd.DataFrame:
     """A Parquet or CSV file (local or ``s3://``); timestamp columns become tz-aware UTC."""
     import pandas as pd

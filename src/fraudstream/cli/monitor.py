@@ -7,7 +7,6 @@ whose exit code tells Airflow whether to trigger retraining (99 is Airflow's "sk
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fraudstream.cli.errors import MONITORING_ERROR_EXIT_CODE
+from fraudstream.cli.inputs import utc_time
 from fraudstream.settings import load_settings
 
 monitor_app = typer.Typer(no_args_is_help=True)
@@ -25,18 +25,6 @@ stderr = Console(stderr=True)
 NO_BREACH_EXIT_CODE = 99
 """``monitor-gate`` exit code when nothing breached: the default ``skip_on_exit_code`` of
 Airflow's BashOperator, and the one the DAG gives KubernetesPodOperator."""
-
-
-def parse_time(value: str) -> datetime:
-    """ISO 8601; a time without an offset is taken as UTC."""
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an ISO 8601 time, e.g. 2026-01-31T03:00:00Z",
-            param_hint="--window-end",
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 WindowEnd = Annotated[
@@ -85,7 +73,7 @@ def monitor(
         min_average_precision=min_average_precision,
         min_rows=min_rows,
     )
-    end = parse_time(window_end)
+    end = utc_time(window_end, "--window-end")
     # A MonitoringError exits with MONITORING_ERROR_EXIT_CODE (its entry in cli.errors.KNOWN).
     run = monitor_window(
         load_settings(), end, window_hours, limits, label_lag_days, performance_days
@@ -112,7 +100,7 @@ def monitor_gate(window_end: WindowEnd) -> None:
     """
     from fraudstream.monitoring.store import stored_metrics
 
-    end = parse_time(window_end)
+    end = utc_time(window_end, "--window-end")
     rows = stored_metrics(load_settings(), end)
     if not rows:
         stderr.print(

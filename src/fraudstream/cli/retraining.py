@@ -10,7 +10,6 @@ stdout with ``--json``; a refused promotion is a normal outcome (exit 0) unless
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -23,6 +22,7 @@ from fraudstream.cli.inputs import (
     TxnOpt,
     json_mode,
     print_json,
+    utc_time,
 )
 from fraudstream.cli.inputs import read_inputs as _read_inputs
 from fraudstream.cli.train import DaysOpt, StartOpt, console, headline, holdout_report
@@ -34,19 +34,6 @@ retraining_app = typer.Typer(no_args_is_help=True)
 
 #: Exit status of `promote --require-promotion` when the gate refuses.
 EXIT_REFUSED = 3
-
-
-def _as_of(value: str) -> datetime:
-    """An ISO date or timestamp; without a zone it is UTC."""
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an ISO date or timestamp, e.g. 2026-03-01 or "
-            "2026-03-01T00:00:00+00:00",
-            param_hint="--as-of",
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @retraining_app.command("extract-training-set")
@@ -72,7 +59,7 @@ def extract_training_set(
     from fraudstream.model.training_set import EXIT_TOO_FEW_LABELS, TooFewLabelsError, Window
 
     json_mode(console, as_json)
-    window = Window(_as_of(as_of), days)
+    window = Window(utc_time(as_of, "--as-of"), days)
     try:
         Location(output, load_settings().s3)  # a malformed URI fails before the query
     except LocationError as exc:
