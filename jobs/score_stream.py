@@ -1,9 +1,10 @@
-"""Run the streaming scorer: ``python jobs/score_stream.py [fraudstream score options]``.
+"""The streaming scorer's spark-submit main file: ``python jobs/score_stream.py [score options]``.
 
 Thin on purpose: settings come from the environment (``FRAUDSTREAM_*``) and the work is
-``fraudstream score`` (see docs/scorer.md). spark-submit needs a ``.py`` main file, which
-is why this exists beside the console script; the scorer image ships the same entry
-point as ``/opt/fraudstream/score_stream.py``.
+``fraudstream score`` (see docs/scorer.md). spark-submit needs a ``.py`` main file, not a
+console script, which is why this exists beside it. The scorer image ships this file as
+``/opt/fraudstream/score_stream.py``, the SparkApplication's ``mainApplicationFile``, whose
+arguments are the ``score`` options (``--checkpoint s3a://...`` plus the chart's extra ones).
 """
 
 import sys

@@ -180,7 +180,6 @@ def test_the_scorer_runs_its_main_file_under_spark_submit() -> None:
         "--conf",
         "spark.jars.ivy=/tmp/ivy",
         "/opt/fraudstream/score_stream.py",
-        "score",
         "--help",
         entrypoint="/opt/spark/bin/spark-submit",
     )

@@ -21,7 +21,8 @@ from .toolchain import REPO
 Obj = dict[str, Any]
 PREFIX = "FRAUDSTREAM_"
 SCORER_MAIN = "local:///opt/fraudstream/score_stream.py"
-"""The scorer's Spark main file: it runs ``fraudstream.cli.main`` with the app's arguments."""
+"""The scorer's Spark main file (``jobs/score_stream.py``): ``fraudstream score`` with the app's
+arguments."""
 
 
 @dataclass
@@ -87,7 +88,7 @@ def workloads(objects: list[Obj]) -> Iterator[Workload]:
             spec = obj["spec"]
             argv = None
             if spec.get("mainApplicationFile") == SCORER_MAIN:
-                argv = ["fraudstream", *spec.get("arguments", [])]
+                argv = ["fraudstream", "score", *spec.get("arguments", [])]
             for role in ("driver", "executor"):
                 env, maps = _env_of(spec[role])
                 yield Workload(
