@@ -42,6 +42,7 @@ from xgboost import XGBClassifier
 from fraudstream.adapters import registry
 from fraudstream.adapters.kafka import consumer_config
 from fraudstream.adapters.online_store import OnlineStore, publish_states
+from fraudstream.adapters.partitions import ensure_days, utc_day
 from fraudstream.adapters.postgres import connect
 from fraudstream.api.app import create_app
 from fraudstream.api.scoring import Scorer
@@ -179,6 +180,7 @@ def _write_scores(
                 )
             )
     with connect(settings.postgres) as conn, conn.cursor() as cur:
+        ensure_days(cur, {utc_day(r[1]) for r in raw})
         execute_values(
             cur,
             """INSERT INTO transactions_raw (transaction_id, event_time, card_id,

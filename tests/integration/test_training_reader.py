@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fraudstream.adapters.partitions import ensure_days
 from fraudstream.adapters.postgres import (
     connect,
     migrate,
@@ -39,6 +40,7 @@ def _seed(pg: PostgresSettings) -> None:
     """Four transactions a day apart (t0..t3) and one label each, filed 2 days after."""
     migrate(pg)
     with connect(pg) as conn, conn.cursor() as cur:
+        ensure_days(cur, [(T0 + timedelta(days=i)).date() for i in range(4)])
         for i in range(4):
             cur.execute(
                 f"INSERT INTO transactions_raw ({TX_COLUMNS}) "

@@ -23,6 +23,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
+from fraudstream.adapters.partitions import ensure_days, utc_day
 from fraudstream.schema import Label, arrow_schema, field_names
 from fraudstream.schema.contract import ContractName
 from fraudstream.settings import PostgresSettings
@@ -111,13 +112,14 @@ def applied_migrations(conn: psycopg2.extensions.connection) -> dict[int, str]:
         return {int(v): str(c) for v, c in cur.fetchall()}
 
 
-def migrate(settings: PostgresSettings) -> list[Migration]:
-    """Apply pending migrations; returns what was applied (empty when up to date).
+def migrate(settings: PostgresSettings, upto: int | None = None) -> list[Migration]:
+    """Apply pending migrations (those up to version ``upto`` when given, as an older
+    release would); returns what was applied (empty when up to date).
 
     Safe to run concurrently and repeatedly: an advisory lock serialises migrators,
     and applied versions are skipped after their checksum is verified.
     """
-    migrations = discover_migrations()
+    migrations = [m for m in discover_migrations() if upto is None or m.version <= upto]
     applied: list[Migration] = []
     with connect(settings) as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
@@ -145,6 +147,10 @@ def migrate(settings: PostgresSettings) -> list[Migration]:
             applied.append(migration)
     return applied
 
+
+RAW_CONFLICT = "ON CONFLICT (transaction_id, event_time) DO NOTHING"
+"""A raw transaction is written once: its key is (transaction_id, event_time), the day
+partition's key, and both are part of the immutable transaction (migration 0005)."""
 
 # Keeps the label with the latest label_time: an equal or older one (a replay, a
 # late duplicate) leaves the row untouched, so re-ingesting a topic changes nothing.
@@ -188,16 +194,17 @@ def insert_transactions(
     """Add transactions (dicts of the contract's columns) to ``transactions_raw`` as they are,
     ``source`` recorded as their ``source_topic``; returns how many were new.
 
-    Keyed by ``transaction_id`` and ``ON CONFLICT DO NOTHING``, as the scorer writes them:
-    a transaction already stored (loaded before, or scored) is left untouched, so loading
-    a file twice changes nothing. The caller commits.
+    Keyed by the transaction (``transaction_id``, ``event_time``) and ``ON CONFLICT DO
+    NOTHING``, as the scorer writes them: a transaction already stored (loaded before, or
+    scored) is left untouched, so loading a file twice changes nothing. The day partitions
+    of the rows are made first. The caller commits.
     """
     columns = [*field_names("transaction"), "source_topic"]
     values = [(*(row[name] for name in columns[:-1]), source) for row in rows]
     with conn.cursor() as cur:
-        return copy_upsert(
-            cur, "transactions_raw", columns, values, "ON CONFLICT (transaction_id) DO NOTHING"
-        )
+        at = columns.index("event_time")
+        ensure_days(cur, {utc_day(row[at]) for row in values}, ["transactions_raw"])
+        return copy_upsert(cur, "transactions_raw", columns, values, RAW_CONFLICT)
 
 
 def _frame(cur: psycopg2.extensions.cursor, contract: ContractName) -> pd.DataFrame:

@@ -9,19 +9,28 @@ kept), so a partition or a whole batch written again changes nothing. That is wh
 lets ``flush`` retry a partition whose transaction failed on a lost connection: the
 transaction rolled back (or committed: the retry then changes nothing), and the retry
 runs on a new connection.
+
+The three tables are partitioned by the UTC day of ``event_time`` and keyed by
+(``transaction_id``, ``event_time``) (migration 0005): a replayed row carries its event
+time, lands in the day partition of its first copy and meets it there. Before writing, a
+partition makes the day partitions of its rows in a short transaction of its own
+(``adapters.partitions.ensure_days``; no lock when they exist), remembering per worker the
+days it has seen, so the write transaction never waits on partition creation.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from psycopg2.extras import execute_values
 
-from fraudstream.adapters.postgres import copy_upsert
+from fraudstream.adapters.partitions import ensure_days
+from fraudstream.adapters.postgres import RAW_CONFLICT, copy_upsert
 from fraudstream.adapters.retry import RetryPolicy, retry
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.schema import from_epoch_us
@@ -45,7 +54,7 @@ SCORED_COLUMNS = [
     "is_alert", "model_name", "model_version", "feature_set_version", "reason_codes",
     "features", "shadow_score", "shadow_model_version", "scored_at", "ingest_time", "late_event",
 ]  # fmt: skip
-_SCORED_CONFLICT = """ON CONFLICT (transaction_id) DO UPDATE SET score = EXCLUDED.score,
+_SCORED_CONFLICT = """ON CONFLICT (transaction_id, event_time) DO UPDATE SET score = EXCLUDED.score,
    threshold = EXCLUDED.threshold, is_alert = EXCLUDED.is_alert,
    model_name = EXCLUDED.model_name, model_version = EXCLUDED.model_version,
    feature_set_version = EXCLUDED.feature_set_version,
@@ -56,7 +65,7 @@ _SCORED_CONFLICT = """ON CONFLICT (transaction_id) DO UPDATE SET score = EXCLUDE
 _ALERTS = """INSERT INTO fraud_alerts (transaction_id, event_time, card_id, merchant_id,
    amount, score, threshold, model_version, reason_codes, reason_detail,
    ingest_time, scored_at) VALUES %s
-   ON CONFLICT (transaction_id) DO UPDATE SET score = EXCLUDED.score,
+   ON CONFLICT (transaction_id, event_time) DO UPDATE SET score = EXCLUDED.score,
    threshold = EXCLUDED.threshold, model_version = EXCLUDED.model_version,
    reason_codes = EXCLUDED.reason_codes, reason_detail = EXCLUDED.reason_detail,
    ingest_time = EXCLUDED.ingest_time, scored_at = EXCLUDED.scored_at"""
@@ -119,10 +128,28 @@ class PostgresSink(Sink):
             return
         rows = pd.concat(self._rows, ignore_index=True)
 
+        days = set(rows_days(rows))
+
         def attempt() -> None:
             conn = self._connection()
-            with conn, conn.cursor() as cur:  # committed here, rolled back on error
-                write_rows(cur, rows, self.model_name, self.source_topic)
+            known: set[date] = worker_client(("postgres-days", *self._key()), set)
+            if not days <= known:
+                with conn, conn.cursor() as cur:  # its own transaction, committed at once
+                    ensure_days(cur, days - known)
+                known |= days
+            try:
+                with conn, conn.cursor() as cur:  # committed here, rolled back on error
+                    write_rows(cur, rows, self.model_name, self.source_topic)
+            except psycopg2.errors.CheckViolation as exc:
+                if "no partition" not in str(exc):
+                    raise
+                # A remembered day whose partition retention dropped since: make it again.
+                known.clear()
+                with conn, conn.cursor() as cur:
+                    ensure_days(cur, days)
+                known |= days
+                with conn, conn.cursor() as cur:
+                    write_rows(cur, rows, self.model_name, self.source_topic)
 
         def forget(_: BaseException) -> None:
             conn = drop_worker_client(self._key())
@@ -131,6 +158,12 @@ class PostgresSink(Sink):
 
         retry(attempt, self.retry, f"PostgreSQL at {self.settings.host}:{self.settings.port}",
               on_failure=forget)  # fmt: skip
+
+
+def rows_days(rows: pd.DataFrame) -> list[date]:
+    """The UTC days of the rows' event times (``event_time_us``): their day partitions."""
+    days = pd.to_datetime(rows["event_time_us"], unit="us", utc=True).dt.date
+    return list(days.unique())
 
 
 def write_rows(
@@ -146,9 +179,7 @@ def write_rows(
         (*(getattr(t, c) for c in RAW_COLUMNS[:-3]), source_topic, int(p), int(o))
         for t, p, o in zip(txns, rows["source_partition"], rows["source_offset"], strict=True)
     ]
-    copy_upsert(
-        cur, "transactions_raw", RAW_COLUMNS, raw, "ON CONFLICT (transaction_id) DO NOTHING"
-    )
+    copy_upsert(cur, "transactions_raw", RAW_COLUMNS, raw, RAW_CONFLICT)
     columns = (
         rows["score"], rows["threshold"], rows["is_alert"], rows["model_version"],
         rows["reason_codes"], rows["features_json"], rows["shadow_score"],
