@@ -11,6 +11,7 @@ import hashlib
 import io
 import re
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -151,6 +152,28 @@ def migrate(settings: PostgresSettings, upto: int | None = None) -> list[Migrati
 RAW_CONFLICT = "ON CONFLICT (transaction_id, event_time) DO NOTHING"
 """A raw transaction is written once: its key is (transaction_id, event_time), the day
 partition's key, and both are part of the immutable transaction (migration 0005)."""
+
+FEATURE_SAMPLE_EVERY = 20
+"""One passed transaction in this many keeps its feature vector in PostgreSQL (see
+``keeps_features``); every alert keeps its own."""
+
+
+def in_feature_sample(transaction_id: str) -> bool:
+    """Whether the transaction belongs to the fixed 1-in-``FEATURE_SAMPLE_EVERY`` sample
+    (by a CRC-32 of its id: the same answer in every process, run and replay)."""
+    return zlib.crc32(transaction_id.encode()) % FEATURE_SAMPLE_EVERY == 0
+
+
+def keeps_features(transaction_id: str, is_alert: bool) -> bool:
+    """Whether ``transactions_with_score.features`` holds the row's feature vector.
+
+    The vector (about 1.2 KB of jsonb, most of a scored row's bytes) is kept for the rows
+    analysts review, the alerts, and for a fixed sample of the rest, on which drift is
+    measured; every row's vector is in the Parquet lake. Rows written before this rule
+    keep theirs.
+    """
+    return is_alert or in_feature_sample(transaction_id)
+
 
 # Keeps the label with the latest label_time: an equal or older one (a replay, a
 # late duplicate) leaves the row untouched, so re-ingesting a topic changes nothing.

@@ -20,6 +20,8 @@ days it has seen, so the write transaction never waits on partition creation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,7 +32,7 @@ import psycopg2.extensions
 from psycopg2.extras import execute_values
 
 from fraudstream.adapters.partitions import ensure_days
-from fraudstream.adapters.postgres import RAW_CONFLICT, copy_upsert
+from fraudstream.adapters.postgres import RAW_CONFLICT, copy_upsert, keeps_features
 from fraudstream.adapters.retry import RetryPolicy, retry
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.schema import from_epoch_us
@@ -166,10 +168,27 @@ def rows_days(rows: pd.DataFrame) -> list[date]:
     return list(days.unique())
 
 
-def write_rows(
-    cur: psycopg2.extensions.cursor, rows: pd.DataFrame, model_name: str, source_topic: str
-) -> None:
-    """Upsert scored rows (``SCORED_SCHEMA``) into the three tables, in one transaction."""
+@dataclass(frozen=True)
+class TableRows:
+    """One partition's rows for each table: ``RAW_COLUMNS``, ``SCORED_COLUMNS`` and the
+    columns of the alerts' ``INSERT`` (``_ALERTS``), in order."""
+
+    raw: list[tuple[Any, ...]]
+    scored: list[tuple[Any, ...]]
+    alerts: list[tuple[Any, ...]]
+
+
+def table_rows(
+    rows: pd.DataFrame,
+    model_name: str,
+    source_topic: str,
+    keep: Callable[[str, bool], bool] = keeps_features,
+) -> TableRows:
+    """Scored rows (``SCORED_SCHEMA``) as the three tables' rows.
+
+    The feature vector is stored where ``keep(transaction_id, is_alert)``: by default for
+    alerts and a fixed sample of the rest (``adapters.postgres.keeps_features``); the
+    Parquet sink writes every row's."""
     txns = [
         transaction_from(v) for v in rows[TRANSACTION_COLUMNS].itertuples(index=False, name=None)
     ]
@@ -179,7 +198,6 @@ def write_rows(
         (*(getattr(t, c) for c in RAW_COLUMNS[:-3]), source_topic, int(p), int(o))
         for t, p, o in zip(txns, rows["source_partition"], rows["source_offset"], strict=True)
     ]
-    copy_upsert(cur, "transactions_raw", RAW_COLUMNS, raw, RAW_CONFLICT)
     columns = (
         rows["score"], rows["threshold"], rows["is_alert"], rows["model_version"],
         rows["reason_codes"], rows["features_json"], rows["shadow_score"],
@@ -193,7 +211,9 @@ def write_rows(
             (
                 t.transaction_id, t.event_time, t.card_id, t.merchant_id, t.amount,
                 float(score), float(threshold), bool(alert), model_name, version,
-                FEATURE_SET_VERSION, reasons, features, _optional(shadow), _optional(shadow_v),
+                FEATURE_SET_VERSION, reasons,
+                features if keep(t.transaction_id, bool(alert)) else None,
+                _optional(shadow), _optional(shadow_v),
                 scored_at[i], ingest[i], bool(late),
             )
         )  # fmt: skip
@@ -205,6 +225,15 @@ def write_rows(
                     ingest[i], scored_at[i],
                 )
             )  # fmt: skip
-    copy_upsert(cur, "transactions_with_score", SCORED_COLUMNS, scored, _SCORED_CONFLICT)
-    if alerts:
-        execute_values(cur, _ALERTS, alerts, page_size=1000)
+    return TableRows(raw, scored, alerts)
+
+
+def write_rows(
+    cur: psycopg2.extensions.cursor, rows: pd.DataFrame, model_name: str, source_topic: str
+) -> None:
+    """Upsert scored rows (``SCORED_SCHEMA``) into the three tables, in one transaction."""
+    tables = table_rows(rows, model_name, source_topic)
+    copy_upsert(cur, "transactions_raw", RAW_COLUMNS, tables.raw, RAW_CONFLICT)
+    copy_upsert(cur, "transactions_with_score", SCORED_COLUMNS, tables.scored, _SCORED_CONFLICT)
+    if tables.alerts:
+        execute_values(cur, _ALERTS, tables.alerts, page_size=1000)
