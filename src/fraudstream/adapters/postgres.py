@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
-from fraudstream.adapters.partitions import ensure_days, utc_day
+from fraudstream.adapters.partitions import ensure_days, retained_from, utc_day
 from fraudstream.schema import Label, arrow_schema, field_names
 from fraudstream.schema.contract import ContractName
 from fraudstream.settings import PostgresSettings
@@ -279,6 +279,32 @@ def read_training_window(
         )
         labels = _frame(cur, "label")
     return transactions, labels
+
+
+def read_labels_of(
+    settings: PostgresSettings, transaction_ids: Iterable[str], label_cutoff: datetime
+) -> pd.DataFrame:
+    """Labels of these transactions known at ``label_cutoff`` (``label_time <= label_cutoff``),
+    in the order and dtypes of ``read_training_window``'s labels: for transactions read
+    from elsewhere (the lake), whose rows PostgreSQL may no longer hold."""
+    if label_cutoff.tzinfo is None:
+        raise ValueError(f"{label_cutoff} has no time zone; pass an aware UTC datetime")
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {_select_list('label', 'l')} FROM labels l "
+            "WHERE l.transaction_id = ANY(%s) AND l.label_time <= %s "
+            "ORDER BY l.label_time, l.transaction_id",
+            (list(transaction_ids), label_cutoff),
+        )
+        return _frame(cur, "label")
+
+
+def first_day_held(settings: PostgresSettings, table: str) -> date | None:
+    """The first UTC day ``table`` still holds after retention dropped older ones (None when
+    nothing was ever dropped)."""
+    with connect(settings) as conn, conn.cursor() as cur:
+        found = retained_from(cur, table)
+    return None if found is None else found[0]
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
