@@ -129,7 +129,6 @@ class PostgresSink(Sink):
         if not self._rows:
             return
         rows = pd.concat(self._rows, ignore_index=True)
-
         days = set(rows_days(rows))
 
         def attempt() -> None:
