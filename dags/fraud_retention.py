@@ -1,4 +1,4 @@
-"""fraud_retention: daily, PostgreSQL keeps its hot window and the coming days' partitions.
+"""fraud_retention, an Airflow DAG: daily, PostgreSQL keeps its hot window and next days.
 
 retention: `fraudstream retention --today <data interval end>`: makes the day partitions
 of the coming days (FRAUDSTREAM_RETENTION_PARTITIONS_AHEAD_DAYS) and drops the day
