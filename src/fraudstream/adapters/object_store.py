@@ -129,19 +129,6 @@ class Location:
             raise
         return body["Body"].read()
 
-    def list(self, folder: str) -> list[str]:
-        """Names (relative to this location) of the objects under ``folder``."""
-        if self.bucket is None:
-            base = self._path(folder)
-            return [f"{folder}/{p.name}" for p in base.glob("*")] if base.is_dir() else []
-        names: list[str] = []
-        paginator = self._s3().get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(folder) + "/"):
-            for item in page.get("Contents", []):
-                key = item["Key"]
-                names.append(key[len(self.prefix) + 1 :] if self.prefix else key)
-        return names
-
     def files(self, folder: str = "") -> list[str]:
         """Names (relative to this location) of the objects under ``folder`` at any depth,
         sorted: a dataset's files (``list`` gives a local folder's entries one level deep)."""
@@ -158,6 +145,19 @@ class Location:
                 names += [item["Key"][len(prefix) :] for item in page.get("Contents", [])]
             return sorted(names)
         return sorted(self.list(folder))
+
+    def list(self, folder: str) -> list[str]:
+        """Names (relative to this location) of the objects under ``folder``."""
+        if self.bucket is None:
+            base = self._path(folder)
+            return [f"{folder}/{p.name}" for p in base.glob("*")] if base.is_dir() else []
+        names: list[str] = []
+        paginator = self._s3().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(folder) + "/"):
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                names.append(key[len(self.prefix) + 1 :] if self.prefix else key)
+        return names
 
     def delete(self, name: str) -> None:
         """Remove the object (nothing happens when it is absent)."""
