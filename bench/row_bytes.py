@@ -4,7 +4,7 @@ The same scored rows are written twice, each into a fresh scratch database: "bef
 migration 4 with the previous layout (unpartitioned tables, every row's feature vector in
 ``transactions_with_score.features``), "after" at the current schema through the scorer's
 own write path (``scoring.sinks.postgres.write_rows``: day partitions, the feature vector
-for alerts and a 1-in-20 sample only). Bytes are ``pg_total_relation_size`` (heap, TOAST
+for alerts and a 1-in-50 sample only). Bytes are ``pg_total_relation_size`` (heap, TOAST
 and indexes) summed over each table's partitions, per scored transaction.
 
 Rows: a generated history (``--customers`` x 2 transactions a day for ``--days``), its
@@ -119,11 +119,28 @@ def table_bytes(pg: PostgresSettings) -> dict[str, int]:
         for table in PARTITIONED_TABLES:
             cur.execute(
                 "SELECT coalesce(sum(pg_total_relation_size(relid)), 0) "
-                "FROM pg_partition_tree(%s) WHERE isleaf",
-                (table,),
+                "FROM pg_partition_tree(%s) WHERE isleaf AND relid <> %s::regclass",
+                (table, table),
             )
-            sizes[table] = int(cur.fetchone()[0])
+            partitions = int(cur.fetchone()[0])
+            cur.execute("SELECT pg_total_relation_size(%s)", (table,))
+            sizes[table] = partitions + int(cur.fetchone()[0])  # one of the two is 0
     return sizes
+
+
+def index_bytes(pg: PostgresSettings) -> dict[str, int]:
+    """Bytes of each index of the three tables (a partitioned index: its partitions')."""
+    with connect(pg) as conn, conn.cursor() as cur:
+        cur.execute(
+            """SELECT i.indexrelid::regclass::text,
+                      pg_relation_size(i.indexrelid) + coalesce((
+                          SELECT sum(pg_relation_size(t.relid))
+                          FROM pg_partition_tree(i.indexrelid) t
+                          WHERE t.isleaf AND t.relid <> i.indexrelid), 0)
+               FROM pg_index i WHERE i.indrelid = ANY(%s::regclass[])""",
+            (list(PARTITIONED_TABLES),),
+        )
+        return {name: int(size) for name, size in cur.fetchall()}
 
 
 def main() -> None:
@@ -138,17 +155,22 @@ def main() -> None:
     n, alerts = len(frame), int(frame["is_alert"].sum())
     print(f"{n:,} scored transactions, {alerts:,} alerts ({alerts / n:.2%}), built in "
           f"{time.perf_counter() - began:.0f} s")  # fmt: skip
-    results = {}
+    results: dict[str, dict[str, int]] = {}
+    indexes: dict[str, dict[str, int]] = {}
     for name, upto, write in (("before", 4, write_previous), ("after", None, write_current)):
         with scratch_database(settings.postgres, "bench") as pg:
             migrate(pg, upto=upto)
             write(pg, frame, args.batch)
             results[name] = table_bytes(pg)
+            indexes[name] = index_bytes(pg)
     print(f"{'table':<26}{'before B/tx':>12}{'after B/tx':>12}{'ratio':>8}")
     for table in PARTITIONED_TABLES:
         b, a = results["before"][table] / n, results["after"][table] / n
         print(f"{table:<26}{b:>12.0f}{a:>12.0f}{b / a:>8.2f}")
     before, after = (sum(results[k].values()) / n for k in ("before", "after"))
+    for name, found in indexes.items():
+        shown = ", ".join(f"{k} {v / n:.0f}" for k, v in sorted(found.items()))
+        print(f"indexes {name} (B/tx): {shown}")
     print(f"{'per scored transaction':<26}{before:>12.0f}{after:>12.0f}{before / after:>8.2f}")
     print(json.dumps({"bench": "row_bytes", "rows": n, "alerts": alerts,
                       "bytes_per_tx_before": round(before), "bytes_per_tx_after": round(after),

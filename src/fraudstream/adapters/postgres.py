@@ -153,7 +153,7 @@ RAW_CONFLICT = "ON CONFLICT (transaction_id, event_time) DO NOTHING"
 """A raw transaction is written once: its key is (transaction_id, event_time), the day
 partition's key, and both are part of the immutable transaction (migration 0005)."""
 
-FEATURE_SAMPLE_EVERY = 20
+FEATURE_SAMPLE_EVERY = 50
 """One passed transaction in this many keeps its feature vector in PostgreSQL (see
 ``keeps_features``); every alert keeps its own."""
 

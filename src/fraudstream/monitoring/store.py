@@ -1,7 +1,7 @@
 """Monitoring's adapter: the window from Postgres, the reference from MLflow, results back.
 
 Reads ``transactions_with_score`` (whose ``features`` jsonb holds feature name -> value, as
-the scorer writes it for alerts and a fixed 1-in-20 sample of the rest:
+the scorer writes it for alerts and a fixed 1-in-50 sample of the rest:
 ``adapters.postgres.keeps_features``) and ``labels``; writes ``monitoring_metrics`` as
 upserts keyed by (model, window end, metric), so re-running a window replaces its rows.
 """
