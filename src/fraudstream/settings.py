@@ -266,6 +266,40 @@ class SparkSettings(BaseSettings):
     driver_memory: str = Field(default="1g", pattern=r"^[0-9]+[mg]$")
 
 
+class RetentionSettings(BaseSettings):
+    """The hot window: days each day-partitioned table keeps in PostgreSQL (older days are
+    dropped whole by `fraudstream retention`; the Parquet lake keeps the history)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FRAUDSTREAM_RETENTION_", frozen=True, extra="ignore"
+    )
+
+    transactions_raw_days: int = Field(
+        default=35, ge=1, le=3650, description="Days of raw transactions kept (by event time)."
+    )
+    transactions_with_score_days: int = Field(
+        default=35, ge=1, le=3650, description="Days of scored transactions kept."
+    )
+    fraud_alerts_days: int = Field(
+        default=180,
+        ge=1,
+        le=3650,
+        description="Days of alerts kept (analysts' verdicts on them arrive for weeks).",
+    )
+    partitions_ahead_days: int = Field(
+        default=7,
+        ge=1,
+        le=366,
+        description="Day partitions made in advance by `platform up`, the scorer's start and "
+        "the retention job.",
+    )
+
+    def days(self, table: str) -> int:
+        """The retention of a day-partitioned table, in days."""
+        kept: int = getattr(self, f"{table}_days")
+        return kept
+
+
 class ScorerSettings(BaseSettings):
     """The streaming scorer: state layout, model reload, checkpoints, metrics."""
 
@@ -554,6 +588,7 @@ class Settings:
     scorer: ScorerSettings
     spark: SparkSettings
     airflow: AirflowSettings
+    retention: RetentionSettings
 
     @cached_property
     def log_dir(self) -> Path:
@@ -618,6 +653,7 @@ def load_settings() -> Settings:
         scorer=_build(ScorerSettings),
         spark=_build(SparkSettings),
         airflow=airflow,
+        retention=_build(RetentionSettings),
     )
 
 

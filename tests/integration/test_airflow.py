@@ -40,6 +40,7 @@ from psycopg2.extras import execute_values
 
 from fraudstream.adapters import registry
 from fraudstream.adapters.kafka import delete_topic
+from fraudstream.adapters.partitions import ensure_days, utc_day
 from fraudstream.adapters.postgres import connect
 from fraudstream.adapters.transaction_stream import StreamTopics, replay
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
@@ -416,12 +417,13 @@ def _scored_rows(env: Settings, txns: pd.DataFrame, labels: pd.DataFrame) -> lis
 
 def _insert_scored(env: Settings, rows: list[tuple[Any, ...]]) -> None:
     with connect(env.postgres) as conn, conn.cursor() as cur:
+        ensure_days(cur, {utc_day(r[1]) for r in rows})
         execute_values(
             cur,
             """INSERT INTO transactions_with_score (transaction_id, event_time, card_id,
                    merchant_id, amount, score, threshold, is_alert, model_name, model_version,
                    feature_set_version, features) VALUES %s
-               ON CONFLICT (transaction_id) DO NOTHING""",
+               ON CONFLICT (transaction_id, event_time) DO NOTHING""",
             rows,
         )
 

@@ -42,6 +42,7 @@ from xgboost import XGBClassifier
 from fraudstream.adapters import registry
 from fraudstream.adapters.kafka import consumer_config
 from fraudstream.adapters.online_store import OnlineStore, publish_states
+from fraudstream.adapters.partitions import ensure_days, utc_day
 from fraudstream.adapters.postgres import connect
 from fraudstream.api.app import create_app
 from fraudstream.api.scoring import Scorer
@@ -179,6 +180,7 @@ def _write_scores(
                 )
             )
     with connect(settings.postgres) as conn, conn.cursor() as cur:
+        ensure_days(cur, {utc_day(r[1]) for r in raw})
         execute_values(
             cur,
             """INSERT INTO transactions_raw (transaction_id, event_time, card_id,
@@ -343,6 +345,39 @@ def test_transaction_lookup_and_unknown_id(client: TestClient, api_world: World)
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
     assert "no-such-transaction" in missing.json()["detail"]
+
+
+def test_lookups_before_the_hot_window_name_the_retention(
+    client: TestClient, api_world: World
+) -> None:
+    """Retention dropped 2020-01-01 of both tables (as `fraudstream retention` logs it)."""
+    with connect(api_world.settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO partition_drops
+                   (table_name, partition_name, day, retention_days, bytes, duration_ms)
+               VALUES ('fraud_alerts', 'fraud_alerts_p20200101', '2020-01-01', 180, 0, 1),
+                      ('transactions_with_score', 'transactions_with_score_p20200101',
+                       '2020-01-01', 35, 0, 1)
+               RETURNING id"""
+        )
+        ids = [r[0] for r in cur.fetchall()]
+    try:
+        gone = client.get("/alerts", params={"until": "2020-01-01T12:00:00Z"})
+        assert gone.status_code == 410
+        assert gone.headers["content-type"] == "application/problem+json"
+        body = gone.json()
+        assert body["type"].endswith("/beyond-retention")
+        assert body["retention_days"] == 180
+        assert "180 days" in body["detail"]
+        assert "2020-01-02" in body["detail"]
+        assert client.get("/alerts", params={"until": "2020-01-03T00:00:00Z"}).status_code == 200
+        assert client.get("/alerts").status_code == 200
+        missing = client.get("/transactions/no-such-transaction")
+        assert missing.status_code == 404
+        assert "35 days" in missing.json()["detail"]
+    finally:
+        with connect(api_world.settings.postgres) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM partition_drops WHERE id = ANY(%s)", (ids,))
 
 
 def test_alerts_filters_and_pagination(client: TestClient, api_world: World) -> None:

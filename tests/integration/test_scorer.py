@@ -38,8 +38,10 @@ from fraudstream.adapters.kafka import (
     delete_topic,
     producer_config,
 )
+from fraudstream.adapters.lake import read_transactions
+from fraudstream.adapters.object_store import Location
 from fraudstream.adapters.online_store import OnlineStore
-from fraudstream.adapters.postgres import connect
+from fraudstream.adapters.postgres import connect, keeps_features, read_training_window
 from fraudstream.adapters.transaction_stream import StreamTopics, replay
 from fraudstream.features.card import CardState, update_card
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
@@ -152,9 +154,20 @@ def _parquet_rows(folder: Path) -> pd.DataFrame:
     return pq.read_table(folder).to_pandas()
 
 
-def _assert_features_equal_offline(stored: pd.DataFrame, data: History) -> pd.DataFrame:
-    """Every stored feature vector is the offline builder's, labels included (to 1e-9)."""
+def _assert_features_equal_offline(
+    stored: pd.DataFrame, data: History, lean: bool = True
+) -> pd.DataFrame:
+    """Every stored feature vector is the offline builder's, labels included (to 1e-9).
+
+    ``lean``: rows of ``transactions_with_score``, which keeps the vector of alerts and of a
+    fixed sample only (``keeps_features``); the others must have none."""
     offline = build_features(data.transactions, data.labels).set_index("transaction_id")
+    if lean:
+        pairs = zip(stored["transaction_id"], stored["is_alert"], strict=True)
+        kept = [keeps_features(t, bool(a)) for t, a in pairs]
+        assert stored["features"].notna().tolist() == kept
+        assert 0 < sum(kept) < len(kept)
+        stored = stored[kept]
     names = feature_names()
     got = np.array(
         [[np.nan if row[n] is None else row[n] for n in names] for row in stored["features"]],
@@ -320,7 +333,21 @@ def test_steady_stream_parity_poison_sinks_and_hot_reload(
             stored.assign(features=files.loc[stored["transaction_id"], feature_names()]
                           .to_dict("records")),
             data,
+            lean=False,
         )  # fmt: skip
+
+        # The lake holds every transaction as PostgreSQL does: the same training window.
+        every = ids + later_ids
+        start = min(data.transactions["event_time"].min(), later.transactions["event_time"].min())
+        end = max(data.transactions["event_time"].max(), later.transactions["event_time"].max())
+        end += timedelta(seconds=1)
+        from_pg, _ = read_training_window(settings.postgres, start, end, end)
+        from_lake = read_transactions(Location(str(parquet), settings.s3), start, end)
+        pd.testing.assert_frame_equal(
+            from_lake[from_lake["transaction_id"].isin(every)].reset_index(drop=True),
+            from_pg[from_pg["transaction_id"].isin(every)].reset_index(drop=True),
+        )
+        assert len(from_lake[from_lake["transaction_id"].isin(every)]) == len(every)
     finally:
         scorer.proc.send_signal(signal.SIGTERM)
         scorer.wait(120)

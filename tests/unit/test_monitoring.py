@@ -159,3 +159,25 @@ def test_small_window_records_but_does_not_breach() -> None:
     assert psi_score.value is not None
     assert psi_score.value > 0.2
     assert next(m for m in metrics if m.metric == "average_precision").value is None
+
+
+def test_feature_drift_is_measured_on_the_feature_sample_only() -> None:
+    """PostgreSQL keeps the features of alerts and of a fixed sample: alerts kept for being
+    alerts are not a sample of the traffic, and must not count as drift."""
+    rng = np.random.default_rng(7)
+    reference = _window(rng, 20_000, 0.0, 0.01)
+    profile = build_profile(reference, reference[SCORE].to_numpy(), threshold=0.1)
+    window = _window(rng, 5000, 0.0, 0.01)
+    window["in_feature_sample"] = True
+    outliers = window.index[:1000]  # features far from the reference, outside the sample
+    window.loc[outliers, feature_names()] = window.loc[outliers, feature_names()] * 10
+    window.loc[outliers, "in_feature_sample"] = False
+    by_name = {m.metric: m for m in window_metrics(profile, window, _labelled(rng, 0, True),
+                                                  Thresholds())}  # fmt: skip
+    assert not [m for m in by_name if m.startswith("psi_") and by_name[m].breached]
+    assert by_name["psi_txn_amount"].details == {"rows": 4000}
+    assert by_name["psi_score"].details == {"rows": 5000}
+    window["in_feature_sample"] = True  # the same rows counted: the shift is seen
+    breached = {m.metric for m in window_metrics(profile, window, _labelled(rng, 0, True),
+                                                 Thresholds()) if m.breached}  # fmt: skip
+    assert len(breached & {f"psi_{n}" for n in feature_names()}) > len(feature_names()) / 2

@@ -129,6 +129,23 @@ class Location:
             raise
         return body["Body"].read()
 
+    def files(self, folder: str = "") -> list[str]:
+        """Names (relative to this location) of the objects under ``folder`` at any depth,
+        sorted: a dataset's files (``list`` gives a local folder's entries one level deep)."""
+        if self.bucket is None:
+            base = self._path(folder) if folder else Path(self.uri)
+            root = Path(self.uri)
+            found = [str(p.relative_to(root)) for p in base.rglob("*") if p.is_file()]
+            return sorted(found)
+        if not folder:
+            names: list[str] = []
+            paginator = self._s3().get_paginator("list_objects_v2")
+            prefix = self.prefix + "/" if self.prefix else ""
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                names += [item["Key"][len(prefix) :] for item in page.get("Contents", [])]
+            return sorted(names)
+        return sorted(self.list(folder))
+
     def list(self, folder: str) -> list[str]:
         """Names (relative to this location) of the objects under ``folder``."""
         if self.bucket is None:

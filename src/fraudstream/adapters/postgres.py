@@ -11,10 +11,11 @@ import hashlib
 import io
 import re
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
+from fraudstream.adapters.partitions import ensure_days, retained_from, utc_day
 from fraudstream.schema import Label, arrow_schema, field_names
 from fraudstream.schema.contract import ContractName
 from fraudstream.settings import PostgresSettings
@@ -111,13 +113,14 @@ def applied_migrations(conn: psycopg2.extensions.connection) -> dict[int, str]:
         return {int(v): str(c) for v, c in cur.fetchall()}
 
 
-def migrate(settings: PostgresSettings) -> list[Migration]:
-    """Apply pending migrations; returns what was applied (empty when up to date).
+def migrate(settings: PostgresSettings, upto: int | None = None) -> list[Migration]:
+    """Apply pending migrations (those up to version ``upto`` when given, as an older
+    release would); returns what was applied (empty when up to date).
 
     Safe to run concurrently and repeatedly: an advisory lock serialises migrators,
     and applied versions are skipped after their checksum is verified.
     """
-    migrations = discover_migrations()
+    migrations = [m for m in discover_migrations() if upto is None or m.version <= upto]
     applied: list[Migration] = []
     with connect(settings) as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
@@ -144,6 +147,32 @@ def migrate(settings: PostgresSettings) -> list[Migration]:
             )
             applied.append(migration)
     return applied
+
+
+RAW_CONFLICT = "ON CONFLICT (transaction_id, event_time) DO NOTHING"
+"""A raw transaction is written once: its key is (transaction_id, event_time), the day
+partition's key, and both are part of the immutable transaction (migration 0005)."""
+
+FEATURE_SAMPLE_EVERY = 50
+"""One passed transaction in this many keeps its feature vector in PostgreSQL (see
+``keeps_features``); every alert keeps its own."""
+
+
+def in_feature_sample(transaction_id: str) -> bool:
+    """Whether the transaction belongs to the fixed 1-in-``FEATURE_SAMPLE_EVERY`` sample
+    (by a CRC-32 of its id: the same answer in every process, run and replay)."""
+    return zlib.crc32(transaction_id.encode()) % FEATURE_SAMPLE_EVERY == 0
+
+
+def keeps_features(transaction_id: str, is_alert: bool) -> bool:
+    """Whether ``transactions_with_score.features`` holds the row's feature vector.
+
+    The vector (about 1.2 KB of jsonb, most of a scored row's bytes) is kept for the rows
+    analysts review, the alerts, and for a fixed sample of the rest, on which drift is
+    measured; every row's vector is in the Parquet lake. Rows written before this rule
+    keep theirs.
+    """
+    return is_alert or in_feature_sample(transaction_id)
 
 
 # Keeps the label with the latest label_time: an equal or older one (a replay, a
@@ -188,16 +217,17 @@ def insert_transactions(
     """Add transactions (dicts of the contract's columns) to ``transactions_raw`` as they are,
     ``source`` recorded as their ``source_topic``; returns how many were new.
 
-    Keyed by ``transaction_id`` and ``ON CONFLICT DO NOTHING``, as the scorer writes them:
-    a transaction already stored (loaded before, or scored) is left untouched, so loading
-    a file twice changes nothing. The caller commits.
+    Keyed by the transaction (``transaction_id``, ``event_time``) and ``ON CONFLICT DO
+    NOTHING``, as the scorer writes them: a transaction already stored (loaded before, or
+    scored) is left untouched, so loading a file twice changes nothing. The day partitions
+    of the rows are made first. The caller commits.
     """
     columns = [*field_names("transaction"), "source_topic"]
     values = [(*(row[name] for name in columns[:-1]), source) for row in rows]
     with conn.cursor() as cur:
-        return copy_upsert(
-            cur, "transactions_raw", columns, values, "ON CONFLICT (transaction_id) DO NOTHING"
-        )
+        at = columns.index("event_time")
+        ensure_days(cur, {utc_day(row[at]) for row in values}, ["transactions_raw"])
+        return copy_upsert(cur, "transactions_raw", columns, values, RAW_CONFLICT)
 
 
 def _frame(cur: psycopg2.extensions.cursor, contract: ContractName) -> pd.DataFrame:
@@ -249,6 +279,32 @@ def read_training_window(
         )
         labels = _frame(cur, "label")
     return transactions, labels
+
+
+def read_labels_of(
+    settings: PostgresSettings, transaction_ids: Iterable[str], label_cutoff: datetime
+) -> pd.DataFrame:
+    """Labels of these transactions known at ``label_cutoff`` (``label_time <= label_cutoff``),
+    in the order and dtypes of ``read_training_window``'s labels: for transactions read
+    from elsewhere (the lake), whose rows PostgreSQL may no longer hold."""
+    if label_cutoff.tzinfo is None:
+        raise ValueError(f"{label_cutoff} has no time zone; pass an aware UTC datetime")
+    with connect(settings) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {_select_list('label', 'l')} FROM labels l "
+            "WHERE l.transaction_id = ANY(%s) AND l.label_time <= %s "
+            "ORDER BY l.label_time, l.transaction_id",
+            (list(transaction_ids), label_cutoff),
+        )
+        return _frame(cur, "label")
+
+
+def first_day_held(settings: PostgresSettings, table: str) -> date | None:
+    """The first UTC day ``table`` still holds after retention dropped older ones (None when
+    nothing was ever dropped)."""
+    with connect(settings) as conn, conn.cursor() as cur:
+        found = retained_from(cur, table)
+    return None if found is None else found[0]
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

@@ -148,6 +148,12 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
             "the bearer token is not valid, or is the analyst's read-only one on a write",
         ),
         (404, "not-found", "Not found", "no transaction tx-404"),
+        (
+            410,
+            "beyond-retention",
+            "Beyond retention",
+            "alerts before 2026-02-24 were dropped: PostgreSQL keeps 35 days of alerts",
+        ),
         (422, "invalid-request", "Invalid request", "amount: must be greater than 0"),
     )
 }

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2
 from psycopg2.extras import RealDictCursor
 from psycopg2.pool import ThreadedConnectionPool
 
+from fraudstream.adapters.partitions import retained_from
 from fraudstream.adapters.postgres import upsert_labels
 from fraudstream.api.problems import ProblemError
 from fraudstream.schema import Label
@@ -99,6 +100,17 @@ def transaction(db: Database, transaction_id: str) -> Row | None:
     if row is None or (row["raw_id"] is None and row["scored_id"] is None):
         return None
     return dict(row)
+
+
+def retained(db: Database, table: str) -> tuple[datetime, int] | None:
+    """(start of the first day ``table`` still holds, its retention in days) once retention
+    has dropped some of its day partitions; None while it holds everything it was given."""
+    with db.transaction() as cur:
+        found = retained_from(cur, table)
+    if found is None:
+        return None
+    first, days = found
+    return datetime(first.year, first.month, first.day, tzinfo=UTC), days
 
 
 ALERT_COLUMNS = """transaction_id, event_time, card_id, merchant_id, amount::float8 AS amount,

@@ -68,11 +68,19 @@ def _reasons(row: dict[str, Any]) -> Any:
     responses={404: PROBLEM_RESPONSES[404]},
 )
 def get_transaction(request: Request, transaction_id: TxnId) -> dict[str, Any]:
-    row = queries.transaction(_rt(request).db, transaction_id)
+    db = _rt(request).db
+    row = queries.transaction(db, transaction_id)
     if row is None:
-        raise ProblemError(
-            404, "Not found", f"no transaction {transaction_id!r} was received or scored"
-        )
+        detail = f"no transaction {transaction_id!r} was received or scored"
+        # An id carries no time: one older than the hot window is not told from one never
+        # received, so the answer stays 404 and names the window it searched.
+        kept = queries.retained(db, "transactions_with_score")
+        if kept is not None:
+            detail += (
+                f" in the hot window (PostgreSQL keeps {kept[1]} days of scored transactions, "
+                f"from {kept[0].date().isoformat()}; older ones are in the Parquet lake)"
+            )
+        raise ProblemError(404, "Not found", detail)
     scored = row["scored_id"] is not None
     return {
         "transaction_id": transaction_id,
@@ -148,6 +156,11 @@ async def score(request: Request) -> Response:
     response_model=schemas.AlertPage,
     tags=["alerts"],
     summary="Alerts, newest first, with filters and pagination",
+    description=(
+        "`410` when the whole window (`until`) lies before the first day PostgreSQL still "
+        "holds: retention dropped it (the problem names the retention)."
+    ),
+    responses={410: PROBLEM_RESPONSES[410]},
 )
 def list_alerts(
     request: Request,
@@ -160,8 +173,21 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
+    db = _rt(request).db
+    if until is not None:
+        kept = queries.retained(db, "fraud_alerts")
+        if kept is not None and until <= kept[0]:
+            raise ProblemError(
+                410,
+                "Beyond retention",
+                f"alerts before {kept[0].date().isoformat()} were dropped: PostgreSQL keeps "
+                f"{kept[1]} days of alerts (FRAUDSTREAM_RETENTION_FRAUD_ALERTS_DAYS); the "
+                "Parquet lake holds the history",
+                retention_days=kept[1],
+                retained_from=kept[0].isoformat(),
+            )
     total, rows = queries.alerts(
-        _rt(request).db,
+        db,
         status=status,
         min_score=min_score,
         card_id=card_id,

@@ -12,6 +12,7 @@ from fraudstream.cli.generate import transactions_app
 from fraudstream.cli.labels import labels_app
 from fraudstream.cli.monitor import monitor_app
 from fraudstream.cli.platform import platform_app
+from fraudstream.cli.retention import retention_app
 from fraudstream.cli.retraining import retraining_app
 from fraudstream.cli.score import score_app
 from fraudstream.cli.serve import serve_app
@@ -35,6 +36,7 @@ app.add_typer(labels_app)
 app.add_typer(serve_app)
 app.add_typer(score_app)
 app.add_typer(monitor_app)
+app.add_typer(retention_app)
 app.add_typer(demo_app)
 
 

@@ -10,7 +10,7 @@ stdout with ``--json``; a refused promotion is a normal outcome (exit 0) unless
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -44,9 +44,21 @@ def extract_training_set(
     min_labels: Annotated[int, typer.Option(help="Fewer labels than this: exit 4.")] = 20,
     min_frauds: Annotated[int, typer.Option(help="Fewer frauds than this: exit 4.")] = 20,
     strict: StrictOpt = False,
+    source: Annotated[
+        Literal["auto", "postgres", "lake"],
+        typer.Option(
+            help="Where the transactions come from; auto: the lake when retention dropped "
+            "days of the window from PostgreSQL."
+        ),
+    ] = "auto",
+    lake: Annotated[
+        str | None,
+        typer.Option(help="The scorer's Parquet lake [default: s3://<dataset bucket>/scored]."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write the point-in-time training set of a window from PostgreSQL under --output.
+    """Write the point-in-time training set of a window from PostgreSQL (or, beyond its hot
+    window, the scorer's Parquet lake) under --output.
 
     Transactions with event_time in [as_of - days, as_of), labels with
     label_time <= as_of: transactions.parquet, labels.parquet and manifest.json.
@@ -66,7 +78,7 @@ def extract_training_set(
         raise typer.BadParameter(str(exc), param_hint="--output") from None
     try:
         content = training_sets.extract(
-            load_settings(), window, output, (min_labels, min_frauds), strict
+            load_settings(), window, output, (min_labels, min_frauds), strict, source, lake
         )
     except TooFewLabelsError as exc:
         console.print(f"[bold yellow]skipped[/]: {exc}", soft_wrap=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -14,6 +15,7 @@ from fraudstream.adapters.kafka import (
     ensure_topics,
     scratch_topics,
 )
+from fraudstream.adapters.partitions import ensure_ahead
 from fraudstream.adapters.postgres import migrate
 from fraudstream.settings import load_settings
 
@@ -78,8 +80,12 @@ def prune(
 
 @db_app.command("migrate")
 def migrate_() -> None:
-    """Apply pending schema migrations (idempotent)."""
-    applied = migrate(load_settings().postgres)
+    """Apply pending schema migrations and make the coming days' partitions (idempotent)."""
+    settings = load_settings()
+    applied = migrate(settings.postgres)
+    ensure_ahead(
+        settings.postgres, datetime.now(UTC).date(), settings.retention.partitions_ahead_days
+    )
     if applied:
         for m in applied:
             console.print(f"applied {m.version:04d}_{m.name}")

@@ -1,8 +1,9 @@
 """Monitoring's adapter: the window from Postgres, the reference from MLflow, results back.
 
 Reads ``transactions_with_score`` (whose ``features`` jsonb holds feature name -> value, as
-the scorer writes it) and ``labels``; writes ``monitoring_metrics`` as upserts keyed by
-(model, window end, metric), so re-running a window replaces its rows.
+the scorer writes it for alerts and a fixed 1-in-50 sample of the rest:
+``adapters.postgres.keeps_features``) and ``labels``; writes ``monitoring_metrics`` as
+upserts keyed by (model, window end, metric), so re-running a window replaces its rows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fraudstream.adapters.postgres import connect
+from fraudstream.adapters.postgres import connect, in_feature_sample
 from fraudstream.features.catalogue import feature_names
 from fraudstream.monitoring.profile import PROFILE_ARTIFACT, Profile, ProfileError
 from fraudstream.monitoring.window import Metric
@@ -74,16 +75,23 @@ def _features_frame(rows: list[tuple[Any, ...]], columns: list[str]) -> pd.DataF
 
 
 def read_scored(settings: Settings, start: datetime, end: datetime) -> pd.DataFrame:
-    """Scored transactions with ``start <= event_time < end``: score, is_alert, features."""
+    """Scored transactions with ``start <= event_time < end``: score, is_alert, features,
+    and ``in_feature_sample``: whether the row's features are part of an unbiased sample of
+    the window (features stored, and not an alert kept only for being one), on which alone
+    feature drift is measured. Row features outside it are NaN."""
     with connect(settings.postgres) as conn, conn.cursor() as cur:
         cur.execute(
-            """SELECT score, is_alert, features FROM transactions_with_score
+            """SELECT score, is_alert, transaction_id, features FROM transactions_with_score
                WHERE event_time >= %s AND event_time < %s""",
             (start, end),
         )
-        rows = cur.fetchall()
-    frame = _features_frame(rows, ["score", "is_alert"])
-    return frame.astype({"score": np.float64, "is_alert": bool})
+        rows = [
+            (score, alert, features is not None and (not alert or in_feature_sample(txn_id)),
+             features)
+            for score, alert, txn_id, features in cur.fetchall()
+        ]  # fmt: skip
+    frame = _features_frame(rows, ["score", "is_alert", "in_feature_sample"])
+    return frame.astype({"score": np.float64, "is_alert": bool, "in_feature_sample": bool})
 
 
 def read_labelled(

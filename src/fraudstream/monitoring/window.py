@@ -61,16 +61,21 @@ def _finite(value: float) -> float | None:
 
 
 def drift_metrics(profile: Profile, scored: pd.DataFrame, limits: Thresholds) -> list[Metric]:
-    """``psi_<feature>`` for every catalogue feature and ``psi_score``."""
-    judged = len(scored) >= limits.min_rows
+    """``psi_<feature>`` for every catalogue feature and ``psi_score``.
+
+    Feature PSI is measured on the rows flagged ``in_feature_sample`` when the frame has
+    that column (PostgreSQL keeps most rows' features in the lake only), the score's on
+    every row."""
+    sample = scored[scored["in_feature_sample"]] if "in_feature_sample" in scored else scored
     metrics = []
     for name in [*feature_names(), SCORE]:
         reference = profile.columns.get(name)
         if reference is None or name not in scored:
             continue
-        value = _finite(column_psi(reference, scored[name].to_numpy(np.float64)))
-        breached = judged and value is not None and value > limits.psi
-        metrics.append(Metric(f"psi_{name}", value, limits.psi, breached, {"rows": len(scored)}))
+        rows = scored if name == SCORE else sample
+        value = _finite(column_psi(reference, rows[name].to_numpy(np.float64)))
+        breached = len(rows) >= limits.min_rows and value is not None and value > limits.psi
+        metrics.append(Metric(f"psi_{name}", value, limits.psi, breached, {"rows": len(rows)}))
     return metrics
 
 

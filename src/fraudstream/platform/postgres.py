@@ -13,11 +13,13 @@ import pwd
 import shutil
 import signal
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
 
+from fraudstream.adapters.partitions import ensure_ahead
 from fraudstream.adapters.postgres import migrate
 from fraudstream.platform import toolchain
 from fraudstream.platform.process import Launch
@@ -187,7 +189,8 @@ class PostgresServer(Service):
         return Health(True, "accepting connections")
 
     def configure(self) -> None:
-        """The platform role (password synced from settings), its databases, then migrations."""
+        """The platform role (password synced from settings), its databases, then migrations
+        and the coming days' partitions."""
         assert self.pg.password is not None
         password = self.pg.password.get_secret_value()
         conn = self._superuser()
@@ -212,3 +215,6 @@ class PostgresServer(Service):
         finally:
             conn.close()
         migrate(self.pg)
+        ensure_ahead(
+            self.pg, datetime.now(UTC).date(), self.settings.retention.partitions_ahead_days
+        )

@@ -24,9 +24,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from fraudstream.adapters.object_store import Location
+from fraudstream.adapters.partitions import ensure_ahead
 from fraudstream.adapters.registry import (
     RegistryError,
     fail_fast_http,
@@ -318,6 +320,13 @@ def run_scorer(
     )
     fail_fast_http()  # the scorer's own retries bound the registry's outages (see above)
     policy = RetryPolicy(budget_s=scorer.retry_budget_s)
+    retry(
+        lambda: ensure_ahead(
+            settings.postgres, datetime.now(UTC).date(), settings.retention.partitions_ahead_days
+        ),
+        policy,
+        f"PostgreSQL at {settings.postgres.host}:{settings.postgres.port}",
+    )  # the coming days' partitions, so the sinks seldom make one while writing
     champion = model_holder(
         settings, settings.mlflow.model_alias, scorer.reload_interval_s, scorer.retry_budget_s
     )

@@ -70,6 +70,19 @@ def test_the_default_render_has_every_part_of_the_issue(
     assert "Secret" not in kinds  # secrets are referenced, never shipped
 
 
+def test_the_retention_reaches_every_workload_through_the_settings(
+    rendered_objects: dict[str, list[dict[str, Any]]],
+) -> None:
+    (env,) = [
+        obj["data"]
+        for obj in rendered_objects["default"]
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"].endswith("-env")
+    ]
+    assert env["FRAUDSTREAM_RETENTION_TRANSACTIONS_WITH_SCORE_DAYS"] == "35"
+    assert env["FRAUDSTREAM_RETENTION_FRAUD_ALERTS_DAYS"] == "180"
+    assert env["FRAUDSTREAM_RETENTION_PARTITIONS_AHEAD_DAYS"] == "7"
+
+
 def test_standard_labels_everywhere(rendered_objects: dict[str, list[dict[str, Any]]]) -> None:
     for obj in rendered_objects["default"]:
         labels = obj["metadata"].get("labels", {})
@@ -160,6 +173,7 @@ def test_every_value_is_documented() -> None:
         ("api.maxInFlight=0", "/api/maxInFlight"),
         ("api.autoscaling.targetCPUUtilizationPercentage=150", "/api/autoscaling"),
         ("api.autoscaling.minReplica=1", "minReplica"),
+        ("postgres.retention.fraudAlertsDays=0", "/postgres/retention/fraudAlertsDays"),
     ],
 )
 def test_the_values_schema_rejects_broken_values(

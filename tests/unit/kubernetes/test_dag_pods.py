@@ -116,13 +116,15 @@ def described(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_dagbag_imports_without_errors(described: dict[str, Any], mode: str) -> None:
     parsed = described[mode]
     assert parsed["import_errors"] == {}
-    assert set(parsed["dags"]) == {"fraud_retrain", "fraud_monitor"}
+    assert set(parsed["dags"]) == {"fraud_retrain", "fraud_monitor", "fraud_retention"}
     retrain, monitor = parsed["dags"]["fraud_retrain"], parsed["dags"]["fraud_monitor"]
     assert retrain["schedule"] == "0 3 * * *"
     assert monitor["schedule"] == "0 * * * *"
     assert retrain["max_active_runs"] == monitor["max_active_runs"] == 1
     assert list(retrain["tasks"]) == ["extract_training_set", "train", "evaluate", "promote"]
     assert list(monitor["tasks"]) == ["monitor", "breach_gate", "trigger_retrain"]
+    assert parsed["dags"]["fraud_retention"]["schedule"] == "30 1 * * *"
+    assert list(parsed["dags"]["fraud_retention"]["tasks"]) == ["retention"]
     for dag in parsed["dags"].values():
         for task in dag["tasks"].values():
             assert task["retries"] >= 1
@@ -163,6 +165,7 @@ def test_every_cli_task_is_a_pod_on_kubernetes(described: dict[str, Any]) -> Non
         "fraud_retrain.promote",
         "fraud_monitor.monitor",
         "fraud_monitor.breach_gate",
+        "fraud_retention.retention",
     }
     trigger = described["kubernetes"]["dags"]["fraud_monitor"]["tasks"]["trigger_retrain"]
     assert trigger["type"] == "TriggerDagRunOperator"
@@ -197,6 +200,8 @@ def test_pods_run_the_trainer_image_with_the_cli(described: dict[str, Any]) -> N
     assert train["args"][train["args"].index("--run-key") + 1] == key
     monitor = pods["fraud_monitor.monitor"]["pod"]["spec"]["containers"][0]
     assert monitor["args"][:3] == ["monitor", "--window-end", CUTOFF]
+    retention = pods["fraud_retention.retention"]["pod"]["spec"]["containers"][0]
+    assert retention["args"] == ["retention", "--today", CUTOFF, "--json"]
 
 
 def test_pods_size_training_apart(described: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Parquet sink: the scored rows with their features, through Spark's own writer.
+"""Parquet sink: the scored rows with their transaction and features, through Spark's writer.
 
 Each micro-batch writes ``<uri>/batch_id=<id>/date=<event date>/part-*.parquet``
 (overwriting that batch's folder, so a replayed batch leaves one copy), one column
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from fraudstream.adapters.retry import RetryPolicy, retry
 from fraudstream.features.catalogue import feature_names
+from fraudstream.schema import field_names
 from fraudstream.scoring.sinks.base import Sink
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ class ParquetSink(Sink):
             for name in ("event_time", "ingest_time", "scored_at")
         ]
         features = [F.col("features")[j].alias(n) for j, n in enumerate(feature_names())]
+        # The rest of the transaction contract, so the lake alone rebuilds training sets
+        # (adapters.lake) for days PostgreSQL no longer holds.
+        named = {"transaction_id", "event_time", "card_id", "merchant_id", "amount", "currency"}
+        contract = [n for n in field_names("transaction") if n not in named]
         return scored.select(
             "transaction_id",
             *timestamps,
@@ -46,6 +51,7 @@ class ParquetSink(Sink):
             "merchant_id",
             "amount",
             "currency",
+            *contract,
             "score",
             "is_alert",
             "threshold",

@@ -9,19 +9,30 @@ kept), so a partition or a whole batch written again changes nothing. That is wh
 lets ``flush`` retry a partition whose transaction failed on a lost connection: the
 transaction rolled back (or committed: the retry then changes nothing), and the retry
 runs on a new connection.
+
+The three tables are partitioned by the UTC day of ``event_time`` and keyed by
+(``transaction_id``, ``event_time``) (migration 0005): a replayed row carries its event
+time, lands in the day partition of its first copy and meets it there. Before writing, a
+partition makes the day partitions of its rows in a short transaction of its own
+(``adapters.partitions.ensure_days``; no lock when they exist), remembering per worker the
+days it has seen, so the write transaction never waits on partition creation.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 import pandas as pd
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from psycopg2.extras import execute_values
 
-from fraudstream.adapters.postgres import copy_upsert
+from fraudstream.adapters.partitions import ensure_days
+from fraudstream.adapters.postgres import RAW_CONFLICT, copy_upsert, keeps_features
 from fraudstream.adapters.retry import RetryPolicy, retry
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.schema import from_epoch_us
@@ -37,7 +48,7 @@ SCORED_COLUMNS = [
     "is_alert", "model_name", "model_version", "feature_set_version", "reason_codes",
     "features", "shadow_score", "shadow_model_version", "scored_at", "ingest_time", "late_event",
 ]  # fmt: skip
-_SCORED_CONFLICT = """ON CONFLICT (transaction_id) DO UPDATE SET score = EXCLUDED.score,
+_SCORED_CONFLICT = """ON CONFLICT (transaction_id, event_time) DO UPDATE SET score = EXCLUDED.score,
    threshold = EXCLUDED.threshold, is_alert = EXCLUDED.is_alert,
    model_name = EXCLUDED.model_name, model_version = EXCLUDED.model_version,
    feature_set_version = EXCLUDED.feature_set_version,
@@ -48,7 +59,7 @@ _SCORED_CONFLICT = """ON CONFLICT (transaction_id) DO UPDATE SET score = EXCLUDE
 _ALERTS = """INSERT INTO fraud_alerts (transaction_id, event_time, card_id, merchant_id,
    amount, score, threshold, model_version, reason_codes, reason_detail,
    ingest_time, scored_at) VALUES %s
-   ON CONFLICT (transaction_id) DO UPDATE SET score = EXCLUDED.score,
+   ON CONFLICT (transaction_id, event_time) DO UPDATE SET score = EXCLUDED.score,
    threshold = EXCLUDED.threshold, model_version = EXCLUDED.model_version,
    reason_codes = EXCLUDED.reason_codes, reason_detail = EXCLUDED.reason_detail,
    ingest_time = EXCLUDED.ingest_time, scored_at = EXCLUDED.scored_at"""
@@ -108,11 +119,28 @@ class PostgresSink(Sink):
         if not self._rows:
             return
         rows = pd.concat(self._rows, ignore_index=True)
+        days = set(rows_days(rows))
 
         def attempt() -> None:
             conn = self._connection()
-            with conn, conn.cursor() as cur:  # committed here, rolled back on error
-                write_rows(cur, rows, self.model_name, self.source_topic)
+            known: set[date] = worker_client(("postgres-days", *self._key()), set)
+            if not days <= known:
+                with conn, conn.cursor() as cur:  # its own transaction, committed at once
+                    ensure_days(cur, days - known)
+                known |= days
+            try:
+                with conn, conn.cursor() as cur:  # committed here, rolled back on error
+                    write_rows(cur, rows, self.model_name, self.source_topic)
+            except psycopg2.errors.CheckViolation as exc:
+                if "no partition" not in str(exc):
+                    raise
+                # A remembered day whose partition retention dropped since: make it again.
+                known.clear()
+                with conn, conn.cursor() as cur:
+                    ensure_days(cur, days)
+                known |= days
+                with conn, conn.cursor() as cur:
+                    write_rows(cur, rows, self.model_name, self.source_topic)
 
         def forget(_: BaseException) -> None:
             conn = drop_worker_client(self._key())
@@ -123,10 +151,33 @@ class PostgresSink(Sink):
               on_failure=forget)  # fmt: skip
 
 
-def write_rows(
-    cur: psycopg2.extensions.cursor, rows: pd.DataFrame, model_name: str, source_topic: str
-) -> None:
-    """Upsert scored rows (``SCORED_SCHEMA``) into the three tables, in one transaction."""
+def rows_days(rows: pd.DataFrame) -> list[date]:
+    """The UTC days of the rows' event times (``event_time_us``): their day partitions."""
+    days = pd.to_datetime(rows["event_time_us"], unit="us", utc=True).dt.date
+    return list(days.unique())
+
+
+@dataclass(frozen=True)
+class TableRows:
+    """One partition's rows for each table: ``RAW_COLUMNS``, ``SCORED_COLUMNS`` and the
+    columns of the alerts' ``INSERT`` (``_ALERTS``), in order."""
+
+    raw: list[tuple[Any, ...]]
+    scored: list[tuple[Any, ...]]
+    alerts: list[tuple[Any, ...]]
+
+
+def table_rows(
+    rows: pd.DataFrame,
+    model_name: str,
+    source_topic: str,
+    keep: Callable[[str, bool], bool] = keeps_features,
+) -> TableRows:
+    """Scored rows (``SCORED_SCHEMA``) as the three tables' rows.
+
+    The feature vector is stored where ``keep(transaction_id, is_alert)``: by default for
+    alerts and a fixed sample of the rest (``adapters.postgres.keeps_features``); the
+    Parquet sink writes every row's."""
     txns = [
         transaction_from(v) for v in rows[TRANSACTION_COLUMNS].itertuples(index=False, name=None)
     ]
@@ -136,9 +187,6 @@ def write_rows(
         (*(getattr(t, c) for c in RAW_COLUMNS[:-3]), source_topic, int(p), int(o))
         for t, p, o in zip(txns, rows["source_partition"], rows["source_offset"], strict=True)
     ]
-    copy_upsert(
-        cur, "transactions_raw", RAW_COLUMNS, raw, "ON CONFLICT (transaction_id) DO NOTHING"
-    )
     columns = (
         rows["score"], rows["threshold"], rows["is_alert"], rows["model_version"],
         rows["reason_codes"], rows["features_json"], rows["shadow_score"],
@@ -152,7 +200,9 @@ def write_rows(
             (
                 t.transaction_id, t.event_time, t.card_id, t.merchant_id, t.amount,
                 float(score), float(threshold), bool(alert), model_name, version,
-                FEATURE_SET_VERSION, reasons, features, _optional(shadow), _optional(shadow_v),
+                FEATURE_SET_VERSION, reasons,
+                features if keep(t.transaction_id, bool(alert)) else None,
+                _optional(shadow), _optional(shadow_v),
                 scored_at[i], ingest[i], bool(late),
             )
         )  # fmt: skip
@@ -164,6 +214,15 @@ def write_rows(
                     ingest[i], scored_at[i],
                 )
             )  # fmt: skip
-    copy_upsert(cur, "transactions_with_score", SCORED_COLUMNS, scored, _SCORED_CONFLICT)
-    if alerts:
-        execute_values(cur, _ALERTS, alerts, page_size=1000)
+    return TableRows(raw, scored, alerts)
+
+
+def write_rows(
+    cur: psycopg2.extensions.cursor, rows: pd.DataFrame, model_name: str, source_topic: str
+) -> None:
+    """Upsert scored rows (``SCORED_SCHEMA``) into the three tables, in one transaction."""
+    tables = table_rows(rows, model_name, source_topic)
+    copy_upsert(cur, "transactions_raw", RAW_COLUMNS, tables.raw, RAW_CONFLICT)
+    copy_upsert(cur, "transactions_with_score", SCORED_COLUMNS, tables.scored, _SCORED_CONFLICT)
+    if tables.alerts:
+        execute_values(cur, _ALERTS, tables.alerts, page_size=1000)
