@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from fraudstream.cli.inputs import print_json
+from fraudstream.cli.inputs import print_json, utc_time
 from fraudstream.settings import load_settings
 
 retention_app = typer.Typer()
@@ -16,14 +16,7 @@ console = Console()
 
 
 def _day(value: str | None) -> date:
-    if not value:
-        return datetime.now(UTC).date()
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not a date, e.g. 2026-03-31", param_hint="--today"
-        ) from None
+    return utc_time(value, "--today").date() if value else datetime.now(UTC).date()
 
 
 @retention_app.command()
