@@ -77,6 +77,9 @@ def create_app(
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # The API's metrics are Prometheus's (``metrics``). FastAPI's native OpenTelemetry,
+        # on by default, looked the global providers up on every request to find none.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         openapi_tags=[
             {"name": "transactions", "description": "Look up and score transactions."},
             {"name": "alerts", "description": "Alerts, the live stream and verdicts."},
