@@ -19,8 +19,13 @@ request (its processes, from /proc).
 timed out; the server is then offered twice that, and ``goodput_ratio`` is the rate answered
 within 100 ms divided by the capacity. The last line is one JSON object.
 
+Per rate also: ``busiest``, the busiest server process's share of the server's CPU (0.5 with
+two workers evenly loaded), and the load average. With ``--pythonpath OTHER/src`` a second
+server runs another checkout's code beside this one, both are offered each rate in turn, and the
+JSON line gains ``baseline`` (its figures) and ``cpu_per_request_ratio`` (this / baseline).
+
 Usage: python bench/api_load.py [--rates 250,500,750,1000,1250,1500] [--seconds 15]
-       [--workers 2] [--max-in-flight N] [--cards 5000]
+       [--workers 2] [--max-in-flight N] [--cards 5000] [--pythonpath OTHER/src]
 """
 
 from __future__ import annotations
@@ -136,6 +141,8 @@ async def _drive(requests: list[bytes], rate: float, seconds: float, port: int) 
     while sent < count or busy or waiting or opening:
         now = loop.time()
         while sent < count and start + sent / rate <= now:
+            while idle and idle[0].transport is None:  # closed by the server while idle
+                idle.popleft()
             if idle:
                 conn = idle.popleft()
                 busy[sent] = conn
@@ -177,7 +184,8 @@ def generate_load(
 # -- the server and the data ----------------------------------------------------------------
 
 
-def _server_cpu_seconds(root: int) -> float:
+def _server_cpu_seconds(root: int) -> dict[int, float]:
+    """CPU seconds of each process in the server's tree (the supervisor and its workers)."""
     from fraudstream.platform.process import running_processes
 
     procs = running_processes()
@@ -189,7 +197,7 @@ def _server_cpu_seconds(root: int) -> float:
         pid = stack.pop()
         tree.add(pid)
         stack.extend(children[pid])
-    return sum(p.cpu_seconds for p in procs if p.pid in tree)
+    return {p.pid: p.cpu_seconds for p in procs if p.pid in tree}
 
 
 def _prepare(settings: Any, cards: int) -> list[bytes]:
@@ -245,7 +253,7 @@ def _prepare(settings: Any, cards: int) -> list[bytes]:
 def _start_server(port: int, workers: int, env: dict[str, str], log: Path) -> subprocess.Popen:
     args = [CLI, "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     server = subprocess.Popen(args, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # workers import the model stack: slow on a busy machine
     seen: set[int] = set()
     while time.monotonic() < deadline and len(seen) < workers:
         if server.poll() is not None:
@@ -278,16 +286,22 @@ class RateResult:
     max: float
     shed_p99: float
     cpu_us: float  # server CPU per request sent
+    busiest: float  # the busiest process's share of the server's CPU (1/workers: even)
+    load: float  # the machine's 1-minute load average after the rate
 
-    def row(self) -> str:
+    def row(self, label: str = "") -> str:
         return (
-            f"{self.rate:>7.0f} {self.sent:>7} {self.answered:>8} {self.shed:>6} "
+            f"{label:<9}{self.rate:>7.0f} {self.sent:>7} {self.answered:>8} {self.shed:>6} "
             f"{self.timed_out:>6} {self.p50:>7.2f} {self.p90:>7.2f} {self.p99:>8.2f} "
-            f"{self.max:>8.1f} {self.shed_p99:>8.2f} {self.cpu_us:>7.0f}"
+            f"{self.max:>8.1f} {self.shed_p99:>8.2f} {self.cpu_us:>7.0f} {self.busiest:>7.2f} "
+            f"{self.load:>5.1f}"
         )
 
 
-HEADER = "rate/s    sent answered   shed  t/out  p50 ms  p90 ms   p99 ms   max ms 503p99ms  cpu us"
+HEADER = (
+    "code        rate/s    sent answered   shed  t/out  p50 ms  p90 ms   p99 ms   max ms "
+    "503p99ms  cpu us busiest  load"
+)
 
 
 def _ms(values: np.ndarray, q: float) -> float:
@@ -302,7 +316,9 @@ def run_rate(requests: list[bytes], rate: float, seconds: float, port: int, root
     generator.start()
     latency, status = receive.recv()
     generator.join()
-    cpu = _server_cpu_seconds(root) - cpu_before
+    cpu_after = _server_cpu_seconds(root)
+    used = [cpu_after[pid] - cpu_before.get(pid, 0.0) for pid in cpu_after]
+    cpu = sum(used)
     ok, shed = latency[status == 200], latency[status == 503]
     return RateResult(
         rate=rate,
@@ -317,7 +333,34 @@ def run_rate(requests: list[bytes], rate: float, seconds: float, port: int, root
         max=_ms(ok, 100),
         shed_p99=_ms(shed, 99),
         cpu_us=cpu / max(1, len(status)) * 1e6,
+        busiest=max(used, default=0.0) / cpu if cpu > 0 else float("nan"),
+        load=os.getloadavg()[0],
     )
+
+
+def _summary(results: list[RateResult], over: RateResult | None) -> dict[str, Any]:
+    kept = [
+        r.rate for r in results if r.p99 <= CAPACITY_P99_MS and r.shed == 0 and r.timed_out == 0
+    ]
+    capacity = max(kept, default=0.0)
+    summary: dict[str, Any] = {"capacity_rps": capacity}
+    if capacity and over is not None:
+        summary |= {
+            "overload_rps": 2 * capacity,
+            "goodput_ratio": round(over.good_rps / capacity, 3),
+            "overload_answered": over.answered,
+            "overload_shed": over.shed,
+            "overload_timed_out": over.timed_out,
+            "overload_p99_ms": round(over.p99, 2),
+            "overload_shed_p99_ms": round(over.shed_p99, 2),
+        }
+    summary["cpu_us_per_request_at_capacity"] = next(
+        (round(r.cpu_us) for r in results if r.rate == capacity), None
+    )
+    summary["cpu_us_per_request"] = {f"{r.rate:.0f}": round(r.cpu_us) for r in results}
+    summary["p99_ms"] = {f"{r.rate:.0f}": round(r.p99, 2) for r in results}
+    summary["busiest_worker_share"] = {f"{r.rate:.0f}": round(r.busiest, 2) for r in results}
+    return summary
 
 
 def main() -> None:
@@ -330,6 +373,12 @@ def main() -> None:
     parser.add_argument("--cards", type=int, default=5000)
     parser.add_argument("--port", type=int, default=18199)
     parser.add_argument("--log", default="bench-api-load.log", help="The server's output.")
+    parser.add_argument(
+        "--pythonpath",
+        default="",
+        help="Also serve OTHER/src (another checkout) as a baseline, on --port + 1, and offer "
+        "both the same rates in turn; the JSON line gains `baseline` and the ratios.",
+    )
     args = parser.parse_args()
     name = f"fraud-detector-bench-{uuid.uuid4().hex[:6]}"
     os.environ["FRAUDSTREAM_MLFLOW_MODEL_NAME"] = name  # read by the settings and the server
@@ -339,49 +388,54 @@ def main() -> None:
 
     settings = load_settings()
     requests = _prepare(settings, args.cards)
-    server = _start_server(args.port, args.workers, dict(os.environ), Path(args.log))
-    rates = [float(r) for r in args.rates.split(",")]
-    machine = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
-    print(json.dumps({"machine": machine, "workers": args.workers, "model": name}))
+    codes = {"this": (args.port, dict(os.environ))}
+    if args.pythonpath:
+        codes["baseline"] = (args.port + 1, dict(os.environ, PYTHONPATH=args.pythonpath))
+    servers = {}
     try:
-        run_rate(requests, rates[0], args.warmup, args.port, server.pid)
+        for code, (port, env) in codes.items():
+            log = Path(args.log).with_suffix(f".{code}.log") if len(codes) > 1 else Path(args.log)
+            servers[code] = _start_server(port, args.workers, env, log)
+        rates = [float(r) for r in args.rates.split(",")]
+        machine = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+        print(json.dumps({"machine": machine, "workers": args.workers, "model": name}))
+        for code, server in servers.items():
+            run_rate(requests, rates[0], args.warmup, codes[code][0], server.pid)
         print(HEADER)
-        results = []
+        results: dict[str, list[RateResult]] = {code: [] for code in servers}
         for rate in rates:
-            results.append(run_rate(requests, rate, args.seconds, args.port, server.pid))
-            print(results[-1].row(), flush=True)
-            time.sleep(1)
-        kept = [
-            r.rate for r in results if r.p99 <= CAPACITY_P99_MS and r.shed == 0 and r.timed_out == 0
-        ]
-        capacity = max(kept, default=0.0)
-        summary: dict[str, Any] = {"capacity_rps": capacity}
-        if capacity:
-            over = run_rate(requests, 2 * capacity, args.seconds, args.port, server.pid)
-            print(over.row(), "(twice the capacity)")
-            summary |= {
-                "overload_rps": 2 * capacity,
-                "goodput_ratio": round(over.good_rps / capacity, 3),
-                "overload_answered": over.answered,
-                "overload_shed": over.shed,
-                "overload_timed_out": over.timed_out,
-                "overload_p99_ms": round(over.p99, 2),
-                "overload_shed_p99_ms": round(over.shed_p99, 2),
-            }
-        summary |= {
+            for code, server in servers.items():
+                result = run_rate(requests, rate, args.seconds, codes[code][0], server.pid)
+                results[code].append(result)
+                print(result.row(code), flush=True)
+                time.sleep(1)
+        summaries = {}
+        for code, server in servers.items():
+            capacity = _summary(results[code], None)["capacity_rps"]
+            over = None
+            if capacity:
+                over = run_rate(requests, 2 * capacity, args.seconds, codes[code][0], server.pid)
+                print(over.row(code), "(twice the capacity)", flush=True)
+            summaries[code] = _summary(results[code], over)
+        summary = summaries["this"] | {
             "workers": args.workers,
             "max_in_flight": settings.api.max_in_flight,
             "seconds_per_rate": args.seconds,
-            "cpu_us_per_request_at_capacity": next(
-                (round(r.cpu_us) for r in results if r.rate == capacity), None
-            ),
             "load_avg_1m": round(os.getloadavg()[0], 2),
             "cpus": os.cpu_count(),
         }
+        if "baseline" in summaries:
+            base = summaries["baseline"]
+            summary["baseline"] = base
+            summary["cpu_per_request_ratio"] = {
+                rate: round(cpu / base["cpu_us_per_request"][rate], 3)
+                for rate, cpu in summaries["this"]["cpu_us_per_request"].items()
+            }
         print(json.dumps(summary))
     finally:
-        server.terminate()
-        server.wait(30)
+        for server in servers.values():
+            server.terminate()
+            server.wait(30)
 
 
 if __name__ == "__main__":

@@ -744,6 +744,32 @@ def test_every_worker_reloads_the_champion_when_the_alias_moves(
             workers = {a.result().json()["worker"] for a in answers}
         assert len(workers) == 2
         assert _ready_requests(url) - before_count == 40
+        # A client's keep-alive connections, opened at once, are spread over the workers
+        # (a socket per worker): with one shared socket, the worker that woke first
+        # accepted most of them, and kept their requests.
+        for _ in range(5):
+            held = _connections_per_worker(url, 32)
+            assert len(held) == 2, held
+            assert min(held.values()) >= 4, held
+
+
+def _connections_per_worker(url: str, count: int) -> dict[int, int]:
+    """Open ``count`` connections before using any, then ask each which worker holds it."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    connections = [socket.create_connection((host, int(port)), timeout=30) for _ in range(count)]
+    held: dict[int, int] = {}
+    try:
+        for conn in connections:
+            conn.sendall(b"GET /health/ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+            worker = json.loads(answer.split(b"\r\n\r\n", 1)[1])["worker"]
+            held[worker] = held.get(worker, 0) + 1
+    finally:
+        for conn in connections:
+            conn.close()
+    return held
 
 
 def _ready_requests(url: str) -> float:

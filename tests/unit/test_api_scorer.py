@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost
 from xgboost import XGBClassifier
 
 from fraudstream.api.scoring import Scorer
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
-from fraudstream.scoring.model import IncompatibleModelError
+from fraudstream.scoring.model import IncompatibleModelError, top_reasons
 
 
 def _model(columns: list[str]) -> tuple[XGBClassifier, np.ndarray]:
@@ -36,6 +37,24 @@ def test_the_one_row_score_is_predict_probas_and_the_reasons_rank_positive_contr
         assert [r.contribution for r in reasons] == sorted(
             (r.contribution for r in reasons), reverse=True
         )
+
+
+def test_the_reasons_are_the_boosters_own_contributions_exact_and_approximate() -> None:
+    # The scorer calls XGBoost's C functions itself: the contributions must be the very
+    # floats Booster.predict gives, for TreeSHAP and for the path attribution.
+    model, x = _model(feature_names())
+    scorer = Scorer(model, "1", 0.5, FEATURE_SET_VERSION)
+    booster = model.get_booster()
+    for exact in (True, False):
+        matrix = xgboost.DMatrix(x, missing=np.nan, nthread=1)
+        contribs = booster.predict(
+            matrix, pred_contribs=True, approx_contribs=not exact, validate_features=False
+        )[:, :-1]
+        for i in range(0, len(x), 7):
+            row = x[i : i + 1]
+            expected = [(name, c) for name, _, c in top_reasons(contribs[i : i + 1], row)[0]]
+            got = [(r.feature, r.contribution) for r in scorer.reasons(row, exact=exact)]
+            assert got == expected
 
 
 def test_a_model_trained_on_other_columns_is_refused() -> None:

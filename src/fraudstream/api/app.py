@@ -21,6 +21,8 @@ from fraudstream.api.model_holder import ModelHolder
 from fraudstream.api.queries import Database, drift
 from fraudstream.api.routes import probes, router
 from fraudstream.api.runtime import ApiRuntime
+from fraudstream.api.score_path import PATH as SCORE_PATH
+from fraudstream.api.score_path import ScorePath
 from fraudstream.settings import Settings
 
 log = logging.getLogger("fraudstream.api")
@@ -75,6 +77,9 @@ def create_app(
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # The API's metrics are Prometheus's (``metrics``). FastAPI's native OpenTelemetry,
+        # on by default, looked the global providers up on every request to find none.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         openapi_tags=[
             {"name": "transactions", "description": "Look up and score transactions."},
             {"name": "alerts", "description": "Alerts, the live stream and verdicts."},
@@ -84,7 +89,10 @@ def create_app(
         ],
     )
     problems.install(app)
-    # The last added runs first: admission, then metrics, then the routes.
+    # The last added runs first: admission, then metrics, then POST /score's own path
+    # (score_path), then FastAPI's routes.
+    score_route = next(r for r in router.routes if getattr(r, "path", None) == SCORE_PATH)
+    app.add_middleware(ScorePath, route=score_route)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(AdmissionMiddleware, admission=admission)
     app.state.settings = settings  # the tokens, for ``auth`` (before the lifespan has run)

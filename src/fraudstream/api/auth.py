@@ -49,13 +49,9 @@ def role_of(api: ApiSettings, token: str) -> Role | None:
     return None
 
 
-def require_reader(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Role:
-    """The caller's role; any valid token may read. FastAPI runs it before the handler and
-    before the request's parameters and body are validated."""
-    if credentials is None or not credentials.credentials:
+def authorise(api: ApiSettings, token: str | None) -> Role:
+    """The role a bearer token grants; ProblemError 401 without one, 403 for any other."""
+    if not token:
         raise ProblemError(
             401,
             "Unauthorized",
@@ -63,14 +59,31 @@ def require_reader(
             "<platform home>/credentials.json (api_read_token: read-only, api_token: writer)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    api: ApiSettings = request.app.state.settings.api
-    role = role_of(api, credentials.credentials)
+    role = role_of(api, token)
     if role is None:
         raise ProblemError(403, "Forbidden", "the bearer token is not valid for this API")
     return role
 
 
-def require_writer(role: Annotated[Role, Depends(require_reader)]) -> Role:
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization`` header's value, as FastAPI's ``HTTPBearer`` reads it."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def require_reader(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Role:
+    """The caller's role; any valid token may read. FastAPI runs it before the handler and
+    before the request's parameters and body are validated (in the event loop: a plain
+    function would be sent to a thread for microseconds of work)."""
+    api: ApiSettings = request.app.state.settings.api
+    return authorise(api, credentials.credentials if credentials is not None else None)
+
+
+async def require_writer(role: Annotated[Role, Depends(require_reader)]) -> Role:
     """The writer's token only: the analyst's read-only token is refused with 403."""
     if role != "writer":
         raise ProblemError(

@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -23,16 +21,14 @@ from fraudstream.api import queries, schemas
 from fraudstream.api.auth import Writer, require_reader
 from fraudstream.api.problems import PROBLEM_RESPONSES, ProblemError
 from fraudstream.api.runtime import ApiRuntime
+from fraudstream.api.score_path import score_transaction
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
-from fraudstream.features.events import from_record
-from fraudstream.validation import Rejection, TransactionValidator
 
 router = APIRouter(
     dependencies=[Depends(require_reader)],
     responses={401: PROBLEM_RESPONSES[401], 403: PROBLEM_RESPONSES[403]},
 )
 probes = APIRouter(tags=["health"])
-_validator = TransactionValidator()
 TxnId = Annotated[str, Path(min_length=1, max_length=200, examples=["tx-000042"])]
 _TXN_EXAMPLE = {
     "transaction_id": "tx-demo-1",
@@ -128,23 +124,11 @@ def get_transaction(request: Request, transaction_id: TxnId) -> dict[str, Any]:
     },
 )
 async def score(request: Request) -> Response:
-    # The hot path: the body's bytes go to the stream's validator as they are (one parse,
-    # one validation), the states come from Redis without blocking the event loop, and
-    # the decision is encoded once by orjson. FastAPI's body and response models would
-    # parse, validate and encode the same data a second time; ScoreResponse documents it.
-    rt = _rt(request)
-    scorer = rt.model.scorer
-    if scorer is None:
-        raise ProblemError(503, "Unavailable", f"no model to score with: {rt.model.detail}")
-    parsed = _validator.validate(await request.body(), datetime.now(UTC))
-    if isinstance(parsed, Rejection):
-        raise ProblemError(422, "Invalid transaction", parsed.message, reason=parsed.reason.value)
-    start = time.perf_counter()
-    txn = from_record(parsed)
-    states = await rt.store.get_async(txn.card_id, txn.merchant_id)
-    decision = scorer.decide(txn, states)
-    rt.metrics.score_duration.observe(time.perf_counter() - start)
-    body = orjson.dumps(decision, option=orjson.OPT_SERIALIZE_NUMPY)
+    # Answered by ``score_path.ScorePath`` before routing (the hot path); this declaration
+    # documents it, and answers the same way should a request reach it. FastAPI's body and
+    # response models would parse, validate and encode the data a second time;
+    # ScoreResponse documents the answer.
+    body = await score_transaction(_rt(request), await request.body())
     return Response(body, media_type="application/json")
 
 

@@ -1,12 +1,19 @@
-"""Running the API: one process, or N worker processes behind one listening socket.
+"""Running the API: one process, or N worker processes, each with its own listening socket.
 
 Python runs one request's code at a time per process, so the API scales over cores
-by processes. ``serve`` binds the socket once and hands it to N workers under
-uvicorn's supervisor (the ecosystem's process manager: it restarts a worker that
-dies and stops them all on SIGINT or SIGTERM); the kernel spreads connections
-over the workers. Each worker is a fresh interpreter (spawned, not forked) that
-builds its own settings, application, connections and model holder, so every
-worker reloads the champion on its own when the alias moves.
+by processes. ``serve`` runs N workers under uvicorn's supervisor (the ecosystem's
+process manager: it restarts a worker that dies and stops them all on SIGINT or
+SIGTERM). Each worker is a fresh interpreter (spawned, not forked) that builds its own
+settings, application, connections and model holder, so every worker reloads the
+champion on its own when the alias moves.
+
+Each worker slot gets a listening socket of its own, all bound to the one port with
+``SO_REUSEPORT``, so the kernel spreads new connections over the workers. With one
+socket shared by every worker (uvicorn's way), a connection goes to whichever worker
+wakes first, and an event loop accepts every pending connection when it wakes: one
+worker took 30 of a client's 32 keep-alive connections, and with them nearly all of
+its requests, while the other idled. A restarted worker takes over its slot's socket,
+whose pending connections wait for it in the kernel's queue.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from fraudstream.settings import load_settings
 
@@ -66,24 +75,101 @@ def serve(host: str, port: int, workers: int, reload_interval_s: float) -> None:
         # saw starting workers killed as hung and restarted, two or three times each.
         timeout_worker_healthcheck=60,
     )
-    listener = _listen(host, port)
     if workers == 1:
-        uvicorn.Server(config).run(sockets=[listener])
+        uvicorn.Server(config).run(sockets=[_listen(host, port)])
         return
-    from uvicorn.supervisors import Multiprocess
-
+    slots = _listen_per_worker(host, port, workers)
     try:
-        Multiprocess(config, sockets=[listener]).run()
+        _SlotSupervisor(config, slots).run()
     finally:
+        for listener in slots:
+            listener.close()
         assert metrics_dir is not None
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        listener = socket.create_server((host, port), family=family, backlog=2048)
+        listener = socket.create_server(
+            (host, port), family=family, backlog=2048, reuse_port=reuse_port
+        )
     except OSError as exc:
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     listener.set_inheritable(True)
     return listener
+
+
+def _listen_per_worker(host: str, port: int, workers: int) -> list[socket.socket]:
+    """One listening socket per worker on the one address, the kernel spreading connections.
+
+    A plain bind first: ``SO_REUSEPORT`` would let a second ``serve`` on the same port
+    share it silently instead of failing.
+    """
+    _listen(host, port).close()
+    slots = [_listen(host, port, reuse_port=True)]
+    bound_port = slots[0].getsockname()[1]  # port 0: the one the kernel chose
+    slots += [_listen(host, bound_port, reuse_port=True) for _ in range(workers - 1)]
+    return slots
+
+
+class _SlotSupervisor(Multiprocess):
+    """uvicorn's supervisor with worker ``i`` always on listening socket ``i``.
+
+    ``Multiprocess`` gives every worker the same sockets; the methods that start a
+    worker are uvicorn's own with the slot's socket passed instead. Changing the number
+    of workers at run time (SIGTTIN, SIGTTOU) is not supported: restart ``serve``.
+    """
+
+    def __init__(self, config: uvicorn.Config, slots: list[socket.socket]) -> None:
+        super().__init__(config, sockets=[])
+        self.slots = slots
+
+    def _start(self, slot: int) -> Process:
+        process = Process(self.config, [self.slots[slot]])
+        process.start()
+        return process
+
+    def init_processes(self) -> None:
+        self.processes = [self._start(slot) for slot in range(self.processes_num)]
+
+    def keep_subprocess_alive(self) -> None:
+        if self.should_exit.is_set():
+            return
+        for slot, process in enumerate(self.processes):
+            if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                continue
+            process.kill()  # hung: kill it
+            process.join()
+            if process.exitcode == STARTUP_FAILURE:
+                # It failed before serving (the app or the model stack is broken): every
+                # restart would fail the same way.
+                log.error("worker %s failed to start; stopping", process.pid)
+                self.should_exit.set()
+                return
+            if self.should_exit.is_set():
+                return
+            log.info("worker %s died; starting another on its socket", process.pid)
+            self.processes[slot] = self._start(slot)
+
+    def restart_all(self) -> None:
+        """SIGHUP: replace each worker, its replacement serving before the old one stops."""
+        for slot, old in enumerate(self.processes):
+            if self.should_exit.is_set():
+                return
+            new = self._start(slot)
+            if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
+                new.kill()
+                new.join()
+                if not self.should_exit.is_set():
+                    log.error("worker %s was not ready in time; keeping %s", new.pid, old.pid)
+                return
+            old.terminate()
+            old.join()
+            self.processes[slot] = new
+
+    def handle_ttin(self) -> None:
+        log.warning("SIGTTIN ignored: the number of workers is fixed; restart serve to change it")
+
+    def handle_ttou(self) -> None:
+        log.warning("SIGTTOU ignored: the number of workers is fixed; restart serve to change it")
