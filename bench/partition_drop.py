@@ -26,6 +26,7 @@ import numpy as np
 
 from fraudstream.adapters.partitions import drop_before
 from fraudstream.adapters.postgres import migrate, scratch_database
+from fraudstream.scoring.sinks.base import Partition
 from fraudstream.scoring.sinks.postgres import PostgresSink
 from fraudstream.settings import PostgresSettings, load_settings
 from row_bytes import scored_frame
@@ -49,7 +50,7 @@ def _write(pg: PostgresSettings, frame, batch: int) -> list[float]:  # type: ign
     for start in range(0, len(frame), batch):
         began = time.perf_counter()
         sink.setup()
-        sink.write(frame.iloc[start : start + batch].reset_index(drop=True))
+        sink.write(Partition(scored=frame.iloc[start : start + batch].reset_index(drop=True)))
         sink.flush()
         took.append(time.perf_counter() - began)
     return took
@@ -92,7 +93,7 @@ def main() -> None:
                 began = time.perf_counter()
                 during = dropping.is_set()
                 sink.setup()
-                sink.write(frame)
+                sink.write(Partition(scored=frame))
                 sink.flush()
                 latencies[during or dropping.is_set()].append(time.perf_counter() - began)
                 round_ += 1

@@ -36,6 +36,7 @@ from fraudstream.features.replay import build_features
 from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.schema import Transaction, epoch_us
 from fraudstream.scoring.rows import SCORED_SCHEMA, transaction_values
+from fraudstream.scoring.sinks.base import Partition
 from fraudstream.scoring.sinks.postgres import (
     _ALERTS,
     RAW_COLUMNS,
@@ -108,7 +109,7 @@ def write_current(pg: PostgresSettings, frame: pd.DataFrame, batch: int) -> None
     sink = PostgresSink(pg, "fraud-detector", "transactions")
     for start in range(0, len(frame), batch):
         sink.setup()
-        sink.write(frame.iloc[start : start + batch].reset_index(drop=True))
+        sink.write(Partition(scored=frame.iloc[start : start + batch].reset_index(drop=True)))
         sink.flush()
 
 

@@ -18,6 +18,7 @@ from fraudstream.adapters.partitions import (
 from fraudstream.adapters.postgres import connect, insert_transactions, migrate, scratch_database
 from fraudstream.schema import Transaction, epoch_us
 from fraudstream.scoring.rows import SCORED_SCHEMA, transaction_values
+from fraudstream.scoring.sinks.base import Partition
 from fraudstream.scoring.sinks.postgres import PostgresSink
 from fraudstream.services.retention import apply
 from fraudstream.settings import PostgresSettings, Settings
@@ -77,7 +78,7 @@ def test_a_batch_replayed_across_midnight_is_stored_once(fresh_database: Postgre
     for _ in range(2):  # the batch, then its replay (a restarted query, a retried task)
         sink = PostgresSink(fresh_database, "fraud-detector", "transactions")
         sink.setup()
-        sink.write(frame)
+        sink.write(Partition(scored=frame))
         sink.flush()
     stored = _counts(fresh_database)
     expected = [
@@ -107,12 +108,12 @@ def test_an_alert_verdict_survives_a_replay(fresh_database: PostgresSettings) ->
     frame = _scored_frame(_txns_across_midnight())
     sink = PostgresSink(fresh_database, "fraud-detector", "transactions")
     sink.setup()
-    sink.write(frame)
+    sink.write(Partition(scored=frame))
     sink.flush()
     with connect(fresh_database) as conn, conn.cursor() as cur:
         cur.execute("UPDATE fraud_alerts SET status = 'confirmed' WHERE transaction_id = 't0'")
     sink.setup()
-    sink.write(frame)
+    sink.write(Partition(scored=frame))
     sink.flush()
     with connect(fresh_database) as conn, conn.cursor() as cur:
         cur.execute("SELECT transaction_id, status FROM fraud_alerts ORDER BY 1")
@@ -196,7 +197,7 @@ def test_retention_drops_whole_days_once_and_logs_them(settings: Settings) -> No
         ]  # fmt: skip
         sink = PostgresSink(scoped.postgres, "fraud-detector", "transactions")
         sink.setup()
-        sink.write(_scored_frame(txns, alert_every=1))
+        sink.write(Partition(scored=_scored_frame(txns, alert_every=1)))
         sink.flush()
         first = apply(scoped, today)
         assert first.made == 3 * 2  # today + 1, today + 2 (yesterday and today exist)
