@@ -200,7 +200,7 @@ def cluster() -> None:
     catalog = run("curl", "-sf", "--max-time", "10", f"http://{REGISTRY}/v2/_catalog", check=False)
     if not catalog:
         raise StepError(f"the registry http://{REGISTRY} does not answer (make kind-up)")
-    result["registry_images"] = len(json.loads(catalog)["repositories"])
+    result["registry_images"] = len(json.loads(catalog)["repositories"] or [])
     if not result["registry_images"]:
         raise StepError(f"the registry http://{REGISTRY} holds no image (make images)")
 

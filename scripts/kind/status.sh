@@ -25,7 +25,7 @@ else
 fi
 say "node image: $NODE_IMAGE ($(docker image inspect -f '{{.Size}}' "$NODE_IMAGE" 2>/dev/null | awk '{printf "%.2f GB", $1/1e9}' || echo absent))"
 if registry_answers; then
-  say "registry: http://$REGISTRY, $(curl -sf "http://$REGISTRY/v2/_catalog" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["repositories"]))') repositories, blobs $(du -sh "$REGISTRY_DATA" | cut -f1) ($REGISTRY_DATA)"
+  say "registry: http://$REGISTRY, $(curl -sf "http://$REGISTRY/v2/_catalog" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["repositories"] or []))') repositories, blobs $(du -sh "$REGISTRY_DATA" | cut -f1) ($REGISTRY_DATA)"
 else
   say "registry: not running (make kind-up starts it)"
 fi

@@ -83,7 +83,7 @@ main() {
   logged registry-nodes configure_nodes
   logged registry-repush repush
   say "cluster $KIND_CLUSTER ready in $(( $(date +%s) - start ))s: $("$KIND_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" get nodes --no-headers | wc -l) nodes Ready"
-  say "registry: http://$REGISTRY ($(curl -sf "http://$REGISTRY/v2/_catalog" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["repositories"]))') repositories; make images pushes the images)"
+  say "registry: http://$REGISTRY ($(curl -sf "http://$REGISTRY/v2/_catalog" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["repositories"] or []))') repositories; make images pushes the images)"
   say "use it with: export KUBECONFIG=$KUBECONFIG_FILE PATH=$KIND_BIN:\$PATH"
 }
 
