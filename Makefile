@@ -51,10 +51,10 @@ k8s-tools: venv ## Install the pinned offline Kubernetes verification tools and 
 k8s-verify: k8s-tools ## Verify charts, operators, images, kind and skaffold offline (helm, kubeconform)
 	$(BIN)/pytest tests/unit/kubernetes $(PYTEST_ARGS)
 
-kind-up: k8s-tools ## A kind cluster (1 control plane, 3 workers) on a node image built here offline (cached; ~25 min cold)
+kind-up: k8s-tools ## A kind cluster (1 control plane, 3 workers) on a node image built here offline (cached; ~25 min cold), and the image registry beside it
 	@scripts/kind/up.sh
 
-kind-down: ## Delete the kind cluster (the node image and caches stay)
+kind-down: ## Delete the kind cluster and its registry container (the node image, caches and registry blobs stay)
 	@scripts/kind/down.sh
 
 kind-status: ## The kind cluster's nodes and pods, memory and disk footprint
@@ -63,16 +63,16 @@ kind-status: ## The kind cluster's nodes and pods, memory and disk footprint
 kind-clean: ## Delete the kind cluster, the images built for it and its caches (reclaims the disk)
 	@scripts/kind/clean.sh
 
-images: venv ## Build every image in images/ (IMAGE_BASES=offline|public), smoke-check them, load them into kind
+images: venv ## Build every image in images/ (IMAGE_BASES=offline|public), smoke-check them, push them to the kind registry
 	@scripts/kind/images.sh
 
 test-kind: venv k8s-tools ## The kind tier: tests against the cluster of kind-up and the images of `make images`
 	$(BIN)/pytest tests/kind $(PYTEST_ARGS)
 
-kind-dev: venv k8s-tools ## skaffold dev on the kind cluster (offline profile): a code change rebuilds the images and redeploys (SKAFFOLD=run: once)
+kind-dev: venv k8s-tools ## skaffold dev on the kind cluster (offline profile): a code change rebuilds, pushes only changed layers, redeploys (SKAFFOLD=run: once)
 	@scripts/kind/dev.sh
 
-kind-e2e: venv k8s-tools ## The platform on the kind cluster end to end, offline profile (after kind-up and images); last line JSON
+kind-e2e: venv k8s-tools ## The platform on the kind cluster end to end: skaffold run -p offline, then the checks (after kind-up and images); last line JSON
 	$(BIN)/python scripts/kind/e2e.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml

@@ -1,15 +1,19 @@
 """make kind-e2e: the platform on the kind cluster of `make kind-up`, offline profile, end to end.
 
-Deploys, in order: the Secrets (scripts/kind-secrets.sh), the Spark Operator (its chart from its Go
-module, its image from `make images`), charts/offline-stack (Kafka, PostgreSQL, MinIO, MLflow,
-Airflow), the online store and the fraud-platform chart; applies Strimzi's, CloudNativePG's and the
-Prometheus Operator's resources to the API server with a server-side dry run (their CRDs
-installed) to prove they are accepted; trains a first champion in a training pod; then checks the
-users' workflow: the generator's transactions scored by the SparkApplication into PostgreSQL, the
-API answering through its Service, `helm test`, the retraining DAG run by the cluster's Airflow
-(each task a KubernetesPodOperator training pod) and the running scorer switching to the model it
-promoted, executors scaled 1 -> 2 with kubectl, a broker added, a broker pod and the Spark driver
-pod deleted mid-stream, and at the end every produced transaction scored exactly once.
+Deploys with `skaffold run -p offline` (scripts/kind/dev.sh, SKAFFOLD=run: the releases and their
+values live in skaffold.yaml only): the images built and pushed to the registry beside the cluster,
+the namespaces (restricted Pod Security enforced) and Secrets, the Spark Operator (its chart from
+its Go module), charts/offline-stack (Kafka, PostgreSQL, MinIO, MLflow, Airflow), the online store
+and the fraud-platform chart, whose post-install hook trains the first champion in a training pod.
+Then applies Strimzi's, CloudNativePG's and the Prometheus Operator's resources to the API server
+with a server-side dry run (their CRDs installed) to prove they are accepted, and checks the users'
+workflow: the generator's transactions scored by the SparkApplication into PostgreSQL, the API
+answering through its Service (the analyst's read token answers, no token is 401, the read token
+on a write is 403), `helm test`, the scorer's merchant stage reading the labels topic and running
+with the merchant delay of the values, the retraining DAG run by the cluster's Airflow (each task
+a KubernetesPodOperator training pod) and the running scorer switching to the model it promoted,
+executors scaled 1 -> 2 with kubectl, a broker added, a broker pod and the Spark driver pod
+deleted mid-stream, and at the end every produced transaction scored exactly once.
 
 Prints a line per step with its duration; the last line is one JSON object. Exit status 1 when a
 check fails (the JSON line says which). Needs `make kind-up` and `make images` first.
@@ -39,10 +43,16 @@ APP = f"{RELEASE}-scorer"
 TIMEOUT = "900s"
 SPARK_OPERATOR_CHART = CACHE / "k8s" / "spark-operator-chart"
 
+DEPLOY_LOG = KIND / "logs" / "skaffold-run.log"
+REGISTRY = "localhost:5001"
+
 result: dict[str, Any] = {
     "profile": "offline",
     "nodes_ready": 0,
     "images_built": 0,
+    "registry_images": 0,
+    "pod_security": None,
+    "deploy_seconds": None,
     "scored_rows": 0,
     "duplicates": None,
     "lost": None,
@@ -52,6 +62,10 @@ result: dict[str, Any] = {
     "broker_pod_deleted": False,
     "driver_pod_deleted": False,
     "api_answered": False,
+    "api_read_token": False,
+    "labels_read": None,
+    "labels_produced": None,
+    "merchant_delay_s": None,
     "helm_test_passed": False,
     "strimzi_resources_accepted": False,
     "cloudnative_pg_resources_accepted": False,
@@ -180,16 +194,15 @@ def cluster() -> None:
     if len(ready) != len(nodes) or not nodes:
         raise StepError(f"{len(ready)} of {len(nodes)} nodes Ready (make kind-up)")
     images = run("docker", "image", "ls", "--format", "{{.Repository}}", "fraudstream/*").split()
-    result["images_built"] = len(set(images) - {"fraudstream/kind-node", "fraudstream/kind-base"})
-
-
-def namespace() -> None:
-    kubectl("apply", "-f", str(ROOT / "operators" / "namespaces.yaml"))
-    # Every pod of the offline profile meets the restricted Pod Security Standard: enforce it.
-    kubectl(
-        "label", "namespace", NS, "--overwrite", "pod-security.kubernetes.io/enforce=restricted"
+    result["images_built"] = len(
+        set(images) - {"fraudstream/kind-node", "fraudstream/kind-base", "fraudstream/registry"}
     )
-    run(ROOT / "scripts" / "kind-secrets.sh", NS, "offline")
+    catalog = run("curl", "-sf", "--max-time", "10", f"http://{REGISTRY}/v2/_catalog", check=False)
+    if not catalog:
+        raise StepError(f"the registry http://{REGISTRY} does not answer (make kind-up)")
+    result["registry_images"] = len(json.loads(catalog)["repositories"] or [])
+    if not result["registry_images"]:
+        raise StepError(f"the registry http://{REGISTRY} holds no image (make images)")
 
 
 def accepted(manifest: str) -> set[str]:
@@ -229,32 +242,34 @@ def operator_resources() -> None:
         raise StepError(f"not every resource was accepted: {sorted(kinds)}")
 
 
-def spark_operator() -> None:
-    third = ROOT / "charts" / "third-party"
-    unstick("spark-operator", "spark-operator")
-    helm(
-        "upgrade", "--install", "spark-operator", SPARK_OPERATOR_CHART, "-n", "spark-operator",
-        "--create-namespace", "-f", third / "spark-operator.yaml",
-        "-f", third / "offline" / "spark-operator.yaml", "--wait", "--timeout", TIMEOUT,
-    )  # fmt: skip
+RELEASES = (("spark-operator", "spark-operator"), ("offline-stack", NS), ("online-store", NS),
+            (RELEASE, NS))  # fmt: skip
 
 
-def offline_stack() -> None:
-    unstick("offline-stack", NS)
-    helm(
-        "upgrade", "--install", "offline-stack", ROOT / "charts" / "offline-stack", "-n", NS,
-        "--wait", "--wait-for-jobs", "--timeout", TIMEOUT,
-    )  # fmt: skip
-
-
-def online_store() -> None:
-    ci = ROOT / "charts" / "online-store" / "ci"
-    unstick("online-store", NS)
-    helm(
-        "upgrade", "--install", "online-store", ROOT / "charts" / "online-store", "-n", NS,
-        "-f", ci / "kind-values.yaml", "-f", ci / "kind-offline-values.yaml",
-        "--wait", "--timeout", TIMEOUT,
-    )  # fmt: skip
+def deploy() -> None:
+    """`skaffold run -p offline` (scripts/kind/dev.sh): images built and pushed, the namespaces,
+    Secrets and releases of skaffold.yaml's offline profile, the first champion trained by the
+    platform's post-install hook. Its output goes to DEPLOY_LOG."""
+    for release, namespace in RELEASES:
+        unstick(release, namespace)
+    t0 = time.monotonic()
+    DEPLOY_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with DEPLOY_LOG.open("w") as log:
+        done = subprocess.run(
+            [str(ROOT / "scripts" / "kind" / "dev.sh")],
+            env={**os.environ, "SKAFFOLD": "run"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=3600,
+        )
+    result["deploy_seconds"] = round(time.monotonic() - t0)
+    if done.returncode != 0:
+        tail = "\n".join(DEPLOY_LOG.read_text().splitlines()[-30:])
+        raise StepError(f"skaffold run failed ({DEPLOY_LOG}):\n{tail}")
+    labels = json.loads(kubectl("get", "namespace", NS, "-o", "json"))["metadata"]["labels"]
+    result["pod_security"] = labels.get("pod-security.kubernetes.io/enforce")
+    if result["pod_security"] != "restricted":
+        raise StepError(f"namespace {NS} enforces {result['pod_security']!r}, not restricted")
 
 
 def platform_values() -> list[str | Path]:
@@ -263,7 +278,7 @@ def platform_values() -> list[str | Path]:
 
 
 def server_version() -> str:
-    return json.loads(kubectl("version", "-o", "json"))["serverVersion"]["gitVersion"]
+    return str(json.loads(kubectl("version", "-o", "json"))["serverVersion"]["gitVersion"])
 
 
 CHAMPION = """
@@ -286,39 +301,43 @@ def champion() -> str | None:
 
 
 def first_champion() -> None:
-    """A training pod (the trainer image, the training pods' identity) trains the first model,
-    unless the cluster has a champion already."""
-    # The API is not ready without a champion, but its container runs: ask the registry from it.
+    """The platform's post-install hook trained the first model in a training pod (the trainer
+    image, the training pods' identity) and promoted it; an upgrade of a release that has a
+    champion runs no hook. A release without a champion (its registry was wiped) gets the hook
+    again, as the release rendered it (`helm get hooks`)."""
+    job = kubectl("-n", NS, "get", "job", "bootstrap-champion", "-o", "json", check=False)
+    if job:
+        status = json.loads(job).get("status", {})
+        result["training_pod_succeeded"] = bool(status.get("succeeded"))
+        if status.get("startTime") and status.get("completionTime"):
+            took = datetime.fromisoformat(status["completionTime"]) - datetime.fromisoformat(
+                status["startTime"]
+            )
+            say(f"bootstrap-champion's training pod took {took.total_seconds():.0f}s")
     kubectl(
         "-n", NS, "wait", "pod", "-l", "app.kubernetes.io/component=api",
         "--for=jsonpath={.status.phase}=Running", "--timeout=900s", timeout=960,
     )  # fmt: skip
-    if (version := champion()) is not None:
-        say(f"champion: version {version} (no training needed)")
-        result["champion_version"] = version
-        return
-    kubectl("-n", NS, "delete", "job", "bootstrap-champion", "--ignore-not-found", "--wait")
-    manifest = helm(
-        "template", RELEASE, ROOT / "charts" / "fraud-platform", "-n", NS, *platform_values(),
-        "--show-only", "templates/bootstrap.yaml", "--set", "trainer.bootstrap.enabled=true",
-        "--kube-version", server_version(),
-    )  # fmt: skip
-    kubectl("-n", NS, "apply", "-f", "-", stdin=manifest)
-    kubectl(
-        "-n", NS, "wait", "job/bootstrap-champion", "--for=condition=Complete", "--timeout=1800s",
-        timeout=1900,
-    )  # fmt: skip
-    result["training_pod_succeeded"] = True
-    result["champion_version"] = champion()
-
-
-def platform() -> None:
-    """The release, without waiting: its workloads need the champion the next step trains."""
-    unstick(RELEASE, NS)
-    helm(
-        "upgrade", "--install", RELEASE, ROOT / "charts" / "fraud-platform", "-n", NS,
-        *platform_values(), "--timeout", TIMEOUT,
-    )  # fmt: skip
+    if (version := champion()) is None:
+        say("no champion: running the release's bootstrap hook again")
+        hooks = helm("get", "hooks", RELEASE, "-n", NS)
+        docs = [d for d in hooks.split("\n---") if "name: bootstrap-champion" in d]
+        if not docs:
+            raise StepError("no champion, and the release has no bootstrap-champion hook")
+        kubectl("-n", NS, "delete", "job", "bootstrap-champion", "--ignore-not-found", "--wait")
+        kubectl("-n", NS, "apply", "-f", "-", stdin=docs[0])
+        kubectl(
+            "-n", NS, "wait", "job/bootstrap-champion", "--for=condition=Complete",
+            "--timeout=1800s", timeout=1900,
+        )  # fmt: skip
+        result["training_pod_succeeded"] = True
+        version = champion()
+    if version is None:
+        raise StepError("no champion after the bootstrap training pod")
+    if result["training_pod_succeeded"] is False:
+        raise StepError("the bootstrap training pod did not succeed")
+    result["champion_version"] = version
+    say(f"champion: version {version}")
 
 
 def platform_ready() -> None:
@@ -364,6 +383,128 @@ def api() -> None:
     result["api_answered"] = out == "200"
     if not result["api_answered"]:
         raise StepError(f"the API's readiness answered {out!r}")
+
+
+TOKENS = """
+import json, os, sys, urllib.error, urllib.request
+def status(method, path, token=None, body=None):
+    request = urllib.request.Request(sys.argv[1] + path, method=method, data=body)
+    if token:
+        request.add_header("Authorization", "Bearer " + token)
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        return urllib.request.urlopen(request, timeout=30).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+read = os.environ["FRAUDSTREAM_API_READ_TOKEN"]
+verdict = json.dumps({"verdict": "confirmed", "analyst": "kind-e2e"}).encode()
+print(json.dumps({
+    "read": status("GET", "/model", read),
+    "none": status("GET", "/model"),
+    "read_on_write": status("POST", "/alerts/kind-e2e/verdict", read, verdict),
+}))
+"""
+
+
+def api_tokens() -> None:
+    """The analyst's read token (api.readTokenKey of the API's Secret) through the Service: a read
+    with it answers, without a token it is 401, and the read token on a write is 403."""
+    out = kubectl(
+        "-n", NS, "exec", f"deploy/{RELEASE}-api", "-c", "api", "--", "python", "-c", TOKENS,
+        f"http://{RELEASE}-api:8000",
+    ).strip().splitlines()[-1]  # fmt: skip
+    got = json.loads(out)
+    say(f"GET /model with the read token {got['read']}, without a token {got['none']}; "
+        f"a verdict with the read token {got['read_on_write']}")  # fmt: skip
+    result["api_read_token"] = got == {"read": 200, "none": 401, "read_on_write": 403}
+    if not result["api_read_token"]:
+        raise StepError(f"expected 200, 401 and 403: {got}")
+
+
+def spark_app() -> dict[str, Any]:
+    out = kubectl("-n", NS, "get", "sparkapplication", APP, "-o", "json")
+    app: dict[str, Any] = json.loads(out)
+    return app
+
+
+LABELS = """
+import json, sys
+from confluent_kafka import Consumer, TopicPartition
+from fraudstream.adapters.object_store import s3_client
+from fraudstream.settings import load_settings
+settings = load_settings()
+bucket, prefix, topic = sys.argv[1], sys.argv[2].rstrip("/") + "/", sys.argv[3]
+client = s3_client(settings.s3)
+pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+batches = [k for k in keys if "/offsets/" in k and k.rsplit("/", 1)[-1].isdigit()]
+read = None
+if batches:
+    last = max(batches, key=lambda k: int(k.rsplit("/", 1)[-1]))
+    for line in client.get_object(Bucket=bucket, Key=last)["Body"].read().decode().splitlines()[2:]:
+        offsets = json.loads(line) if line.startswith("{") else {}
+        if topic in offsets:
+            read = sum(offsets[topic].values())
+k = settings.kafka
+c = Consumer({"bootstrap.servers": k.bootstrap, **k.client_security(), "group.id": "kind-e2e"})
+parts = c.list_topics(topic, timeout=30).topics[topic].partitions
+produced = sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in parts)
+print(json.dumps({"read": read, "produced": produced}))
+"""
+
+
+def labels_read() -> None:
+    """The merchant stage reads the labels topic of the values (scorer.labelsTopic): the query's
+    latest committed offsets in its S3A checkpoint hold that topic, past its first records, while
+    the generator publishes labels to it (their delays scaled down)."""
+    app = spark_app()
+    env = {e["name"]: e.get("value") for e in app["spec"]["driver"].get("env", [])}
+    topic = env.get("FRAUDSTREAM_SCORER_LABELS_TOPIC")
+    if not topic:
+        raise StepError("the SparkApplication sets no FRAUDSTREAM_SCORER_LABELS_TOPIC")
+    arguments = app["spec"]["arguments"]
+    checkpoint = arguments[arguments.index("--checkpoint") + 1]
+    bucket, _, prefix = checkpoint.split("://", 1)[1].partition("/")
+    got: dict[str, Any] = {}
+
+    def read() -> bool:
+        out = kubectl(
+            "-n", NS, "exec", f"deploy/{RELEASE}-api", "-c", "api", "--", "python", "-c", LABELS,
+            bucket, prefix, topic,
+        ).strip().splitlines()[-1]  # fmt: skip
+        got.update(json.loads(out))
+        return bool(got["read"]) and got["produced"] > 0
+
+    try:
+        wait_for(f"the scorer's checkpoint past the first records of {topic}", read, 900, 30)
+    finally:
+        result["labels_read"], result["labels_produced"] = got.get("read"), got.get("produced")
+    say(f"{topic}: {got['produced']} labels published, the scorer's checkpoint is at {got['read']}")
+
+
+SCORER_SETTINGS = """
+from fraudstream.settings import ScorerSettings
+s = ScorerSettings()
+print(s.labels_topic, s.merchant_delay_s)
+"""
+
+
+def merchant_delay() -> None:
+    """The running driver's settings carry the values' scorer.merchantDelaySeconds (and labels
+    topic), as the package reads them (the scorer keeps scoring with it: the other checks)."""
+    app = spark_app()
+    env = {e["name"]: e.get("value") for e in app["spec"]["driver"].get("env", [])}
+    wanted = float(env.get("FRAUDSTREAM_SCORER_MERCHANT_DELAY_S") or 0)
+    out = kubectl(
+        "-n", NS, "exec", f"{APP}-driver", "-c", "spark-kubernetes-driver", "--", "python3", "-c",
+        SCORER_SETTINGS,
+    ).split()  # fmt: skip
+    topic, delay = out[-2], float(out[-1])
+    result["merchant_delay_s"] = delay
+    say(f"the running driver: labels topic {topic}, merchant delay {delay:g}s")
+    if not wanted or delay != wanted or topic != env.get("FRAUDSTREAM_SCORER_LABELS_TOPIC"):
+        raise StepError(f"the driver runs with {topic}/{delay}, the values say {env}")
 
 
 def helm_test() -> None:
@@ -591,20 +732,19 @@ def main() -> None:
     if not KUBECONFIG.is_file():
         say(f"no cluster ({KUBECONFIG} missing): run `make kind-up` and `make images` first")
         sys.exit(2)
-    step("cluster and images", cluster)
-    step("namespace, restricted Pod Security, Secrets", namespace)
+    step("cluster, registry and images", cluster)
+    step("skaffold run -p offline: images pushed, releases, first champion", deploy)
     step("operator resources accepted by the API server", operator_resources, fatal=False)
-    step("Spark Operator", spark_operator)
-    step("offline stack: Kafka, PostgreSQL, MinIO, MLflow, Airflow", offline_stack)
-    step("online store", online_store)
-    step("fraud-platform release", platform)
     step("first champion from a training pod", first_champion)
     step("scorer SparkApplication, API, generator, label ingest running", platform_ready)
     step("scores reach PostgreSQL", scores_flow)
     step("the retraining DAG triggered in Airflow", retrain_started, fatal=False)
     step("the API answers through its Service", api, fatal=False)
+    step("the API's read token: 200 with it, 401 without, 403 on a write", api_tokens, fatal=False)
     step("helm test", helm_test, fatal=False)
+    step("the scorer runs with the values' merchant delay", merchant_delay, fatal=False)
     step("training pods retrain, the scorer hot-reloads", retrain_finished, fatal=False)
+    step("the merchant stage reads the labels topic", labels_read, fatal=False)
     step("kubectl scales the executors 1 -> 2", scale_executors, fatal=False)
     step("kubectl scales the brokers 3 -> 4", scale_brokers, fatal=False)
     step("a broker pod deleted mid-stream", delete_broker, fatal=False)

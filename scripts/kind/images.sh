@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make images: every image in images/ built for real, smoke-checked, and loaded into the kind
-# cluster when one runs.
+# make images: every image in images/ built for real, smoke-checked, and pushed to the registry
+# beside the kind cluster (scripts/kind/registry.sh) when it runs, as localhost:5001/<name>: the
+# nodes pull from there, and only the layers a change made travel.
 #   IMAGE_BASES=offline (default)  the base images are built here first (images/offline, on the
 #                                   Debian base of `make kind-up`) and passed in as build arguments
 #   IMAGE_BASES=public             the Dockerfiles' own public bases (a machine that can pull)
@@ -9,6 +10,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$KIND_DIR/build.sh"
+source "$KIND_DIR/registry.sh"
 
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/pyproject.toml")"
 BASES="${IMAGE_BASES:-offline}"
@@ -123,43 +125,28 @@ build_spark_operator() { # TAG: controller and webhook from the Go module, on th
   rm -rf "$ctx"
 }
 
-# The images go into the nodes that run workloads (the control plane keeps its NoSchedule
-# taint), each streamed from `docker save` into the node's containerd. This is what `kind load
-# docker-image` does, except that the layers' compressed copies are dropped once unpacked
-# (--discard-unpacked-layers), which halves what every node holds; an image a node already has
-# is not sent again.
-load_into_cluster() {
-  if ! [[ -x "$KIND_BIN/kind" ]] || ! "$KIND_BIN/kind" get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
-    say "no cluster $KIND_CLUSTER: images not loaded (make kind-up, then make images again)"
+# The images go to the registry beside the cluster, which every node pulls from: a layer the
+# registry holds is not sent again, and a node fetches only the layers it lacks (its containerd
+# keeps them unpacked only, kind's discard_unpacked_layers).
+push_to_registry() {
+  if ! docker inspect "$REGISTRY_CONTAINER" >/dev/null 2>&1; then
+    say "no registry $REGISTRY_CONTAINER: images not pushed (make kind-up, then make images again)"
     return
   fi
-  local node
-  for node in $("$KIND_BIN/kind" get nodes --name "$KIND_CLUSTER" | grep -v -- '-control-plane$'); do
-    logged "load-$node" load_into_node "$node"
-  done
+  ensure_registry
+  logged push push_all
+  printf '%s\n' "${BUILT[@]}" >"$REGISTRY_PUSHED"
 }
 
-load_into_node() { # NODE
-  local node=$1 image id known missing=()
-  for image in "${BUILT[@]}"; do
-    id="$(docker image inspect -f '{{.Id}}' "$image")"
-    if docker exec "$node" crictl inspecti -o go-template --template '{{.status.id}}' "docker.io/$image" 2>/dev/null \
-        | grep -qx "$id"; then
-      echo "$image: already on $node"
-    # The same image under another name (skaffold tags what `make images` built): a new name only.
-    elif known="$(docker exec "$node" crictl inspecti -o go-template --template '{{index .status.repoTags 0}}' "$id" 2>/dev/null)" \
-        && [[ -n $known ]]; then
-      docker exec "$node" ctr --namespace=k8s.io images tag --force "$known" "docker.io/$image" >/dev/null
-      echo "$image: tagged on $node (as $known)"
-    else
-      missing+=("$image")
-    fi
+push_all() {
+  local tag
+  for tag in "${BUILT[@]}"; do
+    echo "== $REGISTRY/$tag"
+    push_image "$tag"
   done
-  [[ ${#missing[@]} -gt 0 ]] || return 0
-  echo "loading into $node: ${missing[*]}"
-  docker save "${missing[@]}" | docker exec -i "$node" ctr --namespace=k8s.io images import \
-    --all-platforms --digests --snapshotter=overlayfs --local --discard-unpacked-layers -
-  docker exec "$node" du -sh /var/lib/containerd
+  curl -sf "http://$REGISTRY/v2/_catalog"
+  echo
+  du -sh "$REGISTRY_DATA"
 }
 
 # Docker keeps the replaced versions of rebuilt images and every build's cache: keep the
@@ -183,7 +170,7 @@ main() {
   docker image ls --format '  {{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -F -f <(printf '%s\n' "${BUILT[@]}") || true
   say "smoke checks (tests/kind/test_images.py)"
   FRAUDSTREAM_TEST_IMAGES="${BUILT[*]}" "$ROOT/.venv/bin/pytest" -q -p no:cacheprovider "$ROOT/tests/kind/test_images.py"
-  load_into_cluster
+  push_to_registry
   trim_docker
   say "docker now holds: $(docker system df --format '{{.Type}} {{.Size}}' | paste -sd, - | sed 's/,/, /g')"
   say "done in $(( $(date +%s) - start ))s"

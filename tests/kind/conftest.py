@@ -69,7 +69,7 @@ class Cluster:
         )
 
     def node_images(self, node: str) -> set[str]:
-        """The image names the node's containerd holds (what `kind load` put there)."""
+        """The image names the node's containerd holds (what it pulled from the registry)."""
         done = subprocess.run(
             ["docker", "exec", node, "crictl", "images", "-o", "json"],
             capture_output=True,

@@ -1,20 +1,21 @@
 """The kind cluster of `make kind-up` as its users rely on it: nodes and zones, the system pods,
-pods talking across nodes through a Service, a volume claim bound, the project's images on every
-node, and a chart of ours installed and tested under the restricted Pod Security standard."""
+pods talking across nodes through a Service, a volume claim bound, the project's images in the
+registry beside the cluster and pulled from it by every worker, and a chart of ours installed and
+tested under the restricted Pod Security standard."""
 
 from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import textwrap
 
 from .conftest import REPO, Cluster
 
 VERSION = "0.1.0"
-PROJECT_IMAGES = [
-    f"docker.io/fraudstream/{name}:{VERSION}"
-    for name in ("api", "generator", "trainer", "mlflow", "scorer", "airflow")
-]
+REGISTRY = "localhost:5001"  # scripts/kind/registry.sh
+API_IMAGE = f"{REGISTRY}/fraudstream/api:{VERSION}"
+PROJECT_IMAGES = ("api", "generator", "trainer", "mlflow", "scorer", "airflow")
 # A pod spec that meets the restricted Pod Security standard.
 RESTRICTED = {
     "runAsNonRoot": True,
@@ -28,8 +29,8 @@ def python_pod(name: str, script: str, **spec: object) -> dict[str, object]:
     """A pod that runs `script` once in the api image's Python, as the restricted standard wants."""
     container: dict[str, object] = {
         "name": name,
-        "image": f"fraudstream/api:{VERSION}",
-        "imagePullPolicy": "Never",
+        "image": API_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-c", script],
         "securityContext": RESTRICTED,
     }
@@ -77,16 +78,29 @@ def test_every_system_pod_runs(cluster: Cluster) -> None:
     assert network["numberReady"] == network["desiredNumberScheduled"] == 4
 
 
-def test_the_project_images_are_on_every_worker(cluster: Cluster) -> None:
-    """`make images` loads them where pods run: the workers (the control plane is tainted)."""
+def _host(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600).stdout
+
+
+def test_the_registry_serves_the_project_images_and_every_worker_pulls_from_it(
+    cluster: Cluster,
+) -> None:
+    """`make images` pushes them to the registry beside the cluster; each worker's containerd
+    resolves its name (certs.d) and pulls from it (the control plane is tainted)."""
+    tags = {
+        name: json.loads(_host("curl", "-sf", f"http://{REGISTRY}/v2/fraudstream/{name}/tags/list"))
+        for name in PROJECT_IMAGES
+    }
+    missing = [name for name, listed in tags.items() if VERSION not in (listed.get("tags") or [])]
+    assert not missing, f"the registry lacks {missing}: make images pushes them"
     workers = cluster.kubectl(
         "get", "nodes", "-l", "!node-role.kubernetes.io/control-plane", "-o", "name"
     ).split()
     assert len(workers) == 3
     for node in workers:
-        held = cluster.node_images(node.removeprefix("node/"))
-        missing = [image for image in PROJECT_IMAGES if image not in held]
-        assert not missing, f"{node} lacks {missing}: make images loads them"
+        name = node.removeprefix("node/")
+        _host("docker", "exec", name, "crictl", "pull", API_IMAGE)
+        assert API_IMAGE in cluster.node_images(name)
 
 
 def _echo_servers(namespace: str) -> str:
@@ -122,8 +136,8 @@ def _echo_servers(namespace: str) -> str:
                     "containers": [
                         {
                             "name": "echo",
-                            "image": f"fraudstream/api:{VERSION}",
-                            "imagePullPolicy": "Never",
+                            "image": API_IMAGE,
+                            "imagePullPolicy": "IfNotPresent",
                             "command": ["python", "-c", script],
                             "env": [
                                 {
@@ -198,8 +212,8 @@ def test_the_restricted_standard_refuses_a_privileged_pod(cluster: Cluster, name
             "containers": [
                 {
                     "name": "c",
-                    "image": f"fraudstream/api:{VERSION}",
-                    "imagePullPolicy": "Never",
+                    "image": API_IMAGE,
+                    "imagePullPolicy": "IfNotPresent",
                     "securityContext": {"privileged": True},
                 }
             ]

@@ -247,3 +247,69 @@ OFFLINE_DOCKERFILES = sorted(
 @pytest.mark.parametrize("path", OFFLINE_DOCKERFILES)
 def test_hadolint_finds_nothing_in_the_offline_recipes(chain: Toolchain, path: str) -> None:
     assert chain.lint_dockerfile((REPO / path).read_text()) == []
+
+
+# -- the registry beside the cluster (scripts/kind/registry.sh) ----------------------------------
+
+REGISTRY = "localhost:5001"
+
+
+def _registry_var(name: str) -> str:
+    done = subprocess.run(
+        ["bash", "-c", f'KIND_CLUSTER=fraudstream KIND_CACHE=/x; source "$0"; echo "${name}"',
+         str(KIND / "registry.sh")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_the_nodes_containerd_reads_registry_hosts_from_certs_d() -> None:
+    config = yaml.safe_load((REPO / "kind-config.yaml").read_text())
+    (patch,) = config["containerdConfigPatches"]
+    assert '[plugins."io.containerd.grpc.v1.cri".registry]' in patch
+    assert 'config_path = "/etc/containerd/certs.d"' in patch
+
+
+def test_the_registry_name_is_the_one_skaffold_and_the_values_use() -> None:
+    assert _registry_var("REGISTRY") == REGISTRY
+    hosts = _registry_var("(registry_hosts_toml)")
+    assert hosts.splitlines()[0] == '[host."http://fraudstream-registry:5000"]'
+    context = yaml.safe_load((KIND / "skaffold-config.yaml").read_text())["kubeContexts"][0]
+    assert context["default-repo"] == REGISTRY
+    assert context["multi-level-repo"] is True
+    assert REGISTRY in context["insecure-registries"]
+
+
+def test_the_offline_profile_pushes_and_its_images_come_from_the_registry() -> None:
+    configs = {
+        d["metadata"]["name"]: d for d in yaml.safe_load_all((REPO / "skaffold.yaml").read_text())
+    }
+    (offline,) = [p for p in configs["platform"]["profiles"] if p["name"] == "offline"]
+    assert offline["build"]["local"]["push"] is True
+    (platform,) = [
+        r for r in offline["deploy"]["helm"]["releases"] if r["name"] == "fraud-platform"
+    ]
+    for image in ("scorer", "api", "generator", "trainer"):
+        # Pinned by digest: a dirty tree keeps its tag from one change to the next.
+        digest = platform["setValueTemplates"][f"images.{image}.digest"]
+        assert digest == f"{{{{.IMAGE_DIGEST_fraudstream_{image}}}}}"
+    stack = yaml.safe_load((REPO / "charts" / "offline-stack" / "values.yaml").read_text())
+    images = [v for k, v in stack["images"].items() if k != "pullPolicy"]
+    images += [stack["airflow"]["image"], stack["airflow"]["trainerImage"]]
+    assert all(i.startswith(f"{REGISTRY}/fraudstream/") for i in images), images
+    assert stack["images"]["pullPolicy"] == "IfNotPresent"
+    for path in (
+        REPO / "charts" / "fraud-platform" / "ci" / "kind-offline-values.yaml",
+        REPO / "charts" / "online-store" / "ci" / "kind-offline-values.yaml",
+    ):
+        values = yaml.safe_load(path.read_text())["images"]
+        assert values["pullPolicy"] == "IfNotPresent", path
+        repositories = [v["repository"] for v in values.values() if isinstance(v, dict)]
+        assert repositories
+        assert all(r.startswith(f"{REGISTRY}/fraudstream/") for r in repositories), path
+    operator = yaml.safe_load(
+        (REPO / "charts" / "third-party" / "offline" / "spark-operator.yaml").read_text()
+    )["image"]
+    assert (operator["registry"], operator["pullPolicy"]) == (REGISTRY, "IfNotPresent")

@@ -95,7 +95,7 @@ def test_airflow_runs_the_dags_as_training_pods_with_a_launcher_identity(
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["FRAUDSTREAM_MODE"] == "kubernetes"
         assert env["FRAUDSTREAM_TRAINER_KAFKA_CA_SECRET"] == ""
-        assert env["FRAUDSTREAM_TRAINER_IMAGE"].startswith("fraudstream/trainer:")
+        assert env["FRAUDSTREAM_TRAINER_IMAGE"].startswith("localhost:5001/fraudstream/trainer:")
         assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
         assert (env["FRAUDSTREAM_RETRAIN_CANDIDATES"], env["FRAUDSTREAM_RETRAIN_SMOTE"]) == (
             "4",
