@@ -12,6 +12,7 @@ import pytest
 
 from fraudstream.adapters.partitions import (
     PARTITIONED_TABLES,
+    SchemaBehindError,
     day_partitions,
     ensure_ahead,
 )
@@ -128,6 +129,18 @@ def test_partitions_ahead_are_made_once(fresh_database: PostgresSettings) -> Non
     with connect(fresh_database) as conn, conn.cursor() as cur:
         days = [d for _, d in day_partitions(cur, "fraud_alerts")]
     assert days == [today + timedelta(days=i) for i in range(-1, 4)]
+
+
+def test_a_database_behind_the_partitions_is_named_with_the_fix(
+    fresh_database: PostgresSettings,
+) -> None:
+    """The scorer starts by making partitions ahead: on a database still at migration 4 it
+    says what is behind and how to fix it, not a function lookup error."""
+    migrate(fresh_database, upto=4)
+    with pytest.raises(SchemaBehindError, match="migration 5"):
+        ensure_ahead(fresh_database, date(2026, 3, 10), 1)
+    migrate(fresh_database)
+    assert ensure_ahead(fresh_database, date(2026, 3, 10), 1) == 3 * 3
 
 
 def test_an_upgraded_database_keeps_its_rows(fresh_database: PostgresSettings) -> None:

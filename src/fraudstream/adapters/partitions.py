@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
@@ -51,6 +52,10 @@ def utc_day(moment: datetime) -> date:
     return moment.astimezone(UTC).date()
 
 
+class SchemaBehindError(RuntimeError):
+    """The database predates the day partitions (its migrations are behind this code)."""
+
+
 def ensure_days(
     cur: psycopg2.extensions.cursor,
     days: Iterable[date],
@@ -64,7 +69,13 @@ def ensure_days(
     made = 0
     for table in tables:
         for first, last in _runs(wanted):
-            cur.execute("SELECT ensure_day_partitions(%s, %s, %s)", (table, first, last))
+            try:
+                cur.execute("SELECT ensure_day_partitions(%s, %s, %s)", (table, first, last))
+            except psycopg2.errors.UndefinedFunction:
+                raise SchemaBehindError(
+                    "the database has no day partitions yet: its schema is older than this "
+                    "code (migration 5)"
+                ) from None
             row = cur.fetchone()
             made += int(row[0]) if row else 0
     return made

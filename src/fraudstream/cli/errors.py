@@ -40,6 +40,10 @@ KNOWN: dict[str, tuple[str, str] | Known] = {
         "service",
         "see the log named above; `fraudstream platform logs SERVICE`",
     ),
+    "fraudstream.adapters.partitions.SchemaBehindError": (
+        "database schema",
+        "run `fraudstream db migrate` (or `fraudstream platform up`), then again",
+    ),
     "fraudstream.adapters.postgres.MigrationError": (
         "database schema",
         "restore the migration file or add a new one",
