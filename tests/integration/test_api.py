@@ -217,7 +217,9 @@ def _states(txns: pd.DataFrame) -> tuple[dict[str, CardState], dict[str, Merchan
 
 
 @pytest.fixture(scope="session")
-def api_world(settings: Settings) -> World:
+def api_world(settings: Settings, platform: Any) -> World:
+    # ``platform``: the world registers a model and writes rows, so the platform must be up
+    # first, also when this module runs before any other.
     prefix = f"api{uuid.uuid4().hex[:6]}"
     model_settings = _named(settings, f"fraud-detector-api-{prefix}")
     txns, labels = _history(prefix)
