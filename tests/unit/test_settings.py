@@ -19,6 +19,14 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "state"
 
 
+def kubernetes_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment of a pod: Kubernetes mode with the Secrets every pod mounts."""
+    monkeypatch.setenv("FRAUDSTREAM_MODE", "kubernetes")
+    monkeypatch.setenv("FRAUDSTREAM_POSTGRES_PASSWORD", "from-a-secret")
+    monkeypatch.setenv("FRAUDSTREAM_S3_ACCESS_KEY", "ak")
+    monkeypatch.setenv("FRAUDSTREAM_S3_SECRET_KEY", "sk")
+
+
 def test_local_defaults_need_no_configuration(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("FRAUDSTREAM_KAFKA_CLIENT_PORT", "FRAUDSTREAM_POSTGRES_PORT"):
         monkeypatch.delenv(var, raising=False)
@@ -100,10 +108,7 @@ def test_secrets_are_required_outside_local_mode(
 def test_secrets_from_environment_are_used_as_given(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FRAUDSTREAM_MODE", "kubernetes")
-    monkeypatch.setenv("FRAUDSTREAM_POSTGRES_PASSWORD", "from-a-secret")
-    monkeypatch.setenv("FRAUDSTREAM_S3_ACCESS_KEY", "ak")
-    monkeypatch.setenv("FRAUDSTREAM_S3_SECRET_KEY", "sk")
+    kubernetes_mode(monkeypatch)
     s = load_settings()
     assert s.postgres.password is not None
     assert s.postgres.password.get_secret_value() == "from-a-secret"
@@ -196,10 +201,7 @@ def test_a_bad_value_of_any_system_is_one_line_naming_its_variable(
 def test_airflow_secrets_are_required_only_to_run_airflow_outside_local_mode(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FRAUDSTREAM_MODE", "kubernetes")
-    monkeypatch.setenv("FRAUDSTREAM_POSTGRES_PASSWORD", "from-a-secret")
-    monkeypatch.setenv("FRAUDSTREAM_S3_ACCESS_KEY", "ak")
-    monkeypatch.setenv("FRAUDSTREAM_S3_SECRET_KEY", "sk")
+    kubernetes_mode(monkeypatch)
     s = load_settings()  # a scorer or training pod loads its settings without them
     assert s.airflow.admin_password is None
     with pytest.raises(SettingsError, match="FRAUDSTREAM_AIRFLOW_ADMIN_PASSWORD"):
@@ -214,10 +216,7 @@ def test_the_api_has_a_writer_and_a_read_only_token(
     assert s.api.read_token is not None
     assert s.api.token != s.api.read_token
     assert load_settings().api.read_token == s.api.read_token  # stable, from credentials.json
-    monkeypatch.setenv("FRAUDSTREAM_MODE", "kubernetes")
-    monkeypatch.setenv("FRAUDSTREAM_POSTGRES_PASSWORD", "from-a-secret")
-    monkeypatch.setenv("FRAUDSTREAM_S3_ACCESS_KEY", "ak")
-    monkeypatch.setenv("FRAUDSTREAM_S3_SECRET_KEY", "sk")
+    kubernetes_mode(monkeypatch)
     monkeypatch.setenv("FRAUDSTREAM_API_READ_TOKEN", "read-from-a-secret")
     outside = load_settings()
     assert outside.api.read_token is not None
