@@ -6,14 +6,16 @@ acknowledged record survives the loss of any one of the three nodes.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     ConfigResource,
@@ -54,6 +56,35 @@ def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) ->
     }
     config.update(overrides)
     return config
+
+
+CONSUMER_CLOSE_S = 30.0
+"""How long a stopping consumer waits to leave its group before it goes without."""
+
+log = logging.getLogger(__name__)
+
+
+def close_consumer(consumer: Consumer, timeout_s: float = CONSUMER_CLOSE_S) -> bool:
+    """Close ``consumer``, waiting at most ``timeout_s`` for it to leave its group; True if
+    it did.
+
+    Leaving is a courtesy to the group (its partitions move at once instead of after the
+    session timeout): the offsets that matter are committed before. It waits on the
+    group's coordinator, which a broker that has just restarted may still be loading (once
+    over two minutes); a command stopped by Ctrl-C must not wait that long, so the close
+    runs in a thread and the caller goes on without it when it is late.
+    """
+    closer = threading.Thread(target=consumer.close, name="kafka-consumer-close", daemon=True)
+    closer.start()
+    closer.join(timeout_s)
+    if closer.is_alive():
+        log.warning(
+            "the consumer did not leave its group within %.0f s (its coordinator is busy); "
+            "the broker drops it after the session timeout",
+            timeout_s,
+        )
+        return False
+    return True
 
 
 def admin_client(settings: KafkaSettings) -> AdminClient:

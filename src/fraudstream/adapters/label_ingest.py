@@ -21,7 +21,7 @@ import psycopg2
 import psycopg2.extensions
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 
-from fraudstream.adapters.kafka import consumer_config
+from fraudstream.adapters.kafka import close_consumer, consumer_config
 from fraudstream.adapters.postgres import upsert_labels
 from fraudstream.adapters.retry import RetryPolicy, retry
 from fraudstream.adapters.transaction_stream import Sender, source_position
@@ -125,7 +125,7 @@ class LabelIngest:
                 if progress:
                     progress(report)
         finally:
-            consumer.close()
+            close_consumer(consumer)
             db.drop()
         return report
 

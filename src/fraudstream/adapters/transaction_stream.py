@@ -22,7 +22,7 @@ from typing import IO, Any
 import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
-from fraudstream.adapters.kafka import consumer_config, producer_config
+from fraudstream.adapters.kafka import close_consumer, consumer_config, producer_config
 from fraudstream.generator import Generated, GeneratorConfig, generate, world_for
 from fraudstream.schema import format_timestamp
 from fraudstream.schema.tables import encode_row, wire_records
@@ -336,7 +336,7 @@ def validate_topic(
             if progress:
                 progress(len(batch))
     finally:
-        consumer.close()
+        close_consumer(consumer)
     return report
 
 
