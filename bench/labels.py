@@ -17,7 +17,7 @@ share of the model's total gain; then the AP differences against ``today`` in th
 run, a Markdown table, one JSON line per row, and a plot (``--plot``).
 
     .venv/bin/python bench/labels.py [--customers 10000 --days 70] [--candidates 6]
-        [--regimes mixed,chargeback-only,slower] [--plot docs/img/label-regimes.png]
+        [--regimes mixed,chargeback-only,slower] [--seed 5] [--plot docs/img/label-regimes.png]
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from matplotlib.figure import Figure
 
 from fraudstream.features.catalogue import MATURITY_DELAY_S, MERCHANT_FEATURES, feature_names
 from fraudstream.features.replay import attach_labels, build_features
-from fraudstream.model.experiment import training_rows, validation_folds
+from fraudstream.model.experiment import label_delays, training_rows, validation_folds
 from fraudstream.model.metrics import evaluate
 from fraudstream.model.split import TimeSplit, holdout_rows
 from fraudstream.model.training import train
@@ -66,35 +65,30 @@ def merchant_gain_share(model: object, columns: list[str]) -> dict[str, float]:
     return {n: round(named.get(n, 0.0) / total, 4) for n in columns if n.startswith("merchant_")}
 
 
-def label_delays(txns: pd.DataFrame, labels: pd.DataFrame) -> dict[str, float]:
-    """Fraud labels' delay quantiles (days) and the share known within the maturity delay."""
-    frauds = labels[labels["is_fraud"]].merge(
-        txns[["transaction_id", "event_time"]], on="transaction_id"
-    )
-    days = (frauds["label_time"] - frauds["event_time"]).dt.total_seconds() / 86400
-    return {
-        "p50_days": round(float(days.quantile(0.5)), 1),
-        "p90_days": round(float(days.quantile(0.9)), 1),
-        "known_within_delay": round(float((days <= MATURITY_DELAY_S / 86400).mean()), 3),
-    }
-
-
 def plot(rows: list[dict[str, object]], path: Path) -> None:
+    """AP per regime and column set: the bar is the mean over seeds, a dot each seed."""
     regimes = list(dict.fromkeys(str(r["regime"]) for r in rows))
     sets = list(column_sets())
+    seeds = sorted({int(r["seed"]) for r in rows})  # type: ignore[call-overload]
     fig = Figure(figsize=(8, 4.5))
     ax = fig.subplots()
     width = 0.8 / len(sets)
     for i, name in enumerate(sets):
+        x = np.arange(len(regimes)) + i * width
         values = [
-            next(float(r["ap"]) for r in rows if r["regime"] == g and r["set"] == name)  # type: ignore[arg-type]
+            [float(r["ap"]) for r in rows if r["regime"] == g and r["set"] == name]  # type: ignore[arg-type]
             for g in regimes
         ]
-        bars = ax.bar(np.arange(len(regimes)) + i * width, values, width, label=name)
+        bars = ax.bar(x, [np.mean(v) for v in values], width, label=name)
         ax.bar_label(bars, fmt="%.3f", fontsize=8)
+        for xi, v in zip(x, values, strict=True):
+            ax.scatter([xi] * len(v), v, color="black", s=8, zorder=3)
+    low = min(float(r["ap"]) for r in rows)  # type: ignore[arg-type]
+    bottom = max(0.0, np.floor(low * 20) / 20 - 0.05)
     ax.set_xticks(np.arange(len(regimes)) + width * (len(sets) - 1) / 2, regimes)
-    ax.set(ylabel="average precision (test period)", ylim=(0, 1))
-    ax.set_title("Risk features under slow labels: AP by label regime")
+    ax.set(ylabel=f"average precision, test period (axis from {bottom:.2f})", ylim=(bottom, 1))
+    seeds_text = ", ".join(str(s) for s in seeds)
+    ax.set_title(f"Risk features under slow labels (mean of seeds {seeds_text}; dots: each)")
     ax.legend(loc="lower left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +101,14 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=70)
     parser.add_argument("--candidates", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=5, help="The generator's seed.")
     parser.add_argument("--regimes", default=",".join(REGIMES))
     parser.add_argument("--plot", type=Path)
+    parser.add_argument(
+        "--from-output",
+        type=Path,
+        help="Plot and tabulate the JSON lines of an earlier run's output instead of running.",
+    )
     parser.add_argument(
         "--cache-dir", type=Path, default=Path.home() / ".cache" / "fraudstream" / "bench"
     )
@@ -116,12 +116,18 @@ def main() -> None:
     unknown = sorted(set(args.regimes.split(",")) - set(REGIMES))
     if unknown:
         parser.error(f"unknown regime(s) {', '.join(unknown)}; known: {', '.join(REGIMES)}")
+    if args.from_output:
+        lines = args.from_output.read_text().splitlines()
+        report([json.loads(line) for line in lines if line.startswith("{")], args.plot)
+        return
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     print(f"maturity delay: {MATURITY_DELAY_S / 86400:g} days", flush=True)
     rows: list[dict[str, object]] = []
     for regime in args.regimes.split(","):
         preset, knobs = REGIMES[regime]
-        txns, labels = cached_history(args.cache_dir, args.customers, args.days, preset, knobs)
+        txns, labels = cached_history(
+            args.cache_dir, args.customers, args.days, preset, knobs, seed=args.seed
+        )
         start = txns["event_time"].min().floor("D")
         delays = label_delays(txns, labels)
         t0 = time.perf_counter()
@@ -149,6 +155,7 @@ def main() -> None:
             scores = result.model.predict_proba(test[columns].to_numpy(np.float64))[:, 1]
             found = evaluate(test, scores, result.threshold)
             row = {
+                "seed": args.seed,
                 "regime": regime,
                 "set": name,
                 "auc": round(found["auc_roc"], 4),
@@ -166,18 +173,27 @@ def main() -> None:
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print("\n| regime | features | AUC | AP | AP - today | CP@100 | F2 |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    report(rows, args.plot)
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+
+
+def report(rows: list[dict[str, object]], plot_path: Path | None) -> None:
+    """The Markdown table of ``rows`` and, with ``plot_path``, the plot."""
+    print("\n| seed | regime | features | AUC | AP | AP - today | CP@100 | F2 |")
+    print("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
-        today = next(r for r in rows if r["regime"] == row["regime"] and r["set"] == "today")
+        today = next(
+            r
+            for r in rows
+            if (r["seed"], r["regime"], r["set"]) == (row["seed"], row["regime"], "today")
+        )
         diff = float(row["ap"]) - float(today["ap"])  # type: ignore[arg-type]
         print(
-            f"| {row['regime']} | {row['set']} | {row['auc']:.4f} | {row['ap']:.4f} | "
-            f"{diff:+.4f} | {row['cp_at_100']:.4f} | {row['f2']:.4f} |"
+            f"| {row['seed']} | {row['regime']} | {row['set']} | {row['auc']:.4f} | "
+            f"{row['ap']:.4f} | {diff:+.4f} | {row['cp_at_100']:.4f} | {row['f2']:.4f} |"
         )
-    if args.plot:
-        plot(rows, args.plot)
-    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+    if plot_path:
+        plot(rows, plot_path)
 
 
 if __name__ == "__main__":

@@ -84,18 +84,21 @@ def cached_history(
     days: int,
     regime: str = DEFAULT_LABEL_REGIME,
     label_knobs: dict[str, float] | None = None,
+    seed: int = 5,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The generated history (seed 5) from the cache, generated and written on first use;
+    """The generated history from the cache, generated and written on first use;
     ``label_knobs`` adjust the regime's label knobs (as ``--label KNOB=VALUE`` does)."""
     start = datetime(2026, 1, 1, tzinfo=UTC)
     suffix = "" if regime == DEFAULT_LABEL_REGIME else f"-{regime}"
     suffix += "".join(f"-{k}{v:g}" for k, v in sorted((label_knobs or {}).items()))
-    folder = cache / f"seed5-c{customers}-d{days}{suffix}"
+    folder = cache / f"seed{seed}-c{customers}-d{days}{suffix}"
     txns_path, labels_path = folder / "transactions.parquet", folder / "labels.parquet"
     if not (txns_path.exists() and labels_path.exists()):
         print(f"generating the history into {folder} (once)", flush=True)
         labels = dataclasses.replace(label_regime(regime), **(label_knobs or {}))
-        config = GeneratorConfig(seed=5, start=start, days=days, customers=customers, labels=labels)
+        config = GeneratorConfig(
+            seed=seed, start=start, days=days, customers=customers, labels=labels
+        )
         folder.mkdir(parents=True, exist_ok=True)
         write_history(generate(config), folder)
     return pd.read_parquet(txns_path), pd.read_parquet(labels_path)
