@@ -29,6 +29,7 @@ repeated runs skip generation; generation time is not part of any figure.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from datetime import UTC, datetime
@@ -78,17 +79,25 @@ SEED_STYLE_SPACE = {
 
 
 def cached_history(
-    cache: Path, customers: int, days: int, regime: str = DEFAULT_LABEL_REGIME
+    cache: Path,
+    customers: int,
+    days: int,
+    regime: str = DEFAULT_LABEL_REGIME,
+    label_knobs: dict[str, float] | None = None,
+    seed: int = 5,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The generated history (seed 5) from the cache, generated and written on first use."""
+    """The generated history from the cache, generated and written on first use;
+    ``label_knobs`` adjust the regime's label knobs (as ``--label KNOB=VALUE`` does)."""
     start = datetime(2026, 1, 1, tzinfo=UTC)
     suffix = "" if regime == DEFAULT_LABEL_REGIME else f"-{regime}"
-    folder = cache / f"seed5-c{customers}-d{days}{suffix}"
+    suffix += "".join(f"-{k}{v:g}" for k, v in sorted((label_knobs or {}).items()))
+    folder = cache / f"seed{seed}-c{customers}-d{days}{suffix}"
     txns_path, labels_path = folder / "transactions.parquet", folder / "labels.parquet"
     if not (txns_path.exists() and labels_path.exists()):
         print(f"generating the history into {folder} (once)", flush=True)
+        labels = dataclasses.replace(label_regime(regime), **(label_knobs or {}))
         config = GeneratorConfig(
-            seed=5, start=start, days=days, customers=customers, labels=label_regime(regime)
+            seed=seed, start=start, days=days, customers=customers, labels=labels
         )
         folder.mkdir(parents=True, exist_ok=True)
         write_history(generate(config), folder)

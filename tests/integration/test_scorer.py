@@ -275,7 +275,10 @@ def test_steady_stream_parity_poison_sinks_and_hot_reload(
         # Parity: identical feature vectors and scores to the offline path, the labels'
         # merchant risks included (labels from the topic, linked to merchants in state).
         offline = _assert_features_equal_offline(stored, data)
-        assert offline[[n for n in feature_names() if "fraud_risk" in n]].to_numpy().max() > 0
+        # (the history's 4 days leave the mature risks NaN: their values are covered by
+        # tests/unit/test_scoring.py, which runs the same stage code over 20 days)
+        risks = [n for n in feature_names() if n.startswith("merchant_fraud_risk")]
+        assert offline[risks].to_numpy().max() > 0
         loaded = registry.load_model(settings, version)
         expected = loaded.model.predict_proba(
             offline.loc[stored["transaction_id"], feature_names()].to_numpy(np.float64)

@@ -1,10 +1,18 @@
-"""Per-merchant counts and fraud risk: windows and label delay on hand-computed sequences."""
+"""Per-merchant counts and fraud risk: windows, label delay and the maturity delay on
+hand-computed sequences."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from fraudstream.features.catalogue import DAY, MERCHANT_FEATURES
+from fraudstream.features.catalogue import (
+    DAY,
+    MATURITY_DELAY_S,
+    MERCHANT_FEATURES,
+    MERCHANT_HISTORY_S,
+)
 from fraudstream.features.events import LabelEvent, TxnEvent
 from fraudstream.features.merchant import MerchantState, apply_label, update_merchant
 
@@ -58,6 +66,9 @@ def test_fraud_risk_leaves_the_window_with_the_fraudulent_transaction() -> None:
     assert f2["merchant_fraud_risk_7d"] == pytest.approx(1 / 3)
     state, f3 = step(state, txn("d", 30 * DAY))
     assert f3["merchant_fraud_risk_30d"] == 0.0
+    assert state.fraud_times == [T0]  # still inside the mature 30d window
+    state, f4 = step(state, txn("e", MERCHANT_HISTORY_S))
+    assert f4["merchant_mature_fraud_risk_30d"] == 0.0  # 'a' is exactly at the horizon
     assert state.fraud_times == []
     assert state.fraud_ids == {}
 
@@ -76,17 +87,48 @@ def test_duplicate_labels_count_once_and_a_non_fraud_verdict_retracts() -> None:
 def test_genuine_labels_and_labels_on_month_old_transactions_change_nothing() -> None:
     state, _ = step(None, txn("a", 0))
     state = apply_label(state, fraud("a", 0, 10, is_fraud=False))
-    state = apply_label(state, fraud("old", -31 * DAY, 10))
+    state = apply_label(state, fraud("old", 10 - MERCHANT_HISTORY_S, 10))
     state, f = step(state, txn("b", 20))
     assert f["merchant_fraud_risk_30d"] == 0.0
     assert state.fraud_ids == {}
 
 
-def test_state_is_bounded_to_thirty_days() -> None:
+def test_state_is_bounded_to_the_horizon() -> None:
     state = None
-    for k in range(2000):  # one transaction per hour
+    hours = int(MERCHANT_HISTORY_S // 3600)
+    for k in range(3 * hours):  # one transaction per hour
         state, f = step(state, txn(f"t{k}", k * 3600.0))
     assert state is not None
-    assert len(state.times) <= 2 * 30 * 24
+    assert len(state.times) <= 2 * hours
     assert f["merchant_count_30d"] == 30 * 24
     assert f["merchant_count_1d"] == 24
+    assert f["merchant_mature_fraud_risk_30d"] == 0.0
+
+
+MATURE = MATURITY_DELAY_S
+
+
+def test_mature_risk_counts_only_transactions_older_than_the_maturity_delay() -> None:
+    state, f = step(None, txn("a", 0))
+    assert math.isnan(f["merchant_mature_fraud_risk_1d"])  # nothing that old yet
+    state = apply_label(state, fraud("a", 0, 2 * DAY))
+    for i in range(3):  # recent, unlabelled transactions: no dilution of the mature risk
+        state, _ = step(state, txn(f"r{i}", MATURE - 3600 + i))
+    state, f = step(state, txn("b", MATURE + 1))
+    assert f["merchant_mature_fraud_risk_1d"] == 1.0  # only 'a' is mature, and it is fraud
+    assert f["merchant_fraud_risk_30d"] == pytest.approx(1 / 5)  # diluted by the recent ones
+    state, f = step(state, txn("c", MATURE + DAY))
+    assert math.isnan(f["merchant_mature_fraud_risk_1d"])  # 'a' left it, nothing else is there
+    assert f["merchant_mature_fraud_risk_7d"] == 1.0
+    state, f = step(state, txn("d", 2 * MATURE))
+    assert f["merchant_mature_fraud_risk_1d"] == 0.0  # the three r, now mature, genuine
+    assert f["merchant_mature_fraud_risk_30d"] == pytest.approx(1 / 4)  # a and r0-r2, not b
+
+
+def test_mature_risk_sees_a_label_only_once_it_is_known() -> None:
+    state, _ = step(None, txn("a", 0))
+    state, f = step(state, txn("b", MATURE + 10))
+    assert f["merchant_mature_fraud_risk_7d"] == 0.0
+    state = apply_label(state, fraud("a", 0, MATURE + 20))  # slower than the delay
+    state, f = step(state, txn("c", MATURE + 30))
+    assert f["merchant_mature_fraud_risk_7d"] == 1.0

@@ -252,6 +252,26 @@ def test_merchant_collusion_is_many_high_amounts_on_unrelated_cards(
         assert (rows.amount / rows.currency.map(FX)).median() >= 5 * typical_eur
 
 
+def test_laundering_merchant_is_weeks_of_ordinary_online_purchases_at_one_merchant(
+    month: Generated, frame: pd.DataFrame
+) -> None:
+    fraud = frame[frame.scenario == "laundering_merchant"]
+    genuine = frame[frame.scenario.isna()]
+    incidents = [i for i in month.incidents if i.scenario == "laundering_merchant"]
+    assert incidents
+    assert (fraud.channel == "ecom").all()
+    for incident in incidents:
+        rows = fraud[fraud.merchant_id == incident.merchant]
+        assert len(rows) == incident.transactions
+        assert rows.card_id.nunique() == len(rows)
+        if len(rows) >= 30:  # a whole campaign, not the last one cut short
+            assert rows.event_time.max() - rows.event_time.min() >= pd.Timedelta(days=5)
+        # ordinary amounts: within the spread of the merchant's category's genuine sales
+        same = genuine[genuine.merchant_category == rows.merchant_category.iloc[0]]
+        low, high = same.amount.quantile([0.01, 0.99])
+        assert rows.amount.between(low / 3, high * 3).mean() > 0.9
+
+
 def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     a = (

@@ -55,10 +55,11 @@ START = datetime(2026, 3, 2, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def generated() -> tuple[pd.DataFrame, pd.DataFrame, list[bytes]]:
-    # Analysts find most fraud within hours, so labels reach later transactions of the history.
+    # Analysts find most fraud within hours, so labels reach later transactions of the history;
+    # 20 days, so the mature merchant risks (windows ending 14 days back) hold values too.
     labels = LabelConfig(analyst_share=0.9, analyst_median_days=0.3)
     config = GeneratorConfig(
-        seed=5, start=START, days=6, customers=80, merchants=300, fraud_rate=0.05, labels=labels
+        seed=5, start=START, days=20, customers=80, merchants=300, fraud_rate=0.05, labels=labels
     )
     data = generate(config)
     values = [value for _, _, value in wire_records(data.transactions, "transaction")]
@@ -329,8 +330,9 @@ def test_labels_known_in_time_give_the_offline_merchant_risk(
     streamed, _ = _stream(values, 5, 200, labels=events)
     offline = build_features(txns, labels)
     _assert_parity(offline, streamed)
-    risk = offline[[c for c in feature_names() if "fraud_risk" in c]].to_numpy()
-    assert risk.max() > 0, "the history must exercise the label path"
+    for kind in ("merchant_fraud_risk", "merchant_mature_fraud_risk"):
+        risk = offline[[c for c in feature_names() if c.startswith(kind)]].to_numpy()
+        assert np.nanmax(risk) > 0, f"the history must exercise the label path of {kind}"
 
 
 def test_labels_read_before_their_transaction_resolve_when_the_stage_meets_it(
@@ -355,15 +357,17 @@ def test_the_order_rule_keeps_merchants_exact_across_partitions_and_capped_batch
 ) -> None:
     """Partitions cut at different event times by capped micro-batches, labels as late as
     the order rule allows: with a delay above the partitions' skew every feature is the
-    offline builder's. Without it, merchants' transactions arrive out of order and their
-    features differ (so the parity above is the rule's doing)."""
+    offline builder's (over these 20 days the skew grows past one day: 3 days hold it).
+    Without it, merchants' transactions arrive out of order and their features differ (so
+    the parity above is the rule's doing)."""
     txns, labels, values = generated
     verdicts = label_events(txns, labels)
     batches = _partitioned(values, partitions, cap, seed=partitions)
     offline = build_features(txns, labels)
     streamed, late = _stream(
-        values, buckets, 0, labels=verdicts, batches=batches, delay_s=86_400.0, labels_late=True
-    )
+        values, buckets, 0, labels=verdicts, batches=batches, delay_s=3 * 86_400.0,
+        labels_late=True,
+    )  # fmt: skip
     assert late == 0
     _assert_parity(offline, streamed)
 

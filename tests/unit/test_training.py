@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from imblearn.over_sampling import SMOTE
 
-from fraudstream.model.experiment import fit_params
+from fraudstream.model.experiment import fit_params, label_delays
 from fraudstream.model.split import prequential_folds
 from fraudstream.model.threshold import DAY, f2_alert_rate, threshold_at_alert_rate
 from fraudstream.model.training import (
@@ -261,3 +261,20 @@ def test_the_refit_keeps_the_chosen_configuration_on_newer_rows_and_its_alert_ra
     fresh = dataset(n=6000, seed=7)[names].to_numpy()
     rate = np.mean(again.model.predict_proba(fresh)[:, 1] >= again.threshold)
     assert 0.5 * result.validation_alert_rate <= rate <= 2.0 * result.validation_alert_rate
+
+
+def test_label_delays_are_the_fraud_labels_lateness_against_the_maturity_delay() -> None:
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    txns = pd.DataFrame({"transaction_id": ["a", "b", "c", "d", "e"], "event_time": [t0] * 5})
+    labels = pd.DataFrame(
+        {
+            "transaction_id": ["a", "b", "c", "d", "e"],
+            "is_fraud": [True, True, True, True, False],
+            "label_time": [t0 + pd.Timedelta(days=d) for d in (1, 7, 20, 60, 0.5)],
+        }
+    )
+    found = label_delays(txns, labels)
+    assert found["maturity_delay_days"] == 14
+    assert found["fraud_label_delay_p50_days"] == pytest.approx(13.5)  # genuine 'e' left out
+    assert found["fraud_labels_within_maturity_delay"] == 0.5
+    assert label_delays(txns, labels.iloc[[4]]) == {"maturity_delay_days": 14}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from fraudstream.features.catalogue import CARD_WINDOWS, DAY, HISTORY_S, HOUR
+from fraudstream.features.catalogue import CARD_HISTORY_S, CARD_WINDOWS, DAY, HOUR
 from fraudstream.features.events import TxnEvent
 
 NAN = math.nan
@@ -104,7 +104,7 @@ def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 def _location(state: CardState, txn: TxnEvent) -> tuple[float, float]:
     """Distance (km) and speed (km/h) from the last located transaction of the last 30 days."""
     last = state.located
-    if txn.lat is None or txn.lon is None or last is None or last[0] <= txn.time - HISTORY_S:
+    if txn.lat is None or txn.lon is None or last is None or last[0] <= txn.time - CARD_HISTORY_S:
         return NAN, NAN
     km = _haversine_km(last[1], last[2], txn.lat, txn.lon)
     return km, km / (max(txn.time - last[0], _MIN_SPEED_S) / HOUR)
@@ -183,4 +183,4 @@ def update_card(state: CardState | None, txn: TxnEvent) -> tuple[CardState, tupl
     )
 
 
-__all__ = ["HISTORY_S", "CardState", "update_card"]
+__all__ = ["CardState", "update_card"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-FEATURE_SET_VERSION = "2"
+FEATURE_SET_VERSION = "3"
 
 Entity = Literal["card", "merchant", "transaction"]
 
@@ -35,15 +35,20 @@ class FeatureSpec:
     description: str
     dtype: str = "float64"
     missing: str = ""
+    lag_s: float = 0.0
+    """The window ends this long before the event (0: it ends at the event)."""
 
     @property
     def window(self) -> str:
-        """The window as people write it: ``1h``, ``7d`` or ``-``."""
+        """The window as people write it: ``1h``, ``7d``, ``30d, 14d back`` or ``-``."""
         if self.window_s is None:
             return "-"
-        if self.window_s <= DAY:
-            return f"{self.window_s / HOUR:g}h"
-        return f"{self.window_s / DAY:g}d"
+        text = _duration(self.window_s)
+        return f"{text}, {_duration(self.lag_s)} back" if self.lag_s else text
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / HOUR:g}h" if seconds <= DAY else f"{seconds / DAY:g}d"
 
 
 CARD_WINDOWS: tuple[tuple[str, float], ...] = (
@@ -53,9 +58,19 @@ CARD_WINDOWS: tuple[tuple[str, float], ...] = (
     ("30d", 30 * DAY),
 )
 MERCHANT_WINDOWS: tuple[tuple[str, float], ...] = (("1d", DAY), ("7d", 7 * DAY), ("30d", 30 * DAY))
-HISTORY_S = max(seconds for _, seconds in (*CARD_WINDOWS, *MERCHANT_WINDOWS))
-"""The history horizon, the longest window (30 days): events older than this are dropped
-from an entity's state, and an entity idle this long has a new entity's features."""
+MATURITY_DELAY_S = 14 * DAY
+"""The maturity delay of the merchant risk features: their windows end this long before the
+event, so they count only transactions old enough for most of their fraud labels to have
+arrived. A property of the feature set (changing it needs a new ``FEATURE_SET_VERSION``);
+training records it with the model beside the label delays it saw (docs/model.md, "Slow
+labels", says how to choose it)."""
+CARD_HISTORY_S = max(seconds for _, seconds in CARD_WINDOWS)
+"""The card's horizon, its longest window (30 days): a card idle this long is a new card."""
+MERCHANT_HISTORY_S = max(seconds for _, seconds in MERCHANT_WINDOWS) + MATURITY_DELAY_S
+"""The merchant's horizon: its longest window plus the maturity delay (44 days)."""
+HISTORY_S = max(CARD_HISTORY_S, MERCHANT_HISTORY_S)
+"""The history horizon, the longest look-back of any feature: events older than this are
+dropped from every entity's state, and an entity idle this long has a new entity's features."""
 STATE_SLACK_S = 7 * DAY
 STATE_TTL_S = HISTORY_S + STATE_SLACK_S
 """How long a stored entity state (Spark's state store, the online store) outlives its last
@@ -111,7 +126,7 @@ def _card_specs() -> list[FeatureSpec]:
         FeatureSpec(
             "card_seconds_since_prev",
             "card",
-            HISTORY_S,
+            CARD_HISTORY_S,
             "Seconds since the card's previous transaction.",
             missing=_NO_HISTORY,
         ),
@@ -143,14 +158,14 @@ def _card_specs() -> list[FeatureSpec]:
         FeatureSpec(
             "card_distance_km_prev",
             "card",
-            HISTORY_S,
+            CARD_HISTORY_S,
             "Great-circle distance (km) from the card's previous located transaction.",
             missing="lat/lon absent here, or no earlier located transaction in 30d",
         ),
         FeatureSpec(
             "card_speed_kmh_prev",
             "card",
-            HISTORY_S,
+            CARD_HISTORY_S,
             "Implied speed (km/h) from the previous located transaction; time floored at 60 s.",
             missing="lat/lon absent here, or no earlier located transaction in 30d",
         ),
@@ -199,6 +214,20 @@ def _merchant_specs() -> list[FeatureSpec]:
                 seconds,
                 f"Share of the merchant's transactions of the last {label} known to be fraud: "
                 "only labels whose label_time is at or before this event time count.",
+            )
+        )
+    delay = f"{MATURITY_DELAY_S / DAY:g}d"
+    for label, seconds in MERCHANT_WINDOWS:
+        specs.append(
+            FeatureSpec(
+                f"merchant_mature_fraud_risk_{label}",
+                "merchant",
+                seconds,
+                f"Share known to be fraud of the merchant's transactions in the {label} that "
+                f"end {delay} before this event (the maturity delay): labels known at this "
+                "event time over transactions old enough for their labels to have arrived.",
+                missing=f"no transaction at the merchant in that {label}",
+                lag_s=MATURITY_DELAY_S,
             )
         )
     return specs

@@ -19,15 +19,17 @@ SCENARIOS: tuple[str, ...] = (
     "merchant_collusion",
     "impossible_travel",
     "high_amount",
+    "laundering_merchant",
 )
 
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "card_testing": 0.25,
+    "card_testing": 0.20,
     "account_takeover": 0.20,
     "compromised_terminal": 0.20,
     "merchant_collusion": 0.10,
     "impossible_travel": 0.10,
-    "high_amount": 0.15,
+    "high_amount": 0.10,
+    "laundering_merchant": 0.10,
 }
 
 

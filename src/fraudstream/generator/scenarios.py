@@ -15,7 +15,13 @@ from functools import cached_property
 import numpy as np
 
 from fraudstream.generator.config import SCENARIOS
-from fraudstream.generator.draft import US_PER_DAY, US_PER_S, Draft, draft_from_lists
+from fraudstream.generator.draft import (
+    US_PER_DAY,
+    US_PER_S,
+    Draft,
+    draft_from_lists,
+    local_amounts,
+)
 from fraudstream.generator.world import CATEGORIES, CHANNELS, CITIES, World
 
 US_PER_MIN = 60 * US_PER_S
@@ -243,6 +249,32 @@ def _high_amount(ctx: Context, room: int) -> tuple[Rows, Incident]:
     return rows, Incident("high_amount", t, (str(w.card_ids[card]),), None, 1)
 
 
+def _laundering_merchant(ctx: Context, room: int) -> tuple[Rows, Incident]:
+    """A merchant front cashing stolen card numbers for weeks (transaction laundering).
+
+    Online purchases at its category's usual amounts on cards from anywhere, a few a day
+    among its genuine sales, until the acquirer closes it when the chargebacks pile up
+    (2-6 weeks). No single transaction gives it away: only the merchant's labelled
+    history does, so its signal arrives as slowly as its labels.
+    """
+    rng, w = ctx.rng, ctx.world
+    pool = np.flatnonzero(w.merchant_channel == CHANNELS.index("ecom"))
+    merchant = int(rng.choice(pool))
+    span = int(min(rng.uniform(14, 42) * US_PER_DAY, 0.5 * (ctx.end_us - ctx.start_us)))
+    n = min(int(rng.integers(30, 121)), room, len(w.card_ids))
+    t = np.sort(ctx.start(span) + rng.integers(0, span, n))
+    cards = rng.choice(len(w.card_ids), size=n, replace=False)
+    spend = w.customer_spend[w.card_customer[cards]]
+    rows: Rows = {
+        "event_us": t.tolist(),
+        "card": cards.tolist(),
+        "merchant": [merchant] * n,
+        "amount": local_amounts(rng, w, np.full(n, merchant), spend).tolist(),
+    }
+    used = tuple(str(c) for c in w.card_ids[cards])
+    return rows, Incident("laundering_merchant", int(t[0]), used, str(w.merchant_ids[merchant]), n)
+
+
 Scenario = Callable[[Context, int], "tuple[Rows, Incident] | None"]
 _SCENARIOS: dict[str, tuple[Scenario, bool]] = {
     # name: (incident builder, whether its rows carry a device and IP)
@@ -252,6 +284,7 @@ _SCENARIOS: dict[str, tuple[Scenario, bool]] = {
     "merchant_collusion": (_merchant_collusion, False),
     "impossible_travel": (_impossible_travel, False),
     "high_amount": (_high_amount, False),
+    "laundering_merchant": (_laundering_merchant, False),
 }
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
+from fraudstream.features.catalogue import FEATURE_SET_VERSION, MATURITY_DELAY_S, feature_names
 from fraudstream.features.replay import ProgressCallback, attach_labels, build_features
 from fraudstream.model import plots
 from fraudstream.model.baselines import logistic_baseline, rules_score
@@ -186,6 +186,24 @@ def lineage_of(
     }
 
 
+def label_delays(transactions: pd.DataFrame, labels: pd.DataFrame) -> dict[str, float]:
+    """How late the fraud labels came: the median and 90th percentile of their delay (days)
+    and the share known within the feature set's maturity delay, which the mature merchant
+    risks assume (docs/model.md, "Slow labels", says how to choose it from these)."""
+    frauds = labels.loc[labels["is_fraud"].astype(bool), ["transaction_id", "label_time"]]
+    frauds = frauds.merge(transactions[["transaction_id", "event_time"]], on="transaction_id")
+    days = (frauds["label_time"] - frauds["event_time"]).dt.total_seconds() / 86_400
+    maturity = MATURITY_DELAY_S / 86_400
+    if days.empty:
+        return {"maturity_delay_days": maturity}
+    return {
+        "maturity_delay_days": maturity,
+        "fraud_label_delay_p50_days": round(float(days.quantile(0.5)), 2),
+        "fraud_label_delay_p90_days": round(float(days.quantile(0.9)), 2),
+        "fraud_labels_within_maturity_delay": round(float((days <= maturity).mean()), 4),
+    }
+
+
 def training_rows(features: pd.DataFrame, labels: pd.DataFrame, split: TimeSplit) -> pd.DataFrame:
     """Training-period rows labelled with what was known at the test start, positions 0..n-1."""
     rows = attach_labels(train_rows(features, split), labels, known_at=split.test_start)
@@ -283,7 +301,10 @@ def run_experiment(
         params={**fit_params(result, final_fit), **params},
         fit_metrics=fit_metrics(result),
         split=split,
-        lineage=lineage_of(transactions, train_frame, test, split),
+        lineage={
+            **lineage_of(transactions, train_frame, test, split),
+            **label_delays(transactions, labels[labels["label_time"] <= split.test_start]),
+        },
         reports=reports,
         figures=figures,
         timings={"features": t1 - t0, "training": t2 - t1, "evaluation": time.perf_counter() - t2},

@@ -37,7 +37,7 @@ from typing import Protocol
 import numpy as np
 
 from fraudstream.features.card import CardState, update_card
-from fraudstream.features.catalogue import CARD_FEATURES, HISTORY_S
+from fraudstream.features.catalogue import CARD_FEATURES, CARD_HISTORY_S
 from fraudstream.features.codec import decode_card, encode_card
 from fraudstream.features.events import TxnEvent, from_record
 from fraudstream.schema import Transaction
@@ -136,7 +136,7 @@ class BucketState:
         Such a card's features are those of a new card, so dropping changes nothing
         but the size of the state.
         """
-        idle = [c for c, t in self.last_time.items() if t <= now - HISTORY_S]
+        idle = [c for c, t in self.last_time.items() if t <= now - CARD_HISTORY_S]
         for card_id in idle:
             self.blobs.pop(card_id, None)
             self.cards.pop(card_id, None)

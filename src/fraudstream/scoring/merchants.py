@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from fraudstream.features.catalogue import HISTORY_S, MERCHANT_FEATURES
+from fraudstream.features.catalogue import MERCHANT_FEATURES, MERCHANT_HISTORY_S
 from fraudstream.features.codec import decode_merchant, encode_merchant
 from fraudstream.features.events import LabelEvent, TxnEvent
 from fraudstream.features.merchant import MerchantState, apply_label, update_merchant
@@ -225,7 +225,7 @@ class MerchantBucket:
             self._set(txn.merchant_id, state)
             out.append(Released(txn, features, False))
         del pending[:next_label]
-        horizon = self.header.seen_time - HISTORY_S
+        horizon = self.header.seen_time - MERCHANT_HISTORY_S
         self.header.unresolved = {k: v for k, v in self.header.unresolved.items() if v[0] > horizon}
         return out
 

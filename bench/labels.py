@@ -1,0 +1,200 @@
+"""Benchmark the risk features under slow labels: today's against the delay-aware ones.
+
+For each label regime, one generated history and one feature build (the current feature
+set), then the project's training (``model.training.train``: prequential folds with early
+stopping, threshold by F2) on three column sets, scored on the same test period with every
+label that ever arrives:
+
+- ``today``: the feature set before the mature risks (the mature columns left out);
+- ``mature``: every column of the current feature set;
+- ``mature only``: the current set without today's merchant fraud risks.
+
+Regimes: ``mixed`` (the generator's default), ``chargeback-only`` (no analyst labels,
+chargebacks 7-90 days, median 21), and ``slower`` (chargeback-only with a median of 45
+days: labels slower than the maturity delay assumes). It prints, per regime and set, AUC,
+AP, CP@100, F2 at the stored threshold, recall per scenario and the merchant features'
+share of the model's total gain; then the AP differences against ``today`` in the same
+run, a Markdown table, one JSON line per row, and a plot (``--plot``).
+
+    .venv/bin/python bench/labels.py [--customers 10000 --days 70] [--candidates 6]
+        [--regimes mixed,chargeback-only,slower] [--seed 5] [--plot docs/img/label-regimes.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from fraudstream.features.catalogue import MATURITY_DELAY_S, MERCHANT_FEATURES, feature_names
+from fraudstream.features.replay import attach_labels, build_features
+from fraudstream.model.experiment import label_delays, training_rows, validation_folds
+from fraudstream.model.metrics import evaluate
+from fraudstream.model.split import TimeSplit, holdout_rows
+from fraudstream.model.training import train
+from train import cached_history
+
+REGIMES: dict[str, tuple[str, dict[str, float]]] = {
+    "mixed": ("mixed", {}),
+    "chargeback-only": ("chargeback-only", {}),
+    "slower": ("chargeback-only", {"chargeback_median_days": 45.0}),
+}
+MATURE = [s.name for s in MERCHANT_FEATURES if s.lag_s]
+TODAYS_RISKS = [s.name for s in MERCHANT_FEATURES if "fraud_risk" in s.name and not s.lag_s]
+
+
+def column_sets() -> dict[str, list[str]]:
+    names = feature_names()
+    return {
+        "today": [n for n in names if n not in MATURE],
+        "mature": names,
+        "mature only": [n for n in names if n not in TODAYS_RISKS],
+    }
+
+
+def merchant_gain_share(model: object, columns: list[str]) -> dict[str, float]:
+    """Each merchant feature's share of the model's total gain."""
+    gain = model.get_booster().get_score(importance_type="total_gain")  # type: ignore[attr-defined]
+    named = {columns[int(k[1:])] if k[1:].isdigit() else k: v for k, v in gain.items()}
+    total = sum(named.values()) or 1.0
+    return {n: round(named.get(n, 0.0) / total, 4) for n in columns if n.startswith("merchant_")}
+
+
+def plot(rows: list[dict[str, object]], path: Path) -> None:
+    """AP per regime and column set: the bar is the mean over seeds, a dot each seed."""
+    regimes = list(dict.fromkeys(str(r["regime"]) for r in rows))
+    sets = list(column_sets())
+    seeds = sorted({int(r["seed"]) for r in rows})  # type: ignore[call-overload]
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
+    width = 0.8 / len(sets)
+    for i, name in enumerate(sets):
+        x = np.arange(len(regimes)) + i * width
+        values = [
+            [float(r["ap"]) for r in rows if r["regime"] == g and r["set"] == name]  # type: ignore[arg-type]
+            for g in regimes
+        ]
+        bars = ax.bar(x, [np.mean(v) for v in values], width, label=name)
+        ax.bar_label(bars, fmt="%.3f", fontsize=8)
+        for xi, v in zip(x, values, strict=True):
+            ax.scatter([xi] * len(v), v, color="black", s=8, zorder=3)
+    low = min(float(r["ap"]) for r in rows)  # type: ignore[arg-type]
+    bottom = max(0.0, np.floor(low * 20) / 20 - 0.05)
+    ax.set_xticks(np.arange(len(regimes)) + width * (len(sets) - 1) / 2, regimes)
+    ax.set(ylabel=f"average precision, test period (axis from {bottom:.2f})", ylim=(bottom, 1))
+    seeds_text = ", ".join(str(s) for s in seeds)
+    ax.set_title(f"Risk features under slow labels (mean of seeds {seeds_text}; dots: each)")
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=70)
+    parser.add_argument("--candidates", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=5, help="The generator's seed.")
+    parser.add_argument("--regimes", default=",".join(REGIMES))
+    parser.add_argument("--plot", type=Path)
+    parser.add_argument(
+        "--from-output",
+        type=Path,
+        help="Plot and tabulate the JSON lines of an earlier run's output instead of running.",
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, default=Path.home() / ".cache" / "fraudstream" / "bench"
+    )
+    args = parser.parse_args()
+    unknown = sorted(set(args.regimes.split(",")) - set(REGIMES))
+    if unknown:
+        parser.error(f"unknown regime(s) {', '.join(unknown)}; known: {', '.join(REGIMES)}")
+    if args.from_output:
+        lines = args.from_output.read_text().splitlines()
+        report([json.loads(line) for line in lines if line.startswith("{")], args.plot)
+        return
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+    print(f"maturity delay: {MATURITY_DELAY_S / 86400:g} days", flush=True)
+    rows: list[dict[str, object]] = []
+    for regime in args.regimes.split(","):
+        preset, knobs = REGIMES[regime]
+        txns, labels = cached_history(
+            args.cache_dir, args.customers, args.days, preset, knobs, seed=args.seed
+        )
+        start = txns["event_time"].min().floor("D")
+        delays = label_delays(txns, labels)
+        t0 = time.perf_counter()
+        features = build_features(txns, labels)
+        print(
+            f"{regime}: {len(txns):,} transactions, fraud label delays {delays}; "
+            f"features {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
+        test_days, delay_days = 7, 7
+        split = TimeSplit(start, args.days - test_days - delay_days, delay_days, test_days)
+        train_frame = training_rows(features, labels, split)
+        test = attach_labels(holdout_rows(features, labels, split), labels)
+        folds = validation_folds(train_frame, split, n_folds=3)
+        for name, columns in column_sets().items():
+            t0 = time.perf_counter()
+            result = train(
+                train_frame,
+                columns,
+                folds,
+                args.candidates,
+                arms=("scale_pos_weight",),
+                labels_known_at=split.test_start,
+            )
+            scores = result.model.predict_proba(test[columns].to_numpy(np.float64))[:, 1]
+            found = evaluate(test, scores, result.threshold)
+            row = {
+                "seed": args.seed,
+                "regime": regime,
+                "set": name,
+                "auc": round(found["auc_roc"], 4),
+                "ap": round(found["average_precision"], 4),
+                "cp_at_100": round(found["card_precision_at_100"], 4),
+                "f2": round(found["f2"], 4),
+                "recall_per_scenario": {
+                    k: round(v, 3) for k, v in found["recall_per_scenario"].items()
+                },
+                "merchant_gain_share": merchant_gain_share(result.model, columns),
+                "test_frauds": found["frauds"],
+                "training_frauds_known": int(train_frame["is_fraud"].sum()),
+                "label_delays": delays,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    report(rows, args.plot)
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+
+
+def report(rows: list[dict[str, object]], plot_path: Path | None) -> None:
+    """The Markdown table of ``rows`` and, with ``plot_path``, the plot."""
+    print("\n| seed | regime | features | AUC | AP | AP - today | CP@100 | F2 |")
+    print("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        today = next(
+            r
+            for r in rows
+            if (r["seed"], r["regime"], r["set"]) == (row["seed"], row["regime"], "today")
+        )
+        diff = float(row["ap"]) - float(today["ap"])  # type: ignore[arg-type]
+        print(
+            f"| {row['seed']} | {row['regime']} | {row['set']} | {row['auc']:.4f} | "
+            f"{row['ap']:.4f} | {diff:+.4f} | {row['cp_at_100']:.4f} | {row['f2']:.4f} |"
+        )
+    if plot_path:
+        plot(rows, plot_path)
+
+
+if __name__ == "__main__":
+    main()
