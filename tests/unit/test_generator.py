@@ -19,6 +19,7 @@ from fraudstream.generator import (
     ConfigError,
     Generated,
     GeneratorConfig,
+    Incident,
     LabelConfig,
     generate,
     label_regime,
@@ -44,6 +45,15 @@ def frame(month: Generated) -> pd.DataFrame:
     df = month.transactions.to_pandas()
     df["scenario"] = month.scenario
     return df
+
+
+def _scenario(
+    month: Generated, frame: pd.DataFrame, name: str
+) -> tuple[pd.DataFrame, pd.DataFrame, list[Incident]]:
+    """The scenario's fraud rows, the genuine rows and the scenario's incidents (at least one)."""
+    incidents = [i for i in month.incidents if i.scenario == name]
+    assert incidents, f"the month holds no {name} incident"
+    return frame[frame.scenario == name], frame[frame.scenario.isna()], incidents
 
 
 def _genuine_median(frame: pd.DataFrame) -> pd.Series:
@@ -222,10 +232,7 @@ def test_account_takeover_changes_amount_category_device_and_place(frame: pd.Dat
 def test_compromised_terminal_cards_were_all_seen_at_the_skimmed_merchant(
     month: Generated, frame: pd.DataFrame
 ) -> None:
-    fraud = frame[frame.scenario == "compromised_terminal"]
-    genuine = frame[frame.scenario.isna()]
-    incidents = [i for i in month.incidents if i.scenario == "compromised_terminal"]
-    assert incidents
+    fraud, genuine, incidents = _scenario(month, frame, "compromised_terminal")
     assert sum(len(i.cards) for i in incidents) >= 2 * len(incidents)
     for incident in incidents:
         start = pd.Timestamp(incident.start_us, unit="us", tz="UTC")
@@ -255,10 +262,7 @@ def test_merchant_collusion_is_many_high_amounts_on_unrelated_cards(
 def test_laundering_merchant_is_weeks_of_ordinary_online_purchases_at_one_merchant(
     month: Generated, frame: pd.DataFrame
 ) -> None:
-    fraud = frame[frame.scenario == "laundering_merchant"]
-    genuine = frame[frame.scenario.isna()]
-    incidents = [i for i in month.incidents if i.scenario == "laundering_merchant"]
-    assert incidents
+    fraud, genuine, incidents = _scenario(month, frame, "laundering_merchant")
     assert (fraud.channel == "ecom").all()
     for incident in incidents:
         rows = fraud[fraud.merchant_id == incident.merchant]
