@@ -51,3 +51,20 @@ def test_a_port_another_server_listens_on_is_refused_even_one_sharing_it() -> No
     finally:
         for s in (plain, *shared):
             s.close()
+
+
+def test_accepted_connections_send_small_writes_at_once() -> None:
+    """asyncio turns Nagle off (TCP_NODELAY) only for sockets that name IPPROTO_TCP; without
+    it a two-part response on a reused connection waited ~40 ms for a delayed ACK."""
+    listener = _listen("127.0.0.1", 0)
+    try:
+        client = socket.create_connection(listener.getsockname(), timeout=5)
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                assert conn.proto == socket.IPPROTO_TCP
+                assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        finally:
+            client.close()
+    finally:
+        listener.close()
