@@ -96,14 +96,12 @@ def update_merchant(
     times = state.times
     times.append(now)
     n = len(times)
-    counts: list[float] = []
     for w, seconds in enumerate(_STARTS):
         i, cutoff = state.start[w], now - seconds
         while times[i] <= cutoff:
             i += 1
         state.start[w] = i
-        counts.append(float(n - i))
-    del counts[-1]
+    counts = [float(n - i) for i in state.start[: len(_WINDOWS)]]
     _drop_old_frauds(state, now)
     frauds = state.fraud_times
     risks = [
