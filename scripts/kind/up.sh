@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # make kind-up: the kind cluster of kind-config.yaml (one control plane, three zoned workers),
 # on a node image built on this machine from the Go module proxy and Debian's packages, and the
-# image registry beside it that the nodes pull from (scripts/kind/registry.sh). Installs
-# and starts Docker when needed. Idempotent: every finished step is skipped on the next run, a
+# image registry beside it that the nodes pull from (scripts/kind/registry.sh), and NetworkPolicy
+# enforcement (scripts/kind/netpol.sh). Installs and starts Docker when needed. Idempotent: every finished step is skipped on the next run, a
 # running cluster is kept. Timing and logs per step; the kubeconfig's path at the end.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$KIND_DIR/build.sh"
 source "$KIND_DIR/registry.sh"
+source "$KIND_DIR/netpol.sh"
 
 node_image() {
   local pins
@@ -82,6 +83,7 @@ main() {
   ensure_registry
   logged registry-nodes configure_nodes
   logged registry-repush repush
+  ensure_netpol
   say "cluster $KIND_CLUSTER ready in $(( $(date +%s) - start ))s: $("$KIND_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" get nodes --no-headers | wc -l) nodes Ready"
   say "registry: http://$REGISTRY ($(curl -sf "http://$REGISTRY/v2/_catalog" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["repositories"] or []))') repositories; make images pushes the images)"
   say "use it with: export KUBECONFIG=$KUBECONFIG_FILE PATH=$KIND_BIN:\$PATH"

@@ -313,3 +313,70 @@ def test_the_offline_profile_pushes_and_its_images_come_from_the_registry() -> N
         (REPO / "charts" / "third-party" / "offline" / "spark-operator.yaml").read_text()
     )["image"]
     assert (operator["registry"], operator["pullPolicy"]) == (REGISTRY, "IfNotPresent")
+
+
+# -- NetworkPolicy enforcement (scripts/kind/netpol.sh) -------------------------------------------
+
+UPSTREAM_QUEUE = """\
+\tqueue := &expr.Queue{Num: uint16(c.config.QueueID)}
+\tif c.config.FailOpen {
+\t\tqueue.Flag = expr.QueueFlagBypass
+\t}
+"""
+
+
+def _netpol(cache: Path, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    script = (
+        'KIND_CLUSTER=fraudstream; source "$0/lib.sh"; source "$0/build.sh"; '
+        f'source "$0/registry.sh"; source "$0/netpol.sh"; {command}'
+    )
+    return subprocess.run(
+        ["bash", "-c", script, str(KIND), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FRAUDSTREAM_CACHE_DIR": str(cache)},
+    )
+
+
+def test_the_netpol_build_swaps_every_queue_statement_for_the_nfqueue_target(
+    tmp_path: Path,
+) -> None:
+    package = tmp_path / "pkg" / "networkpolicy"
+    package.mkdir(parents=True)
+    (package / "controller.go").write_text(
+        f"func a() {{\n{UPSTREAM_QUEUE}\tuse(queue)\n}}\nfunc b() {{\n{UPSTREAM_QUEUE}}}\n"
+    )
+    done = _netpol(tmp_path / "cache", 'patch_netpol_queue "$1"', str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "replaced by the NFQUEUE target: 2" in done.stdout
+    patched = (package / "controller.go").read_text()
+    assert "expr.Queue" not in patched
+    assert patched.count("queue := xtQueue(uint16(c.config.QueueID), c.config.FailOpen)") == 2
+    assert "func xtQueue(" in (package / "xtqueue.go").read_text()
+
+
+def test_the_netpol_build_stops_when_the_release_has_no_queue_statement(tmp_path: Path) -> None:
+    package = tmp_path / "pkg" / "networkpolicy"
+    package.mkdir(parents=True)
+    (package / "controller.go").write_text("package networkpolicy\n")
+    done = _netpol(tmp_path / "cache", 'patch_netpol_queue "$1"', str(tmp_path))
+    assert done.returncode != 0
+    assert "the patch does not fit this release" in done.stderr
+
+
+def test_the_netpol_agent_runs_the_image_netpol_sh_pushes_on_every_node(tmp_path: Path) -> None:
+    image = _netpol(tmp_path, 'echo "$NETPOL_IMAGE"').stdout.strip()
+    assert image.startswith(f"{REGISTRY}/fraudstream/kube-network-policies:")
+    docs = list(yaml.safe_load_all((KIND / "netpol" / "kube-network-policies.yaml").read_text()))
+    kinds = {d["kind"]: d for d in docs}
+    rules = {
+        (r["apiGroups"][0], res) for r in kinds["ClusterRole"]["rules"] for res in r["resources"]
+    }
+    assert rules == {("", "pods"), ("", "namespaces"), ("networking.k8s.io", "networkpolicies")}
+    pod = kinds["DaemonSet"]["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["tolerations"] == [{"operator": "Exists"}]  # the control plane too
+    (agent,) = pod["containers"]
+    assert agent["image"] == "IMAGE"  # netpol.sh puts NETPOL_IMAGE there
+    assert "--disable-nri" in agent["args"]
+    assert "--hostname-override=$(NODE_NAME)" in agent["args"]
