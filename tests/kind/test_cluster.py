@@ -1,7 +1,8 @@
 """The kind cluster of `make kind-up` as its users rely on it: nodes and zones, the system pods,
-pods talking across nodes through a Service, a volume claim bound, the project's images in the
-registry beside the cluster and pulled from it by every worker, and a chart of ours installed and
-tested under the restricted Pod Security standard."""
+pods talking across nodes through a Service, a NetworkPolicy refusing what it does not allow, a
+volume claim bound, the project's images in the registry beside the cluster and pulled from it by
+every worker, and a chart of ours installed and tested under the restricted Pod Security
+standard."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ RESTRICTED = {
 }
 
 
-def python_pod(name: str, script: str, **spec: object) -> dict[str, object]:
+def python_pod(
+    name: str, script: str, labels: dict[str, str] | None = None, **spec: object
+) -> dict[str, object]:
     """A pod that runs `script` once in the api image's Python, as the restricted standard wants."""
     container: dict[str, object] = {
         "name": name,
@@ -40,7 +43,7 @@ def python_pod(name: str, script: str, **spec: object) -> dict[str, object]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": labels or {}},
         "spec": {"restartPolicy": "Never", "containers": [container], **spec},
     }
 
@@ -180,6 +183,46 @@ def test_pods_reach_pods_on_other_nodes_through_a_service(cluster: Cluster, name
     assert sum(answered.values()) == 60
     # kube-proxy spreads the connections: answers come from pods on more than one node.
     assert len(set(answered) & server_nodes) >= 2, answered
+
+
+def test_a_network_policy_refuses_the_connections_it_does_not_allow(
+    cluster: Cluster, namespace: str
+) -> None:
+    """kube-network-policies (make kind-up) enforces NetworkPolicies on every node: with ingress to
+    the echo servers allowed only from pods labelled role=allowed, such a pod gets answers from
+    servers on several nodes, and a pod without the label opens no connection at all."""
+    cluster.apply(_echo_servers(namespace), namespace)
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "echo-allowed-only"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "echo"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "allowed"}}}]}],
+        },
+    }
+    cluster.apply(json.dumps(policy), namespace)
+    cluster.kubectl("-n", namespace, "rollout", "status", "deployment/echo", "--timeout=180s")
+    client = (
+        "import collections, json, urllib.request\n"
+        "def ask():\n"
+        "    try:\n"
+        "        return urllib.request.urlopen('http://echo/', timeout=3).read().decode()\n"
+        "    except OSError as exc:\n"
+        "        return type(exc).__name__\n"
+        "print(json.dumps(collections.Counter(ask() for _ in range(12))))\n"
+    )
+    for name, labels in (("allowed", {"role": "allowed"}), ("denied", {})):
+        cluster.apply(json.dumps(python_pod(name, client, labels)), namespace)
+    allowed = json.loads(run_to_completion(cluster, namespace, "allowed"))
+    denied = json.loads(run_to_completion(cluster, namespace, "denied"))
+    nodes = {pod["spec"]["nodeName"] for pod in cluster.json(
+        "-n", namespace, "get", "pods", "-l", "app=echo")["items"]}  # fmt: skip
+    assert set(allowed) <= nodes, allowed  # every connection answered, by a server's node
+    assert len(allowed) >= 2, allowed
+    assert not set(denied) & nodes, denied  # not one answer
+    assert sum(denied.values()) == 12, denied
 
 
 def test_a_volume_claim_binds_and_keeps_what_a_pod_wrote(cluster: Cluster, namespace: str) -> None:
