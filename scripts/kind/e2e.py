@@ -12,11 +12,13 @@ answering through its Service (the analyst's read token answers, no token is 401
 on a write is 403), `helm test`, the scorer's merchant stage reading the labels topic and running
 with the merchant delay of the values, the retraining DAG run by the cluster's Airflow (each task
 a KubernetesPodOperator training pod) and the running scorer switching to the model it promoted,
-executors scaled 1 -> 2 with kubectl, a broker added, a broker pod and the Spark driver pod
-deleted mid-stream, and at the end every produced transaction scored exactly once.
+the NetworkPolicies enforced (a connection they forbid does not open, the same one from an
+allowed pod does), executors scaled 1 -> 2 with kubectl, a broker added, a broker pod and the
+Spark driver pod deleted mid-stream, and at the end every produced transaction scored exactly once.
 
 Prints a line per step with its duration; the last line is one JSON object. Exit status 1 when a
-check fails (the JSON line says which). Needs `make kind-up` and `make images` first.
+check fails (the JSON line says which). Needs `make kind-up`; runs `make images` first when the
+registry lacks the offline stack's images (a fresh cluster).
 """
 
 from __future__ import annotations
@@ -45,11 +47,18 @@ SPARK_OPERATOR_CHART = CACHE / "k8s" / "spark-operator-chart"
 
 DEPLOY_LOG = KIND / "logs" / "skaffold-run.log"
 REGISTRY = "localhost:5001"
+IMAGES_LOG = KIND / "logs" / "images.log"
+# The offline stack's images, which only `make images` builds (scripts/kind/images.sh OFFLINE_ONLY).
+OFFLINE_IMAGES = tuple(
+    f"fraudstream/{name}"
+    for name in ("redis", "redis-exporter", "kafka", "postgres", "minio", "spark-operator")
+)
 
 result: dict[str, Any] = {
     "profile": "offline",
     "nodes_ready": 0,
     "images_built": 0,
+    "images_seconds": None,  # make images, run when the registry lacked the offline stack's
     "registry_images": 0,
     "pod_security": None,
     "deploy_seconds": None,
@@ -67,6 +76,9 @@ result: dict[str, Any] = {
     "labels_produced": None,
     "merchant_delay_s": None,
     "helm_test_passed": False,
+    "network_policy_agents": 0,  # nodes where kube-network-policies runs (make kind-up)
+    "network_policy_refused": False,  # a connection the policies forbid did not open
+    "network_policy_allowed": False,  # the same destination from an allowed pod did
     "strimzi_resources_accepted": False,
     "cloudnative_pg_resources_accepted": False,
     "monitoring_resources_accepted": False,
@@ -193,16 +205,37 @@ def cluster() -> None:
     result["nodes_ready"] = len(ready)
     if len(ready) != len(nodes) or not nodes:
         raise StepError(f"{len(ready)} of {len(nodes)} nodes Ready (make kind-up)")
+    missing = sorted(set(OFFLINE_IMAGES) - registry_repositories())
+    if missing:
+        # A fresh cluster: `make images` first (skaffold builds only the package's six).
+        say(f"the registry lacks {', '.join(missing)}: running make images (log: {IMAGES_LOG})")
+        t0 = time.monotonic()
+        with IMAGES_LOG.open("w") as log:
+            done = subprocess.run(
+                [str(ROOT / "scripts" / "kind" / "images.sh")],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=3600,
+            )
+        result["images_seconds"] = round(time.monotonic() - t0)
+        if done.returncode != 0:
+            tail = "\n".join(IMAGES_LOG.read_text().splitlines()[-30:])
+            raise StepError(f"make images failed ({IMAGES_LOG}):\n{tail}")
+        missing = sorted(set(OFFLINE_IMAGES) - registry_repositories())
+        if missing:
+            raise StepError(f"the registry still lacks {', '.join(missing)} after make images")
     images = run("docker", "image", "ls", "--format", "{{.Repository}}", "fraudstream/*").split()
     result["images_built"] = len(
         set(images) - {"fraudstream/kind-node", "fraudstream/kind-base", "fraudstream/registry"}
     )
+    result["registry_images"] = len(registry_repositories())
+
+
+def registry_repositories() -> set[str]:
     catalog = run("curl", "-sf", "--max-time", "10", f"http://{REGISTRY}/v2/_catalog", check=False)
     if not catalog:
         raise StepError(f"the registry http://{REGISTRY} does not answer (make kind-up)")
-    result["registry_images"] = len(json.loads(catalog)["repositories"] or [])
-    if not result["registry_images"]:
-        raise StepError(f"the registry http://{REGISTRY} holds no image (make images)")
+    return set(json.loads(catalog)["repositories"] or [])
 
 
 def accepted(manifest: str) -> set[str]:
@@ -722,6 +755,46 @@ def nothing_lost() -> None:
         raise StepError(f"{result['lost']} transactions lost, {result['duplicates']} scored twice")
 
 
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+    print("open")
+except OSError as exc:
+    print(f"refused: {exc!r}")
+"""
+
+
+def connect_from(deployment: str, container: str, host: str, port: int) -> str:
+    return kubectl(
+        "-n", NS, "exec", f"deploy/{RELEASE}-{deployment}", "-c", container, "--",
+        "python", "-c", CONNECT, host, str(port), "8",
+    ).strip().splitlines()[-1]  # fmt: skip
+
+
+def network_policies() -> None:
+    """The release's NetworkPolicies are enforced (kube-network-policies on every node, from
+    `make kind-up`): the online store takes connections only from the API and the scorer, so the
+    generator's connection to it does not open while the API's does."""
+    agents = json.loads(
+        kubectl("-n", "kube-system", "get", "daemonset", "kube-network-policies", "-o", "json")
+    )["status"]  # fmt: skip
+    result["network_policy_agents"] = agents.get("numberReady", 0)
+    if result["network_policy_agents"] < result["nodes_ready"]:
+        raise StepError(
+            f"kube-network-policies ready on {result['network_policy_agents']} of "
+            f"{result['nodes_ready']} nodes (make kind-up installs it)"
+        )
+    host, port = "online-store", 6379
+    forbidden = connect_from("generator", "generator", host, port)
+    allowed = connect_from("api", "api", host, port)
+    say(f"generator -> {host}:{port}: {forbidden}; api -> {host}:{port}: {allowed}")
+    result["network_policy_refused"] = forbidden.startswith("refused")
+    result["network_policy_allowed"] = allowed == "open"
+    if not (result["network_policy_refused"] and result["network_policy_allowed"]):
+        raise StepError(f"generator: {forbidden}; api: {allowed}")
+
+
 def finish() -> None:
     result["seconds"] = round(time.monotonic() - started)
     print(json.dumps(result), flush=True)
@@ -730,7 +803,7 @@ def finish() -> None:
 
 def main() -> None:
     if not KUBECONFIG.is_file():
-        say(f"no cluster ({KUBECONFIG} missing): run `make kind-up` and `make images` first")
+        say(f"no cluster ({KUBECONFIG} missing): run `make kind-up` first")
         sys.exit(2)
     step("cluster, registry and images", cluster)
     step("skaffold run -p offline: images pushed, releases, first champion", deploy)
@@ -742,6 +815,8 @@ def main() -> None:
     step("the API answers through its Service", api, fatal=False)
     step("the API's read token: 200 with it, 401 without, 403 on a write", api_tokens, fatal=False)
     step("helm test", helm_test, fatal=False)
+    step("NetworkPolicies: a forbidden connection refused, an allowed one open", network_policies,
+         fatal=False)  # fmt: skip
     step("the scorer runs with the values' merchant delay", merchant_delay, fatal=False)
     step("training pods retrain, the scorer hot-reloads", retrain_finished, fatal=False)
     step("the merchant stage reads the labels topic", labels_read, fatal=False)
