@@ -51,7 +51,7 @@ k8s-tools: venv ## Install the pinned offline Kubernetes verification tools and 
 k8s-verify: k8s-tools ## Verify charts, operators, images, kind and skaffold offline (helm, kubeconform)
 	$(BIN)/pytest tests/unit/kubernetes $(PYTEST_ARGS)
 
-kind-up: k8s-tools ## A kind cluster (1 control plane, 3 workers) on a node image built here offline (cached; ~25 min cold), and the image registry beside it
+kind-up: k8s-tools ## A kind cluster (1 control plane, 3 workers) on a node image built here offline (cached; ~17 min cold), the image registry beside it, NetworkPolicy enforcement
 	@scripts/kind/up.sh
 
 kind-down: ## Delete the kind cluster and its registry container (the node image, caches and registry blobs stay)
@@ -72,7 +72,7 @@ test-kind: venv k8s-tools ## The kind tier: tests against the cluster of kind-up
 kind-dev: venv k8s-tools ## skaffold dev on the kind cluster (offline profile): a code change rebuilds, pushes only changed layers, redeploys (SKAFFOLD=run: once)
 	@scripts/kind/dev.sh
 
-kind-e2e: venv k8s-tools ## The platform on the kind cluster end to end: skaffold run -p offline, then the checks (after kind-up and images); last line JSON
+kind-e2e: venv k8s-tools ## The platform on the kind cluster end to end (after kind-up; builds the images first when missing): skaffold run -p offline, then the checks; last line JSON
 	$(BIN)/python scripts/kind/e2e.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml

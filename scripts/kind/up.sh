@@ -52,7 +52,8 @@ node_image() {
 create_cluster() {
   if "$KIND_BIN/kind" get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER"; then
     say "cluster $KIND_CLUSTER: already running"
-    with_docker_shim "$KIND_BIN/kind" export kubeconfig --name "$KIND_CLUSTER" --kubeconfig "$KUBECONFIG_FILE" >/dev/null
+    with_docker_shim "$KIND_BIN/kind" export kubeconfig --name "$KIND_CLUSTER" \
+      --kubeconfig "$KUBECONFIG_FILE" >/dev/null
     return
   fi
   logged cluster with_docker_shim "$KIND_BIN/kind" create cluster --name "$KIND_CLUSTER" \
