@@ -51,14 +51,19 @@ def test_the_services_have_the_names_the_platform_chart_uses(objects: list[Obj])
     for url in (defaults["s3"]["endpointUrl"], defaults["mlflow"]["trackingUri"]):
         name, port = url.removeprefix("http://").split(":")
         assert int(port) in [p["port"] for p in services[name]["spec"]["ports"]]
-    # The platform's network policy finds the brokers and the database by these labels.
+    # The platform's network policies find the brokers and the database by these labels: the
+    # selector Helm renders is the defaults merged with the profile's values, key by key.
     pods = {
         o["metadata"]["name"]: o["spec"]["template"]["metadata"]["labels"]
         for o in objects
         if o["kind"] == "StatefulSet"
     }
-    assert offline["kafka"]["podSelector"].items() <= pods["fraudstream-kafka"].items()
-    assert offline["postgres"]["podSelector"].items() <= pods["fraudstream-postgres"].items()
+    for key, pod in (("kafka", "fraudstream-kafka"), ("postgres", "fraudstream-postgres")):
+        selector = {
+            **defaults[key]["podSelector"],
+            **offline.get(key, {}).get("podSelector", {}),
+        }
+        assert selector.items() <= pods[pod].items(), (key, selector)
 
 
 def test_kafka_is_a_quorum_of_three_with_a_user_per_platform_component(
