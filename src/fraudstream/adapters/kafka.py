@@ -102,15 +102,18 @@ class Sender:
         self._producer.poll(0)
 
     def flush(self, timeout_s: float = 120.0) -> None:
-        """Wait for every queued record; raise DeliveryError if any was not acknowledged."""
+        """Wait for every queued record; raise DeliveryError if any sent since the last flush
+        was not acknowledged."""
         if self._opened is None:
             return
         left = self._producer.flush(timeout_s)
         if left:
             raise DeliveryError(f"{left} record(s) still unacknowledged after {timeout_s:.0f}s")
-        if self.failed:
+        failed, first_error = self.failed, self.first_error
+        self.failed, self.first_error = 0, None  # a long-lived sender reports each failure once
+        if failed:
             raise DeliveryError(
-                f"{self.failed} record(s) were not acknowledged; first error: {self.first_error}"
+                f"{failed} record(s) were not acknowledged; first error: {first_error}"
             )
 
 
