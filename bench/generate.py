@@ -34,10 +34,10 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic
 
 from fraudstream.adapters.kafka import admin_client, producer_config
-from fraudstream.adapters.transaction_stream import StreamTopics, replay
 from fraudstream.generator import GeneratorConfig, generate, write_history
 from fraudstream.schema import json_schema
 from fraudstream.schema.tables import wire_records
+from fraudstream.services.feed import StreamTopics, replay
 from fraudstream.settings import KafkaSettings, load_settings
 from fraudstream.validation import ContractValidator, TransactionValidator
 

@@ -29,8 +29,8 @@ from fraudstream.adapters.kafka import (
     delete_topic,
     producer_config,
 )
-from fraudstream.adapters.label_ingest import IngestReport, LabelIngest
 from fraudstream.adapters.postgres import migrate, scratch_database
+from fraudstream.services.ingest import IngestReport, LabelIngest
 from fraudstream.settings import Settings, load_settings
 
 

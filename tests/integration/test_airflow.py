@@ -42,12 +42,12 @@ from fraudstream.adapters import registry
 from fraudstream.adapters.kafka import delete_topic
 from fraudstream.adapters.partitions import ensure_days, utc_day
 from fraudstream.adapters.postgres import connect
-from fraudstream.adapters.transaction_stream import StreamTopics, replay
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.replay import build_features
 from fraudstream.model.experiment import scores_of
 from fraudstream.monitoring.store import champion_profile
 from fraudstream.platform.runtime import EmbeddedPlatform
+from fraudstream.services.feed import StreamTopics, replay
 from fraudstream.settings import Settings, load_settings
 from tests.integration.conftest import run_cli, scratch_env
 from tests.integration.history_support import generated_history, scattered_labels, store_history

@@ -2,7 +2,8 @@
 
 The registered version has its alias, metrics, artifacts in the bucket and a
 ``model_metadata`` row; the model loaded back reproduces the logged validation AP;
-promotion takes the first challenger and refuses a worse one.
+promotion takes the first challenger and refuses a worse one; a model of another feature set
+is refused by its type.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import mlflow
+import mlflow.xgboost
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -26,6 +29,7 @@ from fraudstream.features.replay import attach_labels, build_features
 from fraudstream.generator import GeneratorConfig, generate, write_history
 from fraudstream.model.experiment import scores_of
 from fraudstream.model.split import TimeSplit, holdout_rows
+from fraudstream.scoring.reload import registry_holder
 from fraudstream.settings import Settings, load_settings
 from tests.integration.conftest import CLI, run_cli
 from tests.integration.history_support import register_worse_challenger
@@ -157,6 +161,37 @@ def test_the_model_from_the_registry_reproduces_the_logged_test_ap(
     params = MlflowClient(model_settings.mlflow.uri).get_run(run_id).data.params
     assert loaded.model.get_booster().num_boosted_rounds() == int(params["n_trees"])
     assert int(params["n_trees"]) == int(params["best_iteration"])
+
+
+def test_a_model_of_another_feature_set_is_refused_by_its_type(
+    model_settings: Settings, trained: tuple[str, str]
+) -> None:
+    """The registry raises ``IncompatibleModelError`` for a model whose metadata names another
+    feature set, and the holder the scorer and the API share refuses it by that type and says
+    so, serving nothing rather than the wrong features."""
+    version, _ = trained
+    loaded = registry.load_model(model_settings, version)
+    registry._client(model_settings)
+    with mlflow.start_run():
+        info = mlflow.xgboost.log_model(
+            loaded.model,
+            name="model",
+            metadata={
+                "threshold": loaded.threshold,
+                "feature_set_version": "0",
+                "feature_names": loaded.feature_names,
+            },
+            registered_model_name=model_settings.mlflow.model_name,
+        )
+    stale = str(info.registered_model_version)
+    with pytest.raises(registry.IncompatibleModelError, match="feature-set version '0'"):
+        registry.load_model(model_settings, stale)
+    client = MlflowClient(model_settings.mlflow.uri)
+    client.set_registered_model_alias(model_settings.mlflow.model_name, "stale", stale)
+    holder = registry_holder(model_settings, "stale", interval_s=0.0)
+    assert not holder.refresh(force=True)
+    assert (holder.current, holder.counts.refused) == (None, 1)
+    assert holder.detail.startswith(f"refused @stale version {stale}: ")
 
 
 def test_score_file_writes_one_decision_per_transaction(

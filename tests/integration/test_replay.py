@@ -20,9 +20,9 @@ from fraudstream.adapters.kafka import (
     delete_topic,
     producer_config,
 )
-from fraudstream.adapters.transaction_stream import validate_topic
 from fraudstream.generator import GeneratorConfig, generate, write_history
 from fraudstream.schema import field_names
+from fraudstream.services.ingest import validate_topic
 from fraudstream.settings import Settings
 from fraudstream.validation import Reason, Transaction, TransactionValidator
 from tests.integration.conftest import CLI, run_cli, unique

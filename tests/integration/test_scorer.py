@@ -42,13 +42,13 @@ from fraudstream.adapters.lake import read_transactions
 from fraudstream.adapters.object_store import Location
 from fraudstream.adapters.online_store import OnlineStore
 from fraudstream.adapters.postgres import connect, keeps_features, read_training_window
-from fraudstream.adapters.transaction_stream import StreamTopics, replay
 from fraudstream.features.card import CardState, update_card
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import TxnEvent, from_record
 from fraudstream.features.replay import build_features
 from fraudstream.platform.process import ProcessRecord, alive
 from fraudstream.platform.runtime import EmbeddedPlatform
+from fraudstream.services.feed import StreamTopics, replay
 from fraudstream.settings import ScorerSettings, Settings, load_settings
 from tests.integration.conftest import run_cli
 from tests.integration.scoring_support import (

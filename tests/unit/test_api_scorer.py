@@ -8,9 +8,10 @@ import pytest
 import xgboost
 from xgboost import XGBClassifier
 
+from fraudstream.adapters.registry import IncompatibleModelError
 from fraudstream.api.scoring import Scorer
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
-from fraudstream.scoring.model import IncompatibleModelError, top_reasons
+from fraudstream.scoring.model import top_reasons
 
 
 def _model(columns: list[str]) -> tuple[XGBClassifier, np.ndarray]:

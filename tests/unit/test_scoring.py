@@ -21,6 +21,7 @@ import pytest
 import xgboost
 from xgboost import XGBClassifier
 
+from fraudstream.adapters.registry import IncompatibleModelError
 from fraudstream.features.card import CardState
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import LabelEvent
@@ -44,7 +45,7 @@ from fraudstream.scoring.merchants import (
     MerchantTxn,
     Released,
 )
-from fraudstream.scoring.model import IncompatibleModelError, ScoringModel, score, top_reasons
+from fraudstream.scoring.model import ScoringModel, score, top_reasons
 from fraudstream.scoring.reload import ModelHolder
 from fraudstream.scoring.rows import TRANSACTION_COLUMNS, transaction_from, transaction_values
 from fraudstream.validation import TransactionValidator
@@ -526,7 +527,7 @@ class _Loaded:
 
 
 def test_reload_swaps_on_a_moved_alias_and_refuses_another_feature_set() -> None:
-    alias = {"champion": "1"}
+    alias: dict[str, str | None] = {"champion": None}
     fsv = {"1": FEATURE_SET_VERSION, "2": "999", "3": FEATURE_SET_VERSION}
     clock = [0.0]
     holder = ModelHolder(
@@ -535,16 +536,22 @@ def test_reload_swaps_on_a_moved_alias_and_refuses_another_feature_set() -> None
         loader=lambda v, role: ScoringModel.checked(_Loaded(v, fsv[v]), role),
         interval_s=10,
         clock=lambda: clock[0],
+        name="fraud-detector",
     )
-    assert holder.refresh()
+    assert not holder.refresh()
+    assert holder.detail.startswith("fraud-detector has no @champion yet: train and promote")
+    alias["champion"] = "1"
+    assert holder.refresh(force=True)
     assert holder.current is not None
     assert holder.current.version == "1"
+    assert holder.detail == "serving version 1 (@champion)"
     alias["champion"] = "2"
     assert not holder.refresh(), "not due before the interval"
     clock[0] = 11
     assert not holder.refresh()
     assert holder.current.version == "1"
     assert holder.counts.refused == 1
+    assert holder.detail.startswith("refused @champion version 2: model version 2 uses feature")
     clock[0] = 30
     holder.refresh()
     assert holder.counts.refused == 1, "a refused version is not retried"
@@ -564,6 +571,7 @@ def test_reload_keeps_the_model_when_the_registry_fails() -> None:
     assert not holder.refresh()
     assert holder.counts.failed == 1
     assert holder.current is not None
+    assert holder.detail == "cannot read @champion from the registry: registry down"
 
 
 def test_incompatible_feature_columns_are_refused() -> None:

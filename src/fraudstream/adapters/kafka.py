@@ -1,4 +1,5 @@
-"""Kafka adapter: client configuration and topic administration (confluent-kafka).
+"""Kafka adapter: client configuration, the producer that counts acknowledgements, and topic
+administration (confluent-kafka).
 
 Producers are idempotent with ``acks=all``: with ``min.insync.replicas=2`` an
 acknowledged record survives the loss of any one of the three nodes.
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     ConfigResource,
@@ -56,6 +57,64 @@ def consumer_config(settings: KafkaSettings, group_id: str, **overrides: Any) ->
     }
     config.update(overrides)
     return config
+
+
+class DeliveryError(RuntimeError):
+    """Kafka did not acknowledge some records; the message says how many and why."""
+
+
+class Sender:
+    """An idempotent ``acks=all`` producer that waits for room and counts acknowledgements.
+
+    The producer is made on the first record: a Sender that never sends (a label ingest
+    that meets no invalid label) opens no connection and waits on no producer id, also
+    not at shutdown while a broker is still loading its coordinators.
+    """
+
+    def __init__(self, settings: KafkaSettings, **overrides: Any) -> None:
+        self._config = producer_config(settings, **{"linger.ms": 20, **overrides})
+        self._opened: Producer | None = None
+        self.acked = 0
+        self.failed = 0
+        self.first_error: str | None = None
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is None:
+            self.acked += 1
+            return
+        self.failed += 1
+        self.first_error = self.first_error or str(err)
+
+    @property
+    def _producer(self) -> Producer:
+        if self._opened is None:
+            self._opened = Producer(self._config)
+        return self._opened
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        """Queue one record; blocks while the local queue is full."""
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float = 120.0) -> None:
+        """Wait for every queued record; raise DeliveryError if any sent since the last flush
+        was not acknowledged."""
+        if self._opened is None:
+            return
+        left = self._producer.flush(timeout_s)
+        if left:
+            raise DeliveryError(f"{left} record(s) still unacknowledged after {timeout_s:.0f}s")
+        failed, first_error = self.failed, self.first_error
+        self.failed, self.first_error = 0, None  # a long-lived sender reports each failure once
+        if failed:
+            raise DeliveryError(
+                f"{failed} record(s) were not acknowledged; first error: {first_error}"
+            )
 
 
 CONSUMER_CLOSE_S = 30.0

@@ -52,6 +52,11 @@ class RegistryError(RuntimeError):
         self.transient = transient
 
 
+class IncompatibleModelError(RegistryError):
+    """The model does not take this code's feature vector (its feature-set version or its
+    columns differ): no wait fixes it, retraining does."""
+
+
 def fail_fast_http() -> None:
     """Make this process's MLflow client fail at once on a refused connection.
 
@@ -360,7 +365,7 @@ def load_model(settings: Settings, ref: str) -> LoadedModel:
     meta = info.metadata or {}
     version = meta.get("feature_set_version")
     if version != FEATURE_SET_VERSION:
-        raise RegistryError(
+        raise IncompatibleModelError(
             f"{uri} was trained on feature-set version {version!r}, this code computes "
             f"{FEATURE_SET_VERSION!r}: retrain it with `fraudstream train`"
         )

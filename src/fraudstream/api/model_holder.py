@@ -1,9 +1,10 @@
-"""The champion the API serves, loaded in the lifespan and reloaded when the alias moves.
+"""The champion the API serves: the scorer's holder (``scoring.reload``), polled by a thread.
 
-A background thread polls the registry alias every ``interval_s``; a new version is
-loaded beside the old one and swapped in atomically, so requests never see a
-half-loaded model. A model of another feature-set version is refused (the registry
-adapter raises) and the previous one keeps serving; readiness reports it.
+The holder is loaded in the lifespan and a background thread asks it every ``interval_s``
+whether the alias moved; a new version is loaded beside the old one and swapped in
+atomically, so requests never see a half-loaded model. A model of another feature-set
+version is refused (the registry raises ``IncompatibleModelError``) and the previous one
+keeps serving; readiness reports the holder's ``detail``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from fraudstream.adapters.registry import IncompatibleModelError
 from fraudstream.api.scoring import Scorer
+from fraudstream.scoring.reload import registry_holder
 from fraudstream.settings import Settings
 
 log = logging.getLogger("fraudstream.api")
@@ -28,35 +31,32 @@ class ModelStatus:
 
 class ModelHolder:
     def __init__(self, settings: Settings, alias: str) -> None:
-        self.settings, self.alias = settings, alias
+        self.alias = alias
+        # Polled on demand (interval 0), one attempt per poll: the thread sets the pace.
+        self._models = registry_holder(settings, alias, interval_s=0.0)
         self.scorer: Scorer | None = None
-        self.detail = "not loaded yet"
+        self._refused = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def detail(self) -> str:
+        return self._refused or self._models.detail
+
     def load(self) -> None:
         """Load the alias's version unless it is the one already served; never raises."""
-        from fraudstream.adapters import registry
-
+        if not self._models.refresh(force=True):
+            return
+        model = self._models.current
+        assert model is not None  # refresh swapped one in
         try:
-            version = registry.version_for_alias(self.settings, self.alias)
-            if version is None:
-                self.detail = (
-                    f"{self.settings.mlflow.model_name} has no @{self.alias} yet: "
-                    "train and promote one (`fraudstream train`, `fraudstream promote`)"
-                )
-                return
-            if self.scorer is not None and self.scorer.version == version:
-                return
-            loaded = registry.load_model(self.settings, version)
             self.scorer = Scorer(
-                loaded.model, loaded.version, loaded.threshold, loaded.feature_set_version
+                model.model, model.version, model.threshold, model.feature_set_version
             )
-            self.detail = f"serving version {version} (@{self.alias})"
-            log.info("model: %s", self.detail)
-        except Exception as exc:  # registry down, incompatible model: keep serving the old one
-            self.detail = f"cannot load @{self.alias}: {exc}"
-            log.warning("model: %s", self.detail)
+            self._refused = ""
+        except IncompatibleModelError as exc:  # the booster's own columns disagree
+            self._refused = f"refused @{self.alias} version {model.version}: {exc}"
+            log.error("model: %s", self._refused)
 
     def start(self, interval_s: float) -> None:
         def poll() -> None:

@@ -6,10 +6,11 @@ connections and its own model holder (which reloads the champion on its own).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
-from typing import Any
 
+from fraudstream.adapters.kafka import DeliveryError, Sender
 from fraudstream.adapters.online_store import OnlineStore
 from fraudstream.api.admission import Admission
 from fraudstream.api.live import AlertFeed
@@ -30,40 +31,26 @@ class ApiRuntime:
     feed: AlertFeed
     metrics: ApiMetrics
     admission: Admission
-    _producer: Any = None
+    _sender: Sender | None = None
 
     def publish_label(self, label: Label) -> None:
         """Send an analyst label to ``transaction_labels`` and wait for the acknowledgement.
 
         The stream's merchant-risk features and retraining read labels from there.
-        Raises RuntimeError when Kafka does not acknowledge within 10 s.
+        Raises ``DeliveryError`` (a RuntimeError) when Kafka does not acknowledge within 10 s.
         """
-        from confluent_kafka import Producer
-
-        from fraudstream.adapters.kafka import producer_config
-
-        if self._producer is None:
-            self._producer = Producer(producer_config(self.settings.kafka, **{"linger.ms": 0}))
-        failures: list[str] = []
-
-        def on_delivery(err: Any, _msg: Any) -> None:
-            if err is not None:
-                failures.append(str(err))
-
-        self._producer.produce(
-            TRANSACTION_LABELS.name,
-            key=label.transaction_id.encode(),
-            value=json.dumps(label.to_json_dict()).encode(),
-            on_delivery=on_delivery,
-        )
-        if self._producer.flush(10) or failures:
-            raise RuntimeError(f"Kafka did not acknowledge the label: {failures or 'timeout'}")
+        if self._sender is None:
+            self._sender = Sender(self.settings.kafka, **{"linger.ms": 0})
+        value = json.dumps(label.to_json_dict()).encode()
+        self._sender.send(TRANSACTION_LABELS.name, label.transaction_id.encode(), value)
+        self._sender.flush(10)
 
     async def close(self) -> None:
         await self.store.aclose()
         self.model.stop()
         self.feed.stop()
-        if self._producer is not None:
-            self._producer.flush(5)
+        if self._sender is not None:
+            with contextlib.suppress(DeliveryError):
+                self._sender.flush(5)
         self.store.close()
         self.db.close()

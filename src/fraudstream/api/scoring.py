@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 
 from fraudstream.adapters.online_store import States
+from fraudstream.adapters.registry import IncompatibleModelError
 from fraudstream.features.card import update_card
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import TxnEvent
 from fraudstream.features.merchant import update_merchant
 from fraudstream.features.vector import feature_vector
-from fraudstream.scoring.model import IncompatibleModelError, top_reasons
+from fraudstream.scoring.model import top_reasons
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ KNOWN: dict[str, tuple[str, str] | Known] = {
         "fix or remove the rows named above, or drop --strict to exclude them",
     ),
     "fraudstream.generator.config.ConfigError": ("generator", "change the option named above"),
-    "fraudstream.adapters.transaction_stream.DeliveryError": (
+    "fraudstream.adapters.kafka.DeliveryError": (
         "kafka",
         "is the platform up? `fraudstream platform status`",
     ),

@@ -15,12 +15,6 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from fraudstream.adapters.transaction_stream import (
-    LiveStream,
-    StreamTopics,
-    replay,
-    validate_topic,
-)
 from fraudstream.cli.inputs import StrictOpt, progress_bar, report_screened, utc_time
 from fraudstream.generator import (
     DEFAULT_LABEL_REGIME,
@@ -35,6 +29,8 @@ from fraudstream.generator import (
 )
 from fraudstream.schema.tables import conform, read_file
 from fraudstream.screening import Screened, screen
+from fraudstream.services.feed import LiveStream, StreamTopics, replay
+from fraudstream.services.ingest import validate_topic
 from fraudstream.settings import load_settings
 from fraudstream.topics import DEAD_LETTERS, TRANSACTION_LABELS, TRANSACTIONS
 from fraudstream.validation import TransactionValidator, ValidationPolicy

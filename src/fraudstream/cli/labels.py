@@ -1,4 +1,4 @@
-"""`fraudstream ingest-labels`: wiring around ``adapters.label_ingest``."""
+"""`fraudstream ingest-labels`: wiring around ``services.ingest.LabelIngest``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from fraudstream.settings import load_settings
 from fraudstream.topics import DEAD_LETTERS, TRANSACTION_LABELS
 
 if TYPE_CHECKING:
-    from fraudstream.adapters.label_ingest import IngestReport
+    from fraudstream.services.ingest import IngestReport
 
 labels_app = typer.Typer(no_args_is_help=True)
 console = Console()
@@ -48,7 +48,7 @@ def ingest_labels(
 
     A replay changes nothing: the label with the latest label_time wins. Ctrl-C stops cleanly.
     """
-    from fraudstream.adapters.label_ingest import IngestReport, LabelIngest
+    from fraudstream.services.ingest import IngestReport, LabelIngest
 
     settings = load_settings()
     ingest = LabelIngest(

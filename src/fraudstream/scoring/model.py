@@ -13,13 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from fraudstream.adapters.registry import IncompatibleModelError
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 
 TOP_REASONS = 3
-
-
-class IncompatibleModelError(ValueError):
-    """The model does not take this scorer's feature vector (version or columns differ)."""
 
 
 @dataclass(frozen=True)

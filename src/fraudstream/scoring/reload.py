@@ -1,11 +1,13 @@
-"""Hot reload: serve the model an alias points at, switching only between micro-batches.
+"""Hot reload: serve the model an alias points at, switching only between uses.
 
-``ModelHolder.refresh`` is called by the stream before each micro-batch. At most every
-``interval_s`` it asks the registry which version the alias points at; when that
-moved, it loads the new version and swaps it in for the next batch. A version whose
-feature set this scorer does not compute is refused: the current model stays and
-the refusal is counted and logged once per version. A load that fails (registry
-down) keeps the current model and is retried at the next poll.
+One holder for every process that serves the champion: the stream calls
+``ModelHolder.refresh`` before each micro-batch, the API from a background thread. At most
+every ``interval_s`` it asks the registry which version the alias points at; when that
+moved, it loads the new version and swaps it in for the next use. A version whose
+feature set this code does not compute is refused: the current model stays and the
+refusal is counted and logged once per version. A load that fails (registry down) keeps
+the current model and is retried at the next poll. ``detail`` says, in one line, what is
+served or why nothing is.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fraudstream.scoring.model import IncompatibleModelError, ScoringModel
+from fraudstream.adapters.registry import (
+    IncompatibleModelError,
+    load_model,
+    version_for_alias,
+)
+from fraudstream.adapters.retry import RetryPolicy, retry
+from fraudstream.scoring.model import ScoringModel
+from fraudstream.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +50,10 @@ class ModelHolder:
     loader: ModelLoader
     interval_s: float
     clock: Callable[[], float] = time.monotonic
+    #: What ``detail`` calls the model while the alias is not set.
+    name: str = "the model"
     current: ScoringModel | None = None
+    detail: str = "not loaded yet"
     counts: ReloadCounts = field(default_factory=ReloadCounts)
     refused_versions: set[str] = field(default_factory=set)
     _next_poll: float = 0.0
@@ -56,9 +68,17 @@ class ModelHolder:
             version = self.lookup(self.alias)
         except Exception as exc:  # the registry being down must not stop scoring
             self.counts.failed += 1
+            self.detail = f"cannot read @{self.alias} from the registry: {exc}"
             log.warning("could not read @%s from the registry: %s", self.alias, exc)
             return False
-        if version is None or version in self.refused_versions:
+        if version is None:
+            if self.current is None:
+                self.detail = (
+                    f"{self.name} has no @{self.alias} yet: train and promote one "
+                    "(`fraudstream train`, `fraudstream promote`)"
+                )
+            return False
+        if version in self.refused_versions:
             return False
         if self.current is not None and self.current.version == version:
             return False
@@ -67,16 +87,44 @@ class ModelHolder:
         except IncompatibleModelError as exc:
             self.counts.refused += 1
             self.refused_versions.add(version)
+            self.detail = f"refused @{self.alias} version {version}: {exc}"
             log.error(
                 "refused @%s version %s, keeping the current model: %s", self.alias, version, exc
             )
             return False
         except Exception as exc:
             self.counts.failed += 1
+            self.detail = f"cannot load @{self.alias} version {version}: {exc}"
             log.warning("could not load @%s version %s: %s", self.alias, version, exc)
             return False
         previous = self.current.version if self.current else None
         self.current = model
         self.counts.loaded += 1
+        self.detail = f"serving version {version} (@{self.alias})"
         log.info("@%s: now serving version %s (was %s)", self.alias, version, previous)
         return True
+
+
+def registry_holder(
+    settings: Settings, alias: str, interval_s: float, budget_s: float = 0.0
+) -> ModelHolder:
+    """A holder polling ``alias`` in the registry; incompatible versions are refused.
+
+    A registry that does not answer is retried for up to ``budget_s`` but never longer
+    than the poll interval (the caller's loop waits meanwhile, not its work); then the poll
+    counts as failed, the current model stays and the next poll tries again.
+    """
+    policy = RetryPolicy(budget_s=min(budget_s, interval_s))
+    where = f"the registry at {settings.mlflow.uri}"
+
+    def load(version: str, role: str) -> ScoringModel:
+        loaded = retry(lambda: load_model(settings, version), policy, where)
+        return ScoringModel.checked(loaded, role)
+
+    return ModelHolder(
+        alias=alias,
+        lookup=lambda a: retry(lambda: version_for_alias(settings, a), policy, where),
+        loader=load,
+        interval_s=interval_s,
+        name=settings.mlflow.model_name,
+    )

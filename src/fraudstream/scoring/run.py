@@ -29,19 +29,13 @@ from typing import Any
 
 from fraudstream.adapters.object_store import Location
 from fraudstream.adapters.partitions import ensure_ahead
-from fraudstream.adapters.registry import (
-    RegistryError,
-    fail_fast_http,
-    load_model,
-    version_for_alias,
-)
+from fraudstream.adapters.registry import fail_fast_http
 from fraudstream.adapters.retry import RetryPolicy, retry, transient
 from fraudstream.adapters.scorer_metrics import ScorerMetrics
 from fraudstream.adapters.spark import build_session, checkpoint_conf
 from fraudstream.platform.spark_jars import spark_jars
 from fraudstream.scoring.cards import CARD_STATE_LAYOUTS
-from fraudstream.scoring.model import IncompatibleModelError, ScoringModel
-from fraudstream.scoring.reload import ModelHolder
+from fraudstream.scoring.reload import registry_holder
 from fraudstream.scoring.sinks.base import Sink
 from fraudstream.scoring.sinks.kafka import KafkaSink, OutputTopics
 from fraudstream.scoring.sinks.online_store import OnlineStoreSink
@@ -134,35 +128,6 @@ def check_topics(settings: Settings, names: list[str]) -> None:
             "create the platform's topics with `fraudstream topics ensure` (or pass existing "
             "ones with --source/--predictions/--alerts/--dead-letters)"
         )
-
-
-def model_holder(
-    settings: Settings, alias: str, interval_s: float, budget_s: float = 0.0
-) -> ModelHolder:
-    """A holder polling ``alias`` in the registry; incompatible versions are refused.
-
-    A registry that does not answer is retried for up to ``budget_s`` but never longer
-    than the poll interval (the driver's watch loop waits meanwhile, not the batches);
-    then the poll counts as failed, the current model stays and the next poll tries again.
-    """
-    policy = RetryPolicy(budget_s=min(budget_s, interval_s))
-    where = f"the registry at {settings.mlflow.uri}"
-
-    def load(version: str, role: str) -> ScoringModel:
-        try:
-            loaded = retry(lambda: load_model(settings, version), policy, where)
-        except RegistryError as exc:
-            if "feature-set version" in str(exc):
-                raise IncompatibleModelError(str(exc)) from None
-            raise
-        return ScoringModel.checked(loaded, role)
-
-    return ModelHolder(
-        alias=alias,
-        lookup=lambda a: retry(lambda: version_for_alias(settings, a), policy, where),
-        loader=load,
-        interval_s=interval_s,
-    )
 
 
 @dataclass
@@ -327,7 +292,7 @@ def run_scorer(
         policy,
         f"PostgreSQL at {settings.postgres.host}:{settings.postgres.port}",
     )  # the coming days' partitions, so the sinks seldom make one while writing
-    champion = model_holder(
+    champion = registry_holder(
         settings, settings.mlflow.model_alias, scorer.reload_interval_s, scorer.retry_budget_s
     )
     champion.refresh(force=True)
@@ -338,7 +303,7 @@ def run_scorer(
             "it with `fraudstream promote`"
         )
     shadow = (
-        model_holder(settings, "challenger", scorer.reload_interval_s, scorer.retry_budget_s)
+        registry_holder(settings, "challenger", scorer.reload_interval_s, scorer.retry_budget_s)
         if scorer.shadow
         else None
     )

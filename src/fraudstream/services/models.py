@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from fraudstream.adapters import registry
-from fraudstream.adapters.transaction_stream import Sender
+from fraudstream.adapters.kafka import Sender
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.model.events import alias_moved
 from fraudstream.model.experiment import Experiment, scores_of

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fraudstream.adapters.transaction_stream import Pacer, _PendingLabels
+from fraudstream.services.feed import Pacer, _PendingLabels
 
 
 def test_the_pacer_holds_the_rate() -> None:
