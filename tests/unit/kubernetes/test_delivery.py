@@ -191,9 +191,9 @@ def test_hadolint_finds_nothing(chain: Toolchain, path: str) -> None:
 
 def test_hadolint_rejects_a_broken_dockerfile(chain: Toolchain) -> None:
     text = (REPO / "images" / "python" / "Dockerfile").read_text()
-    broken = text.replace(
-        "FROM ${PYTHON_IMAGE} AS deps", "FROM python:latest AS deps"
-    ).replace("--no-cache-dir ", "")
+    broken = text.replace("FROM ${PYTHON_IMAGE} AS deps", "FROM python:latest AS deps").replace(
+        "--no-cache-dir ", ""
+    )
     findings = " ".join(chain.lint_dockerfile(broken))
     assert "DL3007" in findings  # latest tag
     assert "DL3042" in findings  # pip cache kept in the image
