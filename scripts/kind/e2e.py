@@ -209,18 +209,7 @@ def cluster() -> None:
     if missing:
         # A fresh cluster: `make images` first (skaffold builds only the package's six).
         say(f"the registry lacks {', '.join(missing)}: running make images (log: {IMAGES_LOG})")
-        t0 = time.monotonic()
-        with IMAGES_LOG.open("w") as log:
-            done = subprocess.run(
-                [str(ROOT / "scripts" / "kind" / "images.sh")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=3600,
-            )
-        result["images_seconds"] = round(time.monotonic() - t0)
-        if done.returncode != 0:
-            tail = "\n".join(IMAGES_LOG.read_text().splitlines()[-30:])
-            raise StepError(f"make images failed ({IMAGES_LOG}):\n{tail}")
+        run_logged("make images", "images.sh", IMAGES_LOG, "images_seconds")
         missing = sorted(set(OFFLINE_IMAGES) - registry_repositories())
         if missing:
             raise StepError(f"the registry still lacks {', '.join(missing)} after make images")
@@ -229,6 +218,25 @@ def cluster() -> None:
         set(images) - {"fraudstream/kind-node", "fraudstream/kind-base", "fraudstream/registry"}
     )
     result["registry_images"] = len(registry_repositories())
+
+
+def run_logged(what: str, script: str, log_path: Path, seconds_key: str, **env: str) -> None:
+    """scripts/kind/<script> with its output in ``log_path`` and its seconds in
+    ``result[seconds_key]``; a failure raises with the log's last lines."""
+    t0 = time.monotonic()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        done = subprocess.run(
+            [str(ROOT / "scripts" / "kind" / script)],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=3600,
+        )
+    result[seconds_key] = round(time.monotonic() - t0)
+    if done.returncode != 0:
+        tail = "\n".join(log_path.read_text().splitlines()[-30:])
+        raise StepError(f"{what} failed ({log_path}):\n{tail}")
 
 
 def registry_repositories() -> set[str]:
@@ -285,20 +293,7 @@ def deploy() -> None:
     platform's post-install hook. Its output goes to DEPLOY_LOG."""
     for release, namespace in RELEASES:
         unstick(release, namespace)
-    t0 = time.monotonic()
-    DEPLOY_LOG.parent.mkdir(parents=True, exist_ok=True)
-    with DEPLOY_LOG.open("w") as log:
-        done = subprocess.run(
-            [str(ROOT / "scripts" / "kind" / "dev.sh")],
-            env={**os.environ, "SKAFFOLD": "run"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=3600,
-        )
-    result["deploy_seconds"] = round(time.monotonic() - t0)
-    if done.returncode != 0:
-        tail = "\n".join(DEPLOY_LOG.read_text().splitlines()[-30:])
-        raise StepError(f"skaffold run failed ({DEPLOY_LOG}):\n{tail}")
+    run_logged("skaffold run", "dev.sh", DEPLOY_LOG, "deploy_seconds", SKAFFOLD="run")
     labels = json.loads(kubectl("get", "namespace", NS, "-o", "json"))["metadata"]["labels"]
     result["pod_security"] = labels.get("pod-security.kubernetes.io/enforce")
     if result["pod_security"] != "restricted":
