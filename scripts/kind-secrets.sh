@@ -4,9 +4,9 @@
 # are applied; in staging, create these Secrets from your secret store instead. Values never
 # leave the cluster.
 #   kind-secrets.sh [NAMESPACE] [online|offline]
-# offline: also the Secrets the operators write in the online profile, for charts/offline-stack:
-# the PostgreSQL superuser and application owner (CloudNativePG's) and one password per Kafka
-# user (Strimzi's KafkaUser Secrets).
+# offline: also the Secrets Strimzi's KafkaUsers would write in the online profile, one password
+# per Kafka user, for charts/offline-stack's Kafka. CloudNativePG runs in both profiles and writes
+# the application owner's Secret (fraudstream-postgres-app) itself.
 set -euo pipefail
 NS="${1:-fraudstream}"
 PROFILE="${2:-online}"
@@ -56,8 +56,6 @@ if [[ $read_token != present ]]; then
   echo "kind-secrets: added read-token to $NS/fraudstream-api-token"
 fi
 if [[ $PROFILE == offline ]]; then
-  ensure "$NS" fraudstream-postgres-superuser username=postgres "password=$(random)"
-  ensure "$NS" fraudstream-postgres-app username=fraud "password=$(random)"
   for user in fraudstream-scorer fraudstream-api fraudstream-generator fraudstream-label-ingest fraudstream-trainer; do
     ensure "$NS" "$user" "password=$(random)"
   done

@@ -3,9 +3,10 @@
 Deploys with `skaffold run -p offline` (scripts/kind/dev.sh, SKAFFOLD=run: the releases and their
 values live in skaffold.yaml only): the images built and pushed to the registry beside the cluster,
 the namespaces (restricted Pod Security enforced) and Secrets, the Spark Operator (its chart from
-its Go module), charts/offline-stack (Kafka, PostgreSQL, MinIO, MLflow, Airflow), the online store
-and the fraud-platform chart, whose post-install hook trains the first champion in a training pod.
-Then applies Strimzi's, CloudNativePG's and the Prometheus Operator's resources to the API server
+its Go module), CloudNativePG (its operator and PostgreSQL image built here) running
+operators/postgres.yaml's cluster, charts/offline-stack (Kafka, MinIO, MLflow, Airflow), the online
+store and the fraud-platform chart, whose post-install hook trains the first champion in a
+training pod. Then applies Strimzi's and the Prometheus Operator's resources to the API server
 with a server-side dry run (their CRDs installed) to prove they are accepted, and checks the users'
 workflow: the generator's transactions scored by the SparkApplication into PostgreSQL, the API
 answering through its Service (the analyst's read token answers, no token is 401, the read token
@@ -13,8 +14,9 @@ on a write is 403), `helm test`, the scorer's merchant stage reading the labels 
 with the merchant delay of the values, the retraining DAG run by the cluster's Airflow (each task
 a KubernetesPodOperator training pod) and the running scorer switching to the model it promoted,
 the NetworkPolicies enforced (a connection they forbid does not open, the same one from an
-allowed pod does), executors scaled 1 -> 2 with kubectl, a broker added, a broker pod and the
-Spark driver pod deleted mid-stream, and at the end every produced transaction scored exactly once.
+allowed pod does), executors scaled 1 -> 2 with kubectl, a broker added, a broker pod, the
+Spark driver pod and PostgreSQL's primary deleted mid-stream (CloudNativePG promotes the standby),
+and at the end every produced transaction scored exactly once.
 
 Prints a line per step with its duration; the last line is one JSON object. Exit status 1 when a
 check fails (the JSON line says which). Needs `make kind-up`; runs `make images` first when the
@@ -51,7 +53,15 @@ IMAGES_LOG = KIND / "logs" / "images.log"
 # The offline stack's images, which only `make images` builds (scripts/kind/images.sh OFFLINE_ONLY).
 OFFLINE_IMAGES = tuple(
     f"fraudstream/{name}"
-    for name in ("redis", "redis-exporter", "kafka", "postgres", "minio", "spark-operator")
+    for name in (
+        "redis",
+        "redis-exporter",
+        "kafka",
+        "postgres",
+        "minio",
+        "spark-operator",
+        "cloudnative-pg",
+    )
 )
 
 result: dict[str, Any] = {
@@ -80,7 +90,9 @@ result: dict[str, Any] = {
     "network_policy_refused": False,  # a connection the policies forbid did not open
     "network_policy_allowed": False,  # the same destination from an allowed pod did
     "strimzi_resources_accepted": False,
-    "cloudnative_pg_resources_accepted": False,
+    "cloudnative_pg_running": False,  # its operator, the cluster Ready, the databases applied
+    "postgres_instances_ready": 0,
+    "postgres_failover_seconds": None,  # primary pod deleted -> a standby promoted and writable
     "monitoring_resources_accepted": False,
     "training_pod_succeeded": None,  # None: a champion existed, no training pod was needed
     "champion_version": None,
@@ -186,10 +198,17 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float, every: float 
     raise StepError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+PG_CLUSTER = "cluster.postgresql.cnpg.io/fraudstream-postgres"
+
+
+def pg_primary() -> str:
+    return kubectl("-n", NS, "get", PG_CLUSTER, "-o", "jsonpath={.status.currentPrimary}")
+
+
 def psql(sql: str) -> str:
     return kubectl(
-        "-n", NS, "exec", "fraudstream-postgres-0", "--", "psql", "-U", "postgres", "-d", "fraud",
-        "-tAc", sql,
+        "-n", NS, "exec", pg_primary(), "-c", "postgres", "--", "psql", "-U", "postgres",
+        "-d", "fraud", "-tAc", sql,
     ).strip()  # fmt: skip
 
 
@@ -253,16 +272,15 @@ def accepted(manifest: str) -> set[str]:
 
 
 def operator_resources() -> None:
-    """The online profile's operator resources, applied to the API server with their CRDs
-    installed (server-side dry run: validated, admitted, not acted on; no operator runs them
-    offline): Strimzi's Kafka, CloudNativePG's PostgreSQL, and the platform's Prometheus Operator
-    monitors and rules with its Grafana dashboards."""
+    """The online profile's resources of operators that do not run offline, applied to the API
+    server with their CRDs installed (server-side dry run: validated, admitted, not acted on):
+    Strimzi's Kafka, and the platform's Prometheus Operator monitors and rules with its Grafana
+    dashboards."""
     crds = CACHE / "k8s" / "crds"
-    for name in ("strimzi", "cloudnative-pg", "prometheus-operator"):
+    for name in ("strimzi", "prometheus-operator"):
         kubectl("apply", "--server-side", "-f", str(crds / name))
     kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=120s")
     kinds = accepted((ROOT / "operators" / "strimzi-kafka.yaml").read_text())
-    kinds |= accepted((ROOT / "operators" / "postgres.yaml").read_text())
     monitoring = helm(
         "template", RELEASE, ROOT / "charts" / "fraud-platform", "-n", NS, *platform_values(),
         "--set", "monitoring.enabled=true", "--show-only", "templates/monitoring.yaml",
@@ -273,7 +291,6 @@ def operator_resources() -> None:
     wanted = {
         "strimzi": ("kafka.kafka.strimzi.io", "kafkanodepool.kafka.strimzi.io",
                     "kafkatopic.kafka.strimzi.io", "kafkauser.kafka.strimzi.io"),
-        "cloudnative-pg": ("cluster.postgresql.cnpg.io", "database.postgresql.cnpg.io"),
         "monitoring": ("servicemonitor.monitoring.coreos.com", "podmonitor.monitoring.coreos.com",
                        "prometheusrule.monitoring.coreos.com", "configmap"),
     }  # fmt: skip
@@ -281,6 +298,30 @@ def operator_resources() -> None:
         result[f"{group.replace('-', '_')}_resources_accepted"] = all(n in kinds for n in names)
     if not all(result[f"{g.replace('-', '_')}_resources_accepted"] for g in wanted):
         raise StepError(f"not every resource was accepted: {sorted(kinds)}")
+
+
+def cloudnative_pg() -> None:
+    """CloudNativePG runs the platform's PostgreSQL: its operator, every instance of the cluster
+    ready with one primary, and the MLflow and Airflow databases created by their Database
+    resources."""
+    kubectl(
+        "-n", "cnpg-system", "rollout", "status", "deploy/cnpg-controller-manager", "--timeout=60s"
+    )
+    cluster = json.loads(kubectl("-n", NS, "get", PG_CLUSTER, "-o", "json"))
+    result["postgres_instances_ready"] = cluster["status"].get("readyInstances", 0)
+    databases = json.loads(kubectl("-n", NS, "get", "databases.postgresql.cnpg.io", "-o", "json"))
+    applied = sorted(
+        d["spec"]["name"] for d in databases["items"] if d.get("status", {}).get("applied")
+    )
+    say(
+        f"cluster {cluster['status'].get('phase')!r}: {result['postgres_instances_ready']} of "
+        f"{cluster['spec']['instances']} instances ready, primary {pg_primary()}, "
+        f"PostgreSQL {psql('SHOW server_version').split()[0]}; databases: {', '.join(applied)}"
+    )
+    whole = result["postgres_instances_ready"] == cluster["spec"]["instances"]
+    result["cloudnative_pg_running"] = whole and applied == ["airflow", "mlflow"]
+    if not result["cloudnative_pg_running"]:
+        raise StepError(f"CloudNativePG's cluster is not whole: {cluster['status']}")
 
 
 RELEASES = (("spark-operator", "spark-operator"), ("offline-stack", NS), ("online-store", NS),
@@ -593,6 +634,28 @@ def delete_driver() -> None:
     result["driver_pod_deleted"] = True
 
 
+def postgres_failover() -> None:
+    """PostgreSQL's primary pod deleted mid-stream: CloudNativePG promotes the standby (which had
+    every commit: replication is synchronous), the scorer's writes go on, and the old primary
+    comes back as a standby."""
+    old = pg_primary()
+    t0 = time.monotonic()
+    kubectl("-n", NS, "delete", "pod", old, "--wait=false")
+
+    def promoted() -> bool:
+        new = pg_primary()
+        if new in ("", old):
+            return False
+        return psql("SELECT pg_is_in_recovery()") == "f"
+
+    wait_for("a standby promoted", promoted, 600)
+    result["postgres_failover_seconds"] = round(time.monotonic() - t0)
+    say(f"{pg_primary()} promoted {result['postgres_failover_seconds']}s after {old} was deleted")
+    before = scored()
+    wait_for("scores written to the new primary", lambda: scored() > before, 900)
+    kubectl("-n", NS, "wait", PG_CLUSTER, "--for=condition=Ready", "--timeout=600s")
+
+
 AIRFLOW = "deploy/fraudstream-airflow"
 RETRAIN_TASKS = ("extract_training_set", "train", "evaluate", "promote")
 retrain: dict[str, Any] = {}
@@ -802,6 +865,7 @@ def main() -> None:
         sys.exit(2)
     step("cluster, registry and images", cluster)
     step("skaffold run -p offline: images pushed, releases, first champion", deploy)
+    step("CloudNativePG runs PostgreSQL", cloudnative_pg, fatal=False)
     step("operator resources accepted by the API server", operator_resources, fatal=False)
     step("first champion from a training pod", first_champion)
     step("scorer SparkApplication, API, generator, label ingest running", platform_ready)
@@ -819,6 +883,7 @@ def main() -> None:
     step("kubectl scales the brokers 3 -> 4", scale_brokers, fatal=False)
     step("a broker pod deleted mid-stream", delete_broker, fatal=False)
     step("the Spark driver pod deleted mid-stream", delete_driver, fatal=False)
+    step("PostgreSQL's primary deleted mid-stream", postgres_failover, fatal=False)
     step("every transaction scored once", nothing_lost, fatal=False)
     finish()
 

@@ -14,12 +14,13 @@ source "$KIND_DIR/registry.sh"
 
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/pyproject.toml")"
 BASES="${IMAGE_BASES:-offline}"
-ALL_IMAGES=(api generator trainer mlflow scorer airflow redis redis-exporter kafka postgres minio spark-operator)
+ALL_IMAGES=(api generator trainer mlflow scorer airflow redis redis-exporter kafka postgres minio spark-operator cloudnative-pg)
 # The offline profile's own images of what the online profile pulls (docs/kubernetes.md).
-OFFLINE_ONLY=(redis redis-exporter kafka postgres minio spark-operator)
+OFFLINE_ONLY=(redis redis-exporter kafka postgres minio spark-operator cloudnative-pg)
 read -r -a WANTED <<<"${IMAGES:-${ALL_IMAGES[*]}}"
 REDIS_EXPORTER_VERSION=v1.74.0  # the chart's images.exporter tag
 SPARK_OPERATOR_VERSION="$(sed -n 's/^SPARK_OPERATOR_VERSION=//p' "$ROOT/scripts/k8s-tools.sh")"
+CLOUDNATIVE_PG_VERSION="$(sed -n 's/^CLOUDNATIVE_PG_VERSION=//p' "$ROOT/scripts/k8s-tools.sh")"
 KAFKA_VERSION="$(sed -n 's/^KAFKA_VERSION = "\(.*\)"/\1/p' "$ROOT/src/fraudstream/platform/toolchain.py")"
 PYTHON_BASE=fraudstream/python:3.11-bookworm
 BUILT=()
@@ -82,6 +83,10 @@ build_image() { # NAME [TAG]: the project's images take another tag (skaffold's)
       tag="fraudstream/spark-operator:${SPARK_OPERATOR_VERSION#v}"
       if image_present "$tag"; then say "image-spark-operator: up to date"
       else logged image-spark-operator build_spark_operator "$tag"; fi ;;
+    cloudnative-pg)
+      tag="fraudstream/cloudnative-pg:${CLOUDNATIVE_PG_VERSION#v}"
+      if image_present "$tag"; then say "image-cloudnative-pg: up to date"
+      else logged image-cloudnative-pg build_cloudnative_pg "$tag"; fi ;;
     *) die "unknown image '$name' (one of: ${ALL_IMAGES[*]})" ;;
   esac
   BUILT+=("$tag")
@@ -122,6 +127,17 @@ build_spark_operator() { # TAG: controller and webhook from the Go module, on th
   rm -rf "$src"
   docker_build --build-arg SPARK_IMAGE=fraudstream/spark:4.2.0-python3.11 -t "$1" \
     -f "$ROOT/images/offline/spark-operator/Dockerfile" "$ctx"
+  rm -rf "$ctx"
+}
+
+build_cloudnative_pg() { # TAG: CloudNativePG's manager from its Go module
+  local ctx="$KIND_CACHE/cloudnative-pg" src="$KIND_CACHE/src/cloudnative-pg"
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  module_tree github.com/cloudnative-pg/cloudnative-pg "$CLOUDNATIVE_PG_VERSION" "$src"
+  go_build "$ctx/manager" "$src" ./cmd/manager
+  rm -rf "$src"
+  docker_build --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" -t "$1" \
+    -f "$ROOT/images/offline/cloudnative-pg/Dockerfile" "$ctx"
   rm -rf "$ctx"
 }
 

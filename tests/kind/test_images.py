@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,7 @@ IMAGES = {
     "postgres": "fraudstream/postgres:15-bookworm",
     "minio": "fraudstream/minio:v0.0.0-20260212201848-7aac2a2c5b7c",
     "spark-operator": "fraudstream/spark-operator:2.5.2",
+    "cloudnative-pg": "fraudstream/cloudnative-pg:1.28.0",
 }
 NO_SHELL = {"redis-exporter"}  # one static binary FROM scratch: nothing else to run in it
 SCORER_JARS = (
@@ -276,22 +278,22 @@ def test_a_kafka_node_formats_its_storage_and_starts() -> None:
         assert "node 0 (broker,controller), voters 0@kafka-0.kafka-headless.smoke.svc:9093" in logs
 
 
-def test_postgres_initialises_and_creates_the_databases_for_their_owners() -> None:
+def test_postgres_has_what_cloudnative_pg_runs_an_instance_with() -> None:
+    # The operator runs initdb and PostgreSQL as the image's user, finds the programs on PATH and
+    # reads the major version from the tag's leading number.
+    tag = image("postgres")
     script = (
-        "mkdir -p /tmp/roles/owner && printf super > /tmp/roles/super && printf fraud > "
-        "/tmp/roles/owner/username && printf s3cret > /tmp/roles/owner/password && "
-        "exec /usr/local/bin/postgres-entrypoint.sh"
+        "initdb -D /tmp/pgdata -U postgres --auth=trust >/dev/null && "
+        "pg_ctl -D /tmp/pgdata -o \"-k /tmp -c listen_addresses=''\" -w start >/dev/null && "
+        "psql -h /tmp -U postgres -tAc 'SHOW server_version_num' && id -un && "
+        "for p in pg_controldata pg_basebackup pg_rewind; do command -v $p; done"
     )
-    options = [
-        "--network", "none", "-e", "POSTGRES_PASSWORD_FILE=/tmp/roles/super",
-        "-e", "POSTGRES_DATABASES=fraud:/tmp/roles/owner", "--entrypoint", "/bin/bash",
-    ]  # fmt: skip
-    with detached(image("postgres"), *options, command=["-c", script]) as name:
-        started(name, "database system is ready to accept connections\n", timeout=60)
-        query = "SELECT current_user || ' ' || current_database()"
-        psql = ["psql", "-h", "127.0.0.1", "-U", "fraud", "-d", "fraud", "-tAc", query]
-        as_owner = ["env", "PGPASSWORD=s3cret", *psql]
-        assert answer_of(name, as_owner, "fraud fraud", timeout=30) == "fraud fraud"
+    done = run(tag, "-c", script, entrypoint="/bin/bash", timeout=120)
+    assert done.returncode == 0, done.stderr
+    version_num, user, *programs = done.stdout.split()
+    assert tag.split(":")[1].startswith(f"{int(version_num) // 10000}-")
+    assert user == "postgres"
+    assert [Path(p).name for p in programs] == ["pg_controldata", "pg_basebackup", "pg_rewind"]
 
 
 def test_minio_answers_its_version() -> None:
@@ -309,3 +311,21 @@ def test_the_spark_operator_has_its_controller_and_spark_submit() -> None:
     done = run(tag, "--version", entrypoint="/opt/spark/bin/spark-submit")
     assert done.returncode == 0, done.stderr
     assert "4.2.0" in done.stdout + done.stderr
+
+
+def test_the_cloudnative_pg_manager_serves_its_tag_and_copies_itself_into_a_pod() -> None:
+    tag = image("cloudnative-pg")
+    done = run(tag, "version")
+    assert done.returncode == 0, done.stderr
+    assert f"Version:{tag.split(':')[1]} " in done.stdout
+    # The operator lists the architectures it serves from /operator/manager_<arch>.
+    done = run(tag, "/operator", entrypoint="ls")
+    assert done.returncode == 0, done.stderr
+    (binary,) = done.stdout.split()
+    assert binary.startswith("manager_")
+    # Every PostgreSQL pod's init container: `manager bootstrap` copies the manager to a volume.
+    done = run(
+        tag, "-c", "/manager bootstrap /tmp/manager && /tmp/manager version", entrypoint="/bin/sh"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Bootstrap completed" in done.stdout + done.stderr

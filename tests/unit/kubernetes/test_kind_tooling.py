@@ -380,3 +380,88 @@ def test_the_netpol_agent_runs_the_image_netpol_sh_pushes_on_every_node(tmp_path
     assert agent["image"] == "IMAGE"  # netpol.sh puts NETPOL_IMAGE there
     assert "--disable-nri" in agent["args"]
     assert "--hostname-override=$(NODE_NAME)" in agent["args"]
+
+
+# -- CloudNativePG in the offline profile (scripts/kind/cloudnative_pg.py) ------------------------
+
+cloudnative_pg = _module("cloudnative_pg")
+CNPG_OFFLINE = REPO / "charts" / "third-party" / "offline" / "cloudnative-pg.yaml"
+
+
+def _offline_cluster() -> tuple[dict, list[dict]]:
+    objects = cloudnative_pg.render_cluster(
+        cloudnative_pg.MANIFEST.read_text(), yaml.safe_load(CNPG_OFFLINE.read_text())["cluster"]
+    )
+    (cluster,) = [o for o in objects if o["kind"] == "Cluster"]
+    return cluster, objects
+
+
+def test_the_offline_cluster_is_the_online_one_on_the_images_built_here(chain: Toolchain) -> None:
+    cluster, objects = _offline_cluster()
+    online = [d for d in yaml.safe_load_all(cloudnative_pg.MANIFEST.read_text()) if d]
+    # Only the Cluster's spec changes; the databases and the rest stay as the online profile's.
+    assert [o for o in objects if o["kind"] != "Cluster"] == [
+        d for d in online if d["kind"] != "Cluster"
+    ]
+    (upstream,) = [d for d in online if d["kind"] == "Cluster"]
+    spec = cluster["spec"]
+    assert spec["imageName"] == f"{REGISTRY}/fraudstream/postgres:15-bookworm"
+    assert (spec["postgresUID"], spec["postgresGID"]) == (999, 999)
+    assert spec["bootstrap"] == upstream["spec"]["bootstrap"]
+    assert spec["managed"] == upstream["spec"]["managed"]
+    # A merge key by key: the offline profile relaxes durability, replication stays synchronous.
+    assert spec["postgresql"]["synchronous"] == {
+        **upstream["spec"]["postgresql"]["synchronous"],
+        "dataDurability": "preferred",
+    }
+    assert upstream["spec"]["postgresql"]["synchronous"]["dataDurability"] == "required"
+    count, problems = chain.validate(yaml.safe_dump_all(objects))
+    assert (count, problems) == (len(objects), [])
+
+
+def test_the_offline_images_are_the_ones_make_images_builds() -> None:
+    images = (KIND / "images.sh").read_text()
+    version = re.search(
+        r"^CLOUDNATIVE_PG_VERSION=v(\S+)$", (REPO / "scripts" / "k8s-tools.sh").read_text(), re.M
+    )
+    assert version is not None
+    operator = yaml.safe_load(CNPG_OFFLINE.read_text())["operator"]["image"]
+    assert operator == f"{REGISTRY}/fraudstream/cloudnative-pg:{version.group(1)}"
+    assert 'tag="fraudstream/cloudnative-pg:${CLOUDNATIVE_PG_VERSION#v}"' in images
+    cluster, _ = _offline_cluster()
+    tag = cluster["spec"]["imageName"].removeprefix(f"{REGISTRY}/")
+    assert f'tag="{tag}"' in images
+    # The operator reads the major version from the tag: it must be the packages' major.
+    dockerfile = (REPO / "images" / "offline" / "postgres" / "Dockerfile").read_text()
+    major = tag.split(":")[1].split("-")[0]
+    assert f"postgresql-{major} " in dockerfile
+    assert f"/usr/lib/postgresql/{major}/bin" in dockerfile
+
+
+def test_the_operator_manifest_runs_the_image_built_here_in_both_places() -> None:
+    release = (
+        "containers:\n- image: ghcr.io/cloudnative-pg/cloudnative-pg:1.28.0\n  env:\n"
+        "  - name: OPERATOR_IMAGE_NAME\n    value: ghcr.io/cloudnative-pg/cloudnative-pg:1.28.0\n"
+    )
+    rendered = cloudnative_pg.render_operator(release, "localhost:5001/fraudstream/cnpg:1.28.0")
+    assert "ghcr.io" not in rendered
+    assert rendered.count("localhost:5001/fraudstream/cnpg:1.28.0") == 2
+    with pytest.raises(SystemExit, match="no longer names"):
+        cloudnative_pg.render_operator("image: quay.io/other:1\n", "x")
+
+
+def test_the_offline_data_config_installs_the_operator_then_waits_for_the_cluster() -> None:
+    configs = {
+        d["metadata"]["name"]: d for d in yaml.safe_load_all((REPO / "skaffold.yaml").read_text())
+    }
+    (offline,) = [p for p in configs["data"]["profiles"] if p["name"] == "offline"]
+    hooks = offline["deploy"]["kubectl"]["hooks"]
+    before = [h["host"]["command"] for h in hooks["before"]]
+    after = [h["host"]["command"] for h in hooks["after"]]
+    script = "scripts/kind/cloudnative_pg.py"
+    assert before[0][0] == "scripts/kind-secrets.sh"  # the roles' Secrets before the cluster
+    assert before[1][1:] == [script, "operator"]
+    # Restricted Pod Security is enforced before the cluster's pods are created.
+    assert "pod-security.kubernetes.io/enforce=restricted" in after[0]
+    assert after[1][1:] == [script, "cluster"]
+    assert "operators/postgres.yaml" not in offline["manifests"]["rawYaml"]

@@ -1,6 +1,6 @@
-"""charts/offline-stack: the offline profile's own Kafka, PostgreSQL, MinIO, MLflow and Airflow
-render to valid objects that meet the restricted Pod Security Standard, and carry the names and
-users the platform chart's offline values expect."""
+"""charts/offline-stack: the offline profile's own Kafka, MinIO, MLflow and Airflow render to valid
+objects that meet the restricted Pod Security Standard, and carry the names and users the platform
+chart's offline values expect. PostgreSQL is CloudNativePG's in both profiles."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_the_objects_validate_and_meet_the_restricted_policy(
 ) -> None:
     count, problems = chain.validate(rendered)
     assert problems == []
-    assert count == len(objects) == 14
+    assert count == len(objects) == 12
     assert [v for o in objects for v in all_violations(o)] == []
 
 
@@ -47,7 +47,15 @@ def test_the_services_have_the_names_the_platform_chart_uses(objects: list[Obj])
     services = by_name(objects, "Service")
     host, port = offline["kafka"]["bootstrapServers"].split(":")
     assert int(port) in [p["port"] for p in services[host]["spec"]["ports"]]
-    assert defaults["postgres"]["host"] in services
+    # PostgreSQL: the primary's Service and the pods' label CloudNativePG gives the cluster.
+    (cluster,) = [
+        d
+        for d in yaml.safe_load_all((REPO / "operators" / "postgres.yaml").read_text())
+        if d and d["kind"] == "Cluster"
+    ]
+    assert defaults["postgres"]["host"] == f"{cluster['metadata']['name']}-rw"
+    assert "postgres" not in offline
+    assert defaults["postgres"]["podSelector"] == {"cnpg.io/cluster": cluster["metadata"]["name"]}
     for url in (defaults["s3"]["endpointUrl"], defaults["mlflow"]["trackingUri"]):
         name, port = url.removeprefix("http://").split(":")
         assert int(port) in [p["port"] for p in services[name]["spec"]["ports"]]
@@ -58,12 +66,8 @@ def test_the_services_have_the_names_the_platform_chart_uses(objects: list[Obj])
         for o in objects
         if o["kind"] == "StatefulSet"
     }
-    for key, pod in (("kafka", "fraudstream-kafka"), ("postgres", "fraudstream-postgres")):
-        selector = {
-            **defaults[key]["podSelector"],
-            **offline.get(key, {}).get("podSelector", {}),
-        }
-        assert selector.items() <= pods[pod].items(), (key, selector)
+    selector = {**defaults["kafka"]["podSelector"], **offline["kafka"].get("podSelector", {})}
+    assert selector.items() <= pods["fraudstream-kafka"].items(), selector
 
 
 def test_kafka_is_a_quorum_of_three_with_a_user_per_platform_component(
