@@ -10,7 +10,7 @@ Every task of every DAG is a call of the project's CLI (``fraudstream <args>``):
   ``fraudstream`` with the environment Airflow was started with (the platform's ports and
   home), so a task behaves as the same command typed in a shell.
 
-Arguments may hold Jinja templates (``{{ data_interval_end }}``...); both operators render
+Arguments may hold Jinja templates (``{{ params.days }}``...); both operators render
 them. ``skip_on_exit_code`` turns a CLI's "nothing to do" exit code into a skipped task.
 """
 

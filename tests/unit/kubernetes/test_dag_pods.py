@@ -25,6 +25,7 @@ from .toolchain import REPO, Toolchain
 AIRFLOW_PYTHON = REPO / ".venv-airflow" / "bin" / "python"
 IMAGE = "registry.example.com/fraudstream/trainer@sha256:" + "a" * 64
 CUTOFF = "2026-02-01T03:00:00+00:00"
+TRIGGERED = "2026-02-01T11:22:33+00:00"  # a run triggered by hand, without a logical date
 SECRET_VARS = {
     "FRAUDSTREAM_KAFKA_SASL_PASSWORD": ("fraudstream-trainer", "password"),
     "FRAUDSTREAM_POSTGRES_USER": ("fraudstream-postgres-app", "username"),
@@ -35,11 +36,20 @@ SECRET_VARS = {
 
 # Runs inside the Airflow virtualenv: parse the DAG folder in both modes and describe it.
 DESCRIBE = r"""
-import datetime, json, os, sys
+import copy, datetime, json, os, sys
 import pathlib
+from types import SimpleNamespace
 from airflow.dag_processing.dagbag import BundleDagBag
 from kubernetes.client import ApiClient
 
+END = datetime.datetime.fromisoformat(sys.argv[2])
+# A scheduled run has its interval in the context and on dag_run; a run triggered without a
+# logical date (Airflow 3's CLI and API default) has neither, only the moment it was triggered.
+TRIGGERED = datetime.datetime.fromisoformat(sys.argv[3])
+SCHEDULED = {
+    "data_interval_end": END, "dag_run": SimpleNamespace(data_interval_end=END, run_after=END),
+}
+MANUAL = {"dag_run": SimpleNamespace(data_interval_end=None, run_after=TRIGGERED)}
 out = {}
 for mode in ("local", "kubernetes"):
     os.environ["FRAUDSTREAM_MODE"] = mode
@@ -55,19 +65,19 @@ for mode in ("local", "kubernetes"):
                 "skip_on_exit_code": sorted(getattr(task, "skip_on_exit_code", None) or []),
             }
             if mode == "local" and hasattr(task, "bash_command"):
-                context = {
-                    "params": dag.params.dump(),
-                    "data_interval_end": datetime.datetime.fromisoformat(sys.argv[2]),
-                    "dag_run": None,
-                }
+                manual = copy.deepcopy(task)
+                context = {"params": dag.params.dump(), **MANUAL}
+                manual.render_template_fields(context, jinja_env=dag.get_template_env())
+                info["manual_bash_command"] = manual.bash_command
+                context = {"params": dag.params.dump(), **SCHEDULED}
                 task.render_template_fields(context, jinja_env=dag.get_template_env())
                 info["bash_command"] = task.bash_command
             if type(task).__name__ == "KubernetesPodOperator":
-                context = {
-                    "params": dag.params.dump(),
-                    "data_interval_end": datetime.datetime.fromisoformat(sys.argv[2]),
-                    "dag_run": None,
-                }
+                manual = copy.deepcopy(task)
+                context = {"params": dag.params.dump(), **MANUAL}
+                manual.render_template_fields(context, jinja_env=dag.get_template_env())
+                info["manual_arguments"] = manual.arguments
+                context = {"params": dag.params.dump(), **SCHEDULED}
                 task.render_template_fields(context, jinja_env=dag.get_template_env())
                 pod = task.build_pod_request_obj(dry_run=True)
                 info["pod"] = ApiClient().sanitize_for_serialization(pod)
@@ -100,7 +110,7 @@ def described(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "FRAUDSTREAM_CLI": "/opt/fraudstream/bin/fraudstream",
     }
     proc = subprocess.run(
-        [str(AIRFLOW_PYTHON), "-c", DESCRIBE, str(REPO / "dags"), CUTOFF],
+        [str(AIRFLOW_PYTHON), "-c", DESCRIBE, str(REPO / "dags"), CUTOFF, TRIGGERED],
         capture_output=True,
         text=True,
         env=env,
@@ -202,6 +212,22 @@ def test_pods_run_the_trainer_image_with_the_cli(described: dict[str, Any]) -> N
     assert monitor["args"][:3] == ["monitor", "--window-end", CUTOFF]
     retention = pods["fraud_retention.retention"]["pod"]["spec"]["containers"][0]
     assert retention["args"] == ["retention", "--today", CUTOFF, "--json"]
+
+
+def test_a_run_triggered_without_a_logical_date_is_cut_off_when_it_was_triggered(
+    described: dict[str, Any],
+) -> None:
+    """Airflow 3's `dags trigger` and the REST API start a run with no logical date and no data
+    interval: every task still renders, keyed by the moment of the trigger."""
+    tasks = described["kubernetes"]["dags"]
+    extract = tasks["fraud_retrain"]["tasks"]["extract_training_set"]["manual_arguments"]
+    assert extract[:3] == ["extract-training-set", "--as-of", TRIGGERED]
+    train = tasks["fraud_retrain"]["tasks"]["train"]["manual_arguments"]
+    assert "s3://fraudstream-datasets/training/fraud_retrain/20260201T112233Z/" in train
+    monitor = tasks["fraud_monitor"]["tasks"]["monitor"]["manual_arguments"]
+    assert monitor[:3] == ["monitor", "--window-end", TRIGGERED]
+    local = described["local"]["dags"]["fraud_retention"]["tasks"]["retention"]
+    assert f"--today {TRIGGERED}" in local["manual_bash_command"]
 
 
 def test_pods_size_training_apart(described: dict[str, Any]) -> None:
