@@ -18,5 +18,11 @@ export PATH="$KIND_BIN:$(dirname "$KIND_CACHE")/bin:$PATH"
 # skaffold writes into its global configuration (prompts it showed): give it a copy.
 cp "$KIND_DIR/skaffold-config.yaml" "$KIND_CACHE/skaffold-config.yaml"
 cd "$ROOT"
-exec skaffold "${SKAFFOLD:-dev}" -p offline --config "$KIND_CACHE/skaffold-config.yaml" \
-  --kube-context "kind-$KIND_CLUSTER" --update-check=false --interactive=false "$@"
+command=${SKAFFOLD:-dev} labels=()
+# skaffold labels every object and pod template with its run's id, a new one per invocation, so a
+# second `skaffold run` (a second `make kind-e2e`) restarted every pod of every release, Kafka's
+# included, and the scorer's driver died mid-check. One id per cluster keeps a re-run to the
+# objects that changed (skaffold's status check follows the id it is given).
+[[ $command == delete ]] || labels=(--label "skaffold.dev/run-id=kind-$KIND_CLUSTER")
+exec skaffold "$command" -p offline --config "$KIND_CACHE/skaffold-config.yaml" \
+  --kube-context "kind-$KIND_CLUSTER" --update-check=false --interactive=false "${labels[@]}" "$@"
