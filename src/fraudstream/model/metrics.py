@@ -2,6 +2,7 @@
 
 Threshold-free: AUC ROC, Average Precision, Card Precision@k per day.
 At a threshold: F2, precision, recall, alert rate, recall per fraud scenario.
+Calibration: expected calibration error, overall and within the alerted band.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 F_BETA = 2.0
+# Equal-width score bins of the expected calibration error (the usual definition).
+ECE_BINS = 10
 
 
 def card_precision_at_k(frame: pd.DataFrame, scores: np.ndarray, k: int = 100) -> float:
@@ -80,6 +83,37 @@ def recall_per_scenario(
     return out
 
 
+def expected_calibration_error(
+    y_true: np.ndarray, scores: np.ndarray, bins: int = ECE_BINS
+) -> float:
+    """Mean over equal-width score bins of |fraud rate - mean score|, weighted by the bin's rows.
+
+    Over all rows it is dominated by the many scores near zero; on the alerted rows alone
+    (``at_threshold``'s ``ece_alert_band``) it says whether an alert's score can be read
+    as its chance of fraud. NaN without rows.
+    """
+    y = np.asarray(y_true, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    if len(s) == 0:
+        return float("nan")
+    which = np.clip((s * bins).astype(int), 0, bins - 1)
+    rows = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, y, bins) - np.bincount(which, s, bins))
+    return float(gap.sum() / rows.sum())
+
+
+def calibration_errors(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float
+) -> dict[str, float]:
+    """The expected calibration error over every row and over the alerted rows
+    (score >= threshold)."""
+    alert = scores >= threshold
+    return {
+        "ece": expected_calibration_error(y_true, scores),
+        "ece_alert_band": expected_calibration_error(y_true[alert], scores[alert]),
+    }
+
+
 def evaluate(frame: pd.DataFrame, scores: np.ndarray, threshold: float) -> dict[str, Any]:
     """Every metric of the report for one model on one labelled set of feature rows."""
     y = frame["is_fraud"].to_numpy().astype(int)
@@ -92,6 +126,7 @@ def evaluate(frame: pd.DataFrame, scores: np.ndarray, threshold: float) -> dict[
         "card_precision_at_100": card_precision_at_k(frame, scores, 100),
         "threshold": threshold,
         **at_threshold(y, scores, threshold),
+        **calibration_errors(y, scores, threshold),
     }
     if "fraud_scenario" in frame:
         report["recall_per_scenario"] = recall_per_scenario(
