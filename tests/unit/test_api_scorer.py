@@ -1,4 +1,5 @@
-"""The API's one-row scorer: the score predict_proba gives, and a model of other columns refused."""
+"""The API's one-row scorer: the score predict_proba gives, the batch scorer's score, alert and
+reasons for a calibrated model too, and a model of other columns refused."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from xgboost import XGBClassifier
 from fraudstream.adapters.registry import IncompatibleModelError
 from fraudstream.api.scoring import Scorer
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
-from fraudstream.scoring.model import top_reasons
+from fraudstream.model.calibration import Calibration, calibrated
+from fraudstream.scoring.model import ScoringModel, score, top_reasons
 
 
 def _model(columns: list[str]) -> tuple[XGBClassifier, np.ndarray]:
@@ -56,6 +58,30 @@ def test_the_reasons_are_the_boosters_own_contributions_exact_and_approximate() 
             expected = [(name, c) for name, _, c in top_reasons(contribs[i : i + 1], row)[0]]
             got = [(r.feature, r.contribution) for r in scorer.reasons(row, exact=exact)]
             assert got == expected
+
+
+@pytest.mark.parametrize("calibration", [None, Calibration(a=0.7, b=-2.5)])
+def test_the_one_row_path_gives_the_batch_scorers_score_alert_and_reasons(
+    calibration: Calibration | None,
+) -> None:
+    # The stream's score() and the API's C calls read the same booster: with the
+    # calibration written into it, both serve the calibrated score, on one scale with
+    # the threshold, and the same reasons (exact for an alert, approximate for a pass).
+    model, x = _model(feature_names())
+    if calibration is not None:
+        model = calibrated(model, calibration)
+    threshold = float(np.quantile(model.predict_proba(x)[:, 1], 0.8))
+    batch = score(ScoringModel(model, "1", threshold, FEATURE_SET_VERSION), x)
+    scorer = Scorer(model, "1", threshold, FEATURE_SET_VERSION)
+    assert batch.alert.any()
+    assert not batch.alert.all()
+    for i in range(len(x)):
+        row = x[i : i + 1]
+        one = scorer.probability(row)
+        assert one == float(batch.score[i])
+        assert (one >= threshold) == bool(batch.alert[i])
+        got = [(r.feature, r.contribution) for r in scorer.reasons(row, exact=bool(batch.alert[i]))]
+        assert got == [(name, c) for name, _, c in batch.reasons[i]]
 
 
 def test_a_model_trained_on_other_columns_is_refused() -> None:

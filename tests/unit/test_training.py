@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 from imblearn.over_sampling import SMOTE
 
+from fraudstream.features.catalogue import MATURITY_DELAY_S
+from fraudstream.model.calibration import margins_of
 from fraudstream.model.experiment import fit_params, label_delays
+from fraudstream.model.metrics import expected_calibration_error
 from fraudstream.model.split import prequential_folds
 from fraudstream.model.threshold import DAY, f2_alert_rate, threshold_at_alert_rate
 from fraudstream.model.training import (
@@ -261,6 +264,49 @@ def test_the_refit_keeps_the_chosen_configuration_on_newer_rows_and_its_alert_ra
     fresh = dataset(n=6000, seed=7)[names].to_numpy()
     rate = np.mean(again.model.predict_proba(fresh)[:, 1] >= again.threshold)
     assert 0.5 * result.validation_alert_rate <= rate <= 2.0 * result.validation_alert_rate
+
+
+def test_the_model_is_calibrated_on_mature_rows_and_the_threshold_is_on_its_scale() -> None:
+    """Platt's map is fitted on the validation rows past the maturity delay only, written
+    into the final model (its margins are the map of the uncalibrated model's), the
+    threshold gives the chosen alert rate on the calibrated scale, the params say what
+    was used, and the calibrated scores' error on fresh rows is far below the weighted
+    model's."""
+    frame = with_late_labels(dataset(n=12_000, seed=6))
+    names = ["f1", "f2", "f3"]
+    folds = prequential_folds(frame["event_time"], n_folds=3, fold_days=5, delay_days=2)
+    result = train(
+        frame, names, folds, candidates=2, arms=("scale_pos_weight",), labels_known_at=CUTOFF
+    )
+    cal = result.calibration
+    mature = CUTOFF - pd.Timedelta(seconds=MATURITY_DELAY_S)
+    validation = np.concatenate([v for _, v in folds])
+    expected_rows = validation[(frame["event_time"].iloc[validation] <= mature).to_numpy()]
+    assert cal.mature_only
+    assert cal.rows == len(expected_rows) > 0
+    assert cal.frauds == int(frame["is_fraud"].iloc[expected_rows].sum()) >= 10
+    assert pd.Timestamp(cal.rows_until) <= mature
+    assert cal.a > 0
+    assert cal.b < 0  # frauds weighed up: the map lowers the scores
+    x = frame[names].to_numpy()
+    assert result.uncalibrated is not None
+    np.testing.assert_allclose(
+        margins_of(result.model, x), cal.a * margins_of(result.uncalibrated, x) + cal.b, atol=1e-4
+    )
+    scores = result.model.predict_proba(x[result.threshold_rows])[:, 1]
+    assert np.mean(scores >= result.threshold) == pytest.approx(
+        result.validation_alert_rate, abs=1.5 / len(scores)
+    )
+    params = fit_params(result)
+    assert params["calibration_a"] == cal.a
+    assert params["calibration_rows"] == cal.rows
+    fresh = dataset(n=20_000, seed=8)
+    y_fresh = fresh["is_fraud"].to_numpy()
+    before = result.uncalibrated.predict_proba(fresh[names].to_numpy())[:, 1]
+    after = result.model.predict_proba(fresh[names].to_numpy())[:, 1]
+    assert expected_calibration_error(y_fresh, after) < 0.5 * expected_calibration_error(
+        y_fresh, before
+    )
 
 
 def test_label_delays_are_the_fraud_labels_lateness_against_the_maturity_delay() -> None:

@@ -59,6 +59,8 @@ HEADLINE = (
     "recall",
     "f2",
     "alert_rate",
+    "ece",
+    "ece_alert_band",
 )
 
 

@@ -121,6 +121,7 @@ def fit_params(result: TrainingResult, final_fit: FinalFit = "training-period") 
         "final_fit": final_fit,
         "final_fit_rows": result.final_rows,
         "final_fit_frauds": result.final_frauds,
+        **result.calibration.params(),
     }
 
 
@@ -157,14 +158,35 @@ def report_with_baselines(
     return reports, scores
 
 
+def uncalibrated_report(
+    result: TrainingResult, test: pd.DataFrame
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The final model before calibration on the test rows, at the threshold raising the
+    same alerts (the calibration is monotone: AUC and AP must equal the calibrated model's)."""
+    scores = scores_of(result.uncalibrated, test)
+    cal = result.calibration
+    margin = np.log(result.threshold / (1 - result.threshold))
+    threshold = float(1 / (1 + np.exp(-(margin - cal.b) / cal.a)))
+    return evaluate(test, scores, threshold), scores
+
+
 def figures_for(
     model: Any, threshold: float, test: pd.DataFrame, scores: dict[str, np.ndarray]
 ) -> dict[str, Figure]:
+    """The report's plots; ``scores`` holds ``xgboost`` (the model's) and may hold
+    ``xgboost_uncalibrated``, drawn beside it in the reliability diagram only."""
     y = test["is_fraud"].to_numpy()
     sample = test[feature_names()].to_numpy(np.float64)[:5000]
+    compared = {k: v for k, v in scores.items() if k != "xgboost_uncalibrated"}
+    calibration = {
+        name: scores[key]
+        for name, key in (("calibrated", "xgboost"), ("uncalibrated", "xgboost_uncalibrated"))
+        if key in scores
+    }
     return {
-        "pr_roc_curves.png": plots.curves(y, scores),
+        "pr_roc_curves.png": plots.curves(y, compared),
         "score_distribution.png": plots.score_distribution(y, scores["xgboost"], threshold),
+        "reliability.png": plots.reliability(y, calibration, threshold),
         "feature_importance.png": plots.feature_importance(model, feature_names()),
         "shap_summary.png": plots.shap_summary(model, sample, feature_names()),
     }
@@ -293,6 +315,9 @@ def run_experiment(
         reports["xgboost_training_period"] = evaluate(
             test, scores_of(training_period.model, test), training_period.threshold
         )
+    if result.uncalibrated is not None:
+        report, raw = uncalibrated_report(result, test)
+        reports["xgboost_uncalibrated"], scores["xgboost_uncalibrated"] = report, raw
     figures = figures_for(result.model, result.threshold, test, scores)
     return Experiment(
         model=result.model,

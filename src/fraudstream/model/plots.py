@@ -1,7 +1,7 @@
-"""The pictures of a report: PR and ROC curves, score distributions, feature importance,
-and a SHAP summary (XGBoost's exact tree SHAP contributions). Figures are returned,
-not saved: the caller decides where they go. Built without pyplot, so no GUI backend
-or global figure state is touched."""
+"""The pictures of a report: PR and ROC curves, score distributions, a reliability
+diagram, feature importance, and a SHAP summary (XGBoost's exact tree SHAP
+contributions). Figures are returned, not saved: the caller decides where they go.
+Built without pyplot, so no GUI backend or global figure state is touched."""
 
 from __future__ import annotations
 
@@ -42,6 +42,46 @@ def score_distribution(y: np.ndarray, scores: np.ndarray, threshold: float) -> F
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
     ax.set(xlabel="score", ylabel="transactions (log)", title="Score distribution")
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+# Reliability bins: log-spaced from one score in ten thousand up to 1, so the few rows of
+# the alerted band get bins of their own instead of sharing one with most of the traffic.
+RELIABILITY_EDGES = np.concatenate([[0.0], np.geomspace(1e-4, 1.0, 17)[:-1], [1.0 + 1e-9]])
+
+
+def reliability(y: np.ndarray, scores: dict[str, np.ndarray], threshold: float) -> Figure:
+    """Observed fraud rate against mean score per score bin (log-log), rows per bin below.
+
+    A calibrated scorer lies on the diagonal; a point below it scores too high, above it
+    too low. The threshold (on the first scorer's scale) marks the alerted band.
+    """
+    fig = Figure(figsize=(7.5, 7.5))
+    ax, counts = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    for name, s in scores.items():
+        which = np.digitize(s, RELIABILITY_EDGES[1:-1])
+        rows = np.bincount(which, minlength=len(RELIABILITY_EDGES) - 1)
+        kept = rows > 0
+        mean_score = np.bincount(which, s, len(rows))[kept] / rows[kept]
+        observed = np.bincount(which, y.astype(np.float64), len(rows))[kept] / rows[kept]
+        # an observed rate of 0 is drawn at the bottom of the log axis
+        (line,) = ax.plot(mean_score, np.maximum(observed, 1e-5), marker="o", label=name)
+        counts.plot(mean_score, rows[kept], marker=".", color=line.get_color())
+    ax.plot([1e-5, 1], [1e-5, 1], color="grey", linestyle=":", label="perfect calibration")
+    for axis in (ax, counts):
+        axis.axvline(threshold, color="black", linestyle="--")
+    ax.plot([], [], color="black", linestyle="--", label=f"threshold {threshold:.3f}")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlim=(1e-5, 1.2),
+        ylim=(1e-5, 1.2),
+        ylabel="observed fraud rate (0 drawn at 1e-5)",
+        title="Reliability: fraud rate per score bin",
+    )
+    ax.legend(loc="upper left")
+    counts.set(yscale="log", xlabel="mean score in bin", ylabel="rows in bin")
     fig.tight_layout()
     return fig
 

@@ -1,6 +1,7 @@
 """XGBoost training: randomized search over prequential folds with early stopping, a
 paired imbalance ablation (SMOTE inside training folds vs ``scale_pos_weight``), a
-refit on every training row, and the F2-optimal decision threshold.
+refit on every training row, Platt calibration (``model.calibration``) and the
+F2-optimal decision threshold on the calibrated scale.
 
 Nothing here logs or stores: the result is a ``TrainingResult`` the caller hands to
 the registry adapter.
@@ -25,6 +26,16 @@ from sklearn.model_selection import HalvingRandomSearchCV, ParameterSampler
 from xgboost import XGBClassifier
 from xgboost.callback import EarlyStopping
 
+from fraudstream.features.catalogue import MATURITY_DELAY_S
+from fraudstream.model.calibration import (
+    IDENTITY,
+    MIN_CALIBRATION_FRAUDS,
+    Calibration,
+    calibrated,
+    calibration_rows,
+    fit_calibration,
+    margins_of,
+)
 from fraudstream.model.threshold import (
     DAY,
     f2_alert_rate,
@@ -290,7 +301,11 @@ def _plain(value: Any) -> Any:
 
 @dataclass
 class TrainingResult:
-    """What a training run produced: the final model and everything to log with it."""
+    """What a training run produced: the final model and everything to log with it.
+
+    ``model`` is calibrated (its output is ``calibration`` applied to ``uncalibrated``'s)
+    and ``threshold`` is on its scale.
+    """
 
     model: XGBClassifier
     imbalance: Imbalance
@@ -313,6 +328,9 @@ class TrainingResult:
     # the rows the final model was fitted on
     final_rows: int = 0
     final_frauds: int = 0
+    calibration: Calibration = IDENTITY
+    # the final model before calibration (same ranking): for before/after figures
+    uncalibrated: XGBClassifier | None = None
 
 
 def fit_final(
@@ -407,8 +425,12 @@ def train(
     if progress:
         progress(f"final fit ({best.imbalance}, {best.best_trees} trees, all {len(y):,} rows)")
     t0 = time.perf_counter()
-    model = fit_final(x, y, best.imbalance, best.best_params, best.best_trees)
+    raw_model = fit_final(x, y, best.imbalance, best.best_params, best.best_trees)
     final_s = time.perf_counter() - t0
+    if progress:
+        progress("calibration model (oldest fold's training rows)")
+    calibration = calibrate(frame, x, y, folds, best, labels_known_at)
+    model = calibrated(raw_model, calibration)
     used = folds_to_use([int(y[v].sum()) for _, v in folds])
     vals = [v for _, v in folds[:used]]
     weights = [validation_weights(frame, v, labels_known_at) for v in vals]
@@ -431,7 +453,41 @@ def train(
         threshold_rows=val,
         final_rows=len(y),
         final_frauds=int(y.sum()),
+        calibration=calibration,
+        uncalibrated=raw_model,
     )
+
+
+def calibrate(
+    frame: pd.DataFrame,
+    x: np.ndarray,
+    y: np.ndarray,
+    folds: Folds,
+    best: SearchResult,
+    labels_known_at: pd.Timestamp | None,
+) -> Calibration:
+    """Platt's map fitted on the folds' mature validation rows (``model.calibration``).
+
+    The rows are the validation rows at least ``MATURITY_DELAY_S`` older than the label
+    cutoff (every validation row when they hold fewer than ``MIN_CALIBRATION_FRAUDS``
+    known frauds, or without a cutoff). Their margins must be out of sample: the final
+    model was fitted on them, so the chosen configuration is fitted again, without
+    sampling (as the final model is), on the oldest fold's training rows, which precede
+    every validation row by the fold delay; the map fitted on its margins is the one
+    applied to the final model (same parameters and tree count, so the same scale).
+    """
+    event_time = frame["event_time"]
+    validation = np.sort(np.concatenate([v for _, v in folds]))
+    rows = calibration_rows(
+        event_time, validation, labels_known_at, pd.Timedelta(seconds=MATURITY_DELAY_S)
+    )
+    mature_only = labels_known_at is not None and int(y[rows].sum()) >= MIN_CALIBRATION_FRAUDS
+    if not mature_only:
+        rows = validation
+    older = folds[-1][0]
+    model = fit_final(x[older], y[older], best.imbalance, best.best_params, best.best_trees)
+    margins = margins_of(model, x[rows])
+    return fit_calibration(margins, y[rows], event_time.iloc[rows], mature_only)
 
 
 def refit(
@@ -443,15 +499,19 @@ def refit(
     known later); nothing is searched again. The threshold is the score that gives
     this model the alert rate already chosen (``result.validation_alert_rate``) on
     ``threshold_x``, the features of the rows that chose it, as ``train`` does for its
-    own refit. Everything else (validation figures, ablation) is carried over.
+    own refit. The calibration found by ``train`` is applied to the new model (same
+    configuration and tree count, so the same scale). Everything else (validation
+    figures, ablation) is carried over.
     """
     t0 = time.perf_counter()
-    model = fit_final(x, y, result.imbalance, result.params, result.best_iteration)
+    raw_model = fit_final(x, y, result.imbalance, result.params, result.best_iteration)
     seconds = time.perf_counter() - t0
+    model = calibrated(raw_model, result.calibration)
     scores = model.predict_proba(threshold_x)[:, 1]
     return replace(
         result,
         model=model,
+        uncalibrated=raw_model,
         threshold=threshold_at_alert_rate(scores, result.validation_alert_rate),
         final_fit_seconds=seconds,
         final_rows=len(y),
