@@ -286,6 +286,7 @@ def test_the_model_is_calibrated_on_mature_rows_and_the_threshold_is_on_its_scal
     assert cal.rows == len(expected_rows) > 0
     assert cal.frauds == int(frame["is_fraud"].iloc[expected_rows].sum()) >= 10
     assert pd.Timestamp(cal.rows_until) <= mature
+    assert cal.estimated_frauds > cal.frauds  # late labels: known frauds stand for more
     assert cal.a > 0
     assert cal.b < 0  # frauds weighed up: the map lowers the scores
     x = frame[names].to_numpy()

@@ -13,10 +13,14 @@ booster (the scorer's ``predict_proba``, the API's one-row C calls, SHAP reason 
 come out scaled by ``a`` and so keep their order) serves the calibrated score with no second
 code path.
 
-The rows must be old enough for their labels to be known: at the label cutoff a recent
-fraud often has no chargeback yet, counts as genuine, and a calibrator fitted on it scores
-too low exactly where alerts are raised. ``calibration_rows`` keeps the validation rows at
-least the feature set's maturity delay older than the cutoff.
+The rows' labels must be complete enough: at the label cutoff a recent fraud often has no
+chargeback yet, counts as genuine, and a calibrator fitted on it scores too low exactly
+where alerts are raised. Two measures, both in training (``training.calibrate``):
+``calibration_rows`` keeps the validation rows at least the feature set's maturity delay
+older than the cutoff, and the fit knows that a fraud among them is labelled only with the
+estimated completeness of its age's labels (``platt``; the chain-ladder estimate the
+threshold already uses), since slow chargebacks leave even those rows with a share of
+their frauds unlabelled.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
+from scipy.special import expit
 from xgboost import XGBClassifier
 
 # Below this many known frauds among the mature rows, every validation row is used (and
@@ -44,10 +49,24 @@ class Calibration:
     b: float = 0.0
     rows: int = 0
     frauds: int = 0
+    # the frauds the known ones stand for (each 1 / the label completeness at its age)
+    estimated_frauds: float = 0.0
     # whether only rows past the maturity delay were used (else: every validation row)
     mature_only: bool = True
     # the latest event time of the rows used (ISO 8601, UTC), "" when unknown
     rows_until: str = ""
+
+    def calibrated_threshold(self, threshold: float) -> float:
+        """The calibrated score raising the same alerts as the uncalibrated ``threshold``
+        (``sigmoid(a * logit(threshold) + b)``)."""
+        margin = np.log(threshold / (1 - threshold))
+        return float(1 / (1 + np.exp(-(self.a * margin + self.b))))
+
+    def uncalibrated_threshold(self, threshold: float) -> float:
+        """The uncalibrated score raising the same alerts as ``threshold`` on the calibrated
+        scale (the inverse map: ``sigmoid((logit(threshold) - b) / a)``)."""
+        margin = np.log(threshold / (1 - threshold))
+        return float(1 / (1 + np.exp(-(margin - self.b) / self.a)))
 
     def params(self) -> dict[str, Any]:
         """The MLflow params of the calibration, ``calibration_*``."""
@@ -57,12 +76,19 @@ class Calibration:
 IDENTITY = Calibration()
 
 
-def platt(margins: np.ndarray, is_fraud: np.ndarray) -> tuple[float, float]:
+def platt(
+    margins: np.ndarray, is_fraud: np.ndarray, completeness: np.ndarray | None = None
+) -> tuple[float, float]:
     """``(a, b)`` maximising the likelihood of ``sigmoid(a * margin + b)`` (Platt, 1999).
 
-    Platt's smoothed targets (``(N+ + 1) / (N+ + 2)`` for a fraud, ``1 / (N- + 2)`` for a
-    genuine row) keep the fit finite when the classes separate. Raises ``ValueError`` if the
-    fitted slope is not positive: the map would reverse the ranking.
+    ``completeness`` (one per row, default 1) is the estimated share of a fraud's labels
+    known at the row's age: a row is then a *known* fraud with probability
+    ``completeness * sigmoid(a * margin + b)`` (a fraud whose label is late counts as
+    genuine; Elkan and Noto's known-label model, 2008), and that is the likelihood
+    maximised, so the fitted map is the one of all frauds. Platt's smoothed targets
+    (``(N+ + 1) / (N+ + 2)`` for a known fraud, ``1 / (N- + 2)`` for another row) keep the
+    fit finite when the classes separate. Raises ``ValueError`` if the fitted slope is not
+    positive: the map would reverse the ranking.
     """
     m = np.asarray(margins, dtype=np.float64)
     y = np.asarray(is_fraud).astype(bool)
@@ -70,12 +96,22 @@ def platt(margins: np.ndarray, is_fraud: np.ndarray) -> tuple[float, float]:
     if positives == 0 or negatives == 0:
         raise ValueError("calibration needs frauds and genuine rows")
     target = np.where(y, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+    c = np.ones(len(m)) if completeness is None else np.clip(completeness, 1e-6, 1.0)
+    with np.errstate(divide="ignore"):
+        log_missing = np.log1p(-c)  # log(1 - c): -inf where the labels are complete
 
     def loss(ab: np.ndarray) -> tuple[float, np.ndarray]:
+        # log P(known fraud) = log c - softplus(-z);
+        # log P(not) = log(1 - c * sigmoid(z)) = logaddexp(log(1 - c), -z) - softplus(-z)
         z = ab[0] * m + ab[1]
-        value = np.sum(target * np.logaddexp(0, -z) + (1 - target) * np.logaddexp(0, z))
-        residual = 1 / (1 + np.exp(-z)) - target
-        return float(value), np.array([np.sum(residual * m), np.sum(residual)])
+        up = np.logaddexp(0, -z)
+        known = np.log(c) - up
+        other = np.logaddexp(log_missing, -z) - up
+        value = -np.sum(target * known + (1 - target) * other)
+        s = expit(z)
+        # d/dz of other: (1 - s) - 1 / (1 + (1 - c) e^z)
+        dz = -(target * (1 - s) + (1 - target) * ((1 - s) - expit(-z - log_missing)))
+        return float(value), np.array([np.sum(dz * m), np.sum(dz)])
 
     found = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
     a, b = float(found.x[0]), float(found.x[1])
@@ -133,18 +169,26 @@ def calibration_rows(
 
 
 def fit_calibration(
-    margins: np.ndarray, is_fraud: np.ndarray, event_time: pd.Series, mature_only: bool = True
+    margins: np.ndarray,
+    is_fraud: np.ndarray,
+    event_time: pd.Series,
+    mature_only: bool = True,
+    completeness: np.ndarray | None = None,
 ) -> Calibration:
     """Platt's ``(a, b)`` on out-of-sample ``margins`` of the calibration rows, with what it used.
 
-    ``event_time`` is the rows' event time (for ``rows_until``).
+    ``event_time`` is the rows' event time (for ``rows_until``); ``completeness`` as
+    ``platt`` takes it.
     """
-    a, b = platt(margins, is_fraud)
+    a, b = platt(margins, is_fraud, completeness)
+    y = np.asarray(is_fraud).astype(bool)
+    c = np.ones(len(y)) if completeness is None else np.asarray(completeness)
     return Calibration(
         a=a,
         b=b,
         rows=len(margins),
-        frauds=int(np.asarray(is_fraud).sum()),
+        frauds=int(y.sum()),
+        estimated_frauds=round(float(np.sum(1 / c[y])), 1),
         mature_only=mature_only,
         rows_until=event_time.max().isoformat() if len(event_time) else "",
     )

@@ -164,9 +164,7 @@ def uncalibrated_report(
     """The final model before calibration on the test rows, at the threshold raising the
     same alerts (the calibration is monotone: AUC and AP must equal the calibrated model's)."""
     scores = scores_of(result.uncalibrated, test)
-    cal = result.calibration
-    margin = np.log(result.threshold / (1 - result.threshold))
-    threshold = float(1 / (1 + np.exp(-(margin - cal.b) / cal.a)))
+    threshold = result.calibration.uncalibrated_threshold(result.threshold)
     return evaluate(test, scores, threshold), scores
 
 

@@ -81,6 +81,15 @@ def completeness_at(curve: np.ndarray, age_days: np.ndarray) -> np.ndarray:
     return np.asarray(np.interp(age_days, np.arange(len(curve)), curve), dtype=np.float64)
 
 
+def row_completeness(age_days: np.ndarray, curve: np.ndarray | None) -> np.ndarray:
+    """The estimated share of a fraud's labels known at each row's age, at least
+    ``MIN_COMPLETENESS``; 1 without a curve (labels taken as complete)."""
+    if curve is None:
+        return np.ones(len(age_days))
+    completeness: np.ndarray = np.maximum(completeness_at(curve, age_days), MIN_COMPLETENESS)
+    return completeness
+
+
 def fraud_weights(
     is_fraud: np.ndarray, age_days: np.ndarray, curve: np.ndarray | None
 ) -> np.ndarray:
@@ -89,10 +98,7 @@ def fraud_weights(
     Without a curve (labels taken as complete) every known fraud counts once.
     """
     fraud = np.asarray(is_fraud).astype(bool)
-    if curve is None:
-        return fraud.astype(np.float64)
-    completeness = np.maximum(completeness_at(curve, age_days), MIN_COMPLETENESS)
-    return np.where(fraud, 1.0 / completeness, 0.0)
+    return np.where(fraud, 1.0 / row_completeness(age_days, curve), 0.0)
 
 
 def folds_to_use(known_frauds: Sequence[int]) -> int:

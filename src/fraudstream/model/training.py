@@ -42,6 +42,7 @@ from fraudstream.model.threshold import (
     folds_to_use,
     fraud_weights,
     label_completeness,
+    row_completeness,
     threshold_at_alert_rate,
 )
 
@@ -465,29 +466,36 @@ def calibrate(
     folds: Folds,
     best: SearchResult,
     labels_known_at: pd.Timestamp | None,
+    mature: bool = True,
+    weighted: bool = True,
 ) -> Calibration:
     """Platt's map fitted on the folds' mature validation rows (``model.calibration``).
 
     The rows are the validation rows at least ``MATURITY_DELAY_S`` older than the label
     cutoff (every validation row when they hold fewer than ``MIN_CALIBRATION_FRAUDS``
-    known frauds, or without a cutoff). Their margins must be out of sample: the final
-    model was fitted on them, so the chosen configuration is fitted again, without
-    sampling (as the final model is), on the oldest fold's training rows, which precede
-    every validation row by the fold delay; the map fitted on its margins is the one
-    applied to the final model (same parameters and tree count, so the same scale).
+    known frauds, without a cutoff, or with ``mature`` False), and the fit takes a fraud
+    to be labelled with the estimated completeness of its age's labels
+    (``validation_completeness``, the curve of the threshold's F2; labels taken as
+    complete with ``weighted`` False). Their margins must be out of
+    sample: the final model was fitted on them, so the chosen configuration is fitted
+    again, without sampling (as the final model is), on the oldest fold's training rows,
+    which precede every validation row by the fold delay; the map fitted on its margins
+    is the one applied to the final model (same parameters and tree count, so about the
+    same scale).
     """
     event_time = frame["event_time"]
     validation = np.sort(np.concatenate([v for _, v in folds]))
-    rows = calibration_rows(
-        event_time, validation, labels_known_at, pd.Timedelta(seconds=MATURITY_DELAY_S)
-    )
-    mature_only = labels_known_at is not None and int(y[rows].sum()) >= MIN_CALIBRATION_FRAUDS
-    if not mature_only:
-        rows = validation
+    rows, mature_only = validation, False
+    if mature and labels_known_at is not None:
+        maturity = pd.Timedelta(seconds=MATURITY_DELAY_S)
+        found = calibration_rows(event_time, validation, labels_known_at, maturity)
+        if int(y[found].sum()) >= MIN_CALIBRATION_FRAUDS:
+            rows, mature_only = found, True
+    completeness = validation_completeness(frame, rows, labels_known_at if weighted else None)
     older = folds[-1][0]
     model = fit_final(x[older], y[older], best.imbalance, best.best_params, best.best_trees)
     margins = margins_of(model, x[rows])
-    return fit_calibration(margins, y[rows], event_time.iloc[rows], mature_only)
+    return fit_calibration(margins, y[rows], event_time.iloc[rows], mature_only, completeness)
 
 
 def refit(
@@ -517,6 +525,20 @@ def refit(
         final_rows=len(y),
         final_frauds=int(y.sum()),
     )
+
+
+def validation_completeness(
+    frame: pd.DataFrame, rows: np.ndarray, labels_known_at: pd.Timestamp | None
+) -> np.ndarray:
+    """The estimated share of a fraud's labels known at each of ``rows``' age at the cutoff
+    (``row_completeness``; the curve estimated as ``validation_weights`` does). Ones without
+    a cutoff or ``label_time``."""
+    if labels_known_at is None or "label_time" not in frame:
+        return np.ones(len(rows))
+    y = frame["is_fraud"].to_numpy().astype(int)
+    curve = label_completeness(frame["event_time"], frame["label_time"], y, labels_known_at)
+    ages = ((labels_known_at - frame["event_time"].iloc[rows]) / DAY).to_numpy(np.float64)
+    return row_completeness(ages, curve)
 
 
 def validation_weights(
