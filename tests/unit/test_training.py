@@ -262,6 +262,14 @@ def test_the_refit_keeps_the_chosen_configuration_on_newer_rows_and_its_alert_ra
     assert result.final_rows == len(frame)
     assert again.validation_alert_rate == result.validation_alert_rate
     fresh = dataset(n=6000, seed=7)[names].to_numpy()
+    # the calibration found by train is applied to the refitted model
+    assert again.calibration == result.calibration
+    assert again.uncalibrated is not None
+    np.testing.assert_allclose(
+        margins_of(again.model, fresh),
+        result.calibration.a * margins_of(again.uncalibrated, fresh) + result.calibration.b,
+        atol=1e-4,
+    )
     rate = np.mean(again.model.predict_proba(fresh)[:, 1] >= again.threshold)
     assert 0.5 * result.validation_alert_rate <= rate <= 2.0 * result.validation_alert_rate
 
