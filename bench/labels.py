@@ -16,8 +16,18 @@ AP, CP@100, F2 at the stored threshold, recall per scenario and the merchant fea
 share of the model's total gain; then the AP differences against ``today`` in the same
 run, a Markdown table, one JSON line per row, and a plot (``--plot``).
 
+Calibration (``model.calibration``), per row: the test period's expected calibration error
+over every row and over the alerted band (score >= threshold) for the uncalibrated model
+and for Platt's map fitted three ways: on every validation row with the labels known at the
+cutoff (recent frauds still unlabelled count as genuine), on the validation rows past the
+maturity delay only, and on those rows with each known fraud weighted by the inverse of its
+estimated label completeness (the map training stores); each at the threshold raising the
+stored model's alerts; AUC and AP of each. ``--reliability-dir`` saves each regime's reliability
+diagram of the ``mature`` set (``reliability-<regime>.png``).
+
     .venv/bin/python bench/labels.py [--customers 10000 --days 70] [--candidates 6]
-        [--regimes mixed,chargeback-only,slower] [--seed 5] [--plot docs/img/label-regimes.png]
+        [--regimes mixed,chargeback-only,slower] [--sets today,mature,mature-only] [--seed 5]
+        [--plot docs/img/label-regimes.png] [--reliability-dir docs/img]
 """
 
 from __future__ import annotations
@@ -29,14 +39,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraudstream.features.catalogue import MATURITY_DELAY_S, MERCHANT_FEATURES, feature_names
 from fraudstream.features.replay import attach_labels, build_features
+from fraudstream.model import plots
+from fraudstream.model.calibration import calibrated
 from fraudstream.model.experiment import label_delays, training_rows, validation_folds
-from fraudstream.model.metrics import evaluate
+from fraudstream.model.metrics import calibration_errors, evaluate
 from fraudstream.model.split import TimeSplit, holdout_rows
-from fraudstream.model.training import train
+from fraudstream.model.training import Folds, TrainingResult, calibrate, train
 from train import cached_history
 
 REGIMES: dict[str, tuple[str, dict[str, float]]] = {
@@ -63,6 +77,67 @@ def merchant_gain_share(model: object, columns: list[str]) -> dict[str, float]:
     named = {columns[int(k[1:])] if k[1:].isdigit() else k: v for k, v in gain.items()}
     total = sum(named.values()) or 1.0
     return {n: round(named.get(n, 0.0) / total, 4) for n in columns if n.startswith("merchant_")}
+
+
+def calibration_noise_floor(scores: np.ndarray, threshold: float, draws: int = 200) -> float:
+    """The alert band's mean ECE if ``scores`` were exactly calibrated: labels drawn as
+    Bernoulli(score), so what a few hundred alerts' sampling noise alone gives."""
+    rng = np.random.default_rng(0)
+    band = scores[scores >= threshold]
+    found = [
+        calibration_errors((rng.uniform(size=len(band)) < band).astype(int), band, threshold)
+        for _ in range(draws)
+    ]
+    return round(float(np.mean([f["ece_alert_band"] for f in found])), 4)
+
+
+def calibration_figures(
+    result: TrainingResult,
+    train_frame: pd.DataFrame,
+    columns: list[str],
+    folds: Folds,
+    test: pd.DataFrame,
+    labels_known_at: pd.Timestamp,
+) -> tuple[dict[str, object], dict[str, np.ndarray], float]:
+    """ECE overall and in the alerted band, alerts, AUC and AP of the uncalibrated model and
+    of Platt on every validation row, on the mature rows, and on the mature rows weighted
+    (the stored model), each at the threshold raising the stored model's alerts; their test
+    scores; the stored threshold."""
+    assert result.uncalibrated is not None
+    x = train_frame[columns].to_numpy(np.float64)
+    y_train = train_frame["is_fraud"].to_numpy().astype(int)
+    best = result.ablation[result.imbalance]
+    every_row, mature = (
+        calibrate(train_frame, x, y_train, folds, best, labels_known_at, mature=m, weighted=False)
+        for m in (False, True)
+    )
+    raw_threshold = result.calibration.uncalibrated_threshold(result.threshold)
+    variants = {"uncalibrated": (result.uncalibrated, raw_threshold)}
+    for name, found in (("all_validation_rows", every_row), ("mature_rows", mature)):
+        model = calibrated(result.uncalibrated, found)
+        variants[name] = (model, found.calibrated_threshold(raw_threshold))
+    variants["mature_rows_weighted"] = (result.model, result.threshold)
+    x_test = test[columns].to_numpy(np.float64)
+    y = test["is_fraud"].to_numpy().astype(int)
+    out: dict[str, object] = {
+        "calibration": result.calibration.params(),
+        "calibration_all_validation_rows": {"a": every_row.a, "b": every_row.b},
+        "calibration_mature_rows": {"a": mature.a, "b": mature.b},
+    }
+    scores: dict[str, np.ndarray] = {}
+    for name, (model, threshold) in variants.items():
+        s = np.asarray(model.predict_proba(x_test)[:, 1], dtype=np.float64)
+        scores[name] = s
+        out[name] = {
+            **{k: round(v, 5) for k, v in calibration_errors(y, s, threshold).items()},
+            "alerts": int((s >= threshold).sum()),
+            "auc": float(roc_auc_score(y, s)),
+            "ap": float(average_precision_score(y, s)),
+        }
+    out["ece_alert_band_noise_floor"] = calibration_noise_floor(
+        scores["mature_rows_weighted"], result.threshold
+    )
+    return out, scores, result.threshold
 
 
 def plot(rows: list[dict[str, object]], path: Path) -> None:
@@ -103,7 +178,11 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=6)
     parser.add_argument("--seed", type=int, default=5, help="The generator's seed.")
     parser.add_argument("--regimes", default=",".join(REGIMES))
+    parser.add_argument("--sets", default=",".join(column_sets()))
     parser.add_argument("--plot", type=Path)
+    parser.add_argument(
+        "--reliability-dir", type=Path, help="Save reliability-<regime>.png of the mature set."
+    )
     parser.add_argument(
         "--from-output",
         type=Path,
@@ -116,6 +195,7 @@ def main() -> None:
     unknown = sorted(set(args.regimes.split(",")) - set(REGIMES))
     if unknown:
         parser.error(f"unknown regime(s) {', '.join(unknown)}; known: {', '.join(REGIMES)}")
+    sets = {k: v for k, v in column_sets().items() if k in args.sets.split(",")}
     if args.from_output:
         lines = args.from_output.read_text().splitlines()
         report([json.loads(line) for line in lines if line.startswith("{")], args.plot)
@@ -142,7 +222,7 @@ def main() -> None:
         train_frame = training_rows(features, labels, split)
         test = attach_labels(holdout_rows(features, labels, split), labels)
         folds = validation_folds(train_frame, split, n_folds=3)
-        for name, columns in column_sets().items():
+        for name, columns in sets.items():
             t0 = time.perf_counter()
             result = train(
                 train_frame,
@@ -171,6 +251,20 @@ def main() -> None:
                 "label_delays": delays,
                 "seconds": round(time.perf_counter() - t0, 1),
             }
+            figures, scores, threshold = calibration_figures(
+                result, train_frame, columns, folds, test, split.test_start
+            )
+            row.update(figures)
+            if args.reliability_dir and name == "mature":
+                y = test["is_fraud"].to_numpy()
+                shown = {
+                    "calibrated: mature rows, weighted (stored)": scores["mature_rows_weighted"],
+                    "calibrated: mature rows": scores["mature_rows"],
+                    "calibrated: all validation rows": scores["all_validation_rows"],
+                    "uncalibrated": scores["uncalibrated"],
+                }
+                figure = plots.reliability(y, shown, threshold)
+                figure.savefig(args.reliability_dir / f"reliability-{regime}.png", dpi=80)
             rows.append(row)
             print(json.dumps(row), flush=True)
     report(rows, args.plot)
@@ -183,9 +277,12 @@ def report(rows: list[dict[str, object]], plot_path: Path | None) -> None:
     print("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         today = next(
-            r
-            for r in rows
-            if (r["seed"], r["regime"], r["set"]) == (row["seed"], row["regime"], "today")
+            (
+                r
+                for r in rows
+                if (r["seed"], r["regime"], r["set"]) == (row["seed"], row["regime"], "today")
+            ),
+            {"ap": float("nan")},  # --sets without today
         )
         diff = float(row["ap"]) - float(today["ap"])  # type: ignore[arg-type]
         print(
@@ -194,6 +291,26 @@ def report(rows: list[dict[str, object]], plot_path: Path | None) -> None:
         )
     if plot_path:
         plot(rows, plot_path)
+    if rows and "mature_rows" in rows[0]:
+        print(
+            "\nECE alert band noise floor (stored scores, labels drawn from them): "
+            + ", ".join(f"{r['regime']} {r.get('ece_alert_band_noise_floor')}" for r in rows)
+        )
+        print("\n| regime | features | calibration | ECE | ECE alert band | alerts | AUC | AP |")
+        print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        for row in rows:
+            for variant in (
+                "uncalibrated",
+                "all_validation_rows",
+                "mature_rows",
+                "mature_rows_weighted",
+            ):
+                found: dict[str, float] = row[variant]  # type: ignore[assignment]
+                print(
+                    f"| {row['regime']} | {row['set']} | {variant.replace('_', ' ')} | "
+                    f"{found['ece']:.4f} | {found['ece_alert_band']:.4f} | {found['alerts']} | "
+                    f"{found['auc']:.6f} | {found['ap']:.6f} |"
+                )
 
 
 if __name__ == "__main__":
