@@ -20,10 +20,11 @@ Calibration (``model.calibration``), per row: the test period's expected calibra
 over every row and over the alerted band (score >= threshold) for the uncalibrated model
 and for Platt's map fitted three ways: on every validation row with the labels known at the
 cutoff (recent frauds still unlabelled count as genuine), on the validation rows past the
-maturity delay only, and on those rows with each known fraud weighted by the inverse of its
-estimated label completeness (the map training stores); each at the threshold raising the
-stored model's alerts; AUC and AP of each. ``--reliability-dir`` saves each regime's reliability
-diagram of the ``mature`` set (``reliability-<regime>.png``).
+maturity delay only, and on those rows with the estimated completeness of their labels in
+the fit (the map training stores; ``mature_rows_weighted`` in the output); each at the
+threshold raising the stored model's alerts; AUC and AP of each; the alert band's ECE if the
+stored scores were exact (its sampling noise). ``--reliability-dir`` saves each regime's
+reliability diagram of the ``mature`` set (``reliability-<regime>.png``).
 
     .venv/bin/python bench/labels.py [--customers 10000 --days 70] [--candidates 6]
         [--regimes mixed,chargeback-only,slower] [--sets today,mature,mature-only] [--seed 5]
@@ -100,15 +101,17 @@ def calibration_figures(
     labels_known_at: pd.Timestamp,
 ) -> tuple[dict[str, object], dict[str, np.ndarray], float]:
     """ECE overall and in the alerted band, alerts, AUC and AP of the uncalibrated model and
-    of Platt on every validation row, on the mature rows, and on the mature rows weighted
-    (the stored model), each at the threshold raising the stored model's alerts; their test
-    scores; the stored threshold."""
+    of Platt on every validation row, on the mature rows, and on the mature rows with their
+    labels' completeness (the stored model), each at the threshold raising the stored
+    model's alerts; their test scores; the stored threshold."""
     assert result.uncalibrated is not None
     x = train_frame[columns].to_numpy(np.float64)
     y_train = train_frame["is_fraud"].to_numpy().astype(int)
     best = result.ablation[result.imbalance]
     every_row, mature = (
-        calibrate(train_frame, x, y_train, folds, best, labels_known_at, mature=m, weighted=False)
+        calibrate(
+            train_frame, x, y_train, folds, best, labels_known_at, mature=m, labels_complete=True
+        )
         for m in (False, True)
     )
     raw_threshold = result.calibration.uncalibrated_threshold(result.threshold)

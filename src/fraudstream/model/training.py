@@ -467,7 +467,7 @@ def calibrate(
     best: SearchResult,
     labels_known_at: pd.Timestamp | None,
     mature: bool = True,
-    weighted: bool = True,
+    labels_complete: bool = False,
 ) -> Calibration:
     """Platt's map fitted on the folds' mature validation rows (``model.calibration``).
 
@@ -475,13 +475,12 @@ def calibrate(
     cutoff (every validation row when they hold fewer than ``MIN_CALIBRATION_FRAUDS``
     known frauds, without a cutoff, or with ``mature`` False), and the fit takes a fraud
     to be labelled with the estimated completeness of its age's labels
-    (``validation_completeness``, the curve of the threshold's F2; labels taken as
-    complete with ``weighted`` False). Their margins must be out of
-    sample: the final model was fitted on them, so the chosen configuration is fitted
-    again, without sampling (as the final model is), on the oldest fold's training rows,
-    which precede every validation row by the fold delay; the map fitted on its margins
-    is the one applied to the final model (same parameters and tree count, so about the
-    same scale).
+    (``validation_completeness``, the curve of the threshold's F2; taken as complete
+    with ``labels_complete``). Their margins must be out of sample: the final model was
+    fitted on them, so the chosen configuration is fitted again, without sampling (as
+    the final model is), on the oldest fold's training rows, which precede every
+    validation row by the fold delay; the map fitted on its margins is the one applied
+    to the final model (same parameters and tree count, so about the same scale).
     """
     event_time = frame["event_time"]
     validation = np.sort(np.concatenate([v for _, v in folds]))
@@ -491,7 +490,8 @@ def calibrate(
         found = calibration_rows(event_time, validation, labels_known_at, maturity)
         if int(y[found].sum()) >= MIN_CALIBRATION_FRAUDS:
             rows, mature_only = found, True
-    completeness = validation_completeness(frame, rows, labels_known_at if weighted else None)
+    cutoff = None if labels_complete else labels_known_at
+    completeness = validation_completeness(frame, rows, cutoff)
     older = folds[-1][0]
     model = fit_final(x[older], y[older], best.imbalance, best.best_params, best.best_trees)
     margins = margins_of(model, x[rows])
