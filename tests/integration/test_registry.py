@@ -16,6 +16,7 @@ from pathlib import Path
 
 import mlflow
 import mlflow.xgboost
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -28,6 +29,7 @@ from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.features.replay import attach_labels, build_features
 from fraudstream.generator import GeneratorConfig, generate, write_history
 from fraudstream.model.experiment import scores_of
+from fraudstream.model.metrics import expected_calibration_error
 from fraudstream.model.split import TimeSplit, holdout_rows
 from fraudstream.scoring.reload import registry_holder
 from fraudstream.settings import Settings, load_settings
@@ -95,8 +97,15 @@ def test_the_registered_version_has_alias_metrics_artifacts_and_metadata(
         "test_logistic_average_precision",
         "test_rules_average_precision",
         "ablation_smote_validation_ap",
+        "test_xgboost_ece",
+        "test_xgboost_ece_alert_band",
+        "test_xgboost_uncalibrated_ece",
     ):
         assert metric in run.data.metrics, metric
+    # Calibration is monotone: the uncalibrated model ranks the test rows alike.
+    assert run.data.metrics["test_xgboost_uncalibrated_average_precision"] == pytest.approx(
+        run.data.metrics["test_xgboost_average_precision"], abs=1e-6
+    )
     assert run.data.params["feature_set_version"] == FEATURE_SET_VERSION
     assert int(run.data.params["rows_train"]) > 0
     # The chosen configuration and how the final model was fitted: the search's
@@ -108,6 +117,11 @@ def test_the_registered_version_has_alias_metrics_artifacts_and_metadata(
     assert params["final_fit"] == "training-period"
     assert params["final_fit_rows"] == params["rows_train"]
     assert params["final_fit_frauds"] == params["frauds_train"]
+    # The calibration map and the rows it was fitted on.
+    assert float(params["calibration_a"]) > 0
+    assert int(params["calibration_rows"]) > 0
+    assert int(params["calibration_frauds"]) > 0
+    assert params["calibration_mature_only"] in ("True", "False")
     # The row policy's account of the input (a generated history: nothing refused).
     assert run.data.params["rows_excluded"] == "0"
     assert run.data.params["rows_read"] == run.data.params["rows_total"]
@@ -122,6 +136,7 @@ def test_the_registered_version_has_alias_metrics_artifacts_and_metadata(
     for artifact in (
         "plots/pr_roc_curves.png",
         "plots/shap_summary.png",
+        "plots/reliability.png",
         "report/test_report.json",
     ):
         assert any(k.endswith(artifact) for k in ours), (artifact, ours)
@@ -154,9 +169,17 @@ def test_the_model_from_the_registry_reproduces_the_logged_test_ap(
     split = TimeSplit(pd.Timestamp(START), 21, 7, 7)
     features = build_features(txns, labels)
     test = attach_labels(holdout_rows(features, labels, split), labels)
-    ap = average_precision_score(test["is_fraud"], scores_of(loaded.model, test))
+    scores = scores_of(loaded.model, test)
+    ap = average_precision_score(test["is_fraud"], scores)
     logged = MlflowClient(model_settings.mlflow.uri).get_run(run_id).data.metrics
     assert ap == pytest.approx(logged["test_xgboost_average_precision"], abs=1e-9)
+    # The calibration lives in the stored booster: the loaded model's scores give the
+    # logged calibration error, and the stored threshold is on their scale.
+    ece = expected_calibration_error(test["is_fraud"].to_numpy(), scores)
+    assert ece == pytest.approx(logged["test_xgboost_ece"], abs=1e-9)
+    assert np.mean(scores >= loaded.threshold) == pytest.approx(
+        logged["test_xgboost_alert_rate"], abs=1e-9
+    )
     assert 0.0 < logged["validation_average_precision"] <= 1.0
     params = MlflowClient(model_settings.mlflow.uri).get_run(run_id).data.params
     assert loaded.model.get_booster().num_boosted_rounds() == int(params["n_trees"])

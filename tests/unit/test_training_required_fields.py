@@ -56,6 +56,7 @@ def test_required_fields_only_train_and_score(history: tuple[pd.DataFrame, pd.Da
     assert set(experiment.figures) == {
         "pr_roc_curves.png",
         "score_distribution.png",
+        "reliability.png",
         "feature_importance.png",
         "shap_summary.png",
     }
@@ -87,8 +88,9 @@ def test_train_final_fit_option_selects_what_the_model_is_fitted_on(
         result = CliRunner().invoke(app, [*base, "--final-fit", final_fit, "--report", str(report)])
         assert result.exit_code == 0, result.output
         scorers[final_fit] = set(json.loads(report.read_text())["reports"])
-    assert scorers["recent"] == {"xgboost", "xgboost_training_period", "logistic", "rules"}
-    assert scorers["training-period"] == {"xgboost", "logistic", "rules"}
+    calibration = {"xgboost", "xgboost_uncalibrated"}
+    assert scorers["recent"] == {*calibration, "xgboost_training_period", "logistic", "rules"}
+    assert scorers["training-period"] == {*calibration, "logistic", "rules"}
     bad = CliRunner().invoke(app, [*base, "--final-fit", "latest"])
     assert bad.exit_code == 2
     assert "--final-fit" in bad.output
