@@ -334,6 +334,7 @@ def deploy() -> None:
     platform's post-install hook. Its output goes to DEPLOY_LOG."""
     for release, namespace in RELEASES:
         unstick(release, namespace)
+    one_executor()
     run_logged("skaffold run", "dev.sh", DEPLOY_LOG, "deploy_seconds", SKAFFOLD="run")
     labels = json.loads(kubectl("get", "namespace", NS, "-o", "json"))["metadata"]["labels"]
     result["pod_security"] = labels.get("pod-security.kubernetes.io/enforce")
@@ -587,6 +588,22 @@ def executor_pods() -> list[str]:
         "--field-selector=status.phase=Running", "-o", "name",
     )  # fmt: skip
     return out.split()
+
+
+def one_executor() -> None:
+    """A re-run starts from the values' single executor. Helm leaves the count an earlier run
+    scaled to, and beside three Spark pods of one CPU each a training pod's CPU request fits on
+    no node of a 2-core kind cluster (a re-run's retraining DAG waited unscheduled)."""
+    found = kubectl(
+        "-n", NS, "get", "sparkapplication", APP, "--ignore-not-found",
+        "-o", "jsonpath={.spec.executor.instances}",
+    ).strip()  # fmt: skip
+    if found not in ("", "1"):
+        say(f"an earlier run left {found} executors: back to 1")
+        kubectl(
+            "-n", NS, "patch", "sparkapplication", APP, "--type", "merge",
+            "-p", json.dumps({"spec": {"executor": {"instances": 1}}}),
+        )  # fmt: skip
 
 
 def scale_executors() -> None:
