@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -50,6 +51,7 @@ SPARK_OPERATOR_CHART = CACHE / "k8s" / "spark-operator-chart"
 DEPLOY_LOG = KIND / "logs" / "skaffold-run.log"
 REGISTRY = "localhost:5001"
 IMAGES_LOG = KIND / "logs" / "images.log"
+MIN_FREE_GB = 15  # a run writes a few GB of checkpoints, lake files and logs
 # The offline stack's images, which only `make images` builds (scripts/kind/images.sh OFFLINE_ONLY).
 OFFLINE_IMAGES = tuple(
     f"fraudstream/{name}"
@@ -224,6 +226,15 @@ def cluster() -> None:
     result["nodes_ready"] = len(ready)
     if len(ready) != len(nodes) or not nodes:
         raise StepError(f"{len(ready)} of {len(nodes)} nodes Ready (make kind-up)")
+    # The nodes' volumes live on the Docker root's file system: MinIO refuses every write (507,
+    # "minimum free drive threshold") once it is nearly full, and the scorer stops with it.
+    root = run("docker", "info", "--format", "{{.DockerRootDir}}").strip() or "/var/lib/docker"
+    free_gb = shutil.disk_usage(root).free / 1e9
+    if free_gb < MIN_FREE_GB:
+        raise StepError(
+            f"{free_gb:.1f} GB free on {root}, under {MIN_FREE_GB} GB: MinIO in the cluster would "
+            "refuse writes. Free space first (make kind-clean deletes the cluster's images)."
+        )
     missing = sorted(set(OFFLINE_IMAGES) - registry_repositories())
     if missing:
         # A fresh cluster: `make images` first (skaffold builds only the package's six).
