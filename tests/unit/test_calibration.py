@@ -13,6 +13,7 @@ from fraudstream.model.calibration import (
     Calibration,
     calibrated,
     calibration_rows,
+    fit_calibration,
     margins_of,
     platt,
 )
@@ -143,3 +144,16 @@ def test_a_reversing_map_is_refused() -> None:
     margins = np.linspace(-3, 3, 100)
     with pytest.raises(ValueError, match="slope"):
         platt(margins, (margins < -1).astype(int))
+
+
+def test_scores_that_do_not_rank_the_frauds_get_only_an_intercept() -> None:
+    # A small or noisy training set: the held-out margins rank the frauds backwards. The map
+    # keeps the slope at 1 (ranking untouched) and moves the level to the observed fraud rate.
+    margins = np.linspace(-3, 3, 400)
+    frauds = (margins < -2.4).astype(int)
+    times = pd.Series(pd.date_range(START, periods=len(margins), freq="h"))
+    cal = fit_calibration(margins, frauds, times)
+    assert (cal.a, cal.slope_fitted) == (1.0, False)
+    calibrated_scores = 1 / (1 + np.exp(-(cal.a * margins + cal.b)))
+    assert calibrated_scores.mean() == pytest.approx(frauds.mean(), rel=0.05)
+    assert fit_calibration(-margins, frauds, times).slope_fitted is True

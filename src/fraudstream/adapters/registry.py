@@ -10,6 +10,7 @@ The tracking URI is passed per call; nothing is configured at import time.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -283,7 +284,8 @@ def record_version(
                 aliases,
                 FEATURE_SET_VERSION,
                 threshold,
-                json.dumps(metrics),
+                # JSON has no NaN (an empty alert band's calibration error): null instead.
+                json.dumps({k: v if math.isfinite(v) else None for k, v in metrics.items()}),
             ),
         )
     sync_aliases(settings)

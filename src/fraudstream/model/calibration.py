@@ -55,6 +55,9 @@ class Calibration:
     mature_only: bool = True
     # the latest event time of the rows used (ISO 8601, UTC), "" when unknown
     rows_until: str = ""
+    # False when the fitted slope was not positive (the held-out scores did not rank the
+    # frauds, as on a small or noisy training set): only the intercept is fitted, a = 1
+    slope_fitted: bool = True
 
     def calibrated_threshold(self, threshold: float) -> float:
         """The calibrated score raising the same alerts as the uncalibrated ``threshold``
@@ -76,8 +79,15 @@ class Calibration:
 IDENTITY = Calibration()
 
 
+class UnrankedScoresError(ValueError):
+    """The fitted slope is not positive: the map would reverse the ranking."""
+
+
 def platt(
-    margins: np.ndarray, is_fraud: np.ndarray, completeness: np.ndarray | None = None
+    margins: np.ndarray,
+    is_fraud: np.ndarray,
+    completeness: np.ndarray | None = None,
+    slope: float | None = None,
 ) -> tuple[float, float]:
     """``(a, b)`` maximising the likelihood of ``sigmoid(a * margin + b)`` (Platt, 1999).
 
@@ -87,8 +97,9 @@ def platt(
     genuine; Elkan and Noto's known-label model, 2008), and that is the likelihood
     maximised, so the fitted map is the one of all frauds. Platt's smoothed targets
     (``(N+ + 1) / (N+ + 2)`` for a known fraud, ``1 / (N- + 2)`` for another row) keep the
-    fit finite when the classes separate. Raises ``ValueError`` if the fitted slope is not
-    positive: the map would reverse the ranking.
+    fit finite when the classes separate. ``slope`` fixes ``a`` and fits ``b`` alone. Raises
+    ``UnrankedScoresError`` if the fitted slope is not positive: the map would reverse the
+    ranking.
     """
     m = np.asarray(margins, dtype=np.float64)
     y = np.asarray(is_fraud).astype(bool)
@@ -113,10 +124,20 @@ def platt(
         dz = -(target * (1 - s) + (1 - target) * ((1 - s) - expit(-z - log_missing)))
         return float(value), np.array([np.sum(dz * m), np.sum(dz)])
 
+    if slope is not None:
+
+        def intercept_loss(b: np.ndarray) -> tuple[float, np.ndarray]:
+            value, grad = loss(np.array([slope, b[0]]))
+            return value, grad[1:]
+
+        found = minimize(intercept_loss, np.array([0.0]), jac=True, method="L-BFGS-B")
+        return float(slope), float(found.x[0])
     found = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
     a, b = float(found.x[0]), float(found.x[1])
     if not a > 0:
-        raise ValueError(f"the fitted calibration slope is {a:.4g}: the scores do not rank frauds")
+        raise UnrankedScoresError(
+            f"the fitted calibration slope is {a:.4g}: the scores do not rank frauds"
+        )
     return a, b
 
 
@@ -178,9 +199,16 @@ def fit_calibration(
     """Platt's ``(a, b)`` on out-of-sample ``margins`` of the calibration rows, with what it used.
 
     ``event_time`` is the rows' event time (for ``rows_until``); ``completeness`` as
-    ``platt`` takes it.
+    ``platt`` takes it. When the fitted slope is not positive, only the intercept is fitted
+    (``a = 1``, ``slope_fitted`` False): still monotone, it corrects the level the class
+    weights moved, and training goes on.
     """
-    a, b = platt(margins, is_fraud, completeness)
+    slope_fitted = True
+    try:
+        a, b = platt(margins, is_fraud, completeness)
+    except UnrankedScoresError:
+        a, b = platt(margins, is_fraud, completeness, slope=1.0)
+        slope_fitted = False
     y = np.asarray(is_fraud).astype(bool)
     c = np.ones(len(y)) if completeness is None else np.asarray(completeness)
     return Calibration(
@@ -191,4 +219,5 @@ def fit_calibration(
         estimated_frauds=round(float(np.sum(1 / c[y])), 1),
         mature_only=mature_only,
         rows_until=event_time.max().isoformat() if len(event_time) else "",
+        slope_fitted=slope_fitted,
     )
