@@ -10,7 +10,6 @@ The tracking URI is passed per call; nothing is configured at import time.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from fraudstream.adapters.postgres import connect
 from fraudstream.adapters.retry import transient
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
+from fraudstream.schema.jsonvalues import finite
 from fraudstream.settings import Settings
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -284,8 +284,7 @@ def record_version(
                 aliases,
                 FEATURE_SET_VERSION,
                 threshold,
-                # JSON has no NaN (an empty alert band's calibration error): null instead.
-                json.dumps({k: v if math.isfinite(v) else None for k, v in metrics.items()}),
+                json.dumps(finite(metrics)),
             ),
         )
     sync_aliases(settings)
@@ -439,7 +438,7 @@ def record_promotion(settings: Settings, promotion: Promotion, at: str) -> None:
                 promotion.version,
                 promotion.previous_version,
                 promotion.reason,
-                json.dumps(promotion.metrics),
+                json.dumps(finite(promotion.metrics)),
                 promotion.decided_by,
                 at,
             ),

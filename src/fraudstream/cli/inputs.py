@@ -24,6 +24,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fraudstream.schema.jsonvalues import finite
 from fraudstream.settings import load_settings
 
 if TYPE_CHECKING:
@@ -213,15 +214,5 @@ def json_mode(console: Console, enabled: bool) -> None:
 
 def print_json(summary: dict[str, Any]) -> None:
     """One line, machine-readable, on stdout (NaN becomes null)."""
-    sys.stdout.write(json.dumps(_finite(summary), default=str) + "\n")
+    sys.stdout.write(json.dumps(finite(summary), default=str) + "\n")
     sys.stdout.flush()
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
