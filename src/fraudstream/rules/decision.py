@@ -1,0 +1,160 @@
+"""One decision per transaction from the rules and the model, batch or single row.
+
+Precedence, first match wins (``PRECEDENCE``):
+
+1. an ``approve`` rule fired (an allow list): **approve**, whatever else fired;
+2. a ``decline`` rule fired: **decline**;
+3. the model's score is at or above its threshold: **review** (the model's alert);
+4. a ``review`` rule fired: **review**;
+5. otherwise **approve**.
+
+Within a tier the deciding rule is the first fired in priority order (lower first, then
+name); ``reason`` names it, or ``model``, or is empty for a plain approval. Every rule that
+fired is kept beside the decision with the rule set's version, whatever decided.
+
+Row shape in (batch): a DataFrame with the columns the rules read (features, transaction
+fields, ``score``; an optional contract field may be absent and reads as missing).
+Single row: a mapping of the same names to Python values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fraudstream.rules.language import Columns, Kind, Row
+from fraudstream.rules.ruleset import SCORE, RuleSet, optional_columns, vocabulary
+
+PRECEDENCE = ("approve rule", "decline rule", "model threshold", "review rule", "approve")
+MODEL = "model"
+
+
+class RuleInputError(KeyError):
+    """A batch lacks a column the rules read (a feature, a required field or ``score``)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One transaction's decision, the rule or ``model`` that made it, every fired rule."""
+
+    decision: str
+    reason: str
+    fired: tuple[str, ...]
+    version: str
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """A batch's decisions: ``hits`` is rows x rules (``RuleSet.rules`` order)."""
+
+    decision: np.ndarray
+    reason: np.ndarray
+    hits: np.ndarray
+    rule_names: tuple[str, ...]
+    version: str
+
+    def fired(self, row: int) -> tuple[str, ...]:
+        """The names of the rules that fired on ``row``, in evaluation order."""
+        return tuple(n for n, hit in zip(self.rule_names, self.hits[row], strict=True) if hit)
+
+    def fired_lists(self) -> list[list[str]]:
+        """Every row's fired rule names (for a sink's array column)."""
+        names = np.asarray(self.rule_names, dtype=object)
+        return [names[row].tolist() for row in self.hits]
+
+
+def batch_columns(rule_set: RuleSet, frame: pd.DataFrame) -> Columns:
+    """The arrays the rules read, typed: float64 numbers (NaN missing), object strings."""
+    kinds: Mapping[str, Kind] = vocabulary().columns
+    optional = optional_columns()
+    columns: dict[str, np.ndarray] = {}
+    for name in sorted(rule_set.names):
+        kind = kinds[name]
+        if name in frame.columns:
+            series = frame[name]
+            if kind == "number":
+                columns[name] = pd.to_numeric(series).to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                columns[name] = series.to_numpy(dtype=object)
+        elif name in optional:
+            fill: Any = np.nan if kind == "number" else None
+            columns[name] = np.full(
+                len(frame), fill, dtype=np.float64 if kind == "number" else object
+            )
+        else:
+            raise RuleInputError(f"the rules read {name!r}, which the batch lacks")
+    return columns
+
+
+def evaluate(rule_set: RuleSet, frame: pd.DataFrame) -> np.ndarray:
+    """Rows x rules booleans: which rule fired on which row (vectorised over the batch)."""
+    columns = batch_columns(rule_set, frame)
+    n = len(frame)
+    hits = np.zeros((n, len(rule_set.rules)), dtype=bool)
+    for j, rule in enumerate(rule_set.rules):
+        hits[:, j] = np.broadcast_to(np.asarray(rule.expr.vec(columns), dtype=bool), (n,))
+    return hits
+
+
+def decide(rule_set: RuleSet, frame: pd.DataFrame, threshold: float | None) -> Decisions:
+    """Every row's decision (see the module doc); ``threshold`` None: no model tier."""
+    hits = evaluate(rule_set, frame)
+    n = len(frame)
+    decision = np.full(n, "approve", dtype=object)
+    reason = np.full(n, "", dtype=object)
+    names = np.asarray([r.name for r in rule_set.rules], dtype=object)
+    outcomes = np.asarray([r.outcome for r in rule_set.rules], dtype=object)
+
+    def first_of(outcome: str) -> tuple[np.ndarray, np.ndarray]:
+        tier = hits & (outcomes == outcome)
+        return tier.any(axis=1), names[tier.argmax(axis=1)] if len(names) else reason
+
+    # Lowest precedence first, each tier overwriting the ones below it.
+    fired, first = first_of("review")
+    decision[fired], reason[fired] = "review", first[fired]
+    if threshold is not None:
+        score = batch_score(frame)
+        alert = score >= threshold
+        decision[alert], reason[alert] = "review", MODEL
+    fired, first = first_of("decline")
+    decision[fired], reason[fired] = "decline", first[fired]
+    fired, first = first_of("approve")
+    decision[fired], reason[fired] = "approve", first[fired]
+    return Decisions(decision, reason, hits, tuple(names.tolist()), rule_set.version)
+
+
+def batch_score(frame: pd.DataFrame) -> np.ndarray:
+    """The ``score`` column as float64 (NaN: no model scored the row)."""
+    if SCORE not in frame.columns:
+        raise RuleInputError("the batch has no 'score' column (NaN where no model scored)")
+    score: np.ndarray = pd.to_numeric(frame[SCORE]).to_numpy(dtype=np.float64, na_value=np.nan)
+    return score
+
+
+def decide_one(rule_set: RuleSet, row: Row, threshold: float | None) -> Decision:
+    """One transaction's decision: the same rules and precedence as ``decide``, without
+    pandas (the API's path). An absent name reads as missing."""
+    fired = tuple(r for r in rule_set.rules if r.expr.one(row))
+    names = tuple(r.name for r in fired)
+
+    def first(outcome: str) -> str | None:
+        return next((r.name for r in fired if r.outcome == outcome), None)
+
+    if (name := first("approve")) is not None:
+        return Decision("approve", name, names, rule_set.version)
+    if (name := first("decline")) is not None:
+        return Decision("decline", name, names, rule_set.version)
+    score = row.get(SCORE)
+    if threshold is not None and score is not None and not math.isnan(score) and score >= threshold:
+        return Decision("review", MODEL, names, rule_set.version)
+    if (name := first("review")) is not None:
+        return Decision("review", name, names, rule_set.version)
+    return Decision("approve", "", names, rule_set.version)
