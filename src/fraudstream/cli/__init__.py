@@ -14,6 +14,7 @@ from fraudstream.cli.monitor import monitor_app
 from fraudstream.cli.platform import platform_app
 from fraudstream.cli.retention import retention_app
 from fraudstream.cli.retraining import retraining_app
+from fraudstream.cli.rules import rules_app
 from fraudstream.cli.score import score_app
 from fraudstream.cli.serve import serve_app
 from fraudstream.cli.topics import db_app, topics_app
@@ -38,6 +39,7 @@ app.add_typer(score_app)
 app.add_typer(monitor_app)
 app.add_typer(retention_app)
 app.add_typer(demo_app)
+app.add_typer(rules_app, name="rules")
 
 
 def main() -> None:

@@ -114,6 +114,14 @@ KNOWN: dict[str, tuple[str, str] | Known] = {
         "metrics",
         "stop the other scorer, or set FRAUDSTREAM_SCORER_METRICS_PORT to a free port",
     ),
+    "fraudstream.rules.ruleset.RuleSetError": (
+        "rules",
+        "fix the rule named above (docs/rules.md); `fraudstream rules check FILE` checks a file",
+    ),
+    "fraudstream.rules.decision.RuleInputError": (
+        "rules",
+        "the rules read a column the data lacks: add it, or change the rule",
+    ),
     "fraudstream.features.codec.StateDecodeError": (
         "feature state",
         "the stored state is from another feature-set version: let the scorer rebuild it",

@@ -79,7 +79,8 @@ def _progress() -> Progress:
     return progress_bar(console)
 
 
-def _features(txns: pd.DataFrame, labels: pd.DataFrame | None) -> pd.DataFrame:
+def replay_features(txns: pd.DataFrame, labels: pd.DataFrame | None) -> pd.DataFrame:
+    """Feature rows of every transaction by the offline replay, with a progress bar."""
     from fraudstream.features.replay import build_features
 
     with _progress() as bar:
@@ -379,7 +380,7 @@ def holdout_report(
     from fraudstream.model.split import holdout_rows
 
     loaded = registry.load_model(load_settings(), ref)
-    rows = attach_labels(holdout_rows(_features(txns, labs), labs, split), labs)
+    rows = attach_labels(holdout_rows(replay_features(txns, labs), labs, split), labs)
     return loaded, {
         f"model v{loaded.version}": evaluate_scores(
             rows, scores_of(loaded.model, rows), loaded.threshold
@@ -451,7 +452,7 @@ def score_file(
     json_mode(console, as_json)
     inputs = read_inputs(transactions, labels, training_set, False, strict, console)
     loaded = registry.load_model(load_settings(), model)
-    rows = _features(inputs.transactions, inputs.labels)
+    rows = replay_features(inputs.transactions, inputs.labels)
     scores = scores_of(loaded.model, rows)
     result = pd.DataFrame(
         {

@@ -35,6 +35,8 @@ from fraudstream.schema import fields
 
 Outcome = Literal["decline", "review", "approve"]
 OUTCOMES: tuple[Outcome, ...] = ("decline", "review", "approve")
+TIERS: tuple[Outcome, ...] = ("approve", "decline", "review")
+"""The order rules are listed and looked at in: the precedence of ``decision``."""
 SCORE = "score"
 """The model's calibrated fraud probability, in [0, 1]; NaN when no model scored the row."""
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -66,7 +68,7 @@ class Rule:
 
 @dataclass(frozen=True)
 class RuleSet:
-    """A checked rule set; ``rules`` in evaluation order (outcome tier, priority, name)."""
+    """A checked rule set; ``rules`` in precedence order (``TIERS``, then priority, then name)."""
 
     version: str
     description: str
@@ -180,7 +182,7 @@ def parse_rule_set(document: Any, where: str = "rule set") -> RuleSet:
         if any(r.name == rule.name for r in rules):
             raise _fail(where, "the name is used twice", rule.name)
         rules.append(rule)
-    rules.sort(key=lambda r: (OUTCOMES.index(r.outcome), r.priority, r.name))
+    rules.sort(key=lambda r: (TIERS.index(r.outcome), r.priority, r.name))
     description = document.get("description") or ""
     return RuleSet(
         version.strip(),

@@ -1,0 +1,202 @@
+"""`fraudstream rules check | backtest`: wiring around rules/ (docs/rules.md)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from fraudstream.cli.inputs import (
+    JsonOpt,
+    LabelOpt,
+    StrictOpt,
+    TxnOpt,
+    json_mode,
+    print_json,
+    read_inputs,
+    read_table,
+)
+from fraudstream.cli.train import DaysOpt, StartOpt, console, holdout_window, replay_features
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from fraudstream.rules.backtest import Backtest, Line
+    from fraudstream.rules.ruleset import RuleSet
+
+rules_app = typer.Typer(
+    no_args_is_help=True, help="Declarative fraud rules: check a rule set, backtest it."
+)
+RulesFile = Annotated[Path, typer.Argument(help="A rule set file (YAML or JSON).")]
+
+
+def _rules_table(rule_set: RuleSet) -> Table:
+    table = Table(title=f"rule set {rule_set.version}: {len(rule_set.rules)} rules")
+    for column in ("#", "name", "outcome", "priority", "condition"):
+        table.add_column(column, overflow="fold")
+    for i, rule in enumerate(rule_set.rules, 1):
+        table.add_row(str(i), rule.name, rule.outcome, str(rule.priority), rule.condition)
+    return table
+
+
+@rules_app.command("check")
+def check(path: RulesFile, as_json: JsonOpt = False) -> None:
+    """Validate a rule set (names, types, lists, outcomes) and print its rules in the order
+    they are evaluated. A problem is one line naming the rule; the exit status is then 1."""
+    from fraudstream.rules.ruleset import load_rule_set
+
+    json_mode(console, as_json)
+    rule_set = load_rule_set(path)
+    console.print(_rules_table(rule_set))
+    lists = ", ".join(f"{name} ({len(v)})" for name, v in rule_set.lists.items()) or "none"
+    console.print(f"lists: {lists}")
+    if as_json:
+        print_json(
+            {
+                "command": "rules check",
+                "version": rule_set.version,
+                "rules": [
+                    {
+                        "name": r.name,
+                        "outcome": r.outcome,
+                        "priority": r.priority,
+                        "condition": r.condition,
+                        "reads": sorted(r.expr.names),
+                    }
+                    for r in rule_set.rules
+                ],
+                "lists": {name: len(v) for name, v in rule_set.lists.items()},
+            }
+        )
+
+
+def _figure(value: float | int | None, share: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.2%}" if share else f"{value:.3f}"
+
+
+def _backtest_table(result: Backtest) -> Table:
+    model = "" if result.threshold is None else f", model threshold {result.threshold:.4f}"
+    table = Table(
+        title=f"rule set {result.version} on {result.rows:,} transactions "
+        f"({result.frauds:,} frauds{model})"
+    )
+    for column in ("", "outcome", "hits", "frauds", "precision", "recall", "alert rate"):
+        table.add_column(column, justify="left" if not column or column == "outcome" else "right")
+    table.add_column("model overlap", justify="right")
+    table.add_column("frauds beyond model", justify="right")
+
+    def add(line: Line) -> None:
+        table.add_row(
+            line.name,
+            line.outcome,
+            _figure(line.hits),
+            _figure(line.frauds),
+            _figure(line.precision),
+            _figure(line.recall),
+            _figure(line.alert_rate, share=True),
+            _figure(line.model_overlap, share=True),
+            _figure(line.beyond_model),
+        )
+
+    for line in result.rules:
+        add(line)
+    table.add_section()
+    for line in result.totals:
+        add(line)
+    return table
+
+
+def _scores(
+    rows: pd.DataFrame, model: str | None, scores: str | None, threshold: float | None
+) -> tuple[pd.DataFrame, float | None]:
+    """``rows`` with a ``score`` column (NaN without a model) and the model's threshold."""
+    import numpy as np
+
+    if model and scores:
+        raise typer.BadParameter("give --model or --scores, not both", param_hint="--scores")
+    if scores:
+        if threshold is None:
+            raise typer.BadParameter("--scores needs --threshold", param_hint="--threshold")
+        found = read_table(scores)
+        if not {"transaction_id", "score"} <= set(found.columns):
+            raise typer.BadParameter(
+                f"{scores} needs the columns transaction_id and score (as score-file writes)",
+                param_hint="--scores",
+            )
+        found = found[["transaction_id", "score"]].drop_duplicates("transaction_id")
+        return rows.merge(found, on="transaction_id", how="left"), threshold
+    if model:
+        from fraudstream.adapters import registry
+        from fraudstream.model.experiment import scores_of
+        from fraudstream.settings import load_settings
+
+        loaded = registry.load_model(load_settings(), model)
+        chosen = loaded.threshold if threshold is None else threshold
+        return rows.assign(score=scores_of(loaded.model, rows)), chosen
+    return rows.assign(score=np.nan), None
+
+
+@rules_app.command("backtest")
+def backtest(
+    rules: Annotated[Path, typer.Option("--rules", help="A rule set file (YAML or JSON).")],
+    transactions: TxnOpt = None,
+    labels: LabelOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="A registered model (champion, challenger, a version or URI)."),
+    ] = None,
+    scores: Annotated[
+        str | None,
+        typer.Option(help="Instead of --model: a file of transaction_id, score (score-file's)."),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(min=0, max=1, help="The model's alert threshold [default: the model's]."),
+    ] = None,
+    start: StartOpt = None,
+    days: DaysOpt = None,
+    strict: StrictOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure a rule set on labelled transactions: per rule and for the whole set, hits,
+    precision, recall, alert rate and the overlap with the model's alerts.
+
+    Features come from the replay training uses; the period is --start/--days (default: all
+    of it), without the cards already known compromised each day, as `evaluate` does. Without
+    --model or --scores the model's figures are '-' and rules on `score` never fire.
+    """
+    from fraudstream.features.replay import attach_labels
+    from fraudstream.model.split import holdout_rows
+    from fraudstream.rules.backtest import backtest as run_backtest
+    from fraudstream.rules.ruleset import load_rule_set
+
+    json_mode(console, as_json)
+    rule_set = load_rule_set(rules)  # first: a bad rule set costs no replay
+    inputs = read_inputs(transactions, labels, None, True, strict, console)
+    assert inputs.labels is not None
+    txns, labs = inputs.transactions, inputs.labels
+    split = holdout_window(inputs, start, days)
+    rows = attach_labels(holdout_rows(replay_features(txns, labs), labs, split), labs)
+    # Row shape: transaction_id, event_time, card_id, features, is_fraud, ... + the
+    # transaction's own fields (the rules may read them) + score.
+    fields = txns.drop(columns=[c for c in ("event_time", "card_id") if c in txns.columns])
+    rows = rows.merge(fields, on="transaction_id", how="left", suffixes=("", "_txn"))
+    rows, chosen = _scores(rows, model, scores, threshold)
+    result = run_backtest(rule_set, rows, chosen)
+    console.print(_backtest_table(result))
+    if as_json:
+        print_json(
+            {
+                "command": "rules backtest",
+                "period": {"start": split.test_start.isoformat(), "days": split.test_days},
+                **result.as_dict(),
+                "input": inputs.exclusions,
+            }
+        )
