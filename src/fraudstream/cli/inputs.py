@@ -207,9 +207,10 @@ def _read_frames(
 
 
 def json_mode(console: Console, enabled: bool) -> None:
-    """With ``--json``, human output moves to stderr so stdout holds the summary line only."""
-    if enabled:
-        console.file = sys.stderr
+    """With ``--json``, human output moves to stderr so stdout holds the summary line only;
+    without, it goes back to the console's own stream (a module's console outlives a command
+    when several run in one process, as in tests)."""
+    console.file = sys.stderr if enabled else None  # type: ignore[assignment]
 
 
 def print_json(summary: dict[str, Any]) -> None:

@@ -119,11 +119,7 @@ def _scores(
     """``rows`` with a ``score`` column (NaN without a model) and the model's threshold."""
     import numpy as np
 
-    if model and scores:
-        raise typer.BadParameter("give --model or --scores, not both", param_hint="--scores")
     if scores:
-        if threshold is None:
-            raise typer.BadParameter("--scores needs --threshold", param_hint="--threshold")
         found = read_table(scores)
         if not {"transaction_id", "score"} <= set(found.columns):
             raise typer.BadParameter(
@@ -178,6 +174,10 @@ def backtest(
     from fraudstream.rules.ruleset import load_rule_set
 
     json_mode(console, as_json)
+    if model and scores:
+        raise typer.BadParameter("give --model or --scores, not both", param_hint="--scores")
+    if scores and threshold is None:
+        raise typer.BadParameter("--scores needs --threshold", param_hint="--threshold")
     rule_set = load_rule_set(rules)  # first: a bad rule set costs no replay
     inputs = read_inputs(transactions, labels, None, True, strict, console)
     assert inputs.labels is not None
