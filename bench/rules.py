@@ -1,0 +1,139 @@
+"""Benchmark rule evaluation against the per-row cost of scoring without rules.
+
+Prints JSON lines (figures and ratios), never asserts. On the same feature rows, in the same run:
+
+- batch (the stream's per-partition path, a backtest): the starter rules plus synthetic
+  ones up to ``--rules`` (decision included) per row, against XGBoost's ``predict_proba``
+  per row (the scoring step rules sit beside) and against the feature replay per row;
+- single row (the API's path): ``decide_one`` with ``--rules`` rules, p50/p99 in µs,
+  against XGBoost's ``predict_proba`` on one row.
+
+    .venv/bin/python bench/rules.py [--rows 200000] [--rules 20]
+
+The model is XGBoost fitted here on a small generated history (its size, not its
+quality, sets the cost: ``--trees`` of depth 6); the rows are that history's features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from xgboost import XGBClassifier
+
+from fraudstream.features.catalogue import feature_names
+from fraudstream.features.replay import attach_labels, build_features
+from fraudstream.generator.config import GeneratorConfig
+from fraudstream.generator.history import generate
+from fraudstream.rules.decision import decide, decide_one
+from fraudstream.rules.ruleset import RuleSet, parse_rule_set, starter_rule_set
+
+SYNTHETIC = (
+    "card_count_24h > 40 and card_amount_mean_24h > 200",
+    "card_amount_zscore_30d > 4 or card_amount_ratio_30d > 25",
+    "merchant_fraud_risk_7d > 0.2 and amount > 300",
+    "card_new_merchant_30d == 1 and card_new_category_30d == 1 and amount > 800",
+    "txn_is_night == 1 and channel == 'ecom' and amount > 1500",
+    "country in ['KP', 'IR', 'SY'] or currency not in ['EUR', 'USD', 'GBP', 'PLN', 'SEK']",
+    "card_distinct_merchants_24h >= 8",
+    "abs(card_amount_mean_1h - card_amount_mean_30d) > 2000",
+    "score > 0.2 and card_speed_kmh_prev > 300",
+    "coalesce(merchant_mature_fraud_risk_30d, 0) > 0.3",
+    "card_seconds_since_prev < 20 and amount > 50",
+    "max(card_count_1h, card_distinct_merchants_1h) >= 6",
+    "merchant_count_1d > 500 and amount / coalesce(card_amount_mean_30d, 1) > 10",
+)
+
+
+def rule_set_of(count: int) -> RuleSet:
+    base = starter_rule_set()
+    rules = [
+        {"name": r.name, "condition": r.condition, "outcome": r.outcome, "priority": r.priority}
+        for r in base.rules
+    ]
+    for i in range(count - len(rules)):
+        condition = SYNTHETIC[i % len(SYNTHETIC)]
+        rules.append({"name": f"synthetic_{i}", "condition": condition, "outcome": "review"})
+    lists = {name: list(values) for name, values in base.lists.items()}
+    return parse_rule_set({"version": "bench", "lists": lists, "rules": rules[:count]})
+
+
+def per_row_us(fn: Callable[[], Any], rows: int, repeat: int = 3) -> float:
+    best = min(_timed(fn) for _ in range(repeat))
+    return best / rows * 1e6
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--rules", type=int, default=20)
+    parser.add_argument("--trees", type=int, default=200)
+    parser.add_argument("--single", type=int, default=5_000, help="single-row calls timed")
+    args = parser.parse_args()
+
+    config = GeneratorConfig(days=10, customers=6_000, merchants=1_200, fraud_rate=0.01)
+    data = generate(config)
+    txns = data.transactions.to_pandas()
+    labels = data.labels.to_pandas()
+    t0 = time.perf_counter()
+    features = build_features(txns, labels)
+    replay_us = (time.perf_counter() - t0) / len(features) * 1e6
+    rows = attach_labels(features, labels).merge(
+        txns.drop(columns=["event_time", "card_id"]), on="transaction_id"
+    )
+    rows = rows.sample(n=args.rows, replace=len(rows) < args.rows, random_state=1)
+    rows = rows.reset_index(drop=True)
+    x = rows[feature_names()].to_numpy(dtype=np.float64)
+    model = XGBClassifier(n_estimators=args.trees, max_depth=6, tree_method="hist", n_jobs=1)
+    model.fit(x, rows["is_fraud"].to_numpy())
+    rows["score"] = model.predict_proba(x)[:, 1]
+    rule_set = rule_set_of(args.rules)
+
+    model_us = per_row_us(lambda: model.predict_proba(x), len(rows))
+    rules_us = per_row_us(lambda: decide(rule_set, rows, 0.5), len(rows))
+    common = {"bench": "rules", "rows": len(rows), "rules": len(rule_set.rules)}
+    common["trees"] = args.trees
+    batch = {
+        "path": "batch",
+        "replay_us_per_row": round(replay_us, 3),
+        "model_us_per_row": round(model_us, 3),
+        "rules_us_per_row": round(rules_us, 3),
+        "rules_over_model": round(rules_us / model_us, 4),
+        "rules_over_replay_and_model": round(rules_us / (replay_us + model_us), 4),
+    }
+    print(json.dumps(common | batch))
+
+    records = rows.head(args.single).to_dict("records")
+    single = [x[i : i + 1] for i in range(args.single)]
+    one_rule, one_model = [], []
+    for record, vector in zip(records, single, strict=True):
+        t = time.perf_counter()
+        decide_one(rule_set, record, 0.5)
+        one_rule.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        model.predict_proba(vector)
+        one_model.append(time.perf_counter() - t)
+    single_row = {"path": "single row", "calls": args.single}
+    for name, times in (("rules", one_rule), ("model", one_model)):
+        ordered = sorted(times)
+        single_row[f"{name}_p50_us"] = round(statistics.median(times) * 1e6, 1)
+        single_row[f"{name}_p99_us"] = round(ordered[int(0.99 * len(ordered))] * 1e6, 1)
+    single_row["rules_over_model_p50"] = round(
+        statistics.median(one_rule) / statistics.median(one_model), 4
+    )
+    print(json.dumps(common | single_row))
+
+
+if __name__ == "__main__":
+    main()
