@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fraudstream.rules.language import Columns, Kind, Row
 from fraudstream.rules.ruleset import SCORE, RuleSet, optional_columns, vocabulary
+from fraudstream.rules.values import Columns, Kind, Row
 
 PRECEDENCE = ("approve rule", "decline rule", "model threshold", "review rule", "approve")
 MODEL = "model"

@@ -27,56 +27,37 @@ import ast
 import difflib
 import math
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-Kind = Literal["number", "string", "bool"]
-Columns = Mapping[str, np.ndarray]
-"""A batch as arrays by name: float64 for numbers (NaN missing), object for strings
-(None or NaN missing), bool for list memberships are computed, never passed."""
-Row = Mapping[str, Any]
-"""One transaction: a float (NaN missing) or a str/None per name."""
+from fraudstream.rules.functions import FUNCTIONS, call
+from fraudstream.rules.values import (
+    Columns,
+    Expr,
+    ExpressionError,
+    Kind,
+    Row,
+    divide_one,
+    divide_vec,
+    missing_one,
+    missing_vec,
+)
 
-FUNCTIONS = ("abs", "min", "max", "coalesce", "is_missing")
+__all__ = ["FUNCTIONS", "Expr", "ExpressionError", "Kind", "Vocabulary", "compile_condition"]
 MAX_LENGTH = 2000
-
-
-class ExpressionError(ValueError):
-    """A condition that cannot be accepted: the message names the problem and the fix."""
 
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """What a condition may name: typed columns (``kind`` by name, with a description for
-    suggestions) and named lists (their element kind and values)."""
+    """What a condition may name: typed columns (their ``Kind`` by name) and named lists
+    (their element kind and values)."""
 
     columns: Mapping[str, Kind]
     lists: Mapping[str, tuple[Kind, tuple[Any, ...]]]
-
-
-@dataclass(frozen=True)
-class Expr:
-    """A checked expression: its kind, the columns it reads, and its two evaluators."""
-
-    kind: Kind
-    names: frozenset[str]
-    vec: Callable[[Columns], Any]
-    one: Callable[[Row], Any]
-
-
-# Element-wise missing tests, batch and single value.
-def _missing_vec(x: np.ndarray, kind: Kind) -> np.ndarray:
-    if kind == "number":
-        return np.asarray(np.isnan(x), dtype=bool)
-    return np.asarray(pd.isna(x), dtype=bool)
-
-
-def _missing_one(x: Any) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
 
 
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
@@ -97,16 +78,6 @@ _SYMBOL = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==",
 
 def _const(value: Any, kind: Kind) -> Expr:
     return Expr(kind, frozenset(), lambda _c: value, lambda _r: value)
-
-
-def _divide_vec(a: Any, b: Any) -> Any:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.true_divide(a, b)
-    return np.where(np.asarray(b) == 0, np.nan, out)
-
-
-def _divide_one(a: float, b: float) -> float:
-    return math.nan if b == 0 else a / b
 
 
 class _Compiler:
@@ -219,8 +190,8 @@ class _Compiler:
             return Expr(
                 "number",
                 names,
-                lambda c: _divide_vec(lv(c), rv(c)),
-                lambda r: _divide_one(lo(r), ro(r)),
+                lambda c: divide_vec(lv(c), rv(c)),
+                lambda r: divide_one(lo(r), ro(r)),
             )
         op = _ARITH[type(node.op)]
         return Expr("number", names, lambda c: op(lv(c), rv(c)), lambda r: op(lo(r), ro(r)))
@@ -274,14 +245,12 @@ class _Compiler:
             out = np.asarray(compare(a, b), dtype=bool)
             if kinds[0] == "bool":
                 return out
-            present = ~_missing_vec(np.asarray(a), kinds[0]) & ~_missing_vec(
-                np.asarray(b), kinds[1]
-            )
+            present = ~missing_vec(np.asarray(a), kinds[0]) & ~missing_vec(np.asarray(b), kinds[1])
             return out & present
 
         def one(r: Row) -> bool:
             a, b = lo(r), ro(r)
-            if _missing_one(a) or _missing_one(b):
+            if missing_one(a) or missing_one(b):
                 return False
             return bool(compare(a, b))
 
@@ -302,12 +271,12 @@ class _Compiler:
             a = lv(c)
             found = np.asarray(pd.Series(a, copy=False).isin(listed).to_numpy(), dtype=bool)
             if negated:
-                return ~found & ~_missing_vec(np.asarray(a), left.kind)
+                return ~found & ~missing_vec(np.asarray(a), left.kind)
             return found
 
         def one(r: Row) -> bool:
             a = lo(r)
-            if _missing_one(a):
+            if missing_one(a):
                 return False
             return (a not in members) if negated else (a in members)
 
@@ -337,62 +306,10 @@ class _Compiler:
             )
         if node.keywords:
             raise self.fail(node, f"{name}() takes no keyword arguments")
-        args = node.args
-        if name == "is_missing":
-            if len(args) != 1:
-                raise self.fail(node, "is_missing(x) takes one argument")
-            inner = self.compile(args[0])
-            if inner.kind == "bool":
-                raise self.fail(node, "is_missing() takes a number or a string")
-            kind = inner.kind
-            return Expr(
-                "bool",
-                inner.names,
-                lambda c: _missing_vec(np.asarray(inner.vec(c)), kind),
-                lambda r: _missing_one(inner.one(r)),
-            )
-        nums = [self.want(a, "number", f"each argument of {name}()") for a in args]
-        names = frozenset().union(*(a.names for a in nums))
-        vecs, ones = [a.vec for a in nums], [a.one for a in nums]
-        if name == "abs":
-            if len(nums) != 1:
-                raise self.fail(node, "abs(x) takes one argument")
-            return Expr("number", names, lambda c: np.abs(vecs[0](c)), lambda r: abs(ones[0](r)))
-        if len(nums) < 2:
-            raise self.fail(node, f"{name}() takes two or more arguments")
-        if name == "coalesce":
-            return Expr(
-                "number", names, lambda c: _coalesce_vec(vecs, c), lambda r: _coalesce_one(ones, r)
-            )
-        pick = np.fmin if name == "min" else np.fmax
-        scalar = min if name == "min" else max
-
-        def vec(c: Columns) -> Any:
-            out = vecs[0](c)
-            for f in vecs[1:]:
-                out = pick(out, f(c))
-            return out
-
-        def one(r: Row) -> float:
-            present = [v for v in (f(r) for f in ones) if not math.isnan(v)]
-            return scalar(present) if present else math.nan
-
-        return Expr("number", names, vec, one)
-
-
-def _coalesce_vec(vecs: Sequence[Callable[[Columns], Any]], c: Columns) -> Any:
-    out = vecs[0](c)
-    for f in vecs[1:]:
-        out = np.where(np.isnan(out), f(c), out)
-    return out
-
-
-def _coalesce_one(ones: Sequence[Callable[[Row], Any]], r: Row) -> float:
-    for f in ones:
-        value: float = f(r)
-        if not math.isnan(value):
-            return value
-    return math.nan
+        try:
+            return call(name, [self.compile(a) for a in node.args])
+        except ExpressionError as exc:
+            raise self.fail(node, str(exc)) from None
 
 
 def _is_zero(node: ast.expr) -> bool:

@@ -30,7 +30,8 @@ from typing import Any, Literal
 import yaml
 
 from fraudstream.features.catalogue import feature_names
-from fraudstream.rules.language import Expr, ExpressionError, Kind, Vocabulary, compile_condition
+from fraudstream.rules.language import Vocabulary, compile_condition
+from fraudstream.rules.values import Expr, ExpressionError, Kind
 from fraudstream.schema import fields
 
 Outcome = Literal["decline", "review", "approve"]
