@@ -230,3 +230,18 @@ def test_run_time_division_by_zero_is_missing() -> None:
         {"amount": np.array([1.0, 1.0]), "card_count_1h": np.array([0.0, 2.0])}
     )
     assert quotient.tolist() == [False, True]
+
+
+def test_pandas_string_columns_with_na_read_as_missing() -> None:
+    """A string column of pandas' nullable dtype (pd.NA), as an Arrow-backed read gives."""
+    rule_set = parse_rule_set(_set("country != 'FR' or card_id in blocked"))
+    frame = pd.DataFrame(
+        {
+            "country": pd.array(["DE", None, "FR"], dtype="string"),
+            "card_id": pd.array([None, "card-1", None], dtype="string"),
+        }
+    )
+    expr = rule_set.rules[0].expr
+    assert expr.vec(batch_columns(rule_set, frame)).tolist() == [True, True, False]
+    rows = [{"country": pd.NA, "card_id": pd.NA}, {"country": "DE", "card_id": pd.NA}]
+    assert [expr.one(row) for row in rows] == [False, True]

@@ -83,7 +83,7 @@ def batch_columns(rule_set: RuleSet, frame: pd.DataFrame) -> Columns:
             if kind == "number":
                 columns[name] = pd.to_numeric(series).to_numpy(dtype=np.float64, na_value=np.nan)
             else:
-                columns[name] = series.to_numpy(dtype=object)
+                columns[name] = series.to_numpy(dtype=object, na_value=None)
         elif name in optional:
             fill: Any = np.nan if kind == "number" else None
             columns[name] = np.full(

@@ -45,8 +45,8 @@ def missing_vec(x: np.ndarray, kind: Kind) -> np.ndarray:
 
 
 def missing_one(x: Any) -> bool:
-    """A single value: None or NaN."""
-    return x is None or (isinstance(x, float) and math.isnan(x))
+    """A single value: None, NaN or pandas' NA."""
+    return x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x))
 
 
 def divide_vec(a: Any, b: Any) -> Any:
