@@ -8,7 +8,8 @@ no producer competes for the cores. Then `fraudstream score` reads it from the s
 --max-offsets-per-trigger records per micro-batch, once in ``local[1]`` and once in
 ``local[2]`` (each with a new checkpoint, the run's rows deleted from Postgres in
 between). For each run, over the window from the end of its first micro-batch (Spark
-and the model warmed up) to the last record handled (the scorer's metrics):
+and the model warmed up) to the last record handled (counted in the output topics, so
+the scorer is not asked for anything while it runs):
 
 - ``rows_per_s``: records handled (scored or dead-lettered) in the window per second;
 - ``driver_us_per_row``: CPU of the scorer's Python driver process per row;
@@ -43,39 +44,29 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 sys.path.insert(0, str(Path(__file__).parent))  # the helpers of bench/stream.py
 
-from fraudstream.adapters.kafka import create_scratch_topic, delete_topic
+from fraudstream.adapters.kafka import admin_client, create_scratch_topic, delete_topic, records_in
 from fraudstream.platform.process import running_processes
-from fraudstream.settings import ScorerSettings, Settings, load_settings
+from fraudstream.settings import Settings, load_settings
 from stream import CLI, _delete_rows, _live_values, _model, _produce
 
-POLL_S = 0.5
-"""How often the scorer's metrics are read: each read costs the driver a little CPU, which
-the driver's figure includes (a Prometheus server scrapes every 15-30 s)."""
+POLL_S = 0.25
+"""How often the output topics' end offsets are read (from the partition leaders: the
+scorer does no work for it, so its driver's figure is its own)."""
 
 
-def _handled(port: int) -> float | None:
-    """Records the scorer has handled: ``fraudstream_scored_total`` plus every
-    ``fraudstream_dead_letters_total`` (the live pool holds a few invalid records); None
-    until its endpoint answers."""
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
-    except OSError:
-        return None
-    total = 0.0
-    for family in text_string_to_metric_families(text.decode()):
-        for sample in family.samples:
-            if sample.name in ("fraudstream_scored_total", "fraudstream_dead_letters_total"):
-                total += sample.value
-    return total
+def _handled(settings: Settings, topics: dict[str, str], admin: Any) -> int:
+    """Records the scorer has handled: one record per score on the predictions topic,
+    one per dead letter (the live pool holds a few invalid records). Counted in Kafka,
+    not from the scorer's metrics: scraping them twice a second (Prometheus scrapes every
+    15-30 s) was most of its driver's CPU in this benchmark."""
+    ends = records_in(settings.kafka, [topics["p"], topics["d"]], admin)
+    return sum(ends.values())
 
 
 def _cpu(root: int) -> dict[str, float]:
@@ -117,7 +108,8 @@ def run_once(
         env["PYTHONPATH"] = pythonpath
         # The other checkout's package would look for this platform's state in its own tree.
         env["FRAUDSTREAM_HOME"] = str(settings.platform.home)
-    port = ScorerSettings().metrics_port
+    admin = admin_client(settings.kafka)
+    before = _handled(settings, topics, admin)  # the output topics keep earlier runs' records
     suffix = f"local{cores}" + ("-other" if pythonpath else "")
     log = Path(f"{args.log}.{suffix}").open("w")  # noqa: SIM115 (closed below)
     scorer = subprocess.Popen(
@@ -132,14 +124,14 @@ def run_once(
         start: tuple[float, float, dict[str, float]] | None = None
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline and scorer.poll() is None:
-            scored = _handled(port)
-            if scored is not None and start is None and scored > 0:
+            scored = _handled(settings, topics, admin) - before
+            if start is None and scored >= min(args.max_offsets, rows):  # the first batch
                 start = (time.monotonic(), scored, _cpu(scorer.pid))
-            if scored is not None and scored >= rows:
+            if scored >= rows:
                 break
             time.sleep(POLL_S)
         ended, cpu = time.monotonic(), _cpu(scorer.pid)
-        final = _handled(port) or 0.0
+        final = _handled(settings, topics, admin) - before
     finally:
         scorer.terminate()
         scorer.wait(120)

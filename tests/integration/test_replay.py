@@ -12,13 +12,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer
 
 from fraudstream.adapters.kafka import (
     consumer_config,
     create_scratch_topic,
     delete_topic,
     producer_config,
+    records_in,
 )
 from fraudstream.generator import GeneratorConfig, generate, write_history
 from fraudstream.schema import field_names
@@ -58,15 +59,6 @@ def _consume(settings: Settings, topic: str, expected: int, drain_s: float = 2.0
     finally:
         consumer.close()
     return records
-
-
-def _end_offsets(settings: Settings, topic: str) -> int:
-    consumer = Consumer(consumer_config(settings.kafka, unique("peek")))
-    try:
-        parts = [TopicPartition(topic, p) for p in range(settings.kafka.partitions)]
-        return sum(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts)
-    finally:
-        consumer.close()
 
 
 def test_a_replayed_file_is_read_back_completely_once_in_event_time_order_per_card(
@@ -133,7 +125,7 @@ def test_invalid_records_of_a_replayed_stream_land_in_dead_letters(
     assert "4 of 44 rows fail the row policy" in kept
     for _, _, reason in bad.values():
         assert reason.value in kept
-    assert _end_offsets(settings, screened) == 40
+    assert records_in(settings.kafka, [screened])[screened] == 40
     run_cli("replay", "--transactions", str(path), "--topic", source, "--send-invalid")
     producer = Producer(producer_config(settings.kafka))
     garbage = [b"\xff\xfe not json", b'{"transaction_id": "x"}', b"x" * 70_000]
@@ -181,7 +173,7 @@ def test_replay_refuses_an_ill_typed_column_before_sending(
     assert result.returncode == 1
     assert "error (input)" in result.stderr
     assert "'amount'" in result.stderr
-    assert _end_offsets(settings, topic) == 0
+    assert records_in(settings.kafka, [topic])[topic] == 0
 
 
 def test_generate_stream_sends_valid_transactions_and_labels_after_them(

@@ -193,6 +193,31 @@ def delete_topics(settings: KafkaSettings, names: list[str], timeout_s: float = 
         future.result(timeout_s)
 
 
+def records_in(
+    settings: KafkaSettings,
+    topics: Iterable[str],
+    admin: AdminClient | None = None,
+    timeout_s: float = 10.0,
+) -> dict[str, int]:
+    """Each topic's end offsets summed over its partitions: the records it ever received
+    (its count of records when nothing was deleted and no transaction markers were
+    written, as with every topic of the platform). Asks the partition leaders, so it
+    reads no record and costs the producers and consumers nothing. Pass ``admin`` to
+    reuse one client across polls."""
+    admin = admin or admin_client(settings)
+    names = list(topics)
+    metadata = admin.list_topics(timeout=timeout_s).topics
+    latest = {
+        TopicPartition(name, p): OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        for name in names
+        for p in metadata[name].partitions
+    }
+    totals = dict.fromkeys(names, 0)
+    for part, future in admin.list_offsets(latest, request_timeout=timeout_s).items():
+        totals[part.topic] += future.result().offset
+    return totals
+
+
 def scratch_topics(settings: KafkaSettings, timeout_s: float = 10.0) -> dict[str, int]:
     """The cluster's scratch topics (``SCRATCH_TOPIC``) and their partition counts, by name.
 
