@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fraudstream.settings import S3Settings, Settings, SparkSettings
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 
 def s3a_conf(s3: S3Settings) -> dict[str, str]:
@@ -99,3 +101,32 @@ def build_session(
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+class PandasMap:
+    """``DataFrame.mapInPandas`` with its function shipped to the JVM once.
+
+    Each ``mapInPandas`` call pickles its function, builds a new JVM function object and
+    resolves every input column against the frame: about a hundred calls into the JVM
+    and most of a streaming driver's CPU per micro-batch. A ``PandasMap`` does that once
+    for a fixed function, input columns and output schema; ``apply`` is then one call.
+    The input columns are named (``F.col``), not resolved against one frame, so one map
+    serves every micro-batch's frame of the same shape.
+    """
+
+    def __init__(self, func: Any, columns: Sequence[str], schema: StructType | str) -> None:
+        from pyspark.sql import functions as F  # noqa: N812 (Spark's convention)
+        from pyspark.sql.pandas.functions import pandas_udf
+        from pyspark.util import PythonEvalType
+
+        udf = pandas_udf(  # type: ignore[call-overload]
+            func, returnType=schema, functionType=PythonEvalType.SQL_MAP_PANDAS_ITER_UDF
+        )
+        self._column = udf(*[F.col(c) for c in columns])
+
+    def apply(self, frame: DataFrame) -> DataFrame:
+        """``frame.mapInPandas(func, schema)``, without shipping ``func`` again."""
+        from pyspark.sql import DataFrame
+
+        jdf = frame._jdf.mapInPandas(self._column._jc, False, None)
+        return DataFrame(jdf, frame.sparkSession)

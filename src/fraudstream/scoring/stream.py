@@ -35,13 +35,14 @@ from typing import Any
 
 import pandas as pd
 from pyspark.accumulators import Accumulator, AccumulatorParam
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
 from pyspark.sql.streaming.readwriter import DataStreamReader
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
 from fraudstream.adapters.scorer_metrics import LATENCY_BUCKETS, ScorerMetrics
+from fraudstream.adapters.spark import PandasMap
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.scoring.cards import (
     CARD_STATE_LAYOUTS,
@@ -62,7 +63,7 @@ from fraudstream.scoring.rows import (
     transaction_values,
 )
 from fraudstream.scoring.score_stage import ScoreStage
-from fraudstream.scoring.sinks.base import Partition, Sink, on_executors
+from fraudstream.scoring.sinks.base import ExecutorJob, Partition, Sink
 from fraudstream.settings import KafkaSettings, Settings
 from fraudstream.topics import TRANSACTION_LABELS
 from fraudstream.validation import TransactionValidator
@@ -390,6 +391,42 @@ def _percentiles(histogram: Mapping[Any, float]) -> list[float]:
 
 
 @dataclass
+class _BatchPlan:
+    """What every micro-batch's plan reuses, built once in the driver: column expressions,
+    the state sinks' jobs and the scoring function of the served versions. Built per
+    batch, they cost the driver about a hundred calls into the JVM and a pickling of the
+    scoring function each time."""
+
+    row_count: Column
+    scored_kinds: Column
+    state_kind: Column
+    state_columns: tuple[Column, ...]
+    state_jobs: list[tuple[Sink, ExecutorJob]]
+    score: PandasMap | None = None
+    versions: tuple[str, str | None] | None = None
+
+    @classmethod
+    def build(cls, spark: SparkSession, state_sinks: list[Sink]) -> _BatchPlan:
+        columns = ("entity", "id", "state")  # the card and merchant states a batch changed
+        return cls(
+            row_count=F.count(F.lit(1)).alias("rows"),
+            scored_kinds=F.col("kind").isin("txn", "dead"),
+            state_kind=F.col("kind") == "state",
+            state_columns=(
+                F.col("entity"),
+                F.coalesce(
+                    F.when(F.col("entity") == "card", F.col("card_id")), F.col("merchant_id")
+                ).alias("id"),
+                F.col("state"),
+            ),
+            state_jobs=[
+                (sink, ExecutorJob(spark, sink, lambda rows: Partition(states=rows), columns))
+                for sink in state_sinks
+            ],
+        )
+
+
+@dataclass
 class BatchHandler:
     """foreachBatch: plans one micro-batch's stages and sinks; the rows stay on executors.
 
@@ -411,6 +448,7 @@ class BatchHandler:
     finished: int = 0
     """Micro-batches the handler returned from (or failed) so far, idle triggers included."""
     _counts: Accumulator[Counter[Any]] | None = None
+    _plan: _BatchPlan | None = None
     _partitions: int | None = None
     _counted: Counter[Any] = field(default_factory=Counter)
 
@@ -440,32 +478,22 @@ class BatchHandler:
         if champion is None:
             raise RuntimeError(f"no model at @{self.champion.alias}: cannot score")
         shadow = self.shadow.current if self.shadow else None
-        if self._counts is None:
-            self._counts = frame.sparkSession.sparkContext.accumulator(Counter(), CountsParam())
-        in_tasks = tuple(s for s in self.sinks if s.reads == "scored")
-        on_states = [s for s in self.sinks if s.reads == "states"]
+        plan = self._plan_for(
+            frame.sparkSession, champion.version, shadow.version if shadow else None
+        )
         writers = [s for s in self.sinks if s.reads == "frame"]
         # The stage's row count comes back with the job (Spark's observed metrics).
         observed = Observation(f"stage-rows-{batch_id}")
-        stage = frame.observe(observed, F.count(F.lit(1)).alias("rows"))
-        if on_states:
+        stage = frame.observe(observed, plan.row_count)
+        if plan.state_jobs:
             stage = stage.persist()  # read again by the state sinks' job: run the stages once
         try:
-            rows = stage.where(F.col("kind").isin("txn", "dead"))
+            rows = stage.where(plan.scored_kinds)
             if self._stage_partitions(frame) < self.options.score_partitions:
                 # Fewer state partitions than cores: spread the scoring over the cores.
                 rows = rows.repartition(self.options.score_partitions, "card_id")
-            scored = rows.mapInPandas(
-                ScoreStage(
-                    self.settings,
-                    champion.version,
-                    shadow.version if shadow else None,
-                    self._counts,
-                    in_tasks,
-                    emit=bool(writers),
-                ),
-                SCORED_SCHEMA,
-            )
+            assert plan.score is not None
+            scored = plan.score.apply(rows)
             started = time.perf_counter()
             # One Spark job runs both stateful stages, the scoring and the sinks in its
             # tasks; a sink with Spark's writer is that job's output (a second one would
@@ -477,15 +505,35 @@ class BatchHandler:
             if not observed.get["rows"]:
                 return  # nothing came out: an idle trigger, or input the merchant stage holds
             self.metrics.stage_seconds.labels("batch").observe(time.perf_counter() - started)
-            states = self._states(stage)
-            for sink in on_states:
+            states = stage.where(plan.state_kind).select(*plan.state_columns)
+            for sink, job in plan.state_jobs:
                 began = time.perf_counter()
-                on_executors(states, sink, lambda rows: Partition(states=rows))
+                job.run(states)
                 self.metrics.stage_seconds.labels(sink.name).observe(time.perf_counter() - began)
             self._account(champion.version)
         finally:
-            if on_states:
+            if plan.state_jobs:
                 stage.unpersist()
+
+    def _plan_for(self, spark: SparkSession, champion: str, shadow: str | None) -> _BatchPlan:
+        """The batch's plan pieces, built on the first batch; the scoring function again
+        only when a served model version changes (it names the versions it loads)."""
+        if self._plan is None:
+            self._counts = spark.sparkContext.accumulator(Counter(), CountsParam())
+            self._plan = _BatchPlan.build(spark, [s for s in self.sinks if s.reads == "states"])
+        plan = self._plan
+        if plan.versions != (champion, shadow):
+            stage = ScoreStage(
+                self.settings,
+                champion,
+                shadow,
+                self._counts,
+                tuple(s for s in self.sinks if s.reads == "scored"),
+                emit=any(s.reads == "frame" for s in self.sinks),
+            )
+            plan.score = PandasMap(stage, MERCHANT_SCHEMA.fieldNames(), SCORED_SCHEMA)
+            plan.versions = (champion, shadow)
+        return plan
 
     def _stage_partitions(self, frame: DataFrame) -> int:
         """The stateful stages' partitions: the checkpoint's ``spark.sql.shuffle.partitions``
@@ -493,17 +541,6 @@ class BatchHandler:
         if self._partitions is None:
             self._partitions = int(frame.sparkSession.conf.get("spark.sql.shuffle.partitions") or 1)
         return self._partitions
-
-    @staticmethod
-    def _states(stage: DataFrame) -> DataFrame:
-        """The card and merchant states the batch changed (``entity``, ``id``, ``state``)."""
-        return stage.where(F.col("kind") == "state").select(
-            "entity",
-            F.coalesce(
-                F.when(F.col("entity") == "card", F.col("card_id")), F.col("merchant_id")
-            ).alias("id"),
-            "state",
-        )
 
     def _account(self, version: str) -> None:
         """Counters, latencies and the report from the scoring tasks' counts of this batch

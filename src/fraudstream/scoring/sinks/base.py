@@ -14,7 +14,7 @@ Two kinds run after that job, each as a Spark job of its own:
 - ``reads = "states"``: the entity states the stateful stages changed (the online
   store), written once the batch's scores are stored everywhere, so a reader never
   sees a state whose transaction has no stored score. Same ``setup``/``write``/``flush``,
-  each ``Partition`` carrying ``states`` (``on_executors``).
+  each ``Partition`` carrying ``states`` (``ExecutorJob``).
 - ``reads = "frame"``: Spark's own writer over the scored rows (Parquet): ``save``
   plans the write on the driver and Spark runs it.
 
@@ -37,16 +37,17 @@ transaction; ``dead_letters`` has ``key``, ``value`` (the dead letter's bytes) a
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import pandas as pd
 
 from fraudstream.adapters.retry import RetryPolicy
+from fraudstream.adapters.spark import PandasMap
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
 T = TypeVar("T")
 
@@ -100,30 +101,46 @@ class Sink(ABC):
         """Driver: the scorer stops (sinks that hold nothing on the driver do nothing)."""
 
 
-def on_executors(frame: DataFrame, sink: Sink, as_part: Callable[[pd.DataFrame], Partition]) -> int:
-    """Run ``sink`` over every partition of ``frame`` in Spark tasks; the rows written.
+class ExecutorJob:
+    """``sink`` run over every partition of a frame in Spark tasks, once per micro-batch.
 
     ``mapInPandas`` hands each task its rows as Arrow batches (``as_part`` makes each a
     ``Partition``); each task adds its count to an accumulator and returns no row, and
     Spark's ``noop`` writer runs the job, so nothing but the accumulator's total comes
-    back to the driver. A task Spark runs again counts again: the total is rows written,
-    not distinct rows.
+    back to the driver. The function is shipped to the JVM once (``PandasMap``), not per
+    batch. A task Spark runs again counts again: ``run`` returns rows written, not
+    distinct rows.
     """
-    written = frame.sparkSession.sparkContext.accumulator(0)
 
-    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        sink.setup()
-        count = 0
-        for rows in frames:
-            if len(rows):
-                sink.write(as_part(rows))
-                count += len(rows)
-        sink.flush()
-        written.add(count)
-        yield pd.DataFrame({"rows": pd.Series([], dtype="int64")})
+    def __init__(
+        self,
+        spark: SparkSession,
+        sink: Sink,
+        as_part: Callable[[pd.DataFrame], Partition],
+        columns: Sequence[str],
+    ) -> None:
+        written = self._written = spark.sparkContext.accumulator(0)
 
-    frame.mapInPandas(run, "rows long").write.format("noop").mode("overwrite").save()
-    return int(written.value)
+        def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            sink.setup()
+            count = 0
+            for rows in frames:
+                if len(rows):
+                    sink.write(as_part(rows))
+                    count += len(rows)
+            sink.flush()
+            written.add(count)
+            yield pd.DataFrame({"rows": pd.Series([], dtype="int64")})
+
+        self._map = PandasMap(run, columns, "rows long")
+        self._total = 0
+
+    def run(self, frame: DataFrame) -> int:
+        """Write ``frame`` (its columns named as given at construction); the rows written."""
+        self._map.apply(frame).write.format("noop").mode("overwrite").save()
+        total = int(self._written.value)
+        written, self._total = total - self._total, total
+        return written
 
 
 _WORKER_CLIENTS: dict[tuple[Any, ...], Any] = {}
