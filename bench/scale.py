@@ -21,10 +21,14 @@ Then ``scale_ratio`` = rows_per_s(2) / rows_per_s(1) and, labelled as a projecti
 the capacity with 1, 2, 4, 8 and 16 executor cores from Amdahl's law with the serial
 and parallel time per row the two runs imply (t1 = s + p, t2 = s + p/2). The cores
 the platform's services use on the same machine are in the measured figures and not
-in the projection, which assumes cores added as executors elsewhere.
+in the projection, which assumes cores added as executors elsewhere. A second projection,
+``projection_cpu``, takes the driver's CPU per row as serial and the executors' CPU per
+row as parallel: on a machine whose few cores the services share, wall time saturates
+with 1 core already, while CPU per row still shows what more cores would take.
 
 With ``--baseline OTHER/src`` the same topic is also scored by another checkout's code
-(the code before a change), each configuration by both in turn, and the last line adds
+(the code before a change), each configuration by both in turn (the order flips between
+configurations and repeats, A B B A), and the last line adds
 ``vs_baseline``: the baseline's figures and this code's as ratios of them. With
 ``--repeat N`` each configuration runs N times and every figure is the median.
 
@@ -191,6 +195,22 @@ def projection(rows_per_s_1: float, rows_per_s_2: float) -> dict[str, Any]:
     }
 
 
+def cpu_projection(driver_us_per_row: float, executor_cpu_s_per_1000: float) -> dict[str, Any]:
+    """Capacity by executor cores from CPU costs, not wall time: the driver's CPU per row
+    is serial, the executors' (JVM and Python workers) divides over the cores. On a
+    machine whose cores the platform's services share, wall time cannot show scaling
+    (``projection`` above then finds almost everything serial); CPU per row can, if it
+    stays the same with more cores. Spark's own driver side runs in the JVM in local mode
+    and is counted as parallel here, so this is an upper bound."""
+    serial = driver_us_per_row
+    parallel = executor_cpu_s_per_1000 * 1e3  # us per row
+    return {
+        "serial_us_per_row": round(serial, 2),
+        "parallel_us_per_row": round(parallel, 1),
+        "rows_per_s": {str(n): round(1e6 / (serial + parallel / n), 1) for n in (1, 2, 4, 8, 16)},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=40_000)
@@ -225,9 +245,13 @@ def main() -> None:
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {c: {1: [], 2: []} for c in codes}
     try:
         _produce(settings, topics["in"], args.rows, 1.0, _live_values(20_000), 20)
-        for _ in range(args.repeat):
+        for repeat in range(args.repeat):
             for cores in (1, 2):
-                for code, path in codes.items():
+                # Each configuration's runs in turn, in the other order on every other
+                # repeat: a run right after the topic was filled or the tables emptied
+                # meets more background work than the run after it.
+                order = list(codes.items())
+                for code, path in order if (repeat + cores) % 2 else order[::-1]:
                     figures = run_once(settings, topics, args.rows, cores, args, path)
                     print(json.dumps({"run": {"code": code, **figures}}), flush=True)
                     runs[code][cores].append(figures)
@@ -250,6 +274,13 @@ def main() -> None:
         f"us/row; rows/s by executor cores {projected['rows_per_s']}",
         flush=True,
     )
+    by_cpu = cpu_projection(two["driver_us_per_row"], two["executor_cpu_s_per_1000"])
+    print(
+        f"projection from CPU per row (not a measurement; upper bound): serial "
+        f"{by_cpu['serial_us_per_row']} us/row, parallel {by_cpu['parallel_us_per_row']} "
+        f"us/row; rows/s by executor cores {by_cpu['rows_per_s']}",
+        flush=True,
+    )
     print(
         json.dumps(
             {
@@ -261,6 +292,7 @@ def main() -> None:
                 "executor_cpu_s_per_1000_1": one["executor_cpu_s_per_1000"],
                 "executor_cpu_s_per_1000_2": two["executor_cpu_s_per_1000"],
                 "projection": projected,
+                "projection_cpu": by_cpu,
                 "repeat": args.repeat,
                 **(
                     {"vs_baseline": versus(medians["code"], medians["baseline"])}
