@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 import psycopg2
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from mlflow.tracking import MlflowClient
@@ -40,7 +39,6 @@ from psycopg2.extras import Json, execute_values
 from xgboost import XGBClassifier
 
 from fraudstream.adapters import registry
-from fraudstream.adapters.kafka import consumer_config
 from fraudstream.adapters.online_store import OnlineStore, publish_states
 from fraudstream.adapters.partitions import ensure_days, utc_day
 from fraudstream.adapters.postgres import connect
@@ -57,6 +55,7 @@ from fraudstream.scoring.model import score as score_batch
 from fraudstream.settings import Settings
 from fraudstream.topics import TRANSACTION_LABELS
 from tests.integration.conftest import CLI
+from tests.integration.label_support import ingest_since, published_since, topic_end
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mlflow, pytest.mark.kafka]
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -420,71 +419,50 @@ def test_verdict_needs_a_token_becomes_an_analyst_label_and_is_idempotent(
         == 404
     )
 
-    labels_end = _label_topic_end(api_world.settings)
+    labels_end = topic_end(api_world.settings)
     first = client.post(url, json=body, headers=_auth(api_world))
     assert first.status_code == 200
     assert first.json()["changed"] is True
+    label = first.json()["label"]
+    assert label["is_fraud"] is True
+    assert label["source"] == "analyst"
+    assert label["topic"] == TRANSACTION_LABELS.name
     again = client.post(url, json=body, headers=_auth(api_world))
     assert again.json()["changed"] is False
+    assert again.json()["label"] is None
+    assert _label_rows(api_world.settings, alert_id) == []  # the API does not write labels
     with connect(api_world.settings.postgres) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT is_fraud, source, label_time FROM labels WHERE transaction_id = %s", (alert_id,)
-        )
-        rows = cur.fetchall()
         cur.execute(
             "SELECT status, verdict_by FROM fraud_alerts WHERE transaction_id = %s", (alert_id,)
         )
-        status = cur.fetchone()
-    assert len(rows) == 1
-    assert rows[0][:2] == (True, "analyst")
-    assert status == ("confirmed", "ana")
-    published = _labels_since(api_world.settings, labels_end, alert_id)
+        assert cur.fetchone() == ("confirmed", "ana")
+    published = published_since(api_world.settings, labels_end, alert_id)
     assert len(published) == 1
     assert published[0]["source"] == "analyst"
 
+    assert ingest_since(api_world.settings, labels_end) == 1  # label ingestion writes it, once
+    rows = _label_rows(api_world.settings, alert_id)
+    assert rows == [(True, "analyst", datetime.fromisoformat(label["label_time"]))]
+
+    flipped_end = topic_end(api_world.settings)
     flipped = client.post(
         url, json={"verdict": "rejected", "analyst": "bo"}, headers=_auth(api_world)
     )
     assert flipped.json()["changed"] is True
-    with connect(api_world.settings.postgres) as conn, conn.cursor() as cur:
+    assert flipped.json()["label"]["is_fraud"] is False
+    assert ingest_since(api_world.settings, flipped_end) == 1
+    newer = _label_rows(api_world.settings, alert_id)
+    assert len(newer) == 1
+    assert newer[0][:2] == (False, "analyst")
+    assert newer[0][2] > rows[0][2]
+
+
+def _label_rows(settings: Settings, txn_id: str) -> list[tuple[Any, ...]]:
+    with connect(settings.postgres) as conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT is_fraud, label_time > %s FROM labels WHERE transaction_id = %s",
-            (rows[0][2], alert_id),
+            "SELECT is_fraud, source, label_time FROM labels WHERE transaction_id = %s", (txn_id,)
         )
-        assert cur.fetchone() == (False, True)
-
-
-def _label_topic_end(settings: Settings) -> dict[int, int]:
-    consumer = Consumer(consumer_config(settings.kafka, f"api-test-{uuid.uuid4().hex[:6]}"))
-    try:
-        meta = consumer.list_topics(TRANSACTION_LABELS.name, timeout=10).topics[
-            TRANSACTION_LABELS.name
-        ]
-        return {
-            p: consumer.get_watermark_offsets(
-                TopicPartition(TRANSACTION_LABELS.name, p), timeout=10
-            )[1]
-            for p in meta.partitions
-        }
-    finally:
-        consumer.close()
-
-
-def _labels_since(settings: Settings, ends: dict[int, int], txn_id: str) -> list[dict[str, Any]]:
-    consumer = Consumer(consumer_config(settings.kafka, f"api-test-{uuid.uuid4().hex[:6]}"))
-    consumer.assign([TopicPartition(TRANSACTION_LABELS.name, p, o) for p, o in ends.items()])
-    found, idle = [], 0
-    try:
-        while idle < 6:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                idle += 1
-                continue
-            if msg.error() is None and msg.key() == txn_id.encode():
-                found.append(json.loads(msg.value()))
-    finally:
-        consumer.close()
-    return found
+        return cur.fetchall()
 
 
 def test_model_stats_health_metrics_and_openapi(client: TestClient, api_world: World) -> None:

@@ -1,7 +1,8 @@
 """The dashboard in headless Chromium (Debian's) against the API on the running platform.
 
 The page loads, a live alert produced to the real ``fraud_alerts`` topic appears,
-a transaction is found by id, a verdict click lands as an analyst label in Postgres.
+a transaction is found by id, a verdict click is published as an analyst label, which label
+ingestion writes to Postgres once.
 Screenshots are kept under the test's tmp path (printed) as artifacts.
 """
 
@@ -21,6 +22,7 @@ from fraudstream.adapters.kafka import producer_config
 from fraudstream.adapters.postgres import connect
 from fraudstream.api.app import create_app
 from fraudstream.topics import FRAUD_ALERTS
+from tests.integration.label_support import ingest_since, topic_end
 from tests.integration.test_api import World, api_world  # noqa: F401 (session fixture)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka, pytest.mark.mlflow]
@@ -78,13 +80,15 @@ def test_live_alert_search_and_verdict_in_a_real_browser(
         expect(page.locator("#txn-id")).to_have_text(alert_id)
         expect(page.locator("#txn-decision")).to_have_text("alert")
 
+        labels_end = topic_end(api_world.settings)
         row.get_by_role("button", name="Confirm fraud").click()
         expect(row.locator(".status")).to_have_text("confirmed", timeout=10_000)
         page.screenshot(path=str(shots / "3-verdict.png"), full_page=True)
         browser.close()
+    assert ingest_since(api_world.settings, labels_end) == 1
     with connect(api_world.settings.postgres) as conn, conn.cursor() as cur:
         cur.execute("SELECT is_fraud, source FROM labels WHERE transaction_id = %s", (alert_id,))
-        assert cur.fetchone() == (True, "analyst")
+        assert cur.fetchall() == [(True, "analyst")]
     assert sorted(p.name for p in shots.iterdir()) == [
         "1-loaded.png",
         "2-live-alert.png",

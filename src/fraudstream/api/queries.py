@@ -3,7 +3,8 @@
 Reads: one transaction with its score, alert and label; alerts with filters;
 the model in production and its promotion history; score distribution and alert
 rate over time. The one write is an analyst's verdict, which updates the alert and
-upserts a label (source ``analyst``) in one transaction.
+publishes a label (source ``analyst``) to ``transaction_labels`` before it commits; label
+ingestion writes that label to ``labels``, as it writes every other one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from psycopg2.extras import RealDictCursor
 from psycopg2.pool import ThreadedConnectionPool
 
 from fraudstream.adapters.partitions import retained_from
-from fraudstream.adapters.postgres import upsert_labels
 from fraudstream.api.problems import ProblemError
 from fraudstream.schema import Label
 from fraudstream.settings import PostgresSettings
@@ -248,13 +248,15 @@ def alert_rate(db: Database, since: datetime, bucket: str) -> list[Row]:
 
 def record_verdict(
     db: Database, transaction_id: str, verdict: str, analyst: str, publish: Any
-) -> tuple[bool, Row]:
-    """Set the alert's verdict and upsert its label; (changed, alert row).
+) -> tuple[Label | None, Row]:
+    """Set the alert's verdict and publish its label; (the label published or None, alert row).
 
     Idempotent: the same verdict again changes nothing (no write, no label). A
-    different verdict replaces the first (the newer label wins). ``publish(label)``
-    is called inside the database transaction, so a label that cannot be sent to
-    Kafka leaves the database untouched. Raises KeyError for an unknown alert.
+    different verdict replaces the first and publishes a newer label (the newer label
+    wins). ``publish(label)`` is called inside the database transaction, so a label
+    that Kafka does not acknowledge leaves the alert untouched. The ``labels`` table
+    is not written here: label ingestion writes the label from the topic. Raises
+    KeyError for an unknown alert.
     """
     with db.transaction() as cur:
         cur.execute(
@@ -265,7 +267,7 @@ def record_verdict(
         if row is None:
             raise KeyError(transaction_id)
         if row["status"] == verdict:
-            return False, dict(row)
+            return None, dict(row)
         cur.execute(
             f"""UPDATE fraud_alerts SET status = %s, verdict_by = %s, verdict_at = now()
                 WHERE transaction_id = %s RETURNING {ALERT_COLUMNS}""",
@@ -278,9 +280,8 @@ def record_verdict(
             label_time=updated["verdict_at"],
             source="analyst",
         )
-        upsert_labels(cur.connection, [label])
         publish(label)
-    return True, updated
+    return label, updated
 
 
 def drift(db: Database, model_name: str) -> list[Row]:

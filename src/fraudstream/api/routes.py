@@ -23,6 +23,7 @@ from fraudstream.api.problems import PROBLEM_RESPONSES, ProblemError
 from fraudstream.api.runtime import ApiRuntime
 from fraudstream.api.score_path import score_transaction
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
+from fraudstream.topics import TRANSACTION_LABELS
 
 router = APIRouter(
     dependencies=[Depends(require_reader)],
@@ -225,9 +226,11 @@ async def stream_alerts(request: Request) -> StreamingResponse:
     tags=["alerts"],
     summary="Confirm or reject an alert (becomes an analyst label; idempotent)",
     description=(
-        "Sets the alert's status and upserts a label with source `analyst` (confirmed = "
-        "fraud) in Postgres and on the `transaction_labels` topic, in one step: if Kafka "
-        "does not acknowledge, nothing is stored. Repeating a verdict changes nothing."
+        "Sets the alert's status and publishes a label with source `analyst` (confirmed = "
+        "fraud) to the `transaction_labels` topic, in one step: if Kafka does not "
+        "acknowledge, nothing is stored. Label ingestion writes the label to PostgreSQL "
+        "`labels` from the topic, so `GET /transactions/{id}` shows it once ingestion has "
+        "read it. The answer has the label published. Repeating a verdict changes nothing."
     ),
     responses={
         404: PROBLEM_RESPONSES[404],
@@ -240,7 +243,7 @@ def verdict(
 ) -> dict[str, Any]:
     rt = _rt(request)
     try:
-        changed, row = queries.record_verdict(
+        label, row = queries.record_verdict(
             rt.db, transaction_id, body.verdict, body.analyst, rt.publish_label
         )
     except KeyError:
@@ -249,6 +252,7 @@ def verdict(
         ) from None
     except RuntimeError as exc:
         raise ProblemError(503, "Unavailable", f"verdict not recorded: {exc}") from None
+    changed = label is not None
     rt.metrics.verdicts.labels(body.verdict, str(changed).lower()).inc()
     return {
         "transaction_id": transaction_id,
@@ -256,6 +260,14 @@ def verdict(
         "changed": changed,
         "verdict_by": row["verdict_by"],
         "verdict_at": row["verdict_at"],
+        "label": None
+        if label is None
+        else {
+            "is_fraud": label.is_fraud,
+            "label_time": label.label_time,
+            "source": label.source,
+            "topic": TRANSACTION_LABELS.name,
+        },
     }
 
 

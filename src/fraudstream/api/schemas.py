@@ -76,12 +76,25 @@ class VerdictRequest(BaseModel):
     analyst: str = Field(min_length=1, max_length=100, description="Who decided (audit).")
 
 
+class PublishedLabel(BaseModel):
+    is_fraud: bool
+    label_time: datetime = Field(description="The verdict's time: the label applies from it on.")
+    source: Literal["analyst"]
+    topic: str = Field(
+        examples=["transaction_labels"],
+        description="Where it was published; label ingestion writes it to PostgreSQL `labels`.",
+    )
+
+
 class VerdictResponse(BaseModel):
     transaction_id: str
     status: Literal["open", "confirmed", "rejected"]
     changed: bool = Field(description="False when the alert already had this verdict.")
     verdict_by: str | None
     verdict_at: datetime | None
+    label: PublishedLabel | None = Field(
+        description="The label published (acknowledged by Kafka); null when nothing changed."
+    )
 
 
 class ModelVersion(BaseModel):
