@@ -35,6 +35,7 @@ from fraudstream.features.catalogue import feature_names
 from fraudstream.features.events import from_record
 from fraudstream.features.merchant import MerchantState, update_merchant
 from fraudstream.generator import GeneratorConfig, generate
+from fraudstream.scoring.model import ScoringModel
 from fraudstream.settings import load_settings
 
 
@@ -49,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings()
     loaded = registry.load_model(settings, "champion")
-    scorer = Scorer(loaded.model, loaded.version, loaded.threshold, loaded.feature_set_version)
+    scorer = Scorer(ScoringModel.checked(loaded))
     data = generate(
         GeneratorConfig(seed=3, start=datetime(2026, 3, 1, tzinfo=UTC), days=4, customers=300),
         id_prefix="bench-api",

@@ -43,7 +43,6 @@ from fraudstream.adapters.online_store import OnlineStore, publish_states
 from fraudstream.adapters.partitions import ensure_days, utc_day
 from fraudstream.adapters.postgres import connect
 from fraudstream.api.app import create_app
-from fraudstream.api.scoring import Scorer
 from fraudstream.features.card import CardState, update_card
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import from_record
@@ -123,16 +122,23 @@ def _register(settings: Settings, x: pd.DataFrame, y: np.ndarray) -> str:
 
 
 def _write_scores(
-    settings: Settings, txns: pd.DataFrame, world_x: np.ndarray, scorer: Scorer
+    settings: Settings, txns: pd.DataFrame, world_x: np.ndarray, model: ScoringModel
 ) -> list[str]:
     """Score every row like the stream and upsert raw, scored and alert rows; alert ids."""
     now = datetime.now(UTC)
-    scores = scorer.booster.inplace_predict(world_x)  # type: ignore[union-attr]
+    batch = score_batch(model, world_x)
     raw, scored, alerts = [], [], []
     for i, row in enumerate(txns.itertuples(index=False)):
-        s = float(scores[i])
-        is_alert = s >= scorer.threshold
-        reasons = [r.__dict__ for r in scorer.reasons(world_x[i : i + 1])] if is_alert else []
+        s = float(batch.score[i])
+        is_alert = bool(batch.alert[i])
+        reasons = (
+            [
+                {"feature": f, "value": None if math.isnan(v) else v, "contribution": c}
+                for f, v, c in batch.reasons[i]
+            ]
+            if is_alert
+            else []
+        )
         raw.append(
             (
                 row.transaction_id,
@@ -153,10 +159,10 @@ def _write_scores(
                 row.merchant_id,
                 row.amount,
                 s,
-                scorer.threshold,
+                model.threshold,
                 is_alert,
                 "api-test",
-                scorer.version,
+                model.version,
                 FEATURE_SET_VERSION,
                 Json([r["feature"] for r in reasons]),
                 ingest,
@@ -172,8 +178,8 @@ def _write_scores(
                     row.merchant_id,
                     row.amount,
                     s,
-                    scorer.threshold,
-                    scorer.version,
+                    model.threshold,
+                    model.version,
                     Json([r["feature"] for r in reasons]),
                     Json(reasons),
                 )
@@ -229,12 +235,12 @@ def api_world(settings: Settings, platform: Any) -> World:
     y = features["transaction_id"].isin(set(labels.loc[labels["is_fraud"], "transaction_id"]))
     version = _register(model_settings, features[feature_names()], y.to_numpy())
     loaded = registry.load_model(model_settings, version)
-    scorer = Scorer(loaded.model, loaded.version, loaded.threshold, loaded.feature_set_version)
+    model = ScoringModel.checked(loaded)
     alert_ids = _write_scores(
         model_settings,
         features[["transaction_id"]].join(txns.set_index("transaction_id"), on="transaction_id"),
         x,
-        scorer,
+        model,
     )
     assert len(alert_ids) >= 3
     publish_states(OnlineStore(model_settings.redis), *_states(txns))
@@ -505,21 +511,24 @@ def test_score_reasons_are_the_streams_for_the_same_row(
     # path attribution for a pass; the API must rank the same reasons with the same values.
     loaded = registry.load_model(api_world.settings, api_world.model_version)
     model = ScoringModel.checked(loaded)
-    for record in api_world.txns.tail(40).to_dict("records"):
-        body = client.post("/score", json=_wire(record)).json()
-        x = np.asarray(
-            [
-                np.nan if body["features"][n] is None else body["features"][n]
-                for n in feature_names()
-            ],
-            dtype=np.float64,
-        ).reshape(1, -1)
-        stream = score_batch(model, x)
-        assert body["score"] == stream.score[0]  # predict_proba's score, bit for bit
-        assert body["decision"] == ("alert" if stream.alert[0] else "pass")
+    bodies = [
+        client.post("/score", json=_wire(r)).json()
+        for r in api_world.txns.tail(40).to_dict("records")
+    ]
+    x = np.asarray(
+        [
+            [np.nan if b["features"][n] is None else b["features"][n] for n in feature_names()]
+            for b in bodies
+        ],
+        dtype=np.float64,
+    )
+    stream = score_batch(model, x)  # the 40 rows as one micro-batch: predict_proba's path
+    for i, body in enumerate(bodies):
+        assert body["score"] == stream.score[i]  # predict_proba's score, bit for bit
+        assert body["decision"] == ("alert" if stream.alert[i] else "pass")
         expected = [
             {"feature": f, "value": None if math.isnan(v) else v, "contribution": c}
-            for f, v, c in stream.reasons[0]
+            for f, v, c in stream.reasons[i]
         ]
         assert body["reason_codes"] == expected
 

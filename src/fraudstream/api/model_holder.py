@@ -9,16 +9,12 @@ keeps serving; readiness reports the holder's ``detail``.
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 
-from fraudstream.adapters.registry import IncompatibleModelError
 from fraudstream.api.scoring import Scorer
 from fraudstream.scoring.reload import registry_holder
 from fraudstream.settings import Settings
-
-log = logging.getLogger("fraudstream.api")
 
 
 @dataclass(frozen=True)
@@ -35,28 +31,23 @@ class ModelHolder:
         # Polled on demand (interval 0), one attempt per poll: the thread sets the pace.
         self._models = registry_holder(settings, alias, interval_s=0.0)
         self.scorer: Scorer | None = None
-        self._refused = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
     def detail(self) -> str:
-        return self._refused or self._models.detail
+        return self._models.detail
 
     def load(self) -> None:
-        """Load the alias's version unless it is the one already served; never raises."""
+        """Load the alias's version unless it is the one already served; never raises.
+
+        A model whose booster has other columns than the catalogue is refused by the
+        holder (``ScoringModel``'s check) and the previous one keeps serving."""
         if not self._models.refresh(force=True):
             return
         model = self._models.current
         assert model is not None  # refresh swapped one in
-        try:
-            self.scorer = Scorer(
-                model.model, model.version, model.threshold, model.feature_set_version
-            )
-            self._refused = ""
-        except IncompatibleModelError as exc:  # the booster's own columns disagree
-            self._refused = f"refused @{self.alias} version {model.version}: {exc}"
-            log.error("model: %s", self._refused)
+        self.scorer = Scorer(model)
 
     def start(self, interval_s: float) -> None:
         def poll() -> None:

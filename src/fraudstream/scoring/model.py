@@ -1,33 +1,55 @@
-"""Vectorised scoring of a feature matrix, with the top reason codes of every score.
+"""Scoring of a feature matrix, one row or a micro-batch, with the top reason codes of every score.
 
-One call scores a whole micro-batch: ``predict_proba`` for the score (the very call
-the offline evaluation makes, so scores match it bit for bit) and, for XGBoost,
-per-feature SHAP contributions (``pred_contribs``) for the reasons. The model runs
-on one thread: Spark already runs one Python worker per core.
+``score`` is the one scoring function: the stream calls it on each micro-batch, the API
+(``POST /score``) on one row. A micro-batch goes through ``predict_proba`` for the score
+(the very call the offline evaluation makes, so scores match it bit for bit) and, for
+XGBoost, per-feature SHAP contributions (``pred_contribs``) for the reasons. One row of an
+XGBoost model goes straight to XGBoost's C functions (``scoring.one_row``): the same calls
+on the same data, so the same floats, at a fraction of the wrapper's cost. The calibration
+is written into the registered booster, so both serve the calibrated probability. The
+model runs on one thread: Spark already runs one Python worker per core, and the API one
+worker per core.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from fraudstream.adapters.registry import IncompatibleModelError
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
+from fraudstream.scoring.one_row import OneRow, one_row_path
 
 TOP_REASONS = 3
 
 
 @dataclass(frozen=True)
 class ScoringModel:
-    """A model the scorer can serve: its registry version, threshold and role."""
+    """A model the scorer and the API can serve: its registry version, threshold and role.
+
+    An XGBoost model's booster must have the catalogue's columns (or none): its one-row path
+    is built here and refuses others (``IncompatibleModelError``). That path holds library
+    handles, so it is not pickled: an unpickled copy builds its own.
+    """
 
     model: Any
     version: str
     threshold: float
     feature_set_version: str
     role: str = "champion"
+    one_row: OneRow | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "one_row", one_row_path(self.model, feature_names(), self.version))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "one_row"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
 
     @classmethod
     def checked(cls, loaded: Any, role: str = "champion") -> ScoringModel:
@@ -100,10 +122,13 @@ def score(model: ScoringModel, x: np.ndarray, with_reasons: bool = True) -> Scor
 
     Reasons: exact TreeSHAP for the alerts (what an analyst reads), the fast path
     attribution for the other rows; exact TreeSHAP for every row costs about 50
-    times more than the scores themselves (see docs/scorer.md, Benchmark).
+    times more than the scores themselves (see docs/scorer.md, Benchmark). One row of
+    an XGBoost model takes the one-row path (``scoring.one_row``), with the same result.
     """
     if len(x) == 0:
         return Scores(np.zeros(0), np.zeros(0, dtype=bool), [], np.zeros(0, dtype=bool))
+    if len(x) == 1 and model.one_row is not None:
+        return _score_one_row(model.one_row, x, model.threshold, with_reasons)
     probability = np.asarray(model.model.predict_proba(x)[:, 1], dtype=np.float64)
     alert = probability >= model.threshold
     if not with_reasons:
@@ -114,3 +139,16 @@ def score(model: ScoringModel, x: np.ndarray, with_reasons: bool = True) -> Scor
         contribs[alert] = _contributions(model.model, x[alert], exact=True)
         exact = alert.copy()
     return Scores(probability, alert, top_reasons(contribs, x), exact)
+
+
+def _score_one_row(path: OneRow, x: np.ndarray, threshold: float, with_reasons: bool) -> Scores:
+    """``score`` of one row: one matrix for the score and the one kind of contributions the
+    row needs (exact for an alert, the path attribution for a pass)."""
+    with path.matrix(x) as matrix:
+        probability = path.score(matrix)
+        alert = probability >= threshold
+        contribs = path.contributions(matrix, exact=alert) if with_reasons else None
+    exact = alert and with_reasons
+    return Scores(
+        np.array([probability]), np.array([alert]), top_reasons(contribs, x), np.array([exact])
+    )
