@@ -16,7 +16,6 @@ takes XGBoost's C functions directly (``scoring.one_row``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +26,7 @@ from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import TxnEvent
 from fraudstream.features.merchant import update_merchant
 from fraudstream.features.vector import feature_vector
+from fraudstream.schema.jsonvalues import finite_float
 from fraudstream.scoring.model import ScoringModel, score
 
 
@@ -79,12 +79,8 @@ class Scorer:
             score=float(scored.score[0]),
             threshold=self.threshold,
             decision="alert" if alert else "pass",
-            reason_codes=[Reason(f, _nullable(v), c) for f, v, c in scored.reasons[0]],
+            reason_codes=[Reason(f, finite_float(v), c) for f, v, c in scored.reasons[0]],
             model_version=self.version,
             feature_set_version=FEATURE_SET_VERSION,
-            features={n: _nullable(v) for n, v in zip(self.names, values, strict=True)},
+            features={n: finite_float(v) for n, v in zip(self.names, values, strict=True)},
         )
-
-
-def _nullable(value: float) -> float | None:
-    return None if math.isnan(value) else value

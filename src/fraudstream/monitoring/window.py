@@ -21,6 +21,7 @@ from fraudstream.features.catalogue import feature_names
 from fraudstream.model.metrics import card_precision_at_k
 from fraudstream.monitoring.drift import column_psi
 from fraudstream.monitoring.profile import SCORE, Profile
+from fraudstream.schema.jsonvalues import finite_float
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,6 @@ class Metric:
         return asdict(self)
 
 
-def _finite(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
-
-
 def drift_metrics(profile: Profile, scored: pd.DataFrame, limits: Thresholds) -> list[Metric]:
     """``psi_<feature>`` for every catalogue feature and ``psi_score``.
 
@@ -73,7 +70,7 @@ def drift_metrics(profile: Profile, scored: pd.DataFrame, limits: Thresholds) ->
         if reference is None or name not in scored:
             continue
         rows = scored if name == SCORE else sample
-        value = _finite(column_psi(reference, rows[name].to_numpy(np.float64)))
+        value = finite_float(column_psi(reference, rows[name].to_numpy(np.float64)))
         breached = len(rows) >= limits.min_rows and value is not None and value > limits.psi
         metrics.append(Metric(f"psi_{name}", value, limits.psi, breached, {"rows": len(rows)}))
     return metrics
@@ -106,7 +103,9 @@ def quality_metrics(labelled: pd.DataFrame, limits: Thresholds) -> list[Metric]:
             judged and ap is not None and ap < limits.min_average_precision,
             details,
         ),
-        Metric("card_precision_at_100", None if cp is None else _finite(cp), None, False, details),
+        Metric(
+            "card_precision_at_100", None if cp is None else finite_float(cp), None, False, details
+        ),
         Metric("labelled_rows", float(len(labelled)), None, False, details),
     ]
 

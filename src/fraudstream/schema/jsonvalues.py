@@ -5,13 +5,20 @@ for a run (the calibration error of an alert band with no alert) becomes null.""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, SupportsFloat
+
+
+def finite_float(value: SupportsFloat) -> float | None:
+    """One number as strict JSON holds it: a plain float (a NumPy scalar too), None for NaN
+    (a missing feature value, a metric undefined for the run) and for an infinity."""
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def finite(value: Any) -> Any:
-    """``value`` with every NaN or infinite float, at any depth of dicts and lists, as None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """``value`` with every float, at any depth of dicts and lists, as ``finite_float`` has it."""
+    if isinstance(value, float):
+        return finite_float(value)
     if isinstance(value, dict):
         return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
