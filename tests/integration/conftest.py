@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,3 +95,26 @@ def topic(settings: Settings) -> Iterator[str]:
 @pytest.fixture
 def group_id() -> str:
     return unique("test-group")
+
+
+@pytest.fixture(scope="session")
+def api_world(settings: Settings, platform: EmbeddedPlatform) -> Any:
+    """The API tests' world (``api_support.World``), built once a session. ``platform``: the
+    world registers a model and writes rows, so the platform must be up first, also when an
+    API module runs before any other."""
+    from tests.integration.api_support import build_world
+
+    return build_world(settings)
+
+
+@pytest.fixture(scope="session")
+def client(api_world: Any) -> Iterator[Any]:
+    """The API in process (a ``TestClient``) as an analyst calls it: every request carries the
+    read-only token."""
+    from fastapi.testclient import TestClient
+
+    from fraudstream.api.app import create_app
+    from tests.integration.api_support import reader_headers
+
+    with TestClient(create_app(api_world.settings), headers=reader_headers(api_world)) as c:
+        yield c

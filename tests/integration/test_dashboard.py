@@ -22,15 +22,15 @@ from fraudstream.adapters.kafka import producer_config
 from fraudstream.adapters.postgres import connect
 from fraudstream.api.app import create_app
 from fraudstream.topics import FRAUD_ALERTS
+from tests.integration.api_support import World
 from tests.integration.label_support import ingest_since, topic_end
-from tests.integration.test_api import World, api_world  # noqa: F401 (session fixture)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka, pytest.mark.mlflow]
 CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
-def server(api_world: World) -> Iterator[str]:  # noqa: F811
+def server(api_world: World) -> Iterator[str]:
     settings = api_world.settings
     config = uvicorn.Config(
         create_app(settings), host=settings.api.host, port=settings.api.port, log_level="warning"
@@ -49,7 +49,7 @@ def server(api_world: World) -> Iterator[str]:  # noqa: F811
 
 def test_live_alert_search_and_verdict_in_a_real_browser(
     server: str,
-    api_world: World,  # noqa: F811
+    api_world: World,
     tmp_path: Path,
 ) -> None:
     if not CHROMIUM.is_file():
@@ -98,7 +98,7 @@ def test_live_alert_search_and_verdict_in_a_real_browser(
 
 def test_the_analysts_read_only_token_shows_everything_and_records_no_verdict(
     server: str,
-    api_world: World,  # noqa: F811
+    api_world: World,
 ) -> None:
     if not CHROMIUM.is_file():
         pytest.fail("Chromium is missing: run `make system-deps` (Debian package chromium)")

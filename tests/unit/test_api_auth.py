@@ -7,7 +7,7 @@ analyst's read-only token (403). Authentication runs before the handler and befo
 request is validated, so no platform is needed: with no service behind it, a request
 that passed authentication fails later (500, or 422 for a missing body), which is how
 the tests see that it passed. That an accepted token really returns data is checked
-against the platform in tests/integration/test_api.py.
+against the platform in tests/integration/test_api_workers.py.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 "Try it out" in /docs sends the examples as they are: a request body's example must pass
 the validator that route really uses (POST /score: the stream's ``TransactionValidator``),
 and every other example must match the schema it sits beside. That /score's example also
-scores is checked against the real platform in tests/integration/test_api.py.
+scores is checked against the real platform in tests/integration/test_api_score.py.
 """
 
 from __future__ import annotations
