@@ -17,6 +17,9 @@ import numpy as np
 
 from fraudstream.adapters.registry import IncompatibleModelError
 
+_FLOATS = ctypes.POINTER(ctypes.c_float)
+_SHAPE = ctypes.POINTER(ctypes.c_uint64)  # xgboost's bst_ulong
+
 
 def one_row_path(model: Any, names: list[str], version: str) -> OneRow | None:
     """The one-row path of an XGBoost model (None for another kind), which then predicts on
@@ -73,6 +76,7 @@ class OneRow:
             ).encode()
             for kind in (self._SCORE, self._CONTRIBS_EXACT, self._CONTRIBS_APPROX)
         }
+        self._row_type = ctypes.c_float * columns  # a row's contributions, bias left out
         probe = np.zeros((1, columns), dtype=np.float64)
         self._interface = json.dumps({**probe.__array_interface__, "data": [0, False]})
         if self._interface_of(probe) != json.dumps(probe.__array_interface__).encode():
@@ -95,17 +99,21 @@ class OneRow:
         return Matrix(self.lib, handle)
 
     def score(self, matrix: Matrix) -> float:
+        """The row's score: the library's float32, read as the float ``predict_proba`` gives."""
         return float(self._predict(matrix, self._SCORE, 1)[0])
 
     def contributions(self, matrix: Matrix, exact: bool) -> np.ndarray:
         """The row's contributions without the bias column, shape (1, columns)."""
         kind = self._CONTRIBS_EXACT if exact else self._CONTRIBS_APPROX
-        out = self._predict(matrix, kind, self.columns + 1)
-        return out[: self.columns].reshape(1, self.columns)
+        preds = self._predict(matrix, kind, self.columns + 1)
+        values = self._row_type.from_address(ctypes.addressof(preds.contents))
+        return np.frombuffer(values, dtype=np.float32).reshape(1, self.columns).copy()
 
-    def _predict(self, matrix: Matrix, kind: int, length: int) -> np.ndarray:
-        preds = ctypes.POINTER(ctypes.c_float)()
-        shape = ctypes.POINTER(ctypes.c_uint64)()  # xgboost's bst_ulong
+    def _predict(self, matrix: Matrix, kind: int, length: int) -> Any:
+        """The library's output buffer (``length`` float32 values). The library owns it until
+        the next prediction: the caller reads or copies it at once."""
+        preds = _FLOATS()
+        shape = _SHAPE()
         dims = ctypes.c_uint64()
         self._check(
             self.lib.XGBoosterPredictFromDMatrix(
@@ -122,8 +130,7 @@ class OneRow:
             size *= shape[i]
         if size != length:
             raise RuntimeError(f"XGBoost returned {size} values for one row, not {length}")
-        # The library owns the buffer until the next prediction: copy it out now.
-        return np.ctypeslib.as_array(preds, shape=(length,)).copy()
+        return preds
 
     def _check(self, code: int) -> None:
         if code != 0:
