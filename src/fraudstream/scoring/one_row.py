@@ -107,7 +107,7 @@ class OneRow:
         kind = self._CONTRIBS_EXACT if exact else self._CONTRIBS_APPROX
         preds = self._predict(matrix, kind, self.columns + 1)
         values = self._row_type.from_address(ctypes.addressof(preds.contents))
-        return np.frombuffer(values, dtype=np.float32).reshape(1, self.columns).copy()
+        return np.frombuffer(memoryview(values), dtype=np.float32).reshape(1, self.columns).copy()
 
     def _predict(self, matrix: Matrix, kind: int, length: int) -> Any:
         """The library's output buffer (``length`` float32 values). The library owns it until
