@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+import psycopg2
 from confluent_kafka import Consumer, Producer
 from prometheus_client.parser import text_string_to_metric_families
 from xgboost import XGBClassifier
@@ -433,10 +434,13 @@ def _delete_rows(settings: Settings, source_topic: str) -> None:
                 f"DELETE FROM {table} t USING bench_ids b WHERE t.transaction_id = b.transaction_id"
             )
     # Vacuum now rather than let autovacuum do it during the next run it would slow.
-    with connect(settings.postgres) as conn:
-        conn.autocommit = True
+    conn = psycopg2.connect(settings.postgres.dsn())
+    try:
+        conn.autocommit = True  # VACUUM runs outside a transaction (``connect`` opens one)
         with conn.cursor() as cur:
             cur.execute("VACUUM (ANALYZE) fraud_alerts, transactions_with_score, transactions_raw")
+    finally:
+        conn.close()
 
 
 def main() -> None:
