@@ -8,6 +8,9 @@ feature set this code does not compute is refused: the current model stays and t
 refusal is counted and logged once per version. A load that fails (registry down) keeps
 the current model and is retried at the next poll. ``detail`` says, in one line, what is
 served or why nothing is.
+
+``Holder`` is generic over what it serves (anything with a ``version``): the API and the
+stream hold the active rule set the same way (``services.rules.rule_set_holder``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 from fraudstream.adapters.registry import (
     IncompatibleModelError,
@@ -34,6 +38,14 @@ ModelLoader = Callable[[str, str], ScoringModel]
 """(version, role) -> a checked ScoringModel; raises IncompatibleModelError or any load error."""
 
 
+class Versioned(Protocol):
+    @property
+    def version(self) -> str: ...
+
+
+Served = TypeVar("Served", bound=Versioned)
+
+
 @dataclass
 class ReloadCounts:
     loaded: int = 0
@@ -42,20 +54,25 @@ class ReloadCounts:
 
 
 @dataclass
-class ModelHolder:
-    """The model currently served under ``alias`` (None until one could be loaded)."""
+class Holder(Generic[Served]):
+    """What is currently served under ``alias`` (None until one could be loaded)."""
 
     alias: str
     lookup: VersionLookup
-    loader: ModelLoader
+    loader: Callable[[str, str], Served]
     interval_s: float
     clock: Callable[[], float] = time.monotonic
     #: What ``detail`` calls the model while the alias is not set.
     name: str = "the model"
-    current: ScoringModel | None = None
+    current: Served | None = None
     detail: str = "not loaded yet"
     counts: ReloadCounts = field(default_factory=ReloadCounts)
     refused_versions: set[str] = field(default_factory=set)
+    #: Where the alias is read, and what to do while it is not set (for ``detail``).
+    source: str = "the registry"
+    missing_hint: str = "train and promote one (`fraudstream train`, `fraudstream promote`)"
+    #: The loader's errors that refuse a version for good (others are retried next poll).
+    refusals: tuple[type[Exception], ...] = (IncompatibleModelError,)
     _next_poll: float = 0.0
 
     def refresh(self, force: bool = False) -> bool:
@@ -68,15 +85,12 @@ class ModelHolder:
             version = self.lookup(self.alias)
         except Exception as exc:  # the registry being down must not stop scoring
             self.counts.failed += 1
-            self.detail = f"cannot read @{self.alias} from the registry: {exc}"
-            log.warning("could not read @%s from the registry: %s", self.alias, exc)
+            self.detail = f"cannot read @{self.alias} from {self.source}: {exc}"
+            log.warning("could not read @%s from %s: %s", self.alias, self.source, exc)
             return False
         if version is None:
             if self.current is None:
-                self.detail = (
-                    f"{self.name} has no @{self.alias} yet: train and promote one "
-                    "(`fraudstream train`, `fraudstream promote`)"
-                )
+                self.detail = f"{self.name} has no @{self.alias} yet: {self.missing_hint}"
             return False
         if version in self.refused_versions:
             return False
@@ -84,12 +98,12 @@ class ModelHolder:
             return False
         try:
             model = self.loader(version, self.alias)
-        except IncompatibleModelError as exc:
+        except self.refusals as exc:
             self.counts.refused += 1
             self.refused_versions.add(version)
             self.detail = f"refused @{self.alias} version {version}: {exc}"
             log.error(
-                "refused @%s version %s, keeping the current model: %s", self.alias, version, exc
+                "refused @%s version %s, keeping the current one: %s", self.alias, version, exc
             )
             return False
         except Exception as exc:
@@ -103,6 +117,10 @@ class ModelHolder:
         self.detail = f"serving version {version} (@{self.alias})"
         log.info("@%s: now serving version %s (was %s)", self.alias, version, previous)
         return True
+
+
+ModelHolder = Holder[ScoringModel]
+"""The holder of a registered model (the champion, the shadow challenger)."""
 
 
 def registry_holder(
