@@ -255,3 +255,16 @@ def wire(record: dict[str, Any]) -> dict[str, Any]:
 def named(settings: Settings, model_name: str) -> Settings:
     mlflow_settings = settings.mlflow.model_copy(update={"model_name": model_name})
     return Settings(**{**settings.__dict__, "mlflow": mlflow_settings})
+
+
+def blocking_rule_set(version: str, blocked: list[str]) -> dict[str, Any]:
+    """A rule set as ``PUT /rules`` takes it: the ``blocked`` cards declined, every other
+    transaction reviewed."""
+    return {
+        "version": version,
+        "lists": {"blocked_cards": blocked},
+        "rules": [
+            {"name": "blocked_card", "condition": "card_id in blocked_cards", "outcome": "decline"},
+            {"name": "any_amount", "condition": "amount >= 0", "outcome": "review"},
+        ],
+    }

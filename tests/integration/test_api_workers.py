@@ -1,6 +1,7 @@
 """`fraudstream serve` as a user starts it, against the real platform: every route admits the
-roles it should, a saturated worker refuses at once and recovers, and every worker of two
-reloads the champion when its alias moves and takes its share of the connections."""
+roles it should, a saturated worker refuses at once and recovers, every worker of two
+reloads the champion when its alias moves and takes its share of the connections, and every
+worker of two decides with a newly activated rule set without a restart."""
 
 from __future__ import annotations
 
@@ -31,12 +32,13 @@ from fraudstream.api.app import create_app
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from tests.integration.api_support import (
     World,
+    blocking_rule_set,
     named,
     reader_headers,
     wire,
     writer_headers,
 )
-from tests.integration.conftest import CLI
+from tests.integration.conftest import CLI, scratch_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mlflow, pytest.mark.kafka]
 
@@ -106,8 +108,16 @@ def test_every_endpoint_serves_the_roles_it_admits(api_world: World, tmp_path: P
     bodies: dict[tuple[str, str], Any] = {
         ("POST", "/score"): wire(api_world.held_out),
         ("POST", "/alerts/{transaction_id}/verdict"): {"verdict": "rejected", "analyst": "rt"},
+        # A set that never fires: the other tests' decisions stay the model's.
+        ("PUT", "/rules"): {
+            "rule_set": {
+                "version": f"roles-{uuid.uuid4().hex[:8]}",
+                "rules": [{"name": "never", "condition": "amount < 0", "outcome": "review"}],
+            },
+            "activated_by": "rt",
+        },
     }
-    writes = {("POST", "/alerts/{transaction_id}/verdict")}
+    writes = {("POST", "/alerts/{transaction_id}/verdict"), ("PUT", "/rules")}
     reader, writer = reader_headers(api_world), writer_headers(api_world)
     with _serve(api_world, 1, tmp_path) as url:
         for method, path in endpoints:
@@ -127,8 +137,11 @@ def test_every_endpoint_serves_the_roles_it_admits(api_world: World, tmp_path: P
                 assert next(answer.iter_bytes()), (method, path)  # the stream's first bytes
 
 
-def _serving(url: str, workers: int, timeout_s: float = 120) -> dict[int, str]:
-    """What each worker reports serving (worker pid -> model check), every worker seen once.
+def _serving(
+    url: str, workers: int, timeout_s: float = 120, check: str = "model"
+) -> dict[int, str]:
+    """What each worker reports serving (worker pid -> its ``check``: the model's, or the
+    rules'), every worker seen once.
 
     Readiness is asked in bursts of parallel new connections, which the kernel hands to
     whichever workers accept them.
@@ -140,7 +153,7 @@ def _serving(url: str, workers: int, timeout_s: float = 120) -> dict[int, str]:
             burst = [pool.submit(httpx.get, f"{url}/health/ready", timeout=30) for _ in range(8)]
             for answer in burst:
                 body = answer.result().json()
-                found.setdefault(body["worker"], body["checks"]["model"])
+                found.setdefault(body["worker"], body["checks"][check])
     return found
 
 
@@ -279,3 +292,32 @@ def _ready_requests(url: str) -> float:
         for s in family.samples
         if s.name.endswith("_total") and s.labels["route"] == "/health/ready"
     )
+
+
+def test_every_worker_takes_a_newly_activated_rule_set_without_a_restart(
+    api_world: World, tmp_path: Path
+) -> None:
+    held = wire(api_world.held_out)
+    with scratch_env(api_world.settings) as scratch:
+        settings = named(scratch, api_world.settings.mlflow.model_name)
+        world = World(**{**api_world.__dict__, "settings": settings})
+        with _serve(world, 2, tmp_path, reload_interval=1) as url:
+            before = _serving(url, 2, check="rules")
+            assert len(before) == 2
+            assert all("has no @active yet" in check for check in before.values()), before
+            put = {"rule_set": blocking_rule_set("w1", [held["card_id"]]), "activated_by": "ana"}
+            done = httpx.put(f"{url}/rules", json=put, headers=writer_headers(world), timeout=30)
+            assert done.status_code == 200, done.text
+            deadline = time.monotonic() + 120  # a poll each second on every worker
+            after = _serving(url, 2, check="rules")
+            while not all(c == "serving version w1 (@active)" for c in after.values()):
+                assert time.monotonic() < deadline, after
+                time.sleep(0.5)
+                after = _serving(url, 2, check="rules")
+            assert len(after) == 2
+            for _ in range(8):  # whichever worker answers
+                answer = httpx.post(
+                    f"{url}/score", json=held, headers=reader_headers(world), timeout=30
+                )
+                assert answer.json()["outcome"] == "decline", answer.text
+                assert answer.json()["rules_version"] == "w1"

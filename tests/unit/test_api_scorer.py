@@ -1,14 +1,15 @@
 """One scoring function for the API and the stream: ``scoring.model.score`` on one row (XGBoost's
 C functions) gives what it gives on a micro-batch (``predict_proba``, ``pred_contribs``), for a
 calibrated model too; the API's decision is that score on the stream's features; a model of
-other columns is refused."""
+other columns is refused; the rules decide beside the model as the batch decides it."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import pickle
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -19,13 +20,16 @@ from xgboost import XGBClassifier
 
 from fraudstream.adapters.online_store import States
 from fraudstream.adapters.registry import IncompatibleModelError
-from fraudstream.api.scoring import Scorer, features_on
+from fraudstream.api.scoring import LiveRules, Scorer, features_on
 from fraudstream.features.card import CardState, update_card
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import from_record
 from fraudstream.features.merchant import MerchantState, update_merchant
 from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.model.calibration import Calibration, calibrated
+from fraudstream.rules.decision import decide
+from fraudstream.rules.ruleset import parse_rule_set
+from fraudstream.schema import Transaction
 from fraudstream.scoring.model import ScoringModel, score, top_reasons
 
 
@@ -164,3 +168,84 @@ def test_a_model_trained_on_other_columns_is_refused() -> None:
     model, _ = _model(list(reversed(feature_names())))
     with pytest.raises(IncompatibleModelError, match="other feature columns"):
         ScoringModel(model, "1", 0.5, FEATURE_SET_VERSION)
+
+
+RULES = parse_rule_set(
+    {
+        "version": "r9",
+        "lists": {"blocked": ["card-b"]},
+        "rules": [
+            {"name": "blocked", "condition": "card_id in blocked", "outcome": "decline"},
+            {"name": "big", "condition": "amount > 500", "outcome": "review", "priority": 1},
+            {"name": "ecom_night", "condition": "channel == 'ecom'", "outcome": "review"},
+            {"name": "first_use", "condition": "card_count_1h == 1", "outcome": "review"},
+            {"name": "vip", "condition": "card_id == 'card-v'", "outcome": "approve"},
+        ],
+    }
+)
+
+
+def _transactions() -> list[Transaction]:
+    at = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    rows = [
+        ("card-a", 20.0, "pos"),
+        ("card-b", 20.0, "pos"),
+        ("card-a", 900.0, "ecom"),
+        ("card-v", 900.0, "ecom"),
+        ("card-c", 5.0, None),
+    ]
+    return [
+        Transaction(
+            transaction_id=f"t{i}",
+            event_time=at + timedelta(minutes=i),
+            card_id=card,
+            merchant_id="m-1",
+            amount=amount,
+            currency="EUR",
+            merchant_category="5411",
+            channel=channel,  # type: ignore[arg-type]
+            country="FR",
+        )
+        for i, (card, amount, channel) in enumerate(rows)
+    ]
+
+
+def test_the_api_decision_with_rules_is_the_batch_decision_of_the_same_rows() -> None:
+    model, x = _model(feature_names())
+    threshold = float(np.quantile(model.predict_proba(x)[:, 1], 0.5))
+    scorer = Scorer(ScoringModel(model, "1", threshold, FEATURE_SET_VERSION))
+    live = LiveRules.of(RULES)
+    records = _transactions()
+    answers = [scorer.decide(from_record(r), States(None, None), r, live) for r in records]
+    frame = pd.DataFrame(
+        [
+            {
+                **dataclasses.asdict(r),
+                **{k: np.nan if v is None else v for k, v in a.features.items()},
+            }
+            for r, a in zip(records, answers, strict=True)
+        ]
+    ).assign(score=[a.score for a in answers])
+    batch = decide(RULES, frame, threshold)
+    got = [(a.outcome, a.reason, a.fired_rules, a.rules_version) for a in answers]
+    expected = [
+        (batch.decision[i], batch.reason[i], batch.fired(i), "r9") for i in range(len(records))
+    ]
+    assert got == expected
+    assert {a.outcome for a in answers} >= {"approve", "decline", "review"}
+    assert answers[1].reason == "blocked"
+    assert answers[3].reason == "vip"
+
+
+def test_without_rules_the_model_decides_alone() -> None:
+    model, x = _model(feature_names())
+    threshold = float(np.quantile(model.predict_proba(x)[:, 1], 0.5))
+    scorer = Scorer(ScoringModel(model, "1", threshold, FEATURE_SET_VERSION))
+    for record in _transactions():
+        answer = scorer.decide(from_record(record), States(None, None), record)
+        alert = answer.score >= threshold
+        assert answer.decision == ("alert" if alert else "pass")
+        assert (answer.outcome, answer.reason) == (
+            ("review", "model") if alert else ("approve", "")
+        )
+        assert (answer.fired_rules, answer.rules_version) == ((), None)

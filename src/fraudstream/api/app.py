@@ -17,7 +17,7 @@ from fraudstream.api import problems
 from fraudstream.api.admission import Admission, AdmissionMiddleware
 from fraudstream.api.live import AlertFeed
 from fraudstream.api.metrics import ApiMetrics, MetricsMiddleware
-from fraudstream.api.model_holder import ModelHolder
+from fraudstream.api.model_holder import ModelHolder, RulesHolder
 from fraudstream.api.queries import Database, drift
 from fraudstream.api.routes import probes, router
 from fraudstream.api.runtime import ApiRuntime
@@ -29,10 +29,12 @@ log = logging.getLogger("fraudstream.api")
 DESCRIPTION = """\
 Find a transaction and why it was scored as it was, follow alerts as they arrive,
 confirm or reject them (analyst labels feed retraining), see which model is in
-production, and score a transaction on demand with the card's current features.
+production, score a transaction on demand with the card's current features and the
+active fraud rules, and read or activate the rule set.
 
 Every endpoint but the health checks and the metrics needs `Authorization: Bearer <token>`:
-the analyst's read-only token, or the writer's, which `POST /alerts/{id}/verdict` requires.
+the analyst's read-only token, or the writer's, which `POST /alerts/{id}/verdict` and
+`PUT /rules` require.
 Errors are `application/problem+json` (RFC 9457). The dashboard is at `/dashboard/`.
 """
 
@@ -54,11 +56,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         holder = ModelHolder(settings, settings.api.model_alias)
+        rules = RulesHolder(settings)
         runtime = ApiRuntime(
             settings=settings,
             db=Database(settings.postgres),
             store=OnlineStore(settings.redis),
             model=holder,
+            rules=rules,
             feed=AlertFeed(settings.kafka),
             metrics=metrics,
             admission=admission,
@@ -66,6 +70,8 @@ def create_app(
         app.state.runtime = runtime
         holder.load()
         holder.start(reload_interval_s)
+        rules.load()
+        rules.start(reload_interval_s)
         runtime.feed.start()
         try:
             yield
@@ -84,6 +90,10 @@ def create_app(
             {"name": "transactions", "description": "Look up and score transactions."},
             {"name": "alerts", "description": "Alerts, the live stream and verdicts."},
             {"name": "model", "description": "The model in production."},
+            {
+                "name": "rules",
+                "description": "The fraud rules beside the model, and their history.",
+            },
             {"name": "statistics", "description": "Distributions and rates for charts."},
             {"name": "health", "description": "Probes and Prometheus metrics."},
         ],

@@ -154,6 +154,13 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
             "Beyond retention",
             "alerts before 2026-02-24 were dropped: PostgreSQL keeps 35 days of alerts",
         ),
+        (
+            409,
+            "version-taken",
+            "Version taken",
+            "rule set version '2026-03-01.1' is already stored with other rules; give the "
+            "changed set a new version",
+        ),
         (422, "invalid-request", "Invalid request", "amount: must be greater than 0"),
     )
 }

@@ -27,7 +27,7 @@ from fraudstream.settings import PostgresSettings
 Row = dict[str, Any]
 
 
-_LOST = (psycopg2.OperationalError, psycopg2.InterfaceError)
+LOST = (psycopg2.OperationalError, psycopg2.InterfaceError)
 """The connection or the server is gone (a restart, a failover): worth a retry."""
 
 
@@ -47,7 +47,7 @@ class Database:
         self.pool = ThreadedConnectionPool(0, size, settings.dsn(), connect_timeout=5)
         self.pool.minconn = size
 
-    def _unavailable(self, exc: Exception) -> ProblemError:
+    def unavailable(self, exc: Exception) -> ProblemError:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return ProblemError(
             503,
@@ -60,15 +60,15 @@ class Database:
     def transaction(self) -> Iterator[Any]:
         try:
             conn = self.pool.getconn()
-        except _LOST as exc:
-            raise self._unavailable(exc) from None
+        except LOST as exc:
+            raise self.unavailable(exc) from None
         lost = False
         try:
             with conn, conn.cursor(cursor_factory=RealDictCursor) as cur:
                 yield cur
-        except _LOST as exc:
+        except LOST as exc:
             lost = True
-            raise self._unavailable(exc) from None
+            raise self.unavailable(exc) from None
         finally:
             self.pool.putconn(conn, close=lost or bool(conn.closed))
 

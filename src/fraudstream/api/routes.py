@@ -23,6 +23,8 @@ from fraudstream.api.problems import PROBLEM_RESPONSES, ProblemError
 from fraudstream.api.runtime import ApiRuntime
 from fraudstream.api.score_path import score_transaction
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
+from fraudstream.rules.ruleset import RuleSet, RuleSetError
+from fraudstream.services import rules as live_rules
 from fraudstream.topics import TRANSACTION_LABELS
 
 router = APIRouter(
@@ -287,6 +289,96 @@ def model(request: Request) -> dict[str, Any]:
     return {"model_name": name, "serving": rt.model.status().version, **overview}
 
 
+# -- rules -----------------------------------------------------------------------------------
+
+
+def _rules_of(rule_set: RuleSet) -> dict[str, Any]:
+    return {
+        "version": rule_set.version,
+        "description": rule_set.description,
+        "lists": {name: list(values) for name, values in rule_set.lists.items()},
+        "rules": [
+            {
+                "name": r.name,
+                "condition": r.condition,
+                "outcome": r.outcome,
+                "priority": r.priority,
+                "description": r.description,
+            }
+            for r in rule_set.rules
+        ],
+    }
+
+
+@router.get(
+    "/rules",
+    response_model=schemas.RulesResponse,
+    tags=["rules"],
+    summary="The active rule set and the history of activations",
+    description=(
+        "`409` when the active set no longer loads with this code (a feature it reads left "
+        "the catalogue): the workers keep deciding with the set they had; activate a "
+        "corrected one."
+    ),
+    responses={409: PROBLEM_RESPONSES[409], 503: PROBLEM_RESPONSES[503]},
+)
+def get_rules(
+    request: Request, history: Annotated[int, Query(ge=1, le=500)] = 50
+) -> dict[str, Any]:
+    rt = _rt(request)
+    try:
+        found = live_rules.active(rt.settings.postgres)
+        past = live_rules.history(rt.settings.postgres, history)
+    except RuleSetError as exc:
+        raise ProblemError(409, "Rule set does not load", str(exc), rule=exc.rule) from None
+    except queries.LOST as exc:
+        raise rt.db.unavailable(exc) from None
+    serving = rt.rules.current
+    active = None
+    if found is not None:
+        active = {**_rules_of(found.rule_set), "activation": found.activation.__dict__}
+    return {
+        "active": active,
+        "serving": serving.rule_set.version if serving is not None else None,
+        "history": [a.__dict__ for a in past],
+    }
+
+
+@router.put(
+    "/rules",
+    response_model=schemas.RuleSetActivation,
+    tags=["rules"],
+    summary="Check a rule set, store it and make it the active one",
+    description=(
+        "The set is checked as `fraudstream rules check` checks a file; an invalid one is "
+        "refused with `422` naming the rule (`rule`) and the fix, and the active set stays. "
+        "A version names one content for good: another content under a used version is "
+        "`409`; the same content again (a retry, a rollback) is activated again. The "
+        "answering worker decides with the new set at once, the others at their next poll "
+        "(`fraudstream serve --reload-interval`). Every activation is kept: `GET /rules`."
+    ),
+    responses={
+        409: PROBLEM_RESPONSES[409],
+        422: PROBLEM_RESPONSES[422],
+        503: PROBLEM_RESPONSES[503],
+    },
+)
+def put_rules(request: Request, body: schemas.RuleSetRequest, _writer: Writer) -> dict[str, Any]:
+    rt = _rt(request)
+    try:
+        _, activation = live_rules.activate(
+            rt.settings.postgres, body.rule_set, body.activated_by, body.comment
+        )
+    except RuleSetError as exc:
+        raise ProblemError(422, "Invalid rule set", str(exc), rule=exc.rule) from None
+    except live_rules.VersionTakenError as exc:
+        raise ProblemError(409, "Version taken", str(exc)) from None
+    except queries.LOST as exc:
+        raise rt.db.unavailable(exc) from None
+    rt.rules.load()
+    return activation.__dict__
+
+
 def _since(hours: float) -> datetime:
     return datetime.now(UTC) - timedelta(hours=hours)
 
@@ -338,14 +430,15 @@ def live() -> dict[str, Any]:
 )
 def ready(request: Request, response: Response) -> dict[str, Any]:
     """Ready when the champion is loaded with this code's feature-set version and the
-    database and online store answer. ``admission`` reports this worker's saturation
-    (requests in flight against its limit, refusals so far) without failing the probe:
-    a saturated worker still answers what it can, and taking every saturated pod out of
-    the Service would turn an overload into an outage. ``worker`` is the answering
-    process (`fraudstream serve --workers N` runs N)."""
+    database and online store answer. ``rules`` says which rule set decides beside the model
+    (none active is not a failure: the model decides alone). ``admission`` reports this
+    worker's saturation (requests in flight against its limit, refusals so far) without
+    failing the probe: a saturated worker still answers what it can, and taking every
+    saturated pod out of the Service would turn an overload into an outage. ``worker`` is
+    the answering process (`fraudstream serve --workers N` runs N)."""
     rt = _rt(request)
     status = rt.model.status()
-    checks = {"model": status.detail}
+    checks = {"model": status.detail, "rules": rt.rules.detail}
     ok = status.loaded and status.feature_set_version == FEATURE_SET_VERSION
     if status.loaded and not ok:
         checks["model"] = (

@@ -1,7 +1,9 @@
-"""Everything a running API worker holds: settings, database pool, online store, model, feeds.
+"""Everything a running API worker holds: settings, database pool, online store, model, rules,
+feeds.
 
 One per worker process, built in the application's lifespan: every worker has its own
-connections and its own model holder (which reloads the champion on its own).
+connections and its own model and rule set holders (which reload the champion and the
+active rule set on their own).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from fraudstream.adapters.online_store import OnlineStore
 from fraudstream.api.admission import Admission
 from fraudstream.api.live import AlertFeed
 from fraudstream.api.metrics import ApiMetrics
-from fraudstream.api.model_holder import ModelHolder
+from fraudstream.api.model_holder import ModelHolder, RulesHolder
 from fraudstream.api.queries import Database
 from fraudstream.schema import Label
 from fraudstream.settings import Settings
@@ -28,6 +30,7 @@ class ApiRuntime:
     db: Database
     store: OnlineStore
     model: ModelHolder
+    rules: RulesHolder
     feed: AlertFeed
     metrics: ApiMetrics
     admission: Admission
@@ -48,6 +51,7 @@ class ApiRuntime:
     async def close(self) -> None:
         await self.store.aclose()
         self.model.stop()
+        self.rules.stop()
         self.feed.stop()
         if self._sender is not None:
             with contextlib.suppress(DeliveryError):

@@ -23,6 +23,20 @@ class ScoreResponse(BaseModel):
     model_version: str = Field(examples=["7"])
     feature_set_version: str = Field(examples=["1"])
     features: dict[str, float | None] = Field(description="The feature vector, by name.")
+    outcome: Literal["approve", "review", "decline"] = Field(
+        description="The decision of the active rules and the model (docs/rules.md): an "
+        "approve rule, else a decline rule, else review at or above the model's threshold, "
+        "else a review rule, else approve. Without an active rule set the model decides alone."
+    )
+    reason: str = Field(
+        examples=["card_testing_burst"],
+        description="The deciding rule, `model` (the score at or above the threshold), or "
+        "empty for a plain approval.",
+    )
+    fired_rules: list[str] = Field(description="Every rule that fired, whatever decided.")
+    rules_version: str | None = Field(
+        examples=["starter-1"], description="The active rule set's version (null: none)."
+    )
 
 
 class TransactionResponse(BaseModel):
@@ -124,6 +138,79 @@ class ModelResponse(BaseModel):
     champion: ModelVersion | None
     challenger: ModelVersion | None
     promotions: list[Promotion]
+
+
+_RULE_SET_EXAMPLE: dict[str, Any] = {
+    "version": "2026-03-01.1",
+    "lists": {"blocked_cards": ["card-000123"]},
+    "rules": [
+        {
+            "name": "blocked_card",
+            "condition": "card_id in blocked_cards",
+            "outcome": "decline",
+            "priority": 0,
+        },
+        {
+            "name": "card_testing_burst",
+            "condition": "card_distinct_merchants_1h >= 4 and card_amount_mean_1h < 5",
+            "outcome": "decline",
+            "priority": 10,
+        },
+    ],
+}
+
+
+class RuleSetRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"rule_set": _RULE_SET_EXAMPLE, "activated_by": "ana", "comment": "block a card"}
+            ]
+        },
+    )
+
+    rule_set: dict[str, Any] = Field(
+        description="The rule set as a rule set file holds it (docs/rules.md): version, "
+        "description, lists, rules. Checked as `fraudstream rules check` checks a file."
+    )
+    activated_by: str = Field(min_length=1, max_length=100, description="Who (audit).")
+    comment: str = Field(default="", max_length=1000, description="Why (audit).")
+
+
+class RuleSetActivation(BaseModel):
+    version: str = Field(examples=["2026-03-01.1"])
+    previous_version: str | None = Field(description="The set it replaced (null: the first).")
+    activated_by: str
+    comment: str
+    activated_at: datetime
+
+
+class RuleOut(BaseModel):
+    name: str
+    condition: str
+    outcome: Literal["approve", "review", "decline"]
+    priority: int
+    description: str
+
+
+class ActiveRuleSet(BaseModel):
+    version: str
+    description: str
+    lists: dict[str, list[Any]]
+    rules: list[RuleOut] = Field(description="In precedence order (docs/rules.md).")
+    activation: RuleSetActivation
+
+
+class RulesResponse(BaseModel):
+    active: ActiveRuleSet | None = Field(
+        description="The active set (null: none, the model decides alone)."
+    )
+    serving: str | None = Field(
+        description="The version the answering worker decides with; another worker takes a "
+        "newly activated set at its next poll."
+    )
+    history: list[RuleSetActivation] = Field(description="Activations, newest first.")
 
 
 class HistogramBin(BaseModel):

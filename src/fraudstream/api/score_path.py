@@ -53,7 +53,7 @@ async def score_transaction(rt: ApiRuntime, body: bytes) -> bytes:
     start = time.perf_counter()
     txn = from_record(parsed)
     states = await rt.store.get_async(txn.card_id, txn.merchant_id)
-    decision = scorer.decide(txn, states)
+    decision = scorer.decide(txn, states, parsed, rt.rules.current)
     rt.metrics.score_duration.observe(time.perf_counter() - start)
     return orjson.dumps(decision, option=orjson.OPT_SERIALIZE_NUMPY)
 

@@ -12,11 +12,18 @@ on the one-row matrix: the score ``predict_proba`` gives, and the top three reas
 positive contributions to the fraud log-odds) computed as the stream computes them: exact
 TreeSHAP for an alert (what an analyst reads), the path attribution for a pass. One row
 takes XGBoost's C functions directly (``scoring.one_row``).
+
+The active rule set (``LiveRules``) then decides with the model's score, as
+``rules.decision.decide_one`` does: the answer's ``outcome`` (approve, review, decline),
+its ``reason`` (the deciding rule, ``model`` or empty), every fired rule and the set's
+version. Without an active set the model decides alone: review at or above its threshold.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +33,8 @@ from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import TxnEvent
 from fraudstream.features.merchant import update_merchant
 from fraudstream.features.vector import feature_vector
+from fraudstream.rules.decision import MODEL, decide_one
+from fraudstream.rules.ruleset import SCORE, RuleSet, transaction_columns
 from fraudstream.schema.jsonvalues import finite_float
 from fraudstream.scoring.model import ScoringModel, score
 
@@ -47,6 +56,45 @@ class Decision:
     model_version: str
     feature_set_version: str
     features: dict[str, float | None]
+    outcome: str  # "approve" | "review" | "decline": the rules' and the model's decision
+    reason: str  # the deciding rule, "model", or "" for a plain approval
+    fired_rules: tuple[str, ...]
+    rules_version: str | None
+
+
+@dataclass(frozen=True)
+class LiveRules:
+    """A rule set ready for one row at a time: which features (by their place in the
+    vector) and which transaction fields its rules read, so a row holds only those."""
+
+    rule_set: RuleSet
+    features: tuple[tuple[str, int], ...]
+    fields: tuple[str, ...]
+
+    @classmethod
+    def of(cls, rule_set: RuleSet) -> LiveRules:
+        where = {name: i for i, name in enumerate(feature_names())}
+        read = sorted(rule_set.names - {SCORE})
+        fields = transaction_columns()
+        return cls(
+            rule_set,
+            tuple((n, where[n]) for n in read if n in where),
+            tuple(n for n in read if n in fields),
+        )
+
+    def decide(
+        self, record: Any, values: tuple[float, ...], score: float, threshold: float
+    ) -> tuple[str, str, tuple[str, ...], str | None]:
+        """(outcome, reason, fired rules, version) of one transaction (``record``: the
+        validated transaction, a mapping or an object with its fields)."""
+        row: dict[str, Any] = {name: values[i] for name, i in self.features}
+        if isinstance(record, Mapping):
+            row.update((name, record.get(name)) for name in self.fields)
+        else:
+            row.update((name, getattr(record, name, None)) for name in self.fields)
+        row[SCORE] = score
+        decided = decide_one(self.rule_set, row, threshold)
+        return decided.decision, decided.reason, decided.fired, decided.version
 
 
 def features_on(txn: TxnEvent, states: States) -> tuple[float, ...]:
@@ -69,18 +117,39 @@ class Scorer:
         self.feature_set_version = model.feature_set_version
         self.names = feature_names()
 
-    def decide(self, txn: TxnEvent, states: States) -> Decision:
+    def decide(
+        self,
+        txn: TxnEvent,
+        states: States,
+        record: Any = None,
+        rules: LiveRules | None = None,
+    ) -> Decision:
+        """The decision on ``txn`` (``record``: its validated transaction, which ``rules``
+        read their fields from; without ``rules`` the model decides alone)."""
         values = features_on(txn, states)
         x = np.asarray(values, dtype=np.float64).reshape(1, -1)
         scored = score(self.model, x)
         alert = bool(scored.alert[0])
+        probability = float(scored.score[0])
+        if rules is None:
+            outcome, reason = ("review", MODEL) if alert else ("approve", "")
+            fired: tuple[str, ...] = ()
+            version = None
+        else:
+            outcome, reason, fired, version = rules.decide(
+                record, values, probability, self.threshold
+            )
         return Decision(
             transaction_id=txn.transaction_id,
-            score=float(scored.score[0]),
+            score=probability,
             threshold=self.threshold,
             decision="alert" if alert else "pass",
             reason_codes=[Reason(f, finite_float(v), c) for f, v, c in scored.reasons[0]],
             model_version=self.version,
             feature_set_version=FEATURE_SET_VERSION,
             features={n: finite_float(v) for n, v in zip(self.names, values, strict=True)},
+            outcome=outcome,
+            reason=reason,
+            fired_rules=fired,
+            rules_version=version,
         )
