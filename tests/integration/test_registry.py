@@ -31,6 +31,8 @@ from fraudstream.generator import GeneratorConfig, generate, write_history
 from fraudstream.model.experiment import scores_of
 from fraudstream.model.metrics import expected_calibration_error
 from fraudstream.model.split import TimeSplit, holdout_rows
+from fraudstream.rules.decision import decide
+from fraudstream.rules.ruleset import load_rule_set
 from fraudstream.scoring.reload import registry_holder
 from fraudstream.settings import Settings, load_settings
 from tests.integration.conftest import CLI, run_cli
@@ -240,6 +242,99 @@ def test_score_file_writes_one_decision_per_transaction(
     assert set(scored["transaction_id"]) == set(source["transaction_id"])
     assert scored["score"].between(0, 1).all()
     assert set(scored["decision"]) == {"alert", "pass"}
+
+
+RULES_FILE = """\
+version: parity-1
+lists:
+  watched_countries: [FR, DE]
+rules:
+  - name: big_for_card
+    condition: amount > 300 and coalesce(card_amount_ratio_30d, 100) > 3
+    outcome: review
+  - name: watched_night
+    condition: country in watched_countries and txn_is_night == 1
+    outcome: decline
+    priority: 5
+  - name: burst
+    condition: card_count_1h >= 3
+    outcome: decline
+  - name: sharpened
+    condition: score > 0.05 and card_new_merchant_30d == 1
+    outcome: review
+  - name: small_known
+    condition: amount < 2 and card_count_30d > 20
+    outcome: approve
+"""
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_score_file_with_rules_decides_as_decide_does_on_the_same_rows(
+    model_settings: Settings,
+    trained: tuple[str, str],
+    history: tuple[Path, Path],
+    tmp_path: Path,
+    suffix: str,
+) -> None:
+    version, _ = trained
+    txns_path, labels_path = history
+    rules_path = tmp_path / "rules.yaml"
+    rules_path.write_text(RULES_FILE)
+    out = tmp_path / f"scores{suffix}"
+    run_cli(
+        "score-file",
+        "--model",
+        version,
+        "--transactions",
+        str(txns_path),
+        "--labels",
+        str(labels_path),
+        "--rules",
+        str(rules_path),
+        "--out",
+        str(out),
+    )
+    if suffix == ".csv":
+        scored = pd.read_csv(out, keep_default_na=False)
+        # The model's scores are float32, which CSV writes as their shortest text: read back
+        # as float32, they are the very numbers score-file decided on.
+        scored["score"] = scored["score"].astype(np.float32)
+    else:
+        scored = pd.read_parquet(out)
+    assert list(scored.columns) == [
+        "transaction_id",
+        "score",
+        "decision",
+        "outcome",
+        "reason",
+        "fired_rules",
+        "rules_version",
+    ]
+    # The same rows through rules.decision.decide: the replay's features, the transactions'
+    # fields and the file's scores (the model's own, checked by the test above).
+    txns, labels = pd.read_parquet(txns_path), pd.read_parquet(labels_path)
+    rule_set = load_rule_set(rules_path)
+    rows = build_features(txns, labels).merge(
+        txns.drop(columns=["event_time", "card_id"]), on="transaction_id", how="left"
+    )
+    rows = rows.merge(scored[["transaction_id", "score"]], on="transaction_id")
+    assert len(rows) == len(scored) == len(txns)
+    threshold = registry.load_model(model_settings, version).threshold
+    expected = decide(rule_set, rows, threshold)
+    got = scored.set_index("transaction_id").loc[rows["transaction_id"]]
+    assert got["outcome"].tolist() == expected.decision.tolist()
+    assert got["reason"].tolist() == expected.reason.tolist()
+    fired = (
+        [list(f) for f in got["fired_rules"]]
+        if suffix == ".parquet"
+        else [f.split(";") if f else [] for f in got["fired_rules"]]
+    )
+    assert fired == expected.fired_lists()
+    assert set(got["rules_version"]) == {"parity-1"}
+    # The rules and the model both decided somewhere: the test compares real decisions.
+    assert {"approve", "review", "decline"} <= set(got["outcome"])
+    assert {"model", "burst", "big_for_card"} <= set(got["reason"])
+    assert (got["decision"] == "alert").sum() > 0
 
 
 def test_promotion_takes_the_first_challenger_and_refuses_a_worse_one(

@@ -132,3 +132,26 @@ def test_a_score_file_needs_a_threshold(history: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 2
     assert "--threshold" in result.output
+
+
+def test_score_file_checks_its_rule_set_before_anything_else(tmp_path: Path) -> None:
+    """A bad --rules file stops score-file with the rule's error before the model is asked
+    for (no registry here) or the history is replayed."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        'version: "1"\nrules:\n  - name: typo\n    condition: card_cnt_1h > 3\n'
+        "    outcome: decline\n"
+    )
+    cli = Path(sys.executable).parent / "fraudstream"
+    result = subprocess.run(
+        [str(cli), "score-file", "--model", "champion", "--rules", str(path),
+         "--transactions", str(tmp_path / "absent.parquet"), "--out", str(tmp_path / "o.csv")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    shown = " ".join(result.stderr.split())
+    assert shown.startswith(f"error (rules): {path}: rule 'typo': unknown name 'card_cnt_1h'")
+    assert not (tmp_path / "o.csv").exists()

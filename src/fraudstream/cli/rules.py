@@ -19,7 +19,14 @@ from fraudstream.cli.inputs import (
     read_inputs,
     read_table,
 )
-from fraudstream.cli.train import DaysOpt, StartOpt, console, holdout_window, replay_features
+from fraudstream.cli.train import (
+    DaysOpt,
+    StartOpt,
+    console,
+    holdout_window,
+    replay_features,
+    with_transaction_fields,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -186,8 +193,7 @@ def backtest(
     rows = attach_labels(holdout_rows(replay_features(txns, labs), labs, split), labs)
     # Row shape: transaction_id, event_time, card_id, features, is_fraud, ... + the
     # transaction's own fields (the rules may read them) + score.
-    fields = txns.drop(columns=[c for c in ("event_time", "card_id") if c in txns.columns])
-    rows = rows.merge(fields, on="transaction_id", how="left", suffixes=("", "_txn"))
+    rows = with_transaction_fields(rows, txns)
     rows, chosen = _scores(rows, model, scores, threshold)
     result = run_backtest(rule_set, rows, chosen)
     console.print(_backtest_table(result))

@@ -88,6 +88,13 @@ def replay_features(txns: pd.DataFrame, labels: pd.DataFrame | None) -> pd.DataF
         return build_features(txns, labels, on_progress=lambda n: bar.update(task, completed=n))
 
 
+def with_transaction_fields(rows: pd.DataFrame, txns: pd.DataFrame) -> pd.DataFrame:
+    """Feature rows joined with their transaction's own fields (the rules may read them), in
+    the rows' order: transaction_id, event_time, card_id, features, ... + the fields."""
+    fields = txns.drop(columns=[c for c in ("event_time", "card_id") if c in txns.columns])
+    return rows.merge(fields, on="transaction_id", how="left", suffixes=("", "_txn"))
+
+
 def _show(reports: dict[str, dict[str, Any]]) -> None:
     table = Table("metric", *reports)
     for key in HEADLINE:
@@ -436,20 +443,33 @@ def score_file(
     training_set: SetOpt = None,
     strict: StrictOpt = False,
     as_json: JsonOpt = False,
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            "--rules",
+            help="A rule set file: also write outcome, reason, fired_rules, rules_version.",
+        ),
+    ] = None,
 ) -> None:
     """Write transaction_id, score, decision for every transaction of a file.
 
     Features come from the same replay as training; labels count only once known.
     Transactions the stream would refuse (and dead-letter) are neither scored nor
     fed to the features: they are reported per reason, or with --strict stop the command.
+    With --rules, the rule set decides beside the model as `POST /score` does
+    (docs/rules.md): outcome (approve, review, decline), the deciding rule or `model`,
+    every fired rule (a list; in CSV joined by ';') and the set's version.
     """
     import numpy as np
     import pandas as pd
 
     from fraudstream.adapters import registry
     from fraudstream.model.experiment import scores_of
+    from fraudstream.rules.decision import decide
+    from fraudstream.rules.ruleset import load_rule_set
 
     json_mode(console, as_json)
+    rule_set = load_rule_set(rules) if rules is not None else None  # first: costs no replay
     inputs = read_inputs(transactions, labels, training_set, False, strict, console)
     loaded = registry.load_model(load_settings(), model)
     rows = replay_features(inputs.transactions, inputs.labels)
@@ -461,6 +481,16 @@ def score_file(
             "decision": np.where(scores >= loaded.threshold, "alert", "pass"),
         }
     )
+    if rule_set is not None:
+        frame = with_transaction_fields(rows, inputs.transactions).assign(score=scores)
+        decided = decide(rule_set, frame, loaded.threshold)
+        fired = decided.fired_lists()
+        result = result.assign(
+            outcome=decided.decision,
+            reason=decided.reason,
+            fired_rules=[";".join(f) for f in fired] if out.suffix == ".csv" else fired,
+            rules_version=decided.version,
+        )
     if out.suffix == ".csv":
         result.to_csv(out, index=False)
     else:
@@ -479,6 +509,12 @@ def score_file(
                 "out": str(out),
                 "scored": len(result),
                 "alerts": alerts,
+                "rules_version": rule_set.version if rule_set is not None else None,
+                "outcomes": (
+                    {k: int(v) for k, v in result["outcome"].value_counts().items()}
+                    if rule_set is not None
+                    else None
+                ),
                 "input": inputs.exclusions,
             }
         )
