@@ -1,16 +1,22 @@
-"""Rule sets as versioned data on the real PostgreSQL: checked, stored, activated, reloaded."""
+"""Rule sets as versioned data on the real PostgreSQL: checked, stored, activated, reloaded,
+and through `fraudstream rules activate | active`."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from fraudstream.adapters.postgres import connect, migrate, scratch_database
 from fraudstream.rules.ruleset import RuleSetError
 from fraudstream.services import rules
 from fraudstream.settings import PostgresSettings, Settings
+from tests.integration.conftest import CLI, run_cli, scratch_env
 
 pytestmark = pytest.mark.postgres
 
@@ -120,3 +126,34 @@ def test_the_holder_picks_up_a_new_activation_and_keeps_serving_when_down(
     assert down.current is holder.current
     assert down.counts.failed == 1
     assert down.detail.startswith("cannot read @active from PostgreSQL at ")
+
+
+def test_the_cli_activates_a_file_and_shows_the_active_set(
+    settings: Settings, tmp_path: Path
+) -> None:
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(yaml.safe_dump(_set("c1")))
+    bad.write_text(yaml.safe_dump(_set("c2", "amount_x > 3")))
+    with scratch_env(settings) as scratch:
+        shown = json.loads(run_cli("rules", "active", "--json").stdout.strip().splitlines()[-1])
+        assert shown == {"command": "rules active", "version": None, "history": []}
+        done = run_cli("rules", "activate", str(good), "--by", "ana", "--comment", "first")
+        assert "rule set c1 is active (2 rules; was none)" in done.stdout
+        refused = subprocess.run(
+            [*CLI, "rules", "activate", str(bad), "--by", "bob"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert refused.returncode == 1
+        said = " ".join(refused.stderr.split())
+        assert said.startswith(f"error (rules): {bad}: rule 'big': unknown name 'amount_x'")
+        found = rules.active(scratch.postgres)
+        assert found is not None
+        assert found.rule_set.version == "c1"
+        shown = json.loads(run_cli("rules", "active", "--json").stdout.strip().splitlines()[-1])
+        assert shown["version"] == "c1"
+        assert [(h["version"], h["activated_by"], h["comment"]) for h in shown["history"]] == [
+            ("c1", "ana", "first")
+        ]

@@ -118,6 +118,10 @@ KNOWN: dict[str, tuple[str, str] | Known] = {
         "rules",
         "fix the rule named above (docs/rules.md); `fraudstream rules check FILE` checks a file",
     ),
+    "fraudstream.adapters.rule_sets.VersionTakenError": (
+        "rules",
+        "give the changed rule set a new version; `fraudstream rules active` lists the used ones",
+    ),
     "fraudstream.rules.decision.RuleInputError": (
         "rules",
         "the rules read a column the data lacks: add it, or change the rule",

@@ -1,4 +1,5 @@
-"""`fraudstream rules check | backtest`: wiring around rules/ (docs/rules.md)."""
+"""`fraudstream rules check | backtest | activate | active`: wiring around rules/ and
+services.rules (docs/rules.md)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
     from fraudstream.rules.ruleset import RuleSet
 
 rules_app = typer.Typer(
-    no_args_is_help=True, help="Declarative fraud rules: check a rule set, backtest it."
+    no_args_is_help=True,
+    help="Declarative fraud rules: check, backtest and activate a rule set; show the active one.",
 )
 RulesFile = Annotated[Path, typer.Argument(help="A rule set file (YAML or JSON).")]
 
@@ -76,6 +78,83 @@ def check(path: RulesFile, as_json: JsonOpt = False) -> None:
                     for r in rule_set.rules
                 ],
                 "lists": {name: len(v) for name, v in rule_set.lists.items()},
+            }
+        )
+
+
+@rules_app.command("activate")
+def activate(
+    path: RulesFile,
+    by: Annotated[str, typer.Option("--by", help="Who activates it (kept in the history).")],
+    comment: Annotated[str, typer.Option(help="Why (kept in the history).")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a rule set file, store it in PostgreSQL and make it the active set (as PUT /rules
+    does): the API's workers decide with it from their next poll. An invalid set is refused
+    with the rule's error and the active set stays."""
+    import yaml
+
+    from fraudstream.rules.ruleset import load_rule_set
+    from fraudstream.services import rules
+    from fraudstream.settings import load_settings
+
+    json_mode(console, as_json)
+    load_rule_set(path)  # the file's own errors name the file
+    document = yaml.safe_load(path.read_text("utf-8"))
+    rule_set, done = rules.activate(load_settings().postgres, document, by, comment)
+    was = done.previous_version or "none"
+    console.print(f"rule set {rule_set.version} is active ({len(rule_set.rules)} rules; was {was})")
+    if as_json:
+        print_json(
+            {
+                "command": "rules activate",
+                "version": done.version,
+                "previous_version": done.previous_version,
+                "activated_by": done.activated_by,
+                "activated_at": done.activated_at.isoformat(),
+            }
+        )
+
+
+@rules_app.command("active")
+def active(
+    history: Annotated[int, typer.Option(min=1, help="Activations to list.")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """The active rule set (its rules in evaluation order) and the latest activations."""
+    from fraudstream.services import rules
+    from fraudstream.settings import load_settings
+
+    json_mode(console, as_json)
+    settings = load_settings().postgres
+    found = rules.active(settings)
+    past = rules.history(settings, history)
+    if found is None:
+        console.print("no rule set is active: the model decides alone")
+    else:
+        console.print(_rules_table(found.rule_set))
+    table = Table(title="activations, newest first")
+    for column in ("version", "replaced", "by", "at", "comment"):
+        table.add_column(column, overflow="fold")
+    for a in past:
+        at = a.activated_at.isoformat(timespec="seconds")
+        table.add_row(a.version, a.previous_version or "-", a.activated_by, at, a.comment)
+    console.print(table)
+    if as_json:
+        print_json(
+            {
+                "command": "rules active",
+                "version": found.rule_set.version if found is not None else None,
+                "history": [
+                    {
+                        "version": a.version,
+                        "previous_version": a.previous_version,
+                        "activated_by": a.activated_by,
+                        "comment": a.comment,
+                        "activated_at": a.activated_at.isoformat(),
+                    }
+                    for a in past
+                ],
             }
         )
 
