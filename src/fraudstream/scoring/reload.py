@@ -9,8 +9,8 @@ refusal is counted and logged once per version. A load that fails (registry down
 the current model and is retried at the next poll. ``detail`` says, in one line, what is
 served or why nothing is.
 
-``Holder`` is generic over what it serves (anything with a ``version``): the API and the
-stream hold the active rule set the same way (``services.rules.rule_set_holder``).
+``Holder`` is generic over what it serves (anything with a ``version``): the API holds the
+active rule set the same way (``services.rules.rule_set_holder``).
 """
 
 from __future__ import annotations
