@@ -2,8 +2,10 @@
 
 The platform is started once per test session with the package's own CLI (so its
 processes are detached from pytest exactly as in real use) and stopped at the
-end unless FRAUDSTREAM_TEST_KEEP_PLATFORM=1. Each test gets unique names: its own
-topic, consumer group, database or object prefix.
+end unless FRAUDSTREAM_TEST_KEEP_PLATFORM=1. It starts what the collected tests need: a
+module declares its services with ``pytestmark = pytest.mark.services("kafka", ...)`` (the
+names of `platform up --only`); a module that declares none needs every service. Each test
+gets unique names: its own topic, consumer group, database or object prefix.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pytest
 
 from fraudstream.adapters.kafka import create_scratch_topic, delete_topic
 from fraudstream.adapters.postgres import migrate, scratch_database
-from fraudstream.platform.runtime import EmbeddedPlatform
+from fraudstream.platform.runtime import SERVICES, EmbeddedPlatform, needed
 from fraudstream.settings import Settings, load_settings
 
 CLI = [str(Path(sys.executable).parent / "fraudstream")]
@@ -61,10 +63,23 @@ def settings() -> Settings:
     return load_settings()
 
 
+def declared_services(item: pytest.Item) -> tuple[str, ...] | None:
+    """What ``item`` declares with ``pytest.mark.services(...)``; None when it declares nothing."""
+    marker = item.get_closest_marker("services")
+    return None if marker is None else tuple(marker.args)
+
+
+_STARTED = pytest.StashKey[frozenset[str] | None]()
+
+
 @pytest.fixture(scope="session")
-def platform(settings: Settings) -> Iterator[EmbeddedPlatform]:
+def platform(settings: Settings, request: pytest.FixtureRequest) -> Iterator[EmbeddedPlatform]:
+    """The platform with the services of every collected test: `make test` starts all."""
+    chosen = needed(declared_services(item) for item in request.session.items)
+    request.config.stash[_STARTED] = chosen
+    only = [] if chosen is None else ["--only", ",".join(sorted(chosen))]
     try:
-        status = json.loads(run_cli("platform", "up", "--json").stdout)
+        status = json.loads(run_cli("platform", "up", *only, "--json").stdout)
     except BaseException:
         # A half-started platform must not outlive the test session.
         subprocess.run([*CLI, "platform", "down"], capture_output=True, check=False)
@@ -78,6 +93,25 @@ def platform(settings: Settings) -> Iterator[EmbeddedPlatform]:
 @pytest.fixture(autouse=True)
 def _needs_platform(platform: EmbeddedPlatform) -> None:
     """Every integration test runs against the started platform."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failure in a session that started only some services names the ones it did not
+    start: a test that uses one its module did not declare fails on a refused connection."""
+    report = yield
+    started = item.config.stash.get(_STARTED, None)
+    if report.failed and started is not None:
+        missing = [s for s in SERVICES if s not in started]
+        report.sections.append(
+            (
+                "platform services",
+                f"this session started only {', '.join(sorted(started))}; not started: "
+                f"{', '.join(missing)}. A module declares every service it uses: "
+                f"pytestmark = pytest.mark.services(...) (none declared: all of them).",
+            )
+        )
+    return report
 
 
 def unique(prefix: str) -> str:

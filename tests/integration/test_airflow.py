@@ -63,13 +63,7 @@ from tests.integration.scoring_support import (
 )
 from tests.integration.scoring_support import history as scorer_history
 
-pytestmark = [
-    pytest.mark.kafka,
-    pytest.mark.mlflow,
-    pytest.mark.postgres,
-    pytest.mark.s3,
-    pytest.mark.timeout(1500),
-]
+pytestmark = pytest.mark.timeout(1500)
 
 START = datetime(2031, 2, 1, tzinfo=UTC)
 AS_OF = START + timedelta(days=36)

@@ -9,8 +9,6 @@ from fastapi.testclient import TestClient
 from fraudstream.adapters.postgres import connect
 from tests.integration.api_support import World
 
-pytestmark = [pytest.mark.postgres, pytest.mark.mlflow, pytest.mark.kafka]
-
 
 def test_transaction_lookup_and_unknown_id(client: TestClient, api_world: World) -> None:
     alert_id = api_world.alert_ids[0]

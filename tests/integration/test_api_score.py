@@ -8,7 +8,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import pytest
 from fastapi.testclient import TestClient
 
 from fraudstream.adapters import registry
@@ -18,8 +17,6 @@ from fraudstream.features.replay import build_features
 from fraudstream.scoring.model import ScoringModel
 from fraudstream.scoring.model import score as score_batch
 from tests.integration.api_support import World, wire
-
-pytestmark = [pytest.mark.postgres, pytest.mark.mlflow, pytest.mark.kafka]
 
 
 def test_score_computes_exactly_the_stream_features_and_changes_no_state(

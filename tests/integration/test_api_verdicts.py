@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from fraudstream.adapters.postgres import connect
@@ -15,8 +14,6 @@ from fraudstream.settings import Settings
 from fraudstream.topics import TRANSACTION_LABELS
 from tests.integration.api_support import World, writer_headers
 from tests.integration.label_support import ingest_since, published_since, topic_end
-
-pytestmark = [pytest.mark.postgres, pytest.mark.mlflow, pytest.mark.kafka]
 
 
 def test_verdict_needs_a_token_becomes_an_analyst_label_and_is_idempotent(

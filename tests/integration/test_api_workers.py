@@ -22,7 +22,6 @@ import httpx
 import mlflow
 import mlflow.xgboost
 import psycopg2
-import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from mlflow.tracking import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -39,8 +38,6 @@ from tests.integration.api_support import (
     writer_headers,
 )
 from tests.integration.conftest import CLI, scratch_env
-
-pytestmark = [pytest.mark.postgres, pytest.mark.mlflow, pytest.mark.kafka]
 
 
 def _free_port() -> int:

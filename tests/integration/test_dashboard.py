@@ -25,7 +25,6 @@ from fraudstream.topics import FRAUD_ALERTS
 from tests.integration.api_support import World
 from tests.integration.label_support import ingest_since, topic_end
 
-pytestmark = [pytest.mark.postgres, pytest.mark.kafka, pytest.mark.mlflow]
 CHROMIUM = Path("/usr/bin/chromium")
 
 

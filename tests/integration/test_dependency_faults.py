@@ -52,14 +52,7 @@ from tests.integration.scoring_support import (
     wait_until,
 )
 
-pytestmark = [
-    pytest.mark.kafka,
-    pytest.mark.postgres,
-    pytest.mark.s3,
-    pytest.mark.mlflow,
-    pytest.mark.platform,
-    pytest.mark.timeout(2400),
-]
+pytestmark = [pytest.mark.platform, pytest.mark.timeout(2400)]
 
 RATE = 10.0  # transactions per second, sent throughout the faults
 WARM_UP = 200  # transactions sent (and scored) before the paced feed starts

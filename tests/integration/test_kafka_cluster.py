@@ -25,7 +25,7 @@ from fraudstream.settings import Settings
 from fraudstream.topics import topic_names
 from tests.integration.conftest import run_cli
 
-pytestmark = pytest.mark.kafka
+pytestmark = pytest.mark.services("kafka")
 
 
 def _consume_all(settings: Settings, topic: str, group_id: str, expected: int) -> dict[str, int]:
@@ -130,7 +130,7 @@ def test_acknowledged_records_survive_a_node_killed_mid_produce(
     assert len(acked) == total
 
     # `up` notices the dead node and restarts it; it rejoins the cluster.
-    status = json.loads(run_cli("platform", "up", "--json").stdout)
+    status = json.loads(run_cli("platform", "up", "--only", "kafka", "--json").stdout)
     assert status["healthy"], status
     assert broker_ids(settings.kafka) == [1, 2, 3]
 

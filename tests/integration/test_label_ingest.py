@@ -25,7 +25,7 @@ from fraudstream.adapters.postgres import connect
 from fraudstream.settings import Settings
 from tests.integration.conftest import CLI, run_cli, unique
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+pytestmark = pytest.mark.services("kafka", "postgres")
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 

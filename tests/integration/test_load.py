@@ -20,7 +20,7 @@ from fraudstream.generator import GeneratorConfig, generate, write_history
 from fraudstream.settings import Settings
 from tests.integration.conftest import run_cli, scratch_env
 
-pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.services("postgres"), pytest.mark.timeout(300)]
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from fraudstream.adapters.object_store import s3_client
 from fraudstream.settings import Settings
 
-pytestmark = [pytest.mark.mlflow, pytest.mark.s3]
+pytestmark = pytest.mark.services("minio", "mlflow")
 
 
 def test_platform_buckets_exist(settings: Settings) -> None:

@@ -26,7 +26,7 @@ from fraudstream.settings import PostgresSettings, Settings
 
 from .conftest import run_cli, scratch_env
 
-pytestmark = pytest.mark.postgres
+pytestmark = pytest.mark.services("postgres")
 MIDNIGHT = datetime(2026, 3, 2, tzinfo=UTC)
 NAMES = [f.name for f in SCORED_SCHEMA.fields]
 

@@ -14,7 +14,7 @@ from fraudstream.adapters.postgres import (
 )
 from fraudstream.settings import PostgresSettings, Settings
 
-pytestmark = pytest.mark.postgres
+pytestmark = pytest.mark.services("postgres")
 
 TABLES = {"transactions_raw", "transactions_with_score", "fraud_alerts", "labels", "model_metadata"}
 

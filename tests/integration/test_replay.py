@@ -28,7 +28,7 @@ from fraudstream.settings import Settings
 from fraudstream.validation import Reason, Transaction, TransactionValidator
 from tests.integration.conftest import CLI, run_cli, unique
 
-pytestmark = pytest.mark.kafka
+pytestmark = pytest.mark.services("kafka")
 SMALL = GeneratorConfig(seed=5, days=2, customers=600, merchants=300, fraud_rate=0.05)
 
 

@@ -41,13 +41,7 @@ from tests.integration.history_support import (
     store_history,
 )
 
-pytestmark = [
-    pytest.mark.kafka,
-    pytest.mark.mlflow,
-    pytest.mark.postgres,
-    pytest.mark.s3,
-    pytest.mark.timeout(1200),
-]
+pytestmark = pytest.mark.timeout(1200)
 
 START = datetime(2026, 2, 1, tzinfo=UTC)
 AS_OF = START + timedelta(days=36)  # window [START + 1 d, AS_OF): 21 train, 7 delay, 7 test

@@ -65,13 +65,7 @@ from tests.integration.scoring_support import (
     wait_until,
 )
 
-pytestmark = [
-    pytest.mark.kafka,
-    pytest.mark.postgres,
-    pytest.mark.s3,
-    pytest.mark.mlflow,
-    pytest.mark.timeout(3000),
-]
+pytestmark = pytest.mark.timeout(3000)
 
 POISON = 1_000
 

@@ -30,7 +30,7 @@ from tests.integration.conftest import scratch_env
 from tests.integration.history_support import generated_history, store_history
 from tests.lake_support import write_lake
 
-pytestmark = pytest.mark.postgres
+pytestmark = pytest.mark.services("postgres")
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 TX_COLUMNS = (
     "transaction_id, event_time, card_id, merchant_id, amount, currency, lat, schema_version"

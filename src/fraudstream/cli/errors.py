@@ -40,6 +40,9 @@ KNOWN: dict[str, tuple[str, str] | Known] = {
         "service",
         "see the log named above; `fraudstream platform logs SERVICE`",
     ),
+    "fraudstream.platform.runtime.UnknownServiceError": Known(
+        "usage", "name services as `fraudstream platform status` shows them", 2
+    ),
     "fraudstream.adapters.partitions.SchemaBehindError": (
         "database schema",
         "run `fraudstream db migrate` (or `fraudstream platform up`), then again",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -31,6 +31,56 @@ from fraudstream.platform.service import Health, Service
 from fraudstream.settings import Settings
 
 Report = Callable[[str], None]
+
+SERVICES = ("postgres", "minio", "kafka", "mlflow", "redis", "airflow")
+"""What `up --only` names: each service as `status` shows it, Kafka's nodes (``kafka-1``...)
+and Airflow's components (``airflow-scheduler``...) as one each."""
+
+NEEDS: dict[str, tuple[str, ...]] = {
+    "mlflow": ("postgres", "minio"),  # its tracking database and its artifact bucket
+    "airflow": ("postgres",),  # its metadata database
+}
+
+
+class UnknownServiceError(ValueError):
+    """A service name `up --only` does not know; the message lists the ones it does."""
+
+
+def service_group(name: str) -> str:
+    """The `--only` name of a service as `status` shows it: ``kafka-2`` -> ``kafka``."""
+    for group in ("kafka", "airflow"):
+        if name.startswith(f"{group}-"):
+            return group
+    return name
+
+
+def closure(names: Iterable[str]) -> frozenset[str]:
+    """``names`` and everything they need (``mlflow`` -> ``postgres``, ``minio``); an
+    `UnknownServiceError` naming the valid names for a name that is none of them."""
+    wanted = {service_group(n.strip()) for n in names if n.strip()}
+    unknown = sorted(wanted - set(SERVICES))
+    if unknown:
+        raise UnknownServiceError(
+            f"unknown service(s) {', '.join(unknown)}; the services are: {', '.join(SERVICES)}"
+        )
+    pending = list(wanted)
+    while pending:
+        for needed in NEEDS.get(pending.pop(), ()):
+            if needed not in wanted:
+                wanted.add(needed)
+                pending.append(needed)
+    return frozenset(wanted)
+
+
+def needed(declared: Iterable[Iterable[str] | None]) -> frozenset[str] | None:
+    """The services a set of users needs: the `closure` of the union of what each declares;
+    None (everything) as soon as one declares nothing."""
+    wanted: set[str] = set()
+    for names in declared:
+        if names is None:
+            return None
+        wanted.update(names)
+    return closure(wanted)
 
 
 class ServiceError(RuntimeError):
@@ -96,28 +146,47 @@ class EmbeddedPlatform:
 
     # -- up ------------------------------------------------------------------------------
 
-    def up(self, report: Report = lambda _: None) -> list[ServiceStatus]:
+    def up(
+        self, report: Report = lambda _: None, only: Iterable[str] | None = None
+    ) -> list[ServiceStatus]:
+        """Start, wait for and configure every service, or with ``only`` those services and
+        what they need (see `closure`); naming ``airflow`` starts Airflow."""
+        chosen = closure(SERVICES if only is None else only)
+        if only is not None and "airflow" in chosen:
+            self.airflow.enabled = True
         with self._locked():
-            for svc in self.services:
+            airflow = self.airflow.enabled or bool(self.airflow.active(self.run_dir))
+            if only is not None:
+                airflow = "airflow" in chosen
+            picked = [s for s in self.services if service_group(s.name) in chosen]
+            for svc in picked if only is not None else self.services:
                 report(f"preparing {svc.name}")
                 svc.prepare()
-            first = [self.postgres, self.minio, *self.kafka_nodes, self.redis]
+            first = [
+                s
+                for s in [self.postgres, self.minio, *self.kafka_nodes, self.redis]
+                if service_group(s.name) in chosen
+            ]
             records = {svc.name: self._start(svc, report) for svc in first}
             for svc in first:
                 report(f"waiting for {svc.name}")
                 self._wait_healthy(svc, records[svc.name])
-            report("configuring postgres (role, databases, migrations)")
-            self.postgres.configure()
-            report("configuring minio (buckets)")
-            self.minio.configure()
-            report("waiting for the Kafka cluster to list every broker")
-            self._wait_brokers()
-            report("ensuring Kafka topics")
-            ensure_topics(self.settings.kafka)
-            record = self._start(self.mlflow, report)
-            report("waiting for mlflow (first start migrates its database)")
-            self._wait_healthy(self.mlflow, record, timeout_factor=2)
-            if self.airflow.enabled or self.airflow.active(self.run_dir):
+            if "postgres" in chosen:
+                report("configuring postgres (role, databases, migrations)")
+                self.postgres.configure()
+            if "minio" in chosen:
+                report("configuring minio (buckets)")
+                self.minio.configure()
+            if "kafka" in chosen:
+                report("waiting for the Kafka cluster to list every broker")
+                self._wait_brokers()
+                report("ensuring Kafka topics")
+                ensure_topics(self.settings.kafka)
+            if "mlflow" in chosen:
+                record = self._start(self.mlflow, report)
+                report("waiting for mlflow (first start migrates its database)")
+                self._wait_healthy(self.mlflow, record, timeout_factor=2)
+            if airflow:
                 self._up_airflow(report)  # enabled now, or running before (and perhaps died)
         return self.status()
 
@@ -253,11 +322,16 @@ class EmbeddedPlatform:
             )
         return rows
 
-    def status_document(self) -> dict[str, object]:
-        """`status --json`: services, overall health and connection settings (no secrets)."""
+    def status_document(self, only: Iterable[str] | None = None) -> dict[str, object]:
+        """`status --json`: services, overall health and connection settings (no secrets).
+        With ``only`` (as `up --only` takes it), health is that of those services and what
+        they need; the others are listed as they are."""
         rows = self.status()
+        chosen = None if only is None else closure(only)
         return {
-            "healthy": all(r.healthy for r in rows),
+            "healthy": all(
+                r.healthy for r in rows if chosen is None or service_group(r.service) in chosen
+            ),
             "services": [asdict(r) for r in rows],
             "connections": self.settings.connection_info(),
             "urls": {
