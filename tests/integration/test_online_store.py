@@ -15,6 +15,8 @@ from fraudstream.features.events import LabelEvent, TxnEvent
 from fraudstream.features.merchant import MerchantState, apply_label, update_merchant
 from fraudstream.settings import Settings
 
+pytestmark = pytest.mark.services("redis")
+
 T0 = 1_760_000_000.0
 
 
