@@ -77,13 +77,22 @@ class Sender:
         self.acked = 0
         self.failed = 0
         self.first_error: str | None = None
+        self.positions: list[tuple[str, int, int]] | None = None
 
-    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             self.acked += 1
+            if self.positions is not None:
+                self.positions.append((msg.topic() or "", msg.partition() or 0, msg.offset() or 0))
             return
         self.failed += 1
         self.first_error = self.first_error or str(err)
+
+    def keep_positions(self) -> list[tuple[str, int, int]]:
+        """From now on keep where each acknowledged record landed, (topic, partition, offset),
+        in the list returned."""
+        self.positions = []
+        return self.positions
 
     @property
     def _producer(self) -> Producer:

@@ -24,7 +24,7 @@ from typing import IO, Any
 import orjson
 import pyarrow as pa
 
-from fraudstream.adapters.kafka import DeliveryError, Sender, producer_config
+from fraudstream.adapters.kafka import Sender
 from fraudstream.generator import Generated, GeneratorConfig, generate, world_for
 from fraudstream.schema import format_timestamp
 from fraudstream.schema.tables import encode_row, wire_records
@@ -231,23 +231,12 @@ POISON = [b"{not json", b'{"transaction_id": "poison-without-fields"}', b"\xff\x
 
 def send_poison(kafka: KafkaSettings, topic: str) -> set[str]:
     """Send ``POISON`` once; the dead-letter keys (``topic/partition/offset``) it must get."""
-    from confluent_kafka import Producer
-
-    keys: set[str] = set()
-    failed: list[object] = []
-
-    def delivered(err: object, msg: object) -> None:
-        if err is not None:
-            failed.append(err)
-        else:
-            keys.add(f"{msg.topic()}/{msg.partition()}/{msg.offset()}")  # type: ignore[attr-defined]
-
-    producer = Producer(producer_config(kafka))
+    sender = Sender(kafka)
+    positions = sender.keep_positions()
     for value in POISON:
-        producer.produce(topic, key=b"poison", value=value, on_delivery=delivered)
-    if producer.flush(30) or failed:
-        raise DeliveryError(f"poison records to {topic} not delivered: {failed}")
-    return keys
+        sender.send(topic, b"poison", value)
+    sender.flush(30)
+    return {f"{t}/{partition}/{offset}" for t, partition, offset in positions}
 
 
 class PacedFeed(threading.Thread):
