@@ -6,6 +6,10 @@ idempotent with ``acks=all``. A replayed micro-batch publishes its records again
 (at least once: consumers deduplicate by key). The producer rides out a broker's loss
 itself; a partition whose records were still not all acknowledged is sent again, whole,
 until its retry budget is spent.
+
+It keeps its own producer rather than ``adapters.kafka.Sender``: the tasks of an executor
+process share one producer (``worker_client``), a delivery error is kept whole for its
+retriable flag, and the hot loop calls ``produce`` without the Sender's poll per record.
 """
 
 from __future__ import annotations
