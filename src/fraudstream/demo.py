@@ -5,14 +5,14 @@ live generator → a live console view read from what the pipeline wrote (Postgr
 with the URLs → every process the demo started is stopped. The platform keeps running.
 
 Every step is the project's own CLI in a child process, exactly as an operator would run it, so
-the demo exercises nothing that a user could not run by hand. Children log to
-``<home>/demo/logs/``; a failing step names its log and prints its last lines.
+the demo exercises nothing that a user could not run by hand. Long-running steps are
+``platform.process.Child``: they log to ``<home>/demo/logs/`` (each start appended after a
+banner); a failing step names its log and prints its last lines.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -31,6 +31,7 @@ from rich.table import Table
 
 from fraudstream.adapters.object_store import s3_client
 from fraudstream.adapters.postgres import connect
+from fraudstream.platform.process import Child, Launch, tail
 from fraudstream.settings import Settings
 
 #: The demo's world: small enough to generate and train in about a minute on two cores,
@@ -66,43 +67,6 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:,.0f} ms"
 
 
-def _tail(path: Path, lines: int = 15) -> str:
-    if not path.exists():
-        return "(no output)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-@dataclass
-class Child:
-    """A long-running step: its own process group, output to a log file."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
-        """SIGINT (a clean stop: offsets committed, query stopped), then SIGTERM, then SIGKILL."""
-        for sig, wait_s in (
-            (signal.SIGINT, grace_s),
-            (signal.SIGTERM, 10.0),
-            (signal.SIGKILL, 5.0),
-        ):
-            if not self.alive():
-                break
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.process.wait(timeout=wait_s)
-            except subprocess.TimeoutExpired:
-                continue
-        return self.process.poll()
-
-
 @dataclass
 class Demo:
     settings: Settings
@@ -132,23 +96,17 @@ class Demo:
             raise DemoError(f"{title} failed (exit {code}): `{command}`, output above")
 
     def start(self, name: str, *args: str) -> Child:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        log = self.logs / f"{name}.log"
-        out: IO[bytes] = log.open("wb")
-        process = subprocess.Popen(
-            [*cli(), *args], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        child = Child(name, process, log)
+        child = Child.start(name, Launch([*cli(), *args]), self.logs / f"{name}.log")
         self.children.append(child)
-        self.console.print(f"started [bold]{name}[/] (pid {process.pid}, log {log})")
+        self.console.print(f"started [bold]{name}[/] (pid {child.process.pid}, log {child.log})")
         return child
 
     def check_children(self) -> None:
         for child in self.children:
             if not child.alive() and child.name != "generator":
                 raise DemoError(
-                    f"{child.name} stopped unexpectedly (exit {child.process.returncode}); "
-                    f"log: {child.log}\n{_tail(child.log)}"
+                    f"{child.name} stopped unexpectedly (exit {child.returncode}); "
+                    f"log: {child.log}\n{tail(child.log, 15)}"
                 )
 
     def stop_all(self) -> None:
@@ -158,7 +116,7 @@ class Demo:
             for child in reversed(self.children):
                 if child.alive():
                     self.console.print(f"stopping {child.name} ...")
-                child.stop()
+                child.stop(STOP_GRACE_S)
             self.children.clear()
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -291,7 +249,7 @@ class Demo:
                 live.update(view.table())
                 if generator.alive():
                     continue
-                if generator.process.returncode != 0:
+                if generator.returncode != 0:
                     raise DemoError(f"the generator failed; log: {generator.log}")
                 # The feed has ended: wait until every sent transaction is scored (or 60 s).
                 drained_at = drained_at or time.monotonic()

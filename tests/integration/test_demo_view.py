@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from fraudstream.adapters.postgres import connect
-from fraudstream.demo import Child, LiveView
+from fraudstream.demo import LiveView
 from fraudstream.settings import Settings
 
 from .conftest import unique
+
+pytestmark = pytest.mark.services("postgres")
 
 
 def _insert(settings: Settings, rows: list[tuple[str, bool, datetime, datetime]]) -> None:
@@ -94,33 +92,3 @@ def test_the_summary_gives_the_latency_after_the_first_minute_apart(
     assert summary.p99_ms == pytest.approx(5000.0, abs=1e-3)
     assert summary.warm_p50_ms == pytest.approx(200.0, abs=1e-3)
     assert summary.warm_p99_ms == pytest.approx(200.0, abs=1e-3)
-
-
-def test_a_child_stops_with_its_whole_process_group(tmp_path: Path) -> None:
-    """SIGINT first; a child that ignores it (and its own children) is still stopped."""
-    script = (
-        "import signal, subprocess, sys, time\n"
-        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
-        "time.sleep(600)\n"
-    )
-    log = tmp_path / "child.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", script], stdout=out, stderr=out, start_new_session=True
-        )
-    time.sleep(1.0)
-    child = Child("stubborn", process, log)
-    started = time.monotonic()
-    code = child.stop(grace_s=1.0)
-    assert code == -signal.SIGTERM
-    assert time.monotonic() - started < 10
-    deadline = time.monotonic() + 5
-    while True:
-        group = subprocess.run(
-            ["pgrep", "-g", str(process.pid)], capture_output=True, text=True, check=False
-        )
-        if not group.stdout.strip() or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert group.stdout.strip() == "", "a process of the child's group survived"

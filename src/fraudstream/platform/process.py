@@ -1,8 +1,11 @@
-"""Detached service processes: spawn, identify, stop, and see which ports listen.
+"""Child processes: start, identify, watch, stop, and see which ports listen.
 
-A service runs in its own session (process group), so stopping it also stops
-the workers it forked (MLflow's server, for one). A process is identified by
-pid *and* start time, so a recycled pid is never mistaken for our service.
+Every process the package starts runs in its own session (process group) with its output
+appended to a log after a banner, so stopping it also stops the workers it forked (MLflow's
+server, for one). A platform service is detached: `up` records it (`spawn`, `ProcessRecord`)
+and a later `down` stops it, identified by pid *and* start time, so a recycled pid is never
+mistaken for our service. A step of the demo is a `Child`: the process that started it
+watches it and stops it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from subprocess import DEVNULL, STDOUT, Popen
+from subprocess import DEVNULL, STDOUT, Popen, TimeoutExpired
 
 
 @dataclass(frozen=True)
@@ -162,15 +165,16 @@ def alive(record: ProcessRecord) -> bool:
     return stat is not None and stat[0] not in ("Z", "X") and stat[1] == record.start_ticks
 
 
-def spawn(service: str, launch: Launch, log_path: Path) -> ProcessRecord:
-    """Start a service detached from this process; its output is appended to ``log_path``."""
+def _open(name: str, launch: Launch, log_path: Path) -> Popen[bytes]:
+    """Start ``launch`` in a session of its own, its output appended to ``log_path`` after a
+    banner naming ``name``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **launch.env}
     with log_path.open("ab") as log:
-        banner = f"\n=== {datetime.now(UTC).isoformat()} starting {service}\n"
+        banner = f"\n=== {datetime.now(UTC).isoformat()} starting {name}\n"
         log.write(banner.encode())
         log.flush()
-        proc = Popen(
+        return Popen(
             launch.argv,
             stdin=DEVNULL,
             stdout=log,
@@ -181,9 +185,53 @@ def spawn(service: str, launch: Launch, log_path: Path) -> ProcessRecord:
             group=launch.user,
             start_new_session=True,
         )
+
+
+def spawn(service: str, launch: Launch, log_path: Path) -> ProcessRecord:
+    """Start a service detached from this process; its output is appended to ``log_path``."""
+    proc = _open(service, launch, log_path)
     stat = _stat(proc.pid)
     ticks = stat[1] if stat else 0
     return ProcessRecord(service, proc.pid, ticks, str(log_path), datetime.now(UTC).isoformat())
+
+
+@dataclass
+class Child:
+    """A process this one starts, watches and stops (a step of the demo): its own process
+    group, its output in ``log``."""
+
+    name: str
+    process: Popen[bytes]
+    log: Path
+
+    @classmethod
+    def start(cls, name: str, launch: Launch, log_path: Path) -> Child:
+        return cls(name, _open(name, launch, log_path), log_path)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """Its exit status once it has exited (negative: the signal that ended it)."""
+        return self.process.poll()
+
+    def stop(self, grace_s: float) -> int | None:
+        """Stop its whole group: SIGINT (a clean stop: offsets committed, query stopped), then
+        SIGTERM after ``grace_s``, then SIGKILL; returns its exit status."""
+        for sig, wait_s in (
+            (signal.SIGINT, grace_s),
+            (signal.SIGTERM, 10.0),
+            (signal.SIGKILL, 5.0),
+        ):
+            if not self.alive():
+                break
+            signal_group(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=wait_s)
+            except TimeoutExpired:
+                continue
+        return self.process.poll()
 
 
 def exited_early(record: ProcessRecord) -> bool:
