@@ -1,5 +1,6 @@
 """The fraud-platform chart: lint, render and schema validation for every scenario, the values
-schema rejecting bad values, and the objects the issue asks for."""
+schema rejecting bad values, the objects the issue asks for, and each main value where it
+renders."""
 
 from __future__ import annotations
 
@@ -291,3 +292,139 @@ def test_the_tools_are_the_pinned_versions(chain: Toolchain) -> None:
     assert chain.helm.resolve().name == f"helm-{pin('HELM_VERSION')}"
     assert chain.kubeconform.resolve().name == f"kubeconform-{pin('KUBECONFORM_VERSION')}"
     assert chain.hadolint.resolve().name == f"hadolint-{pin('HADOLINT_VERSION')}"
+
+
+# -- value level: set one value, find it where the chart renders it ----------------------------
+
+Path_ = tuple[str | int, ...]
+"""A path into a rendered object: keys, list indexes, and ``"name=X"`` for the element of a
+list (env, containers) whose ``name`` is X."""
+
+SCORER = ("SparkApplication", "fraud-platform-scorer")
+API = ("Deployment", "fraud-platform-api")
+
+VALUE_CASES: list[tuple[str, tuple[str, str], Path_, Any]] = [
+    ("scorer.executor.instances=5", SCORER, ("spec", "executor", "instances"), 5),
+    ("scorer.executor.cores=3", SCORER, ("spec", "executor", "cores"), 3),
+    ("scorer.executor.memory=4g", SCORER, ("spec", "executor", "memory"), "4g"),
+    ("scorer.driver.memory=3g", SCORER, ("spec", "driver", "memory"), "3g"),
+    (
+        "scorer.merchantDelaySeconds=7",
+        SCORER,
+        ("spec", "driver", "env", "name=FRAUDSTREAM_SCORER_MERCHANT_DELAY_S", "value"),
+        "7",
+    ),
+    ("images.scorer.tag=1.2.3", SCORER, ("spec", "image"), "fraudstream/scorer:1.2.3"),
+    (
+        "images.api.tag=1.2.3",
+        API,
+        ("spec", "template", "spec", "containers", 0, "image"),
+        "fraudstream/api:1.2.3",
+    ),
+    (
+        "api.resources.limits.memory=2Gi",
+        API,
+        ("spec", "template", "spec", "containers", 0, "resources", "limits", "memory"),
+        "2Gi",
+    ),
+    (
+        "generator.resources.requests.cpu=250m",
+        ("Deployment", "fraud-platform-generator"),
+        ("spec", "template", "spec", "containers", 0, "resources", "requests", "cpu"),
+        "250m",
+    ),
+    (
+        "labelIngest.replicas=3",
+        ("Deployment", "fraud-platform-label-ingest"),
+        ("spec", "replicas"),
+        3,
+    ),
+    (
+        "api.autoscaling.maxReplicas=7",
+        ("HorizontalPodAutoscaler", "fraud-platform-api"),
+        ("spec", "maxReplicas"),
+        7,
+    ),
+    (
+        "postgres.existingSecret=pg-creds",
+        API,
+        (
+            "spec",
+            "template",
+            "spec",
+            "containers",
+            0,
+            "env",
+            "name=FRAUDSTREAM_POSTGRES_PASSWORD",
+            "valueFrom",
+            "secretKeyRef",
+            "name",
+        ),
+        "pg-creds",
+    ),
+    (
+        "s3.existingSecret=s3-keys",
+        SCORER,
+        (
+            "spec",
+            "executor",
+            "env",
+            "name=FRAUDSTREAM_S3_ACCESS_KEY",
+            "valueFrom",
+            "secretKeyRef",
+            "name",
+        ),
+        "s3-keys",
+    ),
+    (
+        "redis.existingSecret=redis-pw",
+        SCORER,
+        (
+            "spec",
+            "driver",
+            "env",
+            "name=FRAUDSTREAM_REDIS_PASSWORD",
+            "valueFrom",
+            "secretKeyRef",
+            "name",
+        ),
+        "redis-pw",
+    ),
+]
+
+
+def _find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{len(found)} {kind} named {name} in the render"
+    return found[0]
+
+
+def _at(node: Any, path: Path_) -> Any:
+    for step in path:
+        if isinstance(step, str) and "=" in step:
+            key, _, wanted = step.partition("=")
+            matches = [item for item in node if item.get(key) == wanted]
+            assert len(matches) == 1, f"{len(matches)} elements with {step}"
+            node = matches[0]
+        else:
+            node = node[step]
+    return node
+
+
+@pytest.mark.parametrize(
+    ("setting", "target", "path", "expected"), VALUE_CASES, ids=[c[0] for c in VALUE_CASES]
+)
+def test_a_value_reaches_its_rendered_path(
+    chain: Toolchain,
+    rendered_objects: dict[str, list[dict[str, Any]]],
+    setting: str,
+    target: tuple[str, str],
+    path: Path_,
+    expected: Any,
+) -> None:
+    """``helm template --set`` one value: the object it configures carries it at ``path``, and
+    the default render does not (so the value, not the default, put it there)."""
+    default = _at(_find(rendered_objects["default"], *target), path)
+    assert default != expected, f"{setting} is the default: the case proves nothing"
+    objects = load_all(chain.render(CHART, [], setting))
+    assert _at(_find(objects, *target), path) == expected
