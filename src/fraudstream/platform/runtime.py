@@ -1,11 +1,11 @@
 """The embedded platform's supervisor: `up`, `down`, `status`, `logs` and `reset`.
 
 State lives under ``settings.platform.home``: one directory per service, logs in
-``logs/``, process records in ``run/``. `up` is idempotent: it starts what is not
-running (restarting a dead service, Airflow's processes included when Airflow was
-running, and recording the restart for `status`), waits for health, then configures
-(roles, databases, migrations, buckets, topics). `down` stops only what `up`
-started and verifies that none of the platform's ports still listen.
+``logs/``, process records in ``run/``. `up` (every service, or with ``only`` some and what
+they need) is idempotent: it starts what is not running (restarting a dead service,
+Airflow's processes included when Airflow was running, and recording the restart for
+`status`), waits for health, then configures (roles, databases, migrations, buckets, topics).
+`down` stops only what `up` started and verifies that none of the platform's ports still listen.
 """
 
 from __future__ import annotations
@@ -65,10 +65,10 @@ def closure(names: Iterable[str]) -> frozenset[str]:
         )
     pending = list(wanted)
     while pending:
-        for needed in NEEDS.get(pending.pop(), ()):
-            if needed not in wanted:
-                wanted.add(needed)
-                pending.append(needed)
+        for need in NEEDS.get(pending.pop(), ()):
+            if need not in wanted:
+                wanted.add(need)
+                pending.append(need)
     return frozenset(wanted)
 
 
@@ -155,11 +155,11 @@ class EmbeddedPlatform:
         if only is not None and "airflow" in chosen:
             self.airflow.enabled = True
         with self._locked():
-            airflow = self.airflow.enabled or bool(self.airflow.active(self.run_dir))
-            if only is not None:
+            if only is None:  # Airflow when enabled now, or running before (and perhaps died)
+                airflow = self.airflow.enabled or bool(self.airflow.active(self.run_dir))
+            else:
                 airflow = "airflow" in chosen
-            picked = [s for s in self.services if service_group(s.name) in chosen]
-            for svc in picked if only is not None else self.services:
+            for svc in [s for s in self.services if service_group(s.name) in chosen]:
                 report(f"preparing {svc.name}")
                 svc.prepare()
             first = [
@@ -187,7 +187,7 @@ class EmbeddedPlatform:
                 report("waiting for mlflow (first start migrates its database)")
                 self._wait_healthy(self.mlflow, record, timeout_factor=2)
             if airflow:
-                self._up_airflow(report)  # enabled now, or running before (and perhaps died)
+                self._up_airflow(report)
         return self.status()
 
     def _up_airflow(self, report: Report) -> None:
