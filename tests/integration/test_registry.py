@@ -39,7 +39,10 @@ from tests.integration.conftest import CLI, run_cli
 from tests.integration.history_support import register_worse_challenger
 
 # Training on two shared cores takes minutes when other work runs beside it.
-pytestmark = [pytest.mark.services("postgres", "minio", "mlflow"), pytest.mark.timeout(1800)]
+pytestmark = [
+    pytest.mark.services("postgres", "minio", "mlflow", "kafka"),
+    pytest.mark.timeout(1800),
+]
 
 START = datetime(2026, 2, 2, tzinfo=UTC)
 TEST_START = "2026-03-02"  # 21 train days + 7 delay days after START
