@@ -268,19 +268,17 @@ def main() -> None:
     one, two = medians["code"][1], medians["code"][2]
     ratio = two["rows_per_s"] / one["rows_per_s"]
     projected = projection(one["rows_per_s"], two["rows_per_s"])
-    print(
-        f"projection (Amdahl's law from the two runs, not a measurement): serial "
-        f"{projected['serial_us_per_row']} us/row, parallel {projected['parallel_us_per_row']} "
-        f"us/row; rows/s by executor cores {projected['rows_per_s']}",
-        flush=True,
-    )
     by_cpu = cpu_projection(two["driver_us_per_row"], two["executor_cpu_s_per_1000"])
-    print(
-        f"projection from CPU per row (not a measurement; upper bound): serial "
-        f"{by_cpu['serial_us_per_row']} us/row, parallel {by_cpu['parallel_us_per_row']} "
-        f"us/row; rows/s by executor cores {by_cpu['rows_per_s']}",
-        flush=True,
-    )
+    for label, p in (
+        ("Amdahl's law from the two runs", projected),
+        ("CPU per row; an upper bound", by_cpu),
+    ):
+        print(
+            f"projection ({label}; not a measurement): serial {p['serial_us_per_row']} us/row, "
+            f"parallel {p['parallel_us_per_row']} us/row; rows/s by executor cores "
+            f"{p['rows_per_s']}",
+            flush=True,
+        )
     print(
         json.dumps(
             {
