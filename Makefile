@@ -109,6 +109,9 @@ up: runtime ## fraudstream platform up
 down: venv ## fraudstream platform down
 	$(FS) platform down
 
+test-platform-down: venv ## Stop the test platform a FRAUDSTREAM_TEST_KEEP_PLATFORM=1 run kept (its offset: FRAUDSTREAM_TEST_PORT_OFFSET)
+	$(BIN)/python -m tests.platform_env $(FS) platform down
+
 status: venv ## fraudstream platform status
 	$(FS) platform status
 
