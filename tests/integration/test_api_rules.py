@@ -4,7 +4,6 @@ shows it and its history, and ``POST /score`` decides with it beside the model."
 
 from __future__ import annotations
 
-import pytest
 from fastapi.testclient import TestClient
 
 from fraudstream.api.app import create_app
@@ -17,8 +16,6 @@ from tests.integration.api_support import (
     writer_headers,
 )
 from tests.integration.conftest import scratch_env
-
-pytestmark = [pytest.mark.postgres, pytest.mark.mlflow, pytest.mark.kafka]
 
 
 def test_rules_are_checked_activated_kept_and_decide_score(api_world: World) -> None:

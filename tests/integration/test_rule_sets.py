@@ -18,7 +18,7 @@ from fraudstream.services import rules
 from fraudstream.settings import PostgresSettings, Settings
 from tests.integration.conftest import CLI, run_cli, scratch_env
 
-pytestmark = pytest.mark.postgres
+pytestmark = pytest.mark.services("postgres")
 
 
 @pytest.fixture
