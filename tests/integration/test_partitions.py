@@ -16,7 +16,13 @@ from fraudstream.adapters.partitions import (
     day_partitions,
     ensure_ahead,
 )
-from fraudstream.adapters.postgres import connect, insert_transactions, migrate, scratch_database
+from fraudstream.adapters.postgres import (
+    connect,
+    discover_migrations,
+    insert_transactions,
+    migrate,
+    scratch_database,
+)
 from fraudstream.schema import Transaction, epoch_us
 from fraudstream.scoring.rows import SCORED_SCHEMA, transaction_values
 from fraudstream.scoring.sinks.base import Partition
@@ -171,7 +177,8 @@ def test_an_upgraded_database_keeps_its_rows(fresh_database: PostgresSettings) -
                 (txn.transaction_id, txn.event_time, txn.amount),
             )
     before = _rows(fresh_database)
-    assert [m.version for m in migrate(fresh_database)] == [5, 6]
+    later = [m.version for m in discover_migrations() if m.version > 4]
+    assert [m.version for m in migrate(fresh_database)] == later  # 5 partitions the tables
     assert _rows(fresh_database) == before
     stored = _counts(fresh_database)
     assert [p for _, p in stored["fraud_alerts"]] == [
