@@ -236,168 +236,6 @@ def _assert_progress_metrics(scorer: ScorerProcess) -> None:
     assert "fraudstream_scorer_processed_rows_per_second" in values
 
 
-@dataclass
-class SteadyRun:
-    """One scorer over a generated history with poison mixed in, shared by the tests below
-    (one scorer run keeps the module in its time budget); each test checks one concern.
-    ``later_ids``: the rows scored by the version the hot-reload test promoted, if it ran."""
-
-    settings: Settings
-    data: History
-    version: str
-    topics: dict[str, str]
-    ids: list[str]
-    stored: pd.DataFrame
-    scorer: ScorerProcess
-    parquet: Path
-    later: History | None = None
-    later_ids: list[str] = field(default_factory=list)
-
-
-@pytest.fixture(scope="module")
-def steady(
-    model_settings: Settings,
-    model_name: str,
-    first: tuple[History, str],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[SteadyRun]:
-    data, version = first
-    settings = model_settings
-    tmp_path = tmp_path_factory.mktemp("steady")
-    topics = scratch_topics(settings, "steady")
-    replay(
-        settings.kafka,
-        data.table,
-        data.label_table,
-        topics=StreamTopics(transactions=topics["source"], labels=topics["labels"]),
-    )
-    _send_poison(settings, topics["source"])
-    ids = data.transactions["transaction_id"].astype(str).tolist()
-    checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
-    parquet = tmp_path / "scored"
-    scorer = ScorerProcess(
-        scorer_args(topics, checkpoint, "--reload-interval", "2", "--parquet", str(parquet)),
-        scorer_env(model_name, labels_topic=topics["labels"]),
-        tmp_path / "scorer.log",
-    )
-    try:
-        wait_until(lambda: scored_count(settings, ids) == len(ids), 600, "the history", scorer)
-        stored = _stored(settings, ids)
-        yield SteadyRun(settings, data, version, topics, ids, stored, scorer, parquet)
-    finally:
-        scorer.proc.send_signal(signal.SIGTERM)
-        scorer.wait(120)
-        for name in topics.values():
-            delete_topic(settings.kafka, name)
-
-
-def test_steady_features_and_scores_equal_the_offline_path(steady: SteadyRun) -> None:
-    stored, settings = steady.stored, steady.settings
-    assert set(stored["model_version"]) == {steady.version}
-    assert set(stored["feature_set_version"]) == {FEATURE_SET_VERSION}
-    # Identical feature vectors and scores to the offline path, the labels' merchant risks
-    # included (labels from the topic, linked to merchants in state).
-    offline = _assert_features_equal_offline(stored, steady.data)
-    # (the history's 4 days leave the mature risks NaN: their values are covered by
-    # tests/unit/test_scoring.py, which runs the same stage code over 20 days)
-    risks = [n for n in feature_names() if n.startswith("merchant_fraud_risk")]
-    assert offline[risks].to_numpy().max() > 0
-    loaded = registry.load_model(settings, steady.version)
-    expected = loaded.model.predict_proba(
-        offline.loc[stored["transaction_id"], feature_names()].to_numpy(np.float64)
-    )[:, 1]
-    np.testing.assert_allclose(stored["score"].to_numpy(), expected, rtol=0, atol=1e-12)
-    assert list(stored["is_alert"]) == list(stored["score"] >= 0.3)
-    assert stored["reason_codes"].map(len).max() == 3
-    assert (stored["scored_at"] >= stored["ingest_time"]).all()
-
-
-def test_steady_online_store_holds_the_offline_card_states(steady: SteadyRun) -> None:
-    # Each card's state after its last transaction, exactly as the offline replay leaves
-    # it: what POST /score computes its features from.
-    _assert_online_cards_equal_offline(steady.settings, steady.data)
-
-
-def test_steady_progress_reaches_the_metrics_once_per_batch(steady: SteadyRun) -> None:
-    _assert_progress_metrics(steady.scorer)
-
-
-def test_steady_poison_is_dead_lettered_and_every_score_published(steady: SteadyRun) -> None:
-    # Every poison message dead-lettered, keyed by its source offset; the query kept going.
-    settings, topics, stored = steady.settings, steady.topics, steady.stored
-    dead = _count_topic(settings, topics["dead"], POISON)
-    assert len(set(dead)) == POISON
-    predictions = _count_topic(settings, topics["predictions"], len(steady.ids))
-    assert {k.decode() for k in predictions} == set(steady.ids)
-    alerts = _count_topic(settings, topics["alerts"], int(stored["is_alert"].sum()))
-    assert {k.decode() for k in alerts} == set(stored.loc[stored["is_alert"], "transaction_id"])
-    assert steady.scorer.alive()
-
-
-def test_steady_hot_reload_serves_a_promoted_version_without_a_restart(
-    steady: SteadyRun,
-) -> None:
-    # A new version promoted mid-stream: later rows carry it, none is missing.
-    settings, scorer = steady.settings, steady.scorer
-    later = history(seed=22)
-    new_version = register_model(settings, later, threshold=0.4, seed=2)
-    wait_until(
-        lambda: "now serving version " + new_version in scorer.output(),
-        180,
-        "the scorer to load the promoted version",
-        scorer,
-    )
-    replay(
-        settings.kafka, later.table, None, topics=StreamTopics(transactions=steady.topics["source"])
-    )
-    later_ids = later.transactions["transaction_id"].astype(str).tolist()
-    wait_until(
-        lambda: scored_count(settings, later_ids) == len(later_ids),
-        300,
-        "the later rows",
-        scorer,
-    )
-    steady.later, steady.later_ids = later, later_ids
-    assert set(_stored(settings, later_ids)["model_version"]) == {new_version}
-    assert scorer.alive(), "no restart: the same process served both versions"
-
-
-def test_steady_parquet_and_the_lake_hold_every_scored_row(steady: SteadyRun) -> None:
-    # Parquet, through Spark's writer: every scored row once, with its score and features
-    # (the hot-reload test's later rows too, when it ran before this one).
-    settings, stored, parquet = steady.settings, steady.stored, steady.parquet
-    ids, later_ids = steady.ids, steady.later_ids
-    wait_until(lambda: len(_parquet_rows(parquet)) == len(ids) + len(later_ids), 120, "Parquet")
-    files = _parquet_rows(parquet).set_index("transaction_id")
-    assert set(files.index) == set(ids) | set(later_ids)
-    np.testing.assert_allclose(
-        files.loc[stored["transaction_id"], "score"].to_numpy(), stored["score"].to_numpy()
-    )
-    _assert_features_equal_offline(
-        stored.assign(features=files.loc[stored["transaction_id"], feature_names()]
-                      .to_dict("records")),
-        steady.data,
-        lean=False,
-    )  # fmt: skip
-
-    # The lake holds every transaction as PostgreSQL does: the same training window.
-    every = ids + later_ids
-    frames = [steady.data.transactions] + (
-        [steady.later.transactions] if steady.later is not None else []
-    )
-    start = min(f["event_time"].min() for f in frames)
-    end = max(f["event_time"].max() for f in frames) + timedelta(seconds=1)
-    from_pg, _ = read_training_window(settings.postgres, start, end, end)
-    from_lake = read_transactions(Location(str(parquet), settings.s3), start, end)
-    lake_rows = from_lake[from_lake["transaction_id"].isin(every)].reset_index(drop=True)
-    pg_rows = from_pg[from_pg["transaction_id"].isin(every)].reset_index(drop=True)
-    # Other tests' rows share PostgreSQL's window; where one of them lacks an optional
-    # integer (schema_version), pandas holds the whole column as floats. Compared in the
-    # lake's dtypes: a value of these rows that differs, or is missing, still fails.
-    pd.testing.assert_frame_equal(lake_rows, pg_rows.astype(lake_rows.dtypes.to_dict()))
-    assert len(lake_rows) == len(every)
-
-
 def test_crash_and_a_lost_kafka_node_lose_and_duplicate_nothing(
     model_settings: Settings,
     model_name: str,
@@ -562,3 +400,169 @@ def test_the_stream_and_score_file_agree_on_a_file_with_invalid_rows(
         rtol=0,
         atol=1e-9,
     )
+
+
+# The steady run's tests come last: its scorer runs until the module ends (the fixture's
+# teardown), and a later test's scorer in this module would meet its metrics port.
+
+
+@dataclass
+class SteadyRun:
+    """One scorer over a generated history with poison mixed in, shared by the tests below
+    (one scorer run keeps the module in its time budget); each test checks one concern.
+    ``later_ids``: the rows scored by the version the hot-reload test promoted, if it ran."""
+
+    settings: Settings
+    data: History
+    version: str
+    topics: dict[str, str]
+    ids: list[str]
+    stored: pd.DataFrame
+    scorer: ScorerProcess
+    parquet: Path
+    later: History | None = None
+    later_ids: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def steady(
+    model_settings: Settings,
+    model_name: str,
+    first: tuple[History, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SteadyRun]:
+    data, version = first
+    settings = model_settings
+    tmp_path = tmp_path_factory.mktemp("steady")
+    topics = scratch_topics(settings, "steady")
+    replay(
+        settings.kafka,
+        data.table,
+        data.label_table,
+        topics=StreamTopics(transactions=topics["source"], labels=topics["labels"]),
+    )
+    _send_poison(settings, topics["source"])
+    ids = data.transactions["transaction_id"].astype(str).tolist()
+    checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
+    parquet = tmp_path / "scored"
+    scorer = ScorerProcess(
+        scorer_args(topics, checkpoint, "--reload-interval", "2", "--parquet", str(parquet)),
+        scorer_env(model_name, labels_topic=topics["labels"]),
+        tmp_path / "scorer.log",
+    )
+    try:
+        wait_until(lambda: scored_count(settings, ids) == len(ids), 600, "the history", scorer)
+        stored = _stored(settings, ids)
+        yield SteadyRun(settings, data, version, topics, ids, stored, scorer, parquet)
+    finally:
+        scorer.proc.send_signal(signal.SIGTERM)
+        scorer.wait(120)
+        for name in topics.values():
+            delete_topic(settings.kafka, name)
+
+
+def test_steady_features_and_scores_equal_the_offline_path(steady: SteadyRun) -> None:
+    stored, settings = steady.stored, steady.settings
+    assert set(stored["model_version"]) == {steady.version}
+    assert set(stored["feature_set_version"]) == {FEATURE_SET_VERSION}
+    # Identical feature vectors and scores to the offline path, the labels' merchant risks
+    # included (labels from the topic, linked to merchants in state).
+    offline = _assert_features_equal_offline(stored, steady.data)
+    # (the history's 4 days leave the mature risks NaN: their values are covered by
+    # tests/unit/test_scoring.py, which runs the same stage code over 20 days)
+    risks = [n for n in feature_names() if n.startswith("merchant_fraud_risk")]
+    assert offline[risks].to_numpy().max() > 0
+    loaded = registry.load_model(settings, steady.version)
+    expected = loaded.model.predict_proba(
+        offline.loc[stored["transaction_id"], feature_names()].to_numpy(np.float64)
+    )[:, 1]
+    np.testing.assert_allclose(stored["score"].to_numpy(), expected, rtol=0, atol=1e-12)
+    assert list(stored["is_alert"]) == list(stored["score"] >= 0.3)
+    assert stored["reason_codes"].map(len).max() == 3
+    assert (stored["scored_at"] >= stored["ingest_time"]).all()
+
+
+def test_steady_online_store_holds_the_offline_card_states(steady: SteadyRun) -> None:
+    # Each card's state after its last transaction, exactly as the offline replay leaves
+    # it: what POST /score computes its features from.
+    _assert_online_cards_equal_offline(steady.settings, steady.data)
+
+
+def test_steady_progress_reaches_the_metrics_once_per_batch(steady: SteadyRun) -> None:
+    _assert_progress_metrics(steady.scorer)
+
+
+def test_steady_poison_is_dead_lettered_and_every_score_published(steady: SteadyRun) -> None:
+    # Every poison message dead-lettered, keyed by its source offset; the query kept going.
+    settings, topics, stored = steady.settings, steady.topics, steady.stored
+    dead = _count_topic(settings, topics["dead"], POISON)
+    assert len(set(dead)) == POISON
+    predictions = _count_topic(settings, topics["predictions"], len(steady.ids))
+    assert {k.decode() for k in predictions} == set(steady.ids)
+    alerts = _count_topic(settings, topics["alerts"], int(stored["is_alert"].sum()))
+    assert {k.decode() for k in alerts} == set(stored.loc[stored["is_alert"], "transaction_id"])
+    assert steady.scorer.alive()
+
+
+def test_steady_hot_reload_serves_a_promoted_version_without_a_restart(
+    steady: SteadyRun,
+) -> None:
+    # A new version promoted mid-stream: later rows carry it, none is missing.
+    settings, scorer = steady.settings, steady.scorer
+    later = history(seed=22)
+    new_version = register_model(settings, later, threshold=0.4, seed=2)
+    wait_until(
+        lambda: "now serving version " + new_version in scorer.output(),
+        180,
+        "the scorer to load the promoted version",
+        scorer,
+    )
+    replay(
+        settings.kafka, later.table, None, topics=StreamTopics(transactions=steady.topics["source"])
+    )
+    later_ids = later.transactions["transaction_id"].astype(str).tolist()
+    wait_until(
+        lambda: scored_count(settings, later_ids) == len(later_ids),
+        300,
+        "the later rows",
+        scorer,
+    )
+    steady.later, steady.later_ids = later, later_ids
+    assert set(_stored(settings, later_ids)["model_version"]) == {new_version}
+    assert scorer.alive(), "no restart: the same process served both versions"
+
+
+def test_steady_parquet_and_the_lake_hold_every_scored_row(steady: SteadyRun) -> None:
+    # Parquet, through Spark's writer: every scored row once, with its score and features
+    # (the hot-reload test's later rows too, when it ran before this one).
+    settings, stored, parquet = steady.settings, steady.stored, steady.parquet
+    ids, later_ids = steady.ids, steady.later_ids
+    wait_until(lambda: len(_parquet_rows(parquet)) == len(ids) + len(later_ids), 120, "Parquet")
+    files = _parquet_rows(parquet).set_index("transaction_id")
+    assert set(files.index) == set(ids) | set(later_ids)
+    np.testing.assert_allclose(
+        files.loc[stored["transaction_id"], "score"].to_numpy(), stored["score"].to_numpy()
+    )
+    _assert_features_equal_offline(
+        stored.assign(features=files.loc[stored["transaction_id"], feature_names()]
+                      .to_dict("records")),
+        steady.data,
+        lean=False,
+    )  # fmt: skip
+
+    # The lake holds every transaction as PostgreSQL does: the same training window.
+    every = ids + later_ids
+    frames = [steady.data.transactions] + (
+        [steady.later.transactions] if steady.later is not None else []
+    )
+    start = min(f["event_time"].min() for f in frames)
+    end = max(f["event_time"].max() for f in frames) + timedelta(seconds=1)
+    from_pg, _ = read_training_window(settings.postgres, start, end, end)
+    from_lake = read_transactions(Location(str(parquet), settings.s3), start, end)
+    lake_rows = from_lake[from_lake["transaction_id"].isin(every)].reset_index(drop=True)
+    pg_rows = from_pg[from_pg["transaction_id"].isin(every)].reset_index(drop=True)
+    # Other tests' rows share PostgreSQL's window; where one of them lacks an optional
+    # integer (schema_version), pandas holds the whole column as floats. Compared in the
+    # lake's dtypes: a value of these rows that differs, or is missing, still fails.
+    pd.testing.assert_frame_equal(lake_rows, pg_rows.astype(lake_rows.dtypes.to_dict()))
+    assert len(lake_rows) == len(every)
