@@ -105,6 +105,18 @@ class ScorerMetrics:
         self.dead_letters = Counter(
             "fraudstream_dead_letters_total", "Messages dead-lettered", ["reason"], registry=r
         )
+        self.decisions = Counter(
+            "fraudstream_decisions_total",
+            "Transactions decided, by outcome (approve, review, decline: docs/rules.md)",
+            ["outcome"],
+            registry=r,
+        )
+        self.rule_hits = Counter(
+            "fraudstream_rule_hits_total",
+            "Transactions each rule of the active set fired on, whatever decided",
+            ["rule"],
+            registry=r,
+        )
         self.late = Counter(
             "fraudstream_scorer_late_events_total",
             "Transactions older than their card's or merchant's latest (scored, not added)",
