@@ -40,7 +40,13 @@ from xgboost import XGBClassifier
 from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.schema.tables import wire_records
-from fraudstream.scoring.batch import ScoredBatch, accepted_from, assemble, score_rows
+from fraudstream.scoring.batch import (
+    Accepted,
+    ScoredBatch,
+    accepted_from,
+    assemble,
+    score_rows,
+)
 from fraudstream.scoring.cards import BucketState, Message, StageRow, process_bucket
 from fraudstream.scoring.merchants import MerchantBucket, MerchantTxn
 from fraudstream.scoring.model import ScoringModel
@@ -50,7 +56,7 @@ START = datetime(2026, 3, 2, tzinfo=UTC)
 NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
-def _stage_rows(batch_size: int) -> list[StageRow]:
+def stage_rows(batch_size: int) -> list[StageRow]:
     """One batch of live transactions of known cards through the card stage's Python."""
     data = generate(GeneratorConfig(seed=9, start=START, days=14, customers=2000, merchants=300))
     pool = [json.loads(v) for _, _, v in wire_records(data.transactions, "transaction")]
@@ -69,6 +75,15 @@ def _stage_rows(batch_size: int) -> list[StageRow]:
 
 
 def _scored(rows: list[StageRow]) -> ScoredBatch:
+    accepted, features, late, champion = scoring_inputs(rows)
+    return score_rows(accepted, features, late, champion, None, datetime.now(UTC))
+
+
+def scoring_inputs(
+    rows: list[StageRow],
+) -> tuple[list[Accepted], np.ndarray, list[bool], ScoringModel]:
+    """What the scoring stage scores: the accepted rows, their feature matrix and late
+    flags (merchant features from a merchant bucket), and a small XGBoost champion."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, len(feature_names())))
     model = XGBClassifier(n_estimators=100, max_depth=6, n_jobs=1, random_state=0)
@@ -87,7 +102,7 @@ def _scored(rows: list[StageRow]) -> ScoredBatch:
     features, late = assemble(
         accepted, [merchant[e.transaction_id] for e in events], [False] * len(accepted)
     )
-    return score_rows(accepted, features, late, champion, None, datetime.now(UTC))
+    return accepted, features, late, champion
 
 
 def _ways(batch: ScoredBatch) -> dict[str, dict[str, Callable[[], Any]]]:
@@ -132,7 +147,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     print(json.dumps({"machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}}))
-    rows = _stage_rows(args.batch_size)
+    rows = stage_rows(args.batch_size)
     ways = _ways(_scored(rows))
     _same_values(ways)
     timings: dict[str, dict[str, list[float]]] = {s: {"stdlib": [], "orjson": []} for s in ways}

@@ -48,6 +48,8 @@ from fraudstream.settings import PostgresSettings, load_settings
 
 NAMES = [f.name for f in SCORED_SCHEMA.fields]
 _PREVIOUS_ALERTS = _ALERTS.replace("(transaction_id, event_time)", "(transaction_id)")
+_PREVIOUS_SCORED = SCORED_COLUMNS[: SCORED_COLUMNS.index("outcome")]
+"""Migration 4's columns: the decision columns came with migration 8."""
 
 
 def scored_frame(customers: int, days: float, seed: int = 7) -> pd.DataFrame:
@@ -98,7 +100,8 @@ def write_previous(pg: PostgresSettings, frame: pd.DataFrame, batch: int) -> Non
         with connect(pg) as conn, conn.cursor() as cur:
             copy_upsert(cur, "transactions_raw", RAW_COLUMNS, tables.raw,
                         "ON CONFLICT (transaction_id) DO NOTHING")  # fmt: skip
-            copy_upsert(cur, "transactions_with_score", SCORED_COLUMNS, tables.scored,
+            copy_upsert(cur, "transactions_with_score", _PREVIOUS_SCORED,
+                        [row[: len(_PREVIOUS_SCORED)] for row in tables.scored],
                         "ON CONFLICT (transaction_id) DO NOTHING")  # fmt: skip
             if tables.alerts:
                 execute_values(cur, _PREVIOUS_ALERTS, tables.alerts, page_size=1000)

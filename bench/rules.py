@@ -7,8 +7,12 @@ Prints JSON lines (figures and ratios), never asserts. On the same feature rows,
   per row (the scoring step rules sit beside) and against the feature replay per row;
 - single row (the API's path): ``decide_one`` with ``--rules`` rules, p50/p99 in µs,
   against XGBoost's ``predict_proba`` on one row.
+- stream (the scoring stage's per-partition work, ``score_rows`` and ``scored_frame``: the
+  scores, reasons, decisions and the sinks' columns): per row with the ``--rules`` rules
+  active against no active set, on the same partition, interleaved A B B A for
+  ``--rounds`` rounds; medians and the added share.
 
-    .venv/bin/python bench/rules.py [--rows 200000] [--rules 20]
+    .venv/bin/python bench/rules.py [--rows 200000] [--rules 20] [--partition 5000]
 
 The model is XGBoost fitted here on a small generated history (its size, not its
 quality, sets the cost: ``--trees`` of depth 6); the rows are that history's features.
@@ -21,6 +25,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -32,6 +37,8 @@ from fraudstream.generator.config import GeneratorConfig
 from fraudstream.generator.history import generate
 from fraudstream.rules.decision import decide, decide_one
 from fraudstream.rules.ruleset import RuleSet, parse_rule_set, starter_rule_set
+from fraudstream.scoring.batch import score_rows
+from fraudstream.scoring.score_stage import scored_frame
 
 SYNTHETIC = (
     "card_count_24h > 40 and card_amount_mean_24h > 200",
@@ -80,6 +87,8 @@ def main() -> None:
     parser.add_argument("--rules", type=int, default=20)
     parser.add_argument("--trees", type=int, default=200)
     parser.add_argument("--single", type=int, default=5_000, help="single-row calls timed")
+    parser.add_argument("--partition", type=int, default=5_000, help="stream partition rows")
+    parser.add_argument("--rounds", type=int, default=5, help="stream A B B A rounds")
     args = parser.parse_args()
 
     config = GeneratorConfig(days=10, customers=6_000, merchants=1_200, fraud_rate=0.01)
@@ -133,6 +142,41 @@ def main() -> None:
         statistics.median(one_rule) / statistics.median(one_model), 4
     )
     print(json.dumps(common | single_row))
+    print(json.dumps(common | stream_cost(rule_set, args.partition, args.rounds)))
+
+
+def stream_cost(rule_set: RuleSet, partition: int, rounds: int) -> dict[str, Any]:
+    """The scoring stage's per-row cost on one partition, without and with ``rule_set``."""
+    from driver_json import scoring_inputs, stage_rows
+
+    accepted, features, late, champion = scoring_inputs(stage_rows(partition))
+
+    def stage(rules: RuleSet | None) -> Callable[[], Any]:
+        return lambda: scored_frame(
+            score_rows(accepted, features, late, champion, None, datetime.now(UTC), rules)
+        )
+
+    plain, ruled = stage(None), stage(rule_set)
+    outcomes = ruled()["outcome"]  # also warms numpy's ufunc caches
+    fired = score_rows(accepted, features, late, champion, None, datetime.now(UTC), rule_set)
+    assert fired.decisions is not None
+    without: list[float] = []
+    with_rules: list[float] = []
+    for _ in range(rounds):
+        for fn, times in ((plain, without), (ruled, with_rules), (ruled, with_rules),
+                          (plain, without)):  # fmt: skip
+            times.append(_timed(fn) / len(accepted) * 1e6)
+    base, more = statistics.median(without), statistics.median(with_rules)
+    return {
+        "path": "stream scoring stage",
+        "partition_rows": len(accepted),
+        "rounds": rounds,
+        "stage_us_per_row": round(base, 2),
+        "stage_with_rules_us_per_row": round(more, 2),
+        "rules_added_share": round((more - base) / base, 4),
+        "rows_a_rule_fired_on": round(float(fired.decisions.hits.any(axis=1).mean()), 4),
+        "outcomes": {str(k): int(v) for k, v in outcomes.value_counts().items()},
+    }
 
 
 if __name__ == "__main__":

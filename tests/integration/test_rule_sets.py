@@ -14,6 +14,7 @@ import yaml
 
 from fraudstream.adapters.postgres import connect, migrate, scratch_database
 from fraudstream.rules.ruleset import RuleSetError
+from fraudstream.scoring.reload import rule_set_holder
 from fraudstream.services import rules
 from fraudstream.settings import PostgresSettings, Settings
 from tests.integration.conftest import CLI, run_cli, scratch_env
@@ -106,7 +107,7 @@ def test_a_used_version_with_other_rules_is_refused(database: PostgresSettings) 
 def test_the_holder_picks_up_a_new_activation_and_keeps_serving_when_down(
     database: PostgresSettings,
 ) -> None:
-    holder = rules.rule_set_holder(database, interval_s=0.0)
+    holder = rule_set_holder(database, interval_s=0.0)
     assert not holder.refresh()
     assert holder.current is None
     assert holder.detail.startswith("the rule set has no @active yet: activate one")
@@ -120,7 +121,7 @@ def test_the_holder_picks_up_a_new_activation_and_keeps_serving_when_down(
     assert holder.current.version == "v2"
     assert holder.detail == "serving version v2 (@active)"
     gone = database.model_copy(update={"port": 1})
-    down = rules.rule_set_holder(gone, interval_s=0.0)
+    down = rule_set_holder(gone, interval_s=0.0)
     down.current = holder.current
     assert not down.refresh()
     assert down.current is holder.current

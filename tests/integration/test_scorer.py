@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from confluent_kafka import Consumer, Producer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -52,7 +53,7 @@ from fraudstream.platform.process import ProcessRecord, alive
 from fraudstream.platform.runtime import EmbeddedPlatform
 from fraudstream.services.feed import StreamTopics, replay
 from fraudstream.settings import ScorerSettings, Settings, load_settings
-from tests.integration.conftest import run_cli
+from tests.integration.conftest import run_cli, scratch_env
 from tests.integration.scoring_support import (
     PROMPT_LABELS,
     START,
@@ -135,7 +136,8 @@ def _stored(settings: Settings, ids: list[str]) -> pd.DataFrame:
     with connect(settings.postgres) as conn, conn.cursor() as cur:
         cur.execute(
             """SELECT transaction_id, score, threshold, is_alert, model_version,
-                      feature_set_version, reason_codes, features, ingest_time, scored_at
+                      feature_set_version, reason_codes, features, ingest_time, scored_at,
+                      outcome, outcome_reason, fired_rules, rules_version
                FROM transactions_with_score WHERE transaction_id = ANY(%s)""",
             (ids,),
         )
@@ -322,6 +324,38 @@ def _with_invalid_rows(table: pa.Table, bad: dict[int, tuple[str, object]]) -> p
     return pa.table(columns, schema=table.schema)
 
 
+def _parity_rules(version: str, watched: list[str]) -> dict[str, object]:
+    """A rule set reading a feature, transaction fields, a list and the score, with every
+    outcome, so that each tier of the precedence decides some row of the history."""
+    return {
+        "version": version,
+        "lists": {"watched_merchants": watched},
+        "rules": [
+            {"name": "watched_merchant", "condition": "merchant_id in watched_merchants",
+             "outcome": "decline"},
+            {"name": "busy_card", "condition": "card_count_1h >= 3", "outcome": "review",
+             "priority": 5},
+            {"name": "large_ecom", "condition": "channel == 'ecom' and amount > 150",
+             "outcome": "review", "priority": 10},
+            {"name": "tiny_and_quiet", "condition": "score < 0.05 and amount < 5",
+             "outcome": "approve"},
+        ],
+    }  # fmt: skip
+
+
+def _decisions(frame: pd.DataFrame) -> pd.DataFrame:
+    """outcome, reason, fired rules (a tuple) and version, as score-file writes them."""
+    return pd.DataFrame(
+        {
+            "outcome": frame["outcome"],
+            "reason": frame["reason"].fillna(""),
+            "fired_rules": frame["fired_rules"].map(lambda f: () if f is None else tuple(f)),
+            "rules_version": frame["rules_version"],
+        },
+        index=frame.index,
+    )
+
+
 def test_the_stream_and_score_file_agree_on_a_file_with_invalid_rows(
     model_settings: Settings,
     first: tuple[History, str],
@@ -331,9 +365,18 @@ def test_the_stream_and_score_file_agree_on_a_file_with_invalid_rows(
     """One file, two paths: replayed through the stream (invalid rows sent, so the stream
     dead-letters them) and scored with `score-file` (which excludes them by the same policy).
     Both score the same ids, refuse the same ids for the same reasons, and give the same
-    scores: the replay sends the whole history before the scorer starts, so the stream sees
-    every row's history in full."""
-    settings = model_settings
+    scores and the same decisions of the active rule set: the replay sends the whole history
+    before the scorer starts, so the stream sees every row's history in full. Then another
+    set is activated mid-stream: the later rows carry it, without a restart.
+
+    A database of its own: the active rule set is the database's."""
+    with scratch_env(model_settings) as settings:
+        _stream_and_score_file_agree(settings, made_topics, tmp_path)
+
+
+def _stream_and_score_file_agree(
+    settings: Settings, made_topics: list[str], tmp_path: Path
+) -> None:
     data = history(seed=25)
     future = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
     bad = {
@@ -352,13 +395,17 @@ def test_the_stream_and_score_file_agree_on_a_file_with_invalid_rows(
     assert zero, "the generated history holds zero-amount authorisations"
     path = tmp_path / "mixed.parquet"
     pq.write_table(table, path)
+    rules = _parity_rules("parity-1", sorted(set(data.transactions["merchant_id"]))[:3])
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(yaml.safe_dump(rules))
+    run_cli("rules", "activate", str(rules_file), "--by", "test")
 
     # The offline path: the champion scores the file; the refused rows are excluded.
     out = tmp_path / "scores.parquet"
     summary = json.loads(
         run_cli(
             "score-file", "--model", "champion", "--transactions", str(path),
-            "--out", str(out), "--json",
+            "--out", str(out), "--rules", str(rules_file), "--json",
         ).stdout.splitlines()[-1]
     )  # fmt: skip
     offline = pd.read_parquet(out).set_index("transaction_id")
@@ -373,7 +420,7 @@ def test_the_stream_and_score_file_agree_on_a_file_with_invalid_rows(
     run_cli("replay", "--transactions", str(path), "--topic", topics["source"], "--send-invalid")
     checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
     scorer = ScorerProcess(
-        scorer_args(topics, checkpoint, "--no-parquet"),
+        scorer_args(topics, checkpoint, "--no-parquet", "--reload-interval", "2"),
         scorer_env(settings.mlflow.model_name, labels_topic=topics["labels"]),
         tmp_path / "scorer.log",
     )
@@ -382,6 +429,26 @@ def test_the_stream_and_score_file_agree_on_a_file_with_invalid_rows(
             lambda: scored_count(settings, ids) == len(offline), 600, "the valid rows", scorer
         )
         letters = _count_topic(settings, topics["dead"], len(bad)).values()
+        published = _count_topic(settings, topics["predictions"], len(offline))
+        # Another set activated mid-stream: the rows after it carry it, no restart.
+        rules_file.write_text(yaml.safe_dump({**rules, "version": "parity-2"}))
+        run_cli("rules", "activate", str(rules_file), "--by", "test")
+        wait_until(
+            lambda: "@active: now serving version parity-2" in scorer.output(),
+            120,
+            "the scorer to pick up rule set parity-2",
+            scorer,
+        )
+        later = history(seed=26, days=1, customers=20)
+        replay(
+            settings.kafka, later.table, None, topics=StreamTopics(transactions=topics["source"])
+        )
+        later_ids = later.transactions["transaction_id"].astype(str).tolist()
+        wait_until(
+            lambda: scored_count(settings, later_ids) == len(later_ids), 300, "the later rows",
+            scorer,
+        )  # fmt: skip
+        assert scorer.alive()
     finally:
         scorer.proc.send_signal(signal.SIGTERM)
         scorer.wait(120)
@@ -400,6 +467,20 @@ def test_the_stream_and_score_file_agree_on_a_file_with_invalid_rows(
         rtol=0,
         atol=1e-9,
     )
+
+    # The same decisions: PostgreSQL's rows and the published records as score-file's.
+    want = _decisions(offline)
+    got = _decisions(stored.rename(columns={"outcome_reason": "reason"})).loc[want.index]
+    pd.testing.assert_frame_equal(got, want)
+    records = {k.decode(): json.loads(v) for k, v in published.items()}
+    sent = pd.DataFrame.from_dict(records, orient="index").loc[want.index]
+    pd.testing.assert_frame_equal(_decisions(sent), want)
+    # Every tier decided some row, and every rule fired, so the comparison means something.
+    assert set(want["outcome"]) == {"approve", "review", "decline"}
+    assert {"model", "watched_merchant", "busy_card", "tiny_and_quiet"} <= set(want["reason"])
+    assert set().union(*want["fired_rules"]) == {r["name"] for r in rules["rules"]}
+    assert set(want["rules_version"]) == {"parity-1"}
+    assert set(_stored(settings, later_ids)["rules_version"]) == {"parity-2"}
 
 
 # The steady run's tests come last: its scorer runs until the module ends (the fixture's
@@ -478,6 +559,12 @@ def test_steady_features_and_scores_equal_the_offline_path(steady: SteadyRun) ->
     )[:, 1]
     np.testing.assert_allclose(stored["score"].to_numpy(), expected, rtol=0, atol=1e-12)
     assert list(stored["is_alert"]) == list(stored["score"] >= 0.3)
+    # Where no rule fires, the model decides: review at its threshold, approve under it.
+    quiet = stored["fired_rules"].isna()
+    assert quiet.all(), "no active set of this database fires on the history"
+    assert list(stored["outcome"]) == ["review" if a else "approve" for a in stored["is_alert"]]
+    assert set(stored.loc[stored["is_alert"], "outcome_reason"]) == {"model"}
+    assert stored.loc[~stored["is_alert"], "outcome_reason"].isna().all()
     assert stored["reason_codes"].map(len).max() == 3
     assert (stored["scored_at"] >= stored["ingest_time"]).all()
 
@@ -543,6 +630,7 @@ def test_steady_parquet_and_the_lake_hold_every_scored_row(steady: SteadyRun) ->
     np.testing.assert_allclose(
         files.loc[stored["transaction_id"], "score"].to_numpy(), stored["score"].to_numpy()
     )
+    assert files.loc[stored["transaction_id"], "outcome"].tolist() == stored["outcome"].tolist()
     _assert_features_equal_offline(
         stored.assign(features=files.loc[stored["transaction_id"], feature_names()]
                       .to_dict("records")),

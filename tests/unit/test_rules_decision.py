@@ -6,8 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraudstream.features.catalogue import feature_names
 from fraudstream.rules.backtest import backtest, top_k
-from fraudstream.rules.decision import PRECEDENCE, RuleInputError, decide, decide_one
+from fraudstream.rules.decision import (
+    PRECEDENCE,
+    RuleInputError,
+    decide,
+    decide_one,
+    decide_scored,
+)
 from fraudstream.rules.ruleset import RuleSet, parse_rule_set
 
 RULES = parse_rule_set(
@@ -156,3 +163,28 @@ def test_top_k_takes_the_highest_scores_and_puts_nan_last() -> None:
     assert flagged.tolist() == [False, False, True, True]
     assert top_k(np.array([np.nan, 0.1]), 2).tolist() == [True, True]
     assert not top_k(np.array([0.3]), 0).any()
+
+
+def test_scored_vectors_decide_as_the_frame() -> None:
+    """The scoring stage's path: the feature matrix, the fields the set reads, the scores."""
+    frame = _frame()
+    names = feature_names()
+    matrix = np.full((len(frame), len(names)), np.nan)
+    matrix[:, names.index("card_count_1h")] = frame["card_count_1h"]
+    assert RULES.fields == ("amount", "card_id")
+    fields = {"card_id": frame["card_id"].tolist(), "amount": frame["amount"].tolist()}
+    got = decide_scored(RULES, matrix, fields, frame["score"].to_numpy(), THRESHOLD)
+    want = decide(RULES, frame, THRESHOLD)
+    assert got.decision.tolist() == want.decision.tolist()
+    assert got.reason.tolist() == want.reason.tolist()
+    assert got.fired_lists() == want.fired_lists()
+    assert got.version == "v7"
+
+
+def test_without_a_rule_set_the_model_decides_alone() -> None:
+    score = np.array([0.1, 0.5, 0.9, np.nan])
+    got = decide_scored(None, np.zeros((4, len(feature_names()))), {}, score, THRESHOLD)
+    assert got.decision.tolist() == ["approve", "review", "review", "approve"]
+    assert got.reason.tolist() == ["", "model", "model", ""]
+    assert got.fired_lists() == [[], [], [], []]
+    assert got.version is None

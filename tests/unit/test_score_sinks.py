@@ -37,6 +37,17 @@ def test_copy_lines_equal_the_value_by_value_format() -> None:
     assert copy_text_rows([]) == ""
 
 
+def test_a_tuple_is_a_quoted_text_array() -> None:
+    rows = [("t1", ("burst", "block")), ("t2", None), ("t3", ('say "hi"', "back\\slash", None))]
+    text = copy_text_rows(rows)
+    assert text == _reference(rows)
+    lines = text.split("\n")
+    assert lines[0] == 't1\t{"burst","block"}'
+    assert lines[1] == "t2\t\\N"
+    # Array quoting first (\" and \\), then COPY's escaping doubles every backslash.
+    assert lines[2] == 't3\t{"say \\\\"hi\\\\"","back\\\\\\\\slash",NULL}'
+
+
 def test_copy_lines_of_a_string_holding_nul_keep_the_row_count() -> None:
     # Postgres refuses NUL in text; the formatting must not shift other rows' values.
     rows = [("a\x00b", 1), ("c", 2)]

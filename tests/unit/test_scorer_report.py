@@ -32,6 +32,8 @@ def _scored(rows: int, latency_ms: int) -> pd.DataFrame:
             "scored_at_us": ingest + latency_ms * 1_000,
             "is_alert": np.arange(rows) % 50 == 0,
             "late_event": np.zeros(rows, dtype=bool),
+            "outcome": np.where(np.arange(rows) % 50 == 0, "review", "approve"),
+            "fired_rules": [["burst", "travel"] if i % 10 == 0 else None for i in range(rows)],
         }
     )
 
@@ -64,3 +66,20 @@ def test_the_reports_latencies_stay_bounded_over_many_batches() -> None:
     assert report.latencies[-PERCENTILES_PER_BATCH:] == [last] * PERCENTILES_PER_BATCH
     # The handler's running totals grow with distinct latency steps, not with batches.
     assert len(handler._counted) < 50
+
+
+def test_decisions_and_rule_hits_reach_the_metrics() -> None:
+    handler, counts = _handler()
+    for _ in range(3):
+        counts.add(batch_counts(_scored(100, latency_ms=20), pd.Series([])))
+        handler._account("1")
+    registry = handler.metrics.registry
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("fraudstream_decisions_total", outcome="review") == 3 * 2
+    assert value("fraudstream_decisions_total", outcome="approve") == 3 * 98
+    assert value("fraudstream_decisions_total", outcome="decline") is None
+    assert value("fraudstream_rule_hits_total", rule="burst") == 3 * 10
+    assert value("fraudstream_rule_hits_total", rule="travel") == 3 * 10

@@ -311,12 +311,24 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 
 def copy_text(value: Any) -> str:
-    """One value in COPY's text format (NULL as ``\\N``; backslash, tab and newlines escaped)."""
+    """One value in COPY's text format (NULL as ``\\N``; backslash, tab and newlines escaped;
+    a tuple of strings as a ``text[]`` literal)."""
     if value is None:
         return "\\N"
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, tuple):
+        return _array_literal(value).translate(_COPY_ESCAPES)
     return str(value).translate(_COPY_ESCAPES)
+
+
+def _array_literal(values: tuple[Any, ...]) -> str:
+    """A PostgreSQL array literal of strings, each quoted (``{"a","b"}``; None as NULL)."""
+    quoted = (
+        "NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        for v in values
+    )
+    return "{" + ",".join(quoted) + "}"
 
 
 def _copy_column(values: tuple[Any, ...]) -> list[str]:

@@ -17,8 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fraudstream.api.scoring import LiveRules, Scorer
-from fraudstream.scoring.reload import registry_holder
-from fraudstream.services.rules import rule_set_holder
+from fraudstream.scoring.reload import registry_holder, rule_set_holder
 from fraudstream.settings import Settings
 
 

@@ -34,7 +34,7 @@ from fraudstream.features.events import TxnEvent
 from fraudstream.features.merchant import update_merchant
 from fraudstream.features.vector import feature_vector
 from fraudstream.rules.decision import MODEL, decide_one
-from fraudstream.rules.ruleset import SCORE, RuleSet, transaction_columns
+from fraudstream.rules.ruleset import SCORE, RuleSet
 from fraudstream.schema.jsonvalues import finite_float
 from fraudstream.scoring.model import ScoringModel, score
 
@@ -75,12 +75,7 @@ class LiveRules:
     def of(cls, rule_set: RuleSet) -> LiveRules:
         where = {name: i for i, name in enumerate(feature_names())}
         read = sorted(rule_set.names - {SCORE})
-        fields = transaction_columns()
-        return cls(
-            rule_set,
-            tuple((n, where[n]) for n in read if n in where),
-            tuple(n for n in read if n in fields),
-        )
+        return cls(rule_set, tuple((n, where[n]) for n in read if n in where), rule_set.fields)
 
     def decide(
         self, record: Any, values: tuple[float, ...], score: float, threshold: float

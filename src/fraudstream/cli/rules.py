@@ -91,7 +91,7 @@ def activate(
 ) -> None:
     """Check a rule set file, store it in PostgreSQL and make it the active set (as PUT /rules
     does): the API's workers decide with it from their next poll. An invalid set is refused
-    with the rule's error and the active set stays."""
+    with the rule's error and the active set stays. The scorer picks it up the same way."""
     import yaml
 
     from fraudstream.rules.ruleset import load_rule_set

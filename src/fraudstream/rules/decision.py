@@ -14,7 +14,10 @@ fired is kept beside the decision with the rule set's version, whatever decided.
 
 Row shape in (batch): a DataFrame with the columns the rules read (features, transaction
 fields, ``score``; an optional contract field may be absent and reads as missing).
-Single row: a mapping of the same names to Python values.
+Single row: a mapping of the same names to Python values. Scored vectors (the stream's
+scoring stage): ``decide_scored`` takes the feature matrix in catalogue order, the
+transactions' fields by name and the scores, and decides without a rule set too (the model
+alone: review at its threshold, approve under it).
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fraudstream.features.catalogue import feature_names
 from fraudstream.rules.ruleset import SCORE, RuleSet, optional_columns, vocabulary
 from fraudstream.rules.values import Columns, Kind, Row
 
@@ -59,16 +64,35 @@ class Decisions:
     reason: np.ndarray
     hits: np.ndarray
     rule_names: tuple[str, ...]
-    version: str
+    version: str | None
+    """The rule set's version; None when the model decided alone (no set)."""
 
     def fired(self, row: int) -> tuple[str, ...]:
         """The names of the rules that fired on ``row``, in evaluation order."""
-        return tuple(n for n, hit in zip(self.rule_names, self.hits[row], strict=True) if hit)
+        return tuple(self._fired[row])
 
     def fired_lists(self) -> list[list[str]]:
         """Every row's fired rule names (for a sink's array column)."""
-        names = np.asarray(self.rule_names, dtype=object)
-        return [names[row].tolist() for row in self.hits]
+        return [list(names) for names in self._fired]
+
+    def fired_or_none(self) -> list[tuple[str, ...] | None]:
+        """Every row's fired rule names, None where none fired: the stream's column, which
+        allocates nothing for the rows no rule fired on (most of them)."""
+        return [names or None for names in self._fired]
+
+    @cached_property
+    def _fired(self) -> list[tuple[str, ...]]:
+        """Every row's fired names, worked out once: one tuple per distinct combination of
+        fired rules, shared by its rows (a partition allocates a handful, not one per row)."""
+        fired: list[tuple[str, ...]] = [()] * len(self.decision)
+        rows = np.flatnonzero(self.hits.any(axis=1)) if self.hits.size else np.empty(0, int)
+        if rows.size:
+            names = np.asarray(self.rule_names, dtype=object)
+            patterns, which = np.unique(self.hits[rows], axis=0, return_inverse=True)
+            shared = [tuple(names[p].tolist()) for p in patterns]
+            for row, k in zip(rows.tolist(), which.ravel().tolist(), strict=True):
+                fired[row] = shared[k]
+        return fired
 
 
 def batch_columns(rule_set: RuleSet, frame: pd.DataFrame) -> Columns:
@@ -129,6 +153,34 @@ def decide(rule_set: RuleSet, frame: pd.DataFrame, threshold: float | None) -> D
     fired, first = first_of("approve")
     decision[fired], reason[fired] = "approve", first[fired]
     return Decisions(decision, reason, hits, tuple(names.tolist()), rule_set.version)
+
+
+def decide_scored(
+    rule_set: RuleSet | None,
+    features: np.ndarray,
+    fields: Mapping[str, Any],
+    score: np.ndarray,
+    threshold: float,
+) -> Decisions:
+    """Every scored row's decision: ``features`` rows x catalogue features, ``fields`` the
+    transactions' contract fields the set reads (name -> one value per row; an absent
+    optional field reads as missing), ``score`` the model's. Without a set the model
+    decides alone, with the tiers ``decide`` gives an empty set."""
+    if rule_set is None:
+        alert = np.asarray(score) >= threshold
+        return Decisions(
+            np.where(alert, "review", "approve").astype(object),
+            np.where(alert, MODEL, "").astype(object),
+            np.zeros((len(alert), 0), dtype=bool),
+            (),
+            None,
+        )
+    where = {name: j for j, name in enumerate(feature_names())}
+    read = rule_set.names - {SCORE}
+    columns: dict[str, Any] = {n: features[:, where[n]] for n in read if n in where}
+    columns.update((n, fields[n]) for n in read if n not in where and n in fields)
+    columns[SCORE] = score
+    return decide(rule_set, pd.DataFrame(columns, index=pd.RangeIndex(len(score))), threshold)
 
 
 def batch_score(frame: pd.DataFrame) -> np.ndarray:

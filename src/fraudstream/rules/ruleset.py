@@ -81,6 +81,11 @@ class RuleSet:
         """Every column some condition reads."""
         return frozenset().union(*(r.expr.names for r in self.rules))
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The transaction contract's fields some condition reads, sorted."""
+        return tuple(sorted(self.names & transaction_columns().keys()))
+
 
 def transaction_columns() -> dict[str, Kind]:
     """The transaction contract's fields a rule may read (timestamps excluded: the

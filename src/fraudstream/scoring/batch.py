@@ -7,9 +7,11 @@ and merchant features, the Kafka ``partition``, ``offset`` and ``kafka_ts_ms``
 
 Row shape out (``ScoredBatch``): the transactions, their full feature matrix in
 catalogue order (transaction, card, merchant), the champion's scores and reasons,
-optional shadow scores, and the three clocks: event time, ingest time (Kafka
-CreateTime) and ``scored_at``. ``prediction``, ``reasons_json``, ``reason_detail``
-and ``features_json`` render them for the sinks. Pure: no Kafka, Postgres or Spark here.
+optional shadow scores, the decisions of the active rule set and the model
+(``rules.decision``: outcome, deciding rule, every fired rule, the set's version), and the
+three clocks: event time, ingest time (Kafka CreateTime) and ``scored_at``.
+``prediction``, ``reasons_json``, ``reason_detail`` and ``features_json`` render them for
+the sinks. Pure: no Kafka, Postgres or Spark here.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import orjson
 from fraudstream.features.catalogue import CARD_FEATURES, FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import TxnEvent, from_record
 from fraudstream.features.vector import feature_matrix
+from fraudstream.rules.decision import Decisions, decide_scored
+from fraudstream.rules.ruleset import RuleSet
 from fraudstream.schema import Transaction
 from fraudstream.schema.model import format_timestamp
 from fraudstream.scoring.model import Scores, ScoringModel, score
@@ -80,6 +84,8 @@ class ScoredBatch:
     shadow: ScoringModel | None
     shadow_scores: np.ndarray | None
     scored_at: datetime
+    decisions: Decisions | None = None
+    """The rules' and the model's decisions (None: not decided, as in some benchmarks)."""
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -131,6 +137,9 @@ class ScoredBatch:
             "source_partition": row.partition,
             "source_offset": row.offset,
         }
+        if (d := self.decisions) is not None:  # as ``POST /score`` answers it
+            record["outcome"], record["reason"] = d.decision[i], d.reason[i]
+            record["fired_rules"], record["rules_version"] = d.fired(i), d.version
         if self.shadow is not None and self.shadow_scores is not None:
             record["shadow"] = {
                 "model_version": self.shadow.version,
@@ -167,8 +176,14 @@ def score_rows(
     champion: ScoringModel,
     shadow: ScoringModel | None,
     scored_at: datetime,
+    rules: RuleSet | None = None,
 ) -> ScoredBatch:
-    """The champion's scores with reasons and the shadow's scores of assembled rows."""
+    """The champion's scores with reasons, the shadow's scores and every row's decision
+    (``rules`` with the champion; the champion alone when None) of assembled rows."""
     scores = score(champion, features)
     shadow_scores = score(shadow, features, with_reasons=False).score if shadow else None
-    return ScoredBatch(rows, features, late, champion, scores, shadow, shadow_scores, scored_at)
+    fields = {n: [getattr(r.txn, n) for r in rows] for n in rules.fields} if rules else {}
+    decisions = decide_scored(rules, features, fields, scores.score, champion.threshold)
+    return ScoredBatch(
+        rows, features, late, champion, scores, shadow, shadow_scores, scored_at, decisions
+    )

@@ -9,8 +9,8 @@ refusal is counted and logged once per version. A load that fails (registry down
 the current model and is retried at the next poll. ``detail`` says, in one line, what is
 served or why nothing is.
 
-``Holder`` is generic over what it serves (anything with a ``version``): the API holds the
-active rule set the same way (``services.rules.rule_set_holder``).
+``Holder`` is generic over what it serves (anything with a ``version``): the scorer and the
+API's workers hold the active rule set the same way (``rule_set_holder``).
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+from fraudstream.adapters import rule_sets
 from fraudstream.adapters.registry import (
     IncompatibleModelError,
     load_model,
     version_for_alias,
 )
 from fraudstream.adapters.retry import RetryPolicy, retry
+from fraudstream.rules.ruleset import RuleSet, RuleSetError, parse_rule_set
 from fraudstream.scoring.model import ScoringModel
-from fraudstream.settings import Settings
+from fraudstream.settings import PostgresSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -145,4 +147,34 @@ def registry_holder(
         loader=load,
         interval_s=interval_s,
         name=settings.mlflow.model_name,
+    )
+
+
+RULE_SET_ALIAS = "active"
+"""What the rule set holder polls: the latest activation (``adapters.rule_sets``)."""
+RuleSetHolder = Holder[RuleSet]
+"""The holder of the active rule set (the scorer, each API worker)."""
+
+
+def stored_rule_set(settings: PostgresSettings, version: str) -> RuleSet:
+    """The stored set ``version``, checked. Raises ``RuleSetError`` (unknown or invalid)."""
+    document = rule_sets.stored(settings, version)
+    if document is None:
+        raise RuleSetError(f"no rule set version {version!r} is stored")
+    return parse_rule_set(document, f"stored rule set {version!r}")
+
+
+def rule_set_holder(settings: PostgresSettings, interval_s: float) -> RuleSetHolder:
+    """A holder of the active rule set, polling PostgreSQL at most every ``interval_s``; a
+    set this code cannot load (a feature it reads left the catalogue) is refused and the
+    current one kept."""
+    return RuleSetHolder(
+        alias=RULE_SET_ALIAS,
+        lookup=lambda _alias: rule_sets.active_version(settings),
+        loader=lambda version, _role: stored_rule_set(settings, version),
+        interval_s=interval_s,
+        name="the rule set",
+        source=f"PostgreSQL at {settings.host}:{settings.port}",
+        missing_hint="activate one (PUT /rules; docs/rules.md); the model decides alone",
+        refusals=(RuleSetError,),
     )

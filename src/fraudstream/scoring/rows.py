@@ -139,6 +139,14 @@ SCORED_SCHEMA = StructType(
         StructField("shadow_model_version", StringType()),
         StructField("late_event", BooleanType()),
         StructField("prediction", BinaryType()),
+        StructField("outcome", StringType()),
+        StructField("outcome_reason", StringType()),
+        StructField("fired_rules", ArrayType(StringType())),
+        StructField("rules_version", StringType()),
     ]
 )
-"""The scoring stage's rows, one per scored transaction: what every sink writes."""
+"""The scoring stage's rows, one per scored transaction: what every sink writes.
+``outcome`` is the decision of the rules and the model (approve, review, decline),
+``outcome_reason`` the rule or ``model`` that made it ("" for a plain approval),
+``fired_rules`` every rule that fired (null: none), ``rules_version`` the set's (null: no
+set)."""

@@ -35,7 +35,7 @@ from fraudstream.adapters.scorer_metrics import ScorerMetrics
 from fraudstream.adapters.spark import build_session, checkpoint_conf
 from fraudstream.platform.spark_jars import spark_jars
 from fraudstream.scoring.cards import CARD_STATE_LAYOUTS
-from fraudstream.scoring.reload import registry_holder
+from fraudstream.scoring.reload import registry_holder, rule_set_holder
 from fraudstream.scoring.sinks.base import Sink
 from fraudstream.scoring.sinks.kafka import KafkaSink, OutputTopics
 from fraudstream.scoring.sinks.online_store import OnlineStoreSink
@@ -333,6 +333,7 @@ def run_scorer(
         shadow=shadow,
         sinks=scorer_sinks(settings, options, topics, policy),
         metrics=metrics,
+        rules=rule_set_holder(settings.postgres, scorer.reload_interval_s),
     )
     metrics.reloads.labels("loaded").inc(champion.counts.loaded)
     handler.refresh_models()

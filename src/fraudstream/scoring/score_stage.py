@@ -10,7 +10,9 @@ accumulator (``batch_counts``) once its sinks are flushed: the driver's metrics 
 rows back.
 
 The driver names the model versions of the micro-batch (``ScoreStage.champion`` and
-``shadow``, fixed when the batch starts, so a batch is scored by one version); each
+``shadow``, fixed when the batch starts, so a batch is scored by one version) and hands
+it the active rule set (``rules``: the set itself, a few kilobytes, shipped with the
+function; every row of the batch is decided by it and the champion, ``rules.decision``); each
 Python worker loads a version from the registry once and keeps it for later batches
 (``_WORKER_MODELS``). The driver has already loaded and checked a version (feature-set
 version and columns) before naming it, so a refused version never reaches a worker.
@@ -36,6 +38,7 @@ import pandas as pd
 from fraudstream.adapters.registry import load_model
 from fraudstream.adapters.scorer_metrics import LATENCY_BUCKETS
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
+from fraudstream.rules.ruleset import RuleSet
 from fraudstream.schema import epoch_us
 from fraudstream.scoring.batch import ScoredBatch, accepted_from, assemble, score_rows
 from fraudstream.scoring.model import ScoringModel
@@ -80,6 +83,8 @@ class ScoreStage:
     """A Spark accumulator of ``Counter`` (``stream.CountsParam``), or None."""
     sinks: tuple[Sink, ...] = ()
     emit: bool = True
+    rules: RuleSet | None = None
+    """The rule set deciding beside the champion (None: the champion decides alone)."""
 
     def __call__(self, frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         champion = worker_model(self.settings, self.champion, "champion")
@@ -96,7 +101,7 @@ class ScoreStage:
                     columns=DEAD_LETTER_COLUMNS
                 )
             began = clock()
-            scored = self.score(batch[~dead], champion, shadow)
+            scored = self.score(batch[~dead], champion, shadow, self.rules)
             counts[("seconds", "scoring")] += clock() - began  # type: ignore[assignment]
             counts.update(
                 batch_counts(scored, dead_letters["reason"] if dead_letters is not None else ())
@@ -117,7 +122,10 @@ class ScoreStage:
 
     @staticmethod
     def score(
-        frame: pd.DataFrame, champion: ScoringModel, shadow: ScoringModel | None
+        frame: pd.DataFrame,
+        champion: ScoringModel,
+        shadow: ScoringModel | None,
+        rules: RuleSet | None = None,
     ) -> pd.DataFrame | None:
         """The scored rows (``rows.SCORED_SCHEMA``) of a partition's ``txn`` rows."""
         if not len(frame):
@@ -132,7 +140,8 @@ class ScoreStage:
         ]  # fmt: skip
         merchant = [tuple(m) for m in frame["merchant_features"]]
         features, late = assemble(rows, merchant, [False] * len(rows))
-        return scored_frame(score_rows(rows, features, late, champion, shadow, datetime.now(UTC)))
+        now = datetime.now(UTC)
+        return scored_frame(score_rows(rows, features, late, champion, shadow, now, rules))
 
 
 def scored_frame(batch: ScoredBatch) -> pd.DataFrame:
@@ -173,14 +182,34 @@ def scored_frame(batch: ScoredBatch) -> pd.DataFrame:
             "shadow_model_version": [None if batch.shadow is None else batch.shadow.version] * n,
             "late_event": batch.late,
             "prediction": predictions,
+            **decision_columns(batch),
         }
     )
 
 
+def decision_columns(batch: ScoredBatch) -> dict[str, Any]:
+    """The decision columns of ``rows.SCORED_SCHEMA`` (nulls when the batch is undecided)."""
+    n, decided = len(batch), batch.decisions
+    if decided is None:
+        return {
+            "outcome": [None] * n,
+            "outcome_reason": [None] * n,
+            "fired_rules": [None] * n,
+            "rules_version": [None] * n,
+        }
+    return {
+        "outcome": decided.decision,
+        "outcome_reason": decided.reason,
+        "fired_rules": decided.fired_or_none(),
+        "rules_version": [decided.version] * n,
+    }
+
+
 def batch_counts(scored: pd.DataFrame | None, dead_reasons: Iterable[Any]) -> Counter[Any]:
     """What a scoring task adds to the handler's accumulator: rows scored, alerts, late
-    rows, latencies (``scored_at - ingest_time``, seconds: at or under each metrics
-    bucket, summed, and per 10 ms step) and dead letters per reason."""
+    rows, decisions per outcome, hits per rule, latencies (``scored_at - ingest_time``,
+    seconds: at or under each metrics bucket, summed, and per 10 ms step) and dead
+    letters per reason."""
     counts: Counter[Any] = Counter(("dead", str(r)) for r in dead_reasons)
     if scored is None or not len(scored):
         return counts
@@ -188,6 +217,9 @@ def batch_counts(scored: pd.DataFrame | None, dead_reasons: Iterable[Any]) -> Co
     counts["scored"] += len(scored)
     counts["alerts"] += int(scored["is_alert"].sum())
     counts["late"] += int(scored["late_event"].sum())
+    for outcome, n in scored["outcome"].value_counts().items():
+        counts[("outcome", str(outcome))] += int(n)
+    counts.update(("rule", str(r)) for fired in scored["fired_rules"] if fired for r in fired)
     counts["latency_sum"] += float(latency.sum())  # type: ignore[assignment]
     for i, bound in enumerate(LATENCY_BUCKETS):
         counts[("le", i)] += int((latency <= bound).sum())

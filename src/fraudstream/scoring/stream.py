@@ -44,6 +44,7 @@ from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 from fraudstream.adapters.scorer_metrics import LATENCY_BUCKETS, ScorerMetrics
 from fraudstream.adapters.spark import PandasMap
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
+from fraudstream.rules.ruleset import RuleSet
 from fraudstream.scoring.cards import (
     CARD_STATE_LAYOUTS,
     DECODED_CARDS_CAPACITY,
@@ -54,7 +55,7 @@ from fraudstream.scoring.cards import (
     process_bucket,
 )
 from fraudstream.scoring.merchant_stage import STATE_TTL_MS, MerchantBuckets, label_rows
-from fraudstream.scoring.reload import ModelHolder
+from fraudstream.scoring.reload import ModelHolder, RuleSetHolder
 from fraudstream.scoring.rows import (
     CARD_STAGE_SCHEMA,
     MERCHANT_SCHEMA,
@@ -403,7 +404,8 @@ class _BatchPlan:
     state_columns: tuple[Column, ...]
     state_jobs: list[tuple[Sink, ExecutorJob]]
     score: PandasMap | None = None
-    versions: tuple[str, str | None] | None = None
+    versions: tuple[str, str | None, str | None] | None = None
+    """The champion's, the shadow's and the rule set's versions ``score`` serves."""
 
     @classmethod
     def build(cls, spark: SparkSession, state_sinks: list[Sink]) -> _BatchPlan:
@@ -431,11 +433,11 @@ class BatchHandler:
     """foreachBatch: plans one micro-batch's stages and sinks; the rows stay on executors.
 
     The driver's work per batch does not grow with it: it reads which model versions
-    serve, starts one Spark job (both stateful stages, then the scoring tasks, which
-    score and write every sink that runs in them: ``sinks.base``), then the state sinks'
-    job when there is one, and records metrics from the counts the scoring tasks add to
-    an accumulator. A batch whose stateful stages give no row (a trigger on an idle
-    topic, run for the state's timers and time to live) records nothing.
+    and which rule set serve, starts one Spark job (both stateful stages, then the
+    scoring tasks, which score and write every sink that runs in them: ``sinks.base``),
+    then the state sinks' job when there is one, and records metrics from the counts the
+    scoring tasks add to an accumulator. A batch whose stateful stages give no row (a
+    trigger on an idle topic, run for the state's timers and time to live) records nothing.
     """
 
     settings: Settings
@@ -444,6 +446,8 @@ class BatchHandler:
     shadow: ModelHolder | None
     sinks: list[Sink]
     metrics: ScorerMetrics
+    rules: RuleSetHolder | None = None
+    """The active rule set's holder (None: the champion decides alone)."""
     report: BatchReport = field(default_factory=BatchReport)
     finished: int = 0
     """Micro-batches the handler returned from (or failed) so far, idle triggers included."""
@@ -453,8 +457,11 @@ class BatchHandler:
     _counted: Counter[Any] = field(default_factory=Counter)
 
     def refresh_models(self) -> None:
-        """Poll the aliases when due; called by the driver's watch loop, not by a batch, so a
-        promotion is picked up on an idle stream too. A batch reads ``current`` once."""
+        """Poll the aliases and the active rule set when due; called by the driver's watch
+        loop, not by a batch, so a promotion or an activation is picked up on an idle stream
+        too. A batch reads ``current`` once."""
+        if self.rules is not None:
+            self.rules.refresh()
         for holder in (self.champion, self.shadow):
             if holder is None:
                 continue
@@ -478,8 +485,9 @@ class BatchHandler:
         if champion is None:
             raise RuntimeError(f"no model at @{self.champion.alias}: cannot score")
         shadow = self.shadow.current if self.shadow else None
+        rules = self.rules.current if self.rules else None
         plan = self._plan_for(
-            frame.sparkSession, champion.version, shadow.version if shadow else None
+            frame.sparkSession, champion.version, shadow.version if shadow else None, rules
         )
         writers = [s for s in self.sinks if s.reads == "frame"]
         # The stage's row count comes back with the job (Spark's observed metrics).
@@ -515,14 +523,18 @@ class BatchHandler:
             if plan.state_jobs:
                 stage.unpersist()
 
-    def _plan_for(self, spark: SparkSession, champion: str, shadow: str | None) -> _BatchPlan:
+    def _plan_for(
+        self, spark: SparkSession, champion: str, shadow: str | None, rules: RuleSet | None
+    ) -> _BatchPlan:
         """The batch's plan pieces, built on the first batch; the scoring function again
-        only when a served model version changes (it names the versions it loads)."""
+        only when a served model version or the rule set changes (it names the versions it
+        loads and carries the set)."""
         if self._plan is None:
             self._counts = spark.sparkContext.accumulator(Counter(), CountsParam())
             self._plan = _BatchPlan.build(spark, [s for s in self.sinks if s.reads == "states"])
         plan = self._plan
-        if plan.versions != (champion, shadow):
+        versions = (champion, shadow, rules.version if rules else None)
+        if plan.versions != versions:
             stage = ScoreStage(
                 self.settings,
                 champion,
@@ -530,9 +542,10 @@ class BatchHandler:
                 self._counts,
                 tuple(s for s in self.sinks if s.reads == "scored"),
                 emit=any(s.reads == "frame" for s in self.sinks),
+                rules=rules,
             )
             plan.score = PandasMap(stage, MERCHANT_SCHEMA.fieldNames(), SCORED_SCHEMA)
-            plan.versions = (champion, shadow)
+            plan.versions = versions
         return plan
 
     def _stage_partitions(self, frame: DataFrame) -> int:
@@ -555,9 +568,13 @@ class BatchHandler:
             if isinstance(key, tuple) and key[0] == "dead":
                 metrics.dead_letters.labels(str(key[1])).inc(n)
                 report.dead_letters += int(n)
-        for key, seconds in delta.items():
+        for key, n in delta.items():
             if isinstance(key, tuple) and key[0] == "seconds":
-                metrics.stage_seconds.labels(str(key[1])).observe(seconds)
+                metrics.stage_seconds.labels(str(key[1])).observe(n)
+            elif isinstance(key, tuple) and key[0] == "outcome":
+                metrics.decisions.labels(str(key[1])).inc(n)
+            elif isinstance(key, tuple) and key[0] == "rule":
+                metrics.rule_hits.labels(str(key[1])).inc(n)
         n, alerts, late = int(delta["scored"]), int(delta["alerts"]), int(delta["late"])
         if not n:
             return

@@ -3,9 +3,9 @@
 ``activate`` checks a document with ``rules.ruleset.parse_rule_set`` (the checks of
 `fraudstream rules check`) and only then stores and activates it (``adapters.rule_sets``):
 an invalid set raises ``RuleSetError`` naming the rule and the fix, and the active set stays.
-``rule_set_holder`` serves the active set to a process (the API's workers, the scorer) the
-way the champion is served: polled, swapped between uses, a set this code cannot load
-refused and the current one kept (``scoring.reload.Holder``).
+``scoring.reload.rule_set_holder`` serves the active set to a process (the API's workers,
+the scorer) the way the champion is served: polled, swapped between uses, a set this code
+cannot load refused and the current one kept.
 """
 
 from __future__ import annotations
@@ -15,14 +15,10 @@ from typing import Any
 
 from fraudstream.adapters import rule_sets as store
 from fraudstream.adapters.rule_sets import Activation, VersionTakenError
-from fraudstream.rules.ruleset import RuleSet, RuleSetError, parse_rule_set
-from fraudstream.scoring.reload import Holder
+from fraudstream.rules.ruleset import RuleSet, parse_rule_set
 from fraudstream.settings import PostgresSettings
 
-ALIAS = "active"
-RuleSetHolder = Holder[RuleSet]
-
-__all__ = ["ALIAS", "Activation", "RuleSetHolder", "VersionTakenError", "activate", "active"]
+__all__ = ["Activation", "VersionTakenError", "activate", "active", "history"]
 
 
 @dataclass(frozen=True)
@@ -62,25 +58,3 @@ def active(settings: PostgresSettings) -> ActiveRuleSet | None:
 def history(settings: PostgresSettings, limit: int = 50) -> list[Activation]:
     """The latest activations, newest first."""
     return store.history(settings, limit)
-
-
-def load_version(settings: PostgresSettings, version: str) -> RuleSet:
-    """The stored set ``version``, checked. Raises ``RuleSetError`` (unknown or invalid)."""
-    document = store.stored(settings, version)
-    if document is None:
-        raise RuleSetError(f"no rule set version {version!r} is stored")
-    return parse_rule_set(document, f"stored rule set {version!r}")
-
-
-def rule_set_holder(settings: PostgresSettings, interval_s: float) -> RuleSetHolder:
-    """A holder of the active rule set, polling PostgreSQL at most every ``interval_s``."""
-    return RuleSetHolder(
-        alias=ALIAS,
-        lookup=lambda _alias: store.active_version(settings),
-        loader=lambda version, _role: load_version(settings, version),
-        interval_s=interval_s,
-        name="the rule set",
-        source=f"PostgreSQL at {settings.host}:{settings.port}",
-        missing_hint="activate one (PUT /rules; docs/rules.md); the model decides alone",
-        refusals=(RuleSetError,),
-    )

@@ -58,6 +58,10 @@ class ParquetSink(Sink):
             "model_version",
             "feature_set_version",
             "late_event",
+            "outcome",
+            "outcome_reason",
+            "fired_rules",
+            "rules_version",
             *features,
             F.to_date(F.timestamp_micros("event_time_us")).cast("string").alias("date"),
         )

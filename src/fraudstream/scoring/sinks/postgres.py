@@ -47,6 +47,7 @@ SCORED_COLUMNS = [
     "transaction_id", "event_time", "card_id", "merchant_id", "amount", "score", "threshold",
     "is_alert", "model_name", "model_version", "feature_set_version", "reason_codes",
     "features", "shadow_score", "shadow_model_version", "scored_at", "ingest_time", "late_event",
+    "outcome", "outcome_reason", "fired_rules", "rules_version",
 ]  # fmt: skip
 _SCORED_CONFLICT = """ON CONFLICT (transaction_id, event_time) DO UPDATE SET score = EXCLUDED.score,
    threshold = EXCLUDED.threshold, is_alert = EXCLUDED.is_alert,
@@ -55,7 +56,9 @@ _SCORED_CONFLICT = """ON CONFLICT (transaction_id, event_time) DO UPDATE SET sco
    reason_codes = EXCLUDED.reason_codes, features = EXCLUDED.features,
    shadow_score = EXCLUDED.shadow_score, shadow_model_version = EXCLUDED.shadow_model_version,
    scored_at = EXCLUDED.scored_at, ingest_time = EXCLUDED.ingest_time,
-   late_event = EXCLUDED.late_event"""
+   late_event = EXCLUDED.late_event, outcome = EXCLUDED.outcome,
+   outcome_reason = EXCLUDED.outcome_reason, fired_rules = EXCLUDED.fired_rules,
+   rules_version = EXCLUDED.rules_version"""
 _ALERTS = """INSERT INTO fraud_alerts (transaction_id, event_time, card_id, merchant_id,
    amount, score, threshold, model_version, reason_codes, reason_detail,
    ingest_time, scored_at) VALUES %s
@@ -190,12 +193,14 @@ def table_rows(
     columns = (
         rows["score"], rows["threshold"], rows["is_alert"], rows["model_version"],
         rows["reason_codes"], rows["features_json"], rows["shadow_score"],
-        rows["shadow_model_version"], rows["late_event"],
+        rows["shadow_model_version"], rows["late_event"], rows["outcome"],
+        rows["outcome_reason"], rows["fired_rules"], rows["rules_version"],
     )  # fmt: skip
     scored = []
     alerts = []
     for i, (t, values) in enumerate(zip(txns, zip(*columns, strict=True), strict=True)):
-        score, threshold, alert, version, reasons, features, shadow, shadow_v, late = values
+        score, threshold, alert, version, reasons, features, shadow, shadow_v, late = values[:9]
+        outcome, outcome_reason, fired, rules_version = values[9:]
         scored.append(
             (
                 t.transaction_id, t.event_time, t.card_id, t.merchant_id, t.amount,
@@ -204,6 +209,9 @@ def table_rows(
                 features if keep(t.transaction_id, bool(alert)) else None,
                 _optional(shadow), _optional(shadow_v),
                 scored_at[i], ingest[i], bool(late),
+                _optional(outcome), _optional(outcome_reason) or None,
+                tuple(fired) if fired is not None and len(fired) else None,
+                _optional(rules_version),
             )
         )  # fmt: skip
         if alert:
