@@ -23,9 +23,13 @@ Per rate also: ``busiest``, the busiest server process's share of the server's C
 two workers evenly loaded), and the load average. With ``--pythonpath OTHER/src`` a second
 server runs another checkout's code beside this one, both are offered each rate in turn, and the
 JSON line gains ``baseline`` (its figures) and ``cpu_per_request_ratio`` (this / baseline).
+With ``--rules N`` the second server runs this code too, and the two decide with rule sets of
+their own: each serves a scratch database (so the platform's active set is left alone), the
+first's with N rules active (the starter's and synthetic ones, bench/rules.py), the baseline's
+with none; the JSON line gains ``p99_added_ms`` per rate (with rules - without).
 
 Usage: python bench/api_load.py [--rates 250,500,750,1000,1250,1500] [--seconds 15]
-       [--workers 2] [--max-in-flight N] [--cards 5000] [--pythonpath OTHER/src]
+       [--workers 2] [--max-in-flight N] [--cards 5000] [--pythonpath OTHER/src | --rules N]
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import multiprocessing
 import os
@@ -379,7 +384,38 @@ def main() -> None:
         help="Also serve OTHER/src (another checkout) as a baseline, on --port + 1, and offer "
         "both the same rates in turn; the JSON line gains `baseline` and the ratios.",
     )
+    parser.add_argument(
+        "--rules",
+        type=int,
+        default=0,
+        help="Serve twice, with N active rules and without a rule set (each its own scratch "
+        "database), and offer both the same rates in turn; the JSON line gains `baseline`.",
+    )
     args = parser.parse_args()
+    if args.rules and args.pythonpath:
+        parser.error("--rules and --pythonpath each take the second server: choose one")
+    with contextlib.ExitStack() as stack:
+        run(args, stack)
+
+
+def _rule_databases(stack: contextlib.ExitStack, rules: int) -> tuple[str, str]:
+    """Two migrated scratch databases (dropped at exit): one with ``rules`` rules active,
+    one without a rule set."""
+    from fraudstream.adapters.postgres import migrate, scratch_database
+    from fraudstream.services.rules import activate
+    from fraudstream.settings import load_settings
+    from rules import rule_document
+
+    postgres = load_settings().postgres
+    ruled = stack.enter_context(scratch_database(postgres, "bench"))
+    plain = stack.enter_context(scratch_database(postgres, "bench"))
+    for database in (ruled, plain):
+        migrate(database)
+    activate(ruled, rule_document(rules), "bench", f"{rules} rules")
+    return ruled.database, plain.database
+
+
+def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
     name = f"fraud-detector-bench-{uuid.uuid4().hex[:6]}"
     os.environ["FRAUDSTREAM_MLFLOW_MODEL_NAME"] = name  # read by the settings and the server
     if args.max_in_flight is not None:
@@ -391,6 +427,13 @@ def main() -> None:
     codes = {"this": (args.port, dict(os.environ))}
     if args.pythonpath:
         codes["baseline"] = (args.port + 1, dict(os.environ, PYTHONPATH=args.pythonpath))
+    if args.rules:
+        ruled, plain = _rule_databases(stack, args.rules)
+        database = "FRAUDSTREAM_POSTGRES_DATABASE"
+        codes = {
+            "this": (args.port, dict(os.environ, **{database: ruled})),
+            "baseline": (args.port + 1, dict(os.environ, **{database: plain})),
+        }
     servers = {}
     try:
         for code, (port, env) in codes.items():
@@ -418,6 +461,7 @@ def main() -> None:
                 print(over.row(code), "(twice the capacity)", flush=True)
             summaries[code] = _summary(results[code], over)
         summary = summaries["this"] | {
+            "rules": args.rules,
             "workers": args.workers,
             "max_in_flight": settings.api.max_in_flight,
             "seconds_per_rate": args.seconds,
@@ -430,6 +474,10 @@ def main() -> None:
             summary["cpu_per_request_ratio"] = {
                 rate: round(cpu / base["cpu_us_per_request"][rate], 3)
                 for rate, cpu in summaries["this"]["cpu_us_per_request"].items()
+            }
+            summary["p99_added_ms"] = {
+                rate: round(p99 - base["p99_ms"][rate], 2)
+                for rate, p99 in summaries["this"]["p99_ms"].items()
             }
         print(json.dumps(summary))
     finally:

@@ -58,6 +58,12 @@ SYNTHETIC = (
 
 
 def rule_set_of(count: int) -> RuleSet:
+    """The starter's rules and synthetic ones, ``count`` in all, checked."""
+    return parse_rule_set(rule_document(count))
+
+
+def rule_document(count: int) -> dict[str, Any]:
+    """``rule_set_of``'s set as a rule set file's mapping (what `PUT /rules` takes)."""
     base = starter_rule_set()
     rules = [
         {"name": r.name, "condition": r.condition, "outcome": r.outcome, "priority": r.priority}
@@ -67,7 +73,7 @@ def rule_set_of(count: int) -> RuleSet:
         condition = SYNTHETIC[i % len(SYNTHETIC)]
         rules.append({"name": f"synthetic_{i}", "condition": condition, "outcome": "review"})
     lists = {name: list(values) for name, values in base.lists.items()}
-    return parse_rule_set({"version": "bench", "lists": lists, "rules": rules[:count]})
+    return {"version": f"bench-{count}", "lists": lists, "rules": rules[:count]}
 
 
 def per_row_us(fn: Callable[[], Any], rows: int, repeat: int = 3) -> float:
