@@ -30,6 +30,7 @@ with none; the JSON line gains ``p99_added_ms`` per rate (with rules - without).
 
 Usage: python bench/api_load.py [--rates 250,500,750,1000,1250,1500] [--seconds 15]
        [--workers 2] [--max-in-flight N] [--cards 5000] [--pythonpath OTHER/src | --rules N]
+       [--server-cpus 0 --client-cpus 1]
 """
 
 from __future__ import annotations
@@ -179,9 +180,16 @@ async def _drive(requests: list[bytes], rate: float, seconds: float, port: int) 
 
 
 def generate_load(
-    requests: list[bytes], rate: float, seconds: float, port: int, out: Connection
+    requests: list[bytes],
+    rate: float,
+    seconds: float,
+    port: int,
+    out: Connection,
+    cpus: frozenset[int] | None = None,
 ) -> None:
     """The generator process's body: drive one rate and send (latency, status) back."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     out.send(asyncio.run(_drive(requests, rate, seconds, port)))
     out.close()
 
@@ -255,9 +263,18 @@ def _prepare(settings: Any, cards: int) -> list[bytes]:
     ]
 
 
-def _start_server(port: int, workers: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+def _start_server(
+    port: int, workers: int, env: dict[str, str], log: Path, cpus: frozenset[int] | None = None
+) -> subprocess.Popen:
     args = [CLI, "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
-    server = subprocess.Popen(args, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        args,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        # The workers are the server's children: they inherit its CPUs.
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+    )
     deadline = time.monotonic() + 600  # workers import the model stack: slow on a busy machine
     seen: set[int] = set()
     while time.monotonic() < deadline and len(seen) < workers:
@@ -313,10 +330,17 @@ def _ms(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) * 1000 if len(values) else float("nan")
 
 
-def run_rate(requests: list[bytes], rate: float, seconds: float, port: int, root: int) -> Any:
+def run_rate(
+    requests: list[bytes],
+    rate: float,
+    seconds: float,
+    port: int,
+    root: int,
+    cpus: frozenset[int] | None = None,
+) -> Any:
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    generator = ctx.Process(target=generate_load, args=(requests, rate, seconds, port, send))
+    generator = ctx.Process(target=generate_load, args=(requests, rate, seconds, port, send, cpus))
     cpu_before = _server_cpu_seconds(root)
     generator.start()
     latency, status = receive.recv()
@@ -391,6 +415,13 @@ def main() -> None:
         help="Serve twice, with N active rules and without a rule set (each its own scratch "
         "database), and offer both the same rates in turn; the JSON line gains `baseline`.",
     )
+    parser.add_argument(
+        "--server-cpus",
+        default="",
+        help="CPUs the server and its workers run on (e.g. 0), so that the load generator, "
+        "given --client-cpus (e.g. 1), does not take the server's CPU time.",
+    )
+    parser.add_argument("--client-cpus", default="", help="CPUs the load generator runs on.")
     args = parser.parse_args()
     if args.rules and args.pythonpath:
         parser.error("--rules and --pythonpath each take the second server: choose one")
@@ -415,6 +446,21 @@ def _rule_databases(stack: contextlib.ExitStack, rules: int) -> tuple[str, str]:
     return ruled.database, plain.database
 
 
+def _cpus(text: str) -> frozenset[int] | None:
+    """``0,1`` as CPU numbers (None: wherever the scheduler puts it)."""
+    if not text:
+        return None
+    try:
+        cpus = frozenset(int(c) for c in text.split(","))
+    except ValueError:
+        raise SystemExit(f"CPUs are numbers separated by commas (e.g. 0,1), not {text!r}") from None
+    if not cpus <= os.sched_getaffinity(0):
+        raise SystemExit(
+            f"CPUs {sorted(cpus)}: this process may use {sorted(os.sched_getaffinity(0))}"
+        )
+    return cpus
+
+
 def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
     name = f"fraud-detector-bench-{uuid.uuid4().hex[:6]}"
     os.environ["FRAUDSTREAM_MLFLOW_MODEL_NAME"] = name  # read by the settings and the server
@@ -424,6 +470,7 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
 
     settings = load_settings()
     requests = _prepare(settings, args.cards)
+    server_cpus, client_cpus = _cpus(args.server_cpus), _cpus(args.client_cpus)
     codes = {"this": (args.port, dict(os.environ))}
     if args.pythonpath:
         codes["baseline"] = (args.port + 1, dict(os.environ, PYTHONPATH=args.pythonpath))
@@ -438,17 +485,24 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
     try:
         for code, (port, env) in codes.items():
             log = Path(args.log).with_suffix(f".{code}.log") if len(codes) > 1 else Path(args.log)
-            servers[code] = _start_server(port, args.workers, env, log)
+            servers[code] = _start_server(port, args.workers, env, log, server_cpus)
         rates = [float(r) for r in args.rates.split(",")]
-        machine = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+        machine = {
+            "cpus": os.cpu_count(),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+            "server_cpus": sorted(server_cpus or ()),
+            "client_cpus": sorted(client_cpus or ()),
+        }
         print(json.dumps({"machine": machine, "workers": args.workers, "model": name}))
         for code, server in servers.items():
-            run_rate(requests, rates[0], args.warmup, codes[code][0], server.pid)
+            run_rate(requests, rates[0], args.warmup, codes[code][0], server.pid, client_cpus)
         print(HEADER)
         results: dict[str, list[RateResult]] = {code: [] for code in servers}
         for rate in rates:
             for code, server in servers.items():
-                result = run_rate(requests, rate, args.seconds, codes[code][0], server.pid)
+                result = run_rate(
+                    requests, rate, args.seconds, codes[code][0], server.pid, client_cpus
+                )
                 results[code].append(result)
                 print(result.row(code), flush=True)
                 time.sleep(1)
@@ -457,7 +511,9 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
             capacity = _summary(results[code], None)["capacity_rps"]
             over = None
             if capacity:
-                over = run_rate(requests, 2 * capacity, args.seconds, codes[code][0], server.pid)
+                over = run_rate(
+                    requests, 2 * capacity, args.seconds, codes[code][0], server.pid, client_cpus
+                )
                 print(over.row(code), "(twice the capacity)", flush=True)
             summaries[code] = _summary(results[code], over)
         summary = summaries["this"] | {
