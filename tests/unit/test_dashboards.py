@@ -62,3 +62,26 @@ def test_every_series_a_panel_or_rule_asks_for_is_exported() -> None:
 def test_the_check_sees_a_misspelt_series() -> None:
     assert "fraudstream_api_requests_shed_total" in exported_series()
     assert "fraudstream_api_requests_shed" not in exported_series()  # the counter's bare name
+
+
+BY = re.compile(r"\bby \(([^)]*)\)")
+
+
+def test_the_scoring_dashboard_shows_decisions_by_outcome_and_rule_hits_by_rule() -> None:
+    """The decision and rule-hit counters each have a panel grouped by their label, and the
+    label a panel groups by is one the counter has (``labels`` refuses another name)."""
+    metrics = ScorerMetrics()
+    counters = {
+        "fraudstream_decisions_total": (metrics.decisions, "outcome"),
+        "fraudstream_rule_hits_total": (metrics.rule_hits, "rule"),
+    }
+    path = CHART / "files" / "dashboards" / "fraudstream-scoring.json"
+    targets = [t for p in json.loads(path.read_text())["panels"] for t in p.get("targets", [])]
+    for series, (counter, label) in counters.items():
+        shown = [t for t in targets if series in t["expr"]]
+        assert shown, f"no panel of {path.name} shows {series}"
+        for target in shown:
+            grouped = [g.strip() for found in BY.findall(target["expr"]) for g in found.split(",")]
+            assert grouped == [label], (target["expr"], label)
+            counter.labels(**{name: "x" for name in grouped})  # a label the counter lacks: error
+            assert target["legendFormat"] == "{{" + label + "}}"
