@@ -2,9 +2,10 @@
 
 Reads: one transaction with its score, alert and label; alerts with filters;
 the model in production and its promotion history; score distribution and alert
-rate over time. The one write is an analyst's verdict, which updates the alert and
-publishes a label (source ``analyst``) to ``transaction_labels`` before it commits; label
-ingestion writes that label to ``labels``, as it writes every other one.
+rate over time; each rule's hit rate and precision over time. The one write is an analyst's
+verdict, which updates the alert and publishes a label (source ``analyst``) to
+``transaction_labels`` before it commits; label ingestion writes that label to ``labels``, as
+it writes every other one.
 """
 
 from __future__ import annotations
@@ -244,6 +245,107 @@ def alert_rate(db: Database, since: datetime, bucket: str) -> list[Row]:
         }
         for r in rows
     ]
+
+
+_FLAGGED = ("review", "decline")
+
+
+def _figures(hits: int, labelled: int, frauds: int, scored: int) -> Row:
+    """Hits, hit rate among ``scored``, labelled hits, frauds among them and precision (null
+    while no hit is labelled)."""
+    return {
+        "hits": hits,
+        "hit_rate": hits / scored if scored else None,
+        "labelled": labelled,
+        "frauds": frauds,
+        "precision": frauds / labelled if labelled else None,
+    }
+
+
+def rule_stats(db: Database, since: datetime, until: datetime, bucket: str) -> Row:
+    """Per time bucket of ``scored_at`` in [since, until): rows scored, the rule set versions
+    that decided them, and per rule (and for the decision as a whole: outcome review or
+    decline) the hits, hit rate, hits labelled so far, frauds among them and precision.
+
+    ``scored_at`` rather than ``event_time``: a decision, and the rule set version that made
+    it, belong to the moment of scoring, so a new version shows in the bucket it went live,
+    and a replayed or late event counts when it was decided, not in a past bucket (a window
+    on event_time would miss it). Two reads of the window, each through the BRIN index on
+    ``scored_at`` of every day partition: one counts the rows (grouped, no sort), the other
+    reads only the flagged rows (a rule fired, or the outcome is review or decline), joins
+    their labels by key, and unnests ``fired_rules``. Every rule that fired in the window has
+    a figure in every bucket (zero hits where it did not fire), in order of hits.
+    """
+    window = {"step": _BUCKETS[bucket], "since": since, "until": until}
+    bin_ = "date_bin(%(step)s::interval, s.scored_at, '2000-01-01'::timestamptz)"
+    in_window = "s.scored_at >= %(since)s AND s.scored_at < %(until)s"
+    with db.transaction() as cur:
+        cur.execute(
+            f"""SELECT {bin_} AS t, s.rules_version, count(*) AS scored
+                FROM transactions_with_score s WHERE {in_window}
+                GROUP BY 1, 2 ORDER BY 1, 2""",
+            window,
+        )
+        counted = cur.fetchall()
+        cur.execute(
+            f"""WITH flagged AS MATERIALIZED (
+                    SELECT {bin_} AS t, s.fired_rules,
+                           s.outcome IN %(flagged)s AS decided, l.is_fraud
+                    FROM transactions_with_score s
+                    LEFT JOIN labels l ON l.transaction_id = s.transaction_id
+                    WHERE {in_window}
+                      AND (s.fired_rules IS NOT NULL OR s.outcome IN %(flagged)s))
+                SELECT f.t, r.rule, count(*) AS hits, count(f.is_fraud) AS labelled,
+                       count(*) FILTER (WHERE f.is_fraud) AS frauds
+                FROM flagged f CROSS JOIN LATERAL unnest(f.fired_rules) AS r(rule)
+                WHERE f.fired_rules IS NOT NULL
+                GROUP BY 1, 2
+                UNION ALL
+                SELECT t, NULL, count(*), count(is_fraud), count(*) FILTER (WHERE is_fraud)
+                FROM flagged WHERE decided GROUP BY 1""",
+            {**window, "flagged": _FLAGGED},
+        )
+        flagged = cur.fetchall()
+        cur.execute("SELECT version FROM rule_set_activations ORDER BY id DESC LIMIT 1")
+        active = cur.fetchone()
+    scored: dict[datetime, int] = {}
+    versions: dict[datetime, list[str]] = {}
+    for r in counted:
+        scored[r["t"]] = scored.get(r["t"], 0) + int(r["scored"])
+        if r["rules_version"] is not None:
+            versions.setdefault(r["t"], []).append(r["rules_version"])
+    counts: dict[tuple[datetime, str | None], tuple[int, int, int]] = {
+        (r["t"], r["rule"]): (int(r["hits"]), int(r["labelled"]), int(r["frauds"])) for r in flagged
+    }
+    totals: dict[str | None, tuple[int, int, int]] = {}
+    for (_, rule), (hits, labelled, frauds) in counts.items():
+        h, la, fr = totals.get(rule, (0, 0, 0))
+        totals[rule] = (h + hits, la + labelled, fr + frauds)
+    rules = sorted((r for r in totals if r is not None), key=lambda r: (-totals[r][0], r))
+    every = sum(scored.values())
+    return {
+        "active_version": None if active is None else active["version"],
+        "rules": rules,
+        "buckets": [
+            {
+                "start": t,
+                "scored": n,
+                "rules_versions": versions.get(t, []),
+                "decision": _figures(*counts.get((t, None), (0, 0, 0)), n),
+                "per_rule": [
+                    {"rule": rule, **_figures(*counts.get((t, rule), (0, 0, 0)), n)}
+                    for rule in rules
+                ],
+            }
+            for t, n in sorted(scored.items())
+        ],
+        "total": {
+            "scored": every,
+            "rules_versions": sorted({v for vs in versions.values() for v in vs}),
+            "decision": _figures(*totals.get(None, (0, 0, 0)), every),
+            "per_rule": [{"rule": rule, **_figures(*totals[rule], every)} for rule in rules],
+        },
+    }
 
 
 def record_verdict(

@@ -379,6 +379,44 @@ def put_rules(request: Request, body: schemas.RuleSetRequest, _writer: Writer) -
     return activation.__dict__
 
 
+HOUR_BUCKETS_MAX = 24 * 7
+
+
+@router.get(
+    "/rules/stats",
+    response_model=schemas.RuleStats,
+    tags=["rules"],
+    summary="Hit rate and precision of every rule and of the decision, per time bucket",
+    description=(
+        "Over the last `hours` (at most 90 days; at most 168 hours with `bucket=hour`), per "
+        "bucket of `scored_at` (when the decision was made, by which rule set version): rows "
+        "scored, the rule set versions live, and for each rule that fired in the window and "
+        "for the decision as a whole (outcome review or decline) the hits, the hit rate, the "
+        "hits labelled so far, the frauds among them and the precision (null while no hit is "
+        "labelled). Labels count as they arrive: a later call sees the labels since."
+    ),
+    responses={422: PROBLEM_RESPONSES[422], 503: PROBLEM_RESPONSES[503]},
+)
+def rule_stats(
+    request: Request,
+    hours: Annotated[float, Query(gt=0, le=24 * 90, description="The window, in hours.")] = 24,
+    bucket: Annotated[Literal["hour", "day"], Query(description="The bucket's width.")] = "hour",
+) -> dict[str, Any]:
+    if bucket == "hour" and hours > HOUR_BUCKETS_MAX:
+        raise ProblemError(
+            422,
+            "Invalid request",
+            f"hours: bucket=hour covers at most {HOUR_BUCKETS_MAX} hours (7 days); "
+            f"ask bucket=day for {hours:g} hours",
+            kind="invalid-request",
+            errors=[{"field": "hours", "message": f"at most {HOUR_BUCKETS_MAX} with bucket=hour"}],
+        )
+    until = datetime.now(UTC)
+    since = until - timedelta(hours=hours)
+    found = queries.rule_stats(_rt(request).db, since, until, bucket)
+    return {"since": since, "until": until, "bucket": bucket, **found}
+
+
 def _since(hours: float) -> datetime:
     return datetime.now(UTC) - timedelta(hours=hours)
 

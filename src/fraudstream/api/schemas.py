@@ -241,6 +241,61 @@ class AlertRate(BaseModel):
     points: list[RatePoint]
 
 
+class RuleFigures(BaseModel):
+    hits: int = Field(examples=[12], description="Rows it fired on (flagged, for the decision).")
+    hit_rate: float | None = Field(
+        examples=[0.004], description="hits / scored (null: nothing scored)."
+    )
+    labelled: int = Field(examples=[5], description="Hits with a label so far.")
+    frauds: int = Field(examples=[4], description="Labelled hits labelled fraud.")
+    precision: float | None = Field(
+        examples=[0.8], description="frauds / labelled (null: no hit is labelled yet)."
+    )
+
+
+class RuleFigure(RuleFigures):
+    rule: str = Field(examples=["card_testing_burst"])
+
+
+class RuleStatsBucket(BaseModel):
+    start: datetime = Field(description="The bucket's start (UTC), by scored_at.")
+    scored: int = Field(description="Rows scored in the bucket, whatever decided them.")
+    rules_versions: list[str] = Field(
+        examples=[["2026-03-01.1"]],
+        description="The rule set versions that decided rows of the bucket (empty: none).",
+    )
+    decision: RuleFigures = Field(
+        description="The decision as a whole: rows whose outcome is review or decline, "
+        "whether a rule or the model decided."
+    )
+    per_rule: list[RuleFigure] = Field(
+        description="Every rule that fired in the window, in the order of `rules` (zero "
+        "hits where it did not fire in this bucket)."
+    )
+
+
+class RuleStatsTotal(BaseModel):
+    scored: int
+    rules_versions: list[str]
+    decision: RuleFigures
+    per_rule: list[RuleFigure]
+
+
+class RuleStats(BaseModel):
+    since: datetime
+    until: datetime
+    bucket: Literal["hour", "day"]
+    active_version: str | None = Field(
+        examples=["2026-03-01.1"], description="The active rule set (null: none was activated)."
+    )
+    rules: list[str] = Field(
+        examples=[["blocked_card", "card_testing_burst"]],
+        description="Every rule that fired in the window, most hits first.",
+    )
+    buckets: list[RuleStatsBucket] = Field(description="Buckets with scored rows, oldest first.")
+    total: RuleStatsTotal = Field(description="The same over the whole window.")
+
+
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str]
