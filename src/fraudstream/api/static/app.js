@@ -1,4 +1,5 @@
-// The dashboard: live alerts (SSE), verdicts, search, charts. Talks only to this API.
+// The dashboard: live alerts (SSE), verdicts, search, charts, the rules' figures. Talks only to
+// this API.
 // Every call sends the token from the URL's fragment (#token=..., never sent to a server by
 // the browser): the analyst's read-only token shows everything, the writer's also records verdicts.
 "use strict";
@@ -143,6 +144,44 @@ async function loadCharts() {
   ], (v) => Math.round(v));
 }
 
+const PALETTE = ["#58a6ff", "#f85149", "#3fb950", "#d29922", "#bc8cff", "#39c5cf", "#ff7b72", "#e3b341"];
+const pct = (v) => v === null ? "–" : (100 * v).toFixed(1) + "%";
+
+function ruleTotalRow(name, figures, cls) {
+  const tr = document.createElement("tr");
+  if (cls) tr.className = cls;
+  for (const text of [name, figures.hits, pct(figures.hit_rate), figures.labelled, figures.frauds,
+                      pct(figures.precision)]) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    tr.append(td);
+  }
+  return tr;
+}
+
+async function loadRuleStats() {
+  // Hit rate and precision per rule, per hour of scoring (GET /rules/stats).
+  const s = await api("/rules/stats?hours=24&bucket=hour");
+  const fired = s.rules.length > 0;
+  const live = s.total.rules_versions.join(", ");
+  $("rule-stats-state").textContent =
+    s.active_version === null && !fired ? "No rule set active: the model decides alone."
+    : !fired ? `No rule fired in the window (rule set ${s.active_version} active).`
+    : `Rule set ${s.active_version ?? "–"} active; live in the window: ${live || "–"}.`;
+  $("rule-stats-charts").hidden = !fired;
+  if (!fired) return;
+  const labels = s.buckets.map((b) => fmtTime(b.start).slice(11, 16));
+  const series = (key) => s.rules.map((rule, i) => ({
+    name: rule, color: PALETTE[i % PALETTE.length],
+    values: s.buckets.map((b) => b.per_rule[i][key] === null ? null : 100 * b.per_rule[i][key]),
+  }));
+  lines($("rule-hit-rate"), labels, series("hit_rate"), (v) => v.toFixed(1) + "%");
+  lines($("rule-precision"), labels, series("precision"), (v) => v.toFixed(0) + "%");
+  $("rule-totals").tBodies[0].replaceChildren(
+    ...s.total.per_rule.map((r) => ruleTotalRow(r.rule, r, "")),
+    ruleTotalRow("decision (review or decline)", s.total.decision, "decision"));
+}
+
 async function loadModel() {
   const m = await api("/model");
   const c = m.champion;
@@ -170,5 +209,10 @@ if (token) {  // without one every call would be refused (401): the hint says wh
   loadAlerts().catch(console.error);
   loadModel().catch(console.error);
   loadCharts().catch(console.error);
-  setInterval(() => { loadCharts().catch(console.error); loadModel().catch(console.error); }, 15000);
+  loadRuleStats().catch(console.error);
+  setInterval(() => {
+    loadCharts().catch(console.error);
+    loadModel().catch(console.error);
+    loadRuleStats().catch(console.error);
+  }, 15000);
 }
