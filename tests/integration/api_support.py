@@ -11,11 +11,19 @@ dashboard's; ``client`` is the API in process with the analyst's token.
 from __future__ import annotations
 
 import math
+import os
+import socket
+import subprocess
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import mlflow
 import mlflow.xgboost
 import numpy as np
@@ -37,6 +45,7 @@ from fraudstream.generator import GeneratorConfig, generate
 from fraudstream.scoring.model import ScoringModel
 from fraudstream.scoring.model import score as score_batch
 from fraudstream.settings import Settings
+from tests.integration.conftest import CLI
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -268,3 +277,51 @@ def blocking_rule_set(version: str, blocked: list[str]) -> dict[str, Any]:
             {"name": "any_amount", "condition": "amount >= 0", "outcome": "review"},
         ],
     }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def serve(
+    world: World, workers: int, tmp_path: Path, reload_interval: float = 30, **env: str
+) -> Iterator[str]:
+    """`fraudstream serve` as a user starts it, on a free loopback port, until every one
+    of its workers has answered /health/ready; its base URL."""
+    port = free_port()
+    environ = {
+        **os.environ,
+        "FRAUDSTREAM_MLFLOW_MODEL_NAME": world.settings.mlflow.model_name,
+        **env,
+    }
+    args = [
+        *CLI,
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--reload-interval",
+        str(reload_interval),
+    ]
+    log = tmp_path / f"serve-{port}.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(args, env=environ, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        seen: set[int] = set()
+        deadline = time.monotonic() + 300  # workers start slowly on a busy machine
+        while len(seen) < workers:
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"workers seen: {seen}\n{log.read_text()}"
+            try:
+                seen.add(httpx.get(f"{url}/health/ready", timeout=30).json()["worker"])
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -6,15 +6,11 @@ worker of two decides with a newly activated rule set without a restart."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
-import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,59 +30,11 @@ from tests.integration.api_support import (
     blocking_rule_set,
     named,
     reader_headers,
+    serve,
     wire,
     writer_headers,
 )
-from tests.integration.conftest import CLI, scratch_env
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def _serve(
-    world: World, workers: int, tmp_path: Path, reload_interval: float = 30, **env: str
-) -> Iterator[str]:
-    """`fraudstream serve` as a user starts it, on a free loopback port, until every one
-    of its workers has answered /health/ready; its base URL."""
-    port = _free_port()
-    environ = {
-        **os.environ,
-        "FRAUDSTREAM_MLFLOW_MODEL_NAME": world.settings.mlflow.model_name,
-        **env,
-    }
-    args = [
-        *CLI,
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--reload-interval",
-        str(reload_interval),
-    ]
-    log = tmp_path / f"serve-{port}.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(args, env=environ, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        seen: set[int] = set()
-        deadline = time.monotonic() + 300  # workers start slowly on a busy machine
-        while len(seen) < workers:
-            assert server.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"workers seen: {seen}\n{log.read_text()}"
-            try:
-                seen.add(httpx.get(f"{url}/health/ready", timeout=30).json()["worker"])
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(30)
-
+from tests.integration.conftest import scratch_env
 
 OPEN = {("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/metrics")}
 
@@ -116,7 +64,7 @@ def test_every_endpoint_serves_the_roles_it_admits(api_world: World, tmp_path: P
     }
     writes = {("POST", "/alerts/{transaction_id}/verdict"), ("PUT", "/rules")}
     reader, writer = reader_headers(api_world), writer_headers(api_world)
-    with _serve(api_world, 1, tmp_path) as url:
+    with serve(api_world, 1, tmp_path) as url:
         for method, path in endpoints:
             if (method, path) in OPEN:
                 continue
@@ -156,7 +104,7 @@ def _serving(
 
 def test_a_saturated_worker_refuses_at_once_and_recovers(api_world: World, tmp_path: Path) -> None:
     txn = wire(api_world.txns.iloc[-1].to_dict())
-    with _serve(api_world, 1, tmp_path, FRAUDSTREAM_API_MAX_IN_FLIGHT="2") as url:
+    with serve(api_world, 1, tmp_path, FRAUDSTREAM_API_MAX_IN_FLIGHT="2") as url:
         reader = reader_headers(api_world)
         assert httpx.post(f"{url}/score", json=txn, headers=reader, timeout=10).status_code == 200
         # Two dashboard reads held in flight by a lock on the alerts table fill the worker.
@@ -228,7 +176,7 @@ def test_every_worker_reloads_the_champion_when_the_alias_moves(
     mlflow_client = MlflowClient(api_world.settings.mlflow.uri)
     mlflow_client.set_registered_model_alias(name, "champion", first)
     world = World(**{**api_world.__dict__, "settings": named(api_world.settings, name)})
-    with _serve(world, 2, tmp_path, reload_interval=1) as url:
+    with serve(world, 2, tmp_path, reload_interval=1) as url:
         before = _serving(url, 2)
         assert len(before) == 2
         assert all(f"serving version {first} " in check for check in before.values())
@@ -298,7 +246,7 @@ def test_every_worker_takes_a_newly_activated_rule_set_without_a_restart(
     with scratch_env(api_world.settings) as scratch:
         settings = named(scratch, api_world.settings.mlflow.model_name)
         world = World(**{**api_world.__dict__, "settings": settings})
-        with _serve(world, 2, tmp_path, reload_interval=1) as url:
+        with serve(world, 2, tmp_path, reload_interval=1) as url:
             before = _serving(url, 2, check="rules")
             assert len(before) == 2
             assert all("has no @active yet" in check for check in before.values()), before
