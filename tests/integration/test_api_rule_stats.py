@@ -3,7 +3,7 @@
 database of the test's own, with labels, to the exact figure; a label that arrives later
 changes the next answer; the window and bucket are checked. The dashboard's rules panel, in
 headless Chromium, says when no rule set is active and when no rule fired, then draws a line per
-rule and the totals once rows arrive."""
+rule and the totals once rows arrive (a screenshot of it under the test's tmp path, printed)."""
 
 from __future__ import annotations
 
@@ -228,7 +228,7 @@ def test_the_window_and_the_bucket_are_checked(api_world: World, tmp_path: Path)
 
 
 def test_the_dashboard_panel_states_then_draws_a_line_per_rule(
-    scratch_api: tuple[World, str],
+    scratch_api: tuple[World, str], tmp_path: Path
 ) -> None:
     if not CHROMIUM.is_file():
         pytest.fail("Chromium is missing: run `make system-deps` (Debian package chromium)")
@@ -267,8 +267,10 @@ def test_the_dashboard_panel_states_then_draws_a_line_per_rule(
         expect(state).to_have_text("Rule set d1 active; live in the window: d1.", timeout=30_000)
         charts = page.locator("#rule-stats-charts")
         expect(charts).to_be_visible()
-        for chart in ("#rule-hit-rate", "#rule-precision"):
+        for chart, points in (("#rule-hit-rate", 2), ("#rule-precision", 1)):
             expect(page.locator(f"{chart} polyline")).to_have_count(2)
+            # One bucket: a point per rule with a value (blocked_card has no precision).
+            expect(page.locator(f"{chart} circle")).to_have_count(points)
             expect(page.locator(f"{chart} text", has_text="any_amount")).to_have_count(1)
             expect(page.locator(f"{chart} text", has_text="blocked_card")).to_have_count(1)
         rows = page.locator("#rule-totals tbody tr")
@@ -282,4 +284,7 @@ def test_the_dashboard_panel_states_then_draws_a_line_per_rule(
         expect(rows.nth(2).locator("td")).to_have_text(
             ["decision (review or decline)", "3", "75.0%", "1", "1", "100.0%"]
         )
+        shot = tmp_path / "rules-panel.png"
+        page.locator("#rule-stats-panel").screenshot(path=str(shot))
+        print(f"\nscreenshot: {shot}")
         browser.close()

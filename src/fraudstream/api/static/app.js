@@ -170,10 +170,19 @@ async function loadRuleStats() {
     : `Rule set ${s.active_version ?? "–"} active; live in the window: ${live || "–"}.`;
   $("rule-stats-charts").hidden = !fired;
   if (!fired) return;
-  const labels = s.buckets.map((b) => fmtTime(b.start).slice(11, 16));
+  // Every hour of the window on the axis; an hour without scored rows has no point.
+  const HOUR = 3600e3;
+  const hours = [];
+  for (let t = Math.floor(Date.parse(s.since) / HOUR) * HOUR; t <= Date.parse(s.until); t += HOUR)
+    hours.push(t);
+  const byStart = new Map(s.buckets.map((b) => [Date.parse(b.start), b]));
+  const labels = hours.map((t) => fmtTime(new Date(t).toISOString()).slice(11, 16));
   const series = (key) => s.rules.map((rule, i) => ({
     name: rule, color: PALETTE[i % PALETTE.length],
-    values: s.buckets.map((b) => b.per_rule[i][key] === null ? null : 100 * b.per_rule[i][key]),
+    values: hours.map((t) => {
+      const value = byStart.get(t)?.per_rule[i][key];
+      return value === undefined || value === null ? null : 100 * value;
+    }),
   }));
   lines($("rule-hit-rate"), labels, series("hit_rate"), (v) => v.toFixed(1) + "%");
   lines($("rule-precision"), labels, series("precision"), (v) => v.toFixed(0) + "%");

@@ -49,19 +49,28 @@ function lines(svg, labels, series, fmt) {
   const max = Math.max(1e-9, ...series.flatMap((s) => s.values.filter((v) => v !== null)));
   axisY(svg, f, max, fmt);
   const step = (f.w - f.left - f.right) / Math.max(1, labels.length - 1);
+  // A point per value when there are few (a single bucket has no line to draw); null: none.
+  const dots = labels.length <= 48;
   for (const s of series) {
-    const pts = s.values.map((v, i) => v === null ? null :
-      `${f.left + i * step},${f.h - f.bottom - (v / max) * (f.h - f.top - f.bottom)}`)
-      .filter(Boolean);
-    svg.append(el("polyline", { points: pts.join(" "), fill: "none", stroke: s.color,
-                                "stroke-width": 2 }));
+    const xy = s.values.map((v, i) => v === null ? null :
+      [f.left + i * step, f.h - f.bottom - (v / max) * (f.h - f.top - f.bottom)]);
+    const pts = xy.filter(Boolean);
+    svg.append(el("polyline", { points: pts.map((p) => p.join(",")).join(" "), fill: "none",
+                                stroke: s.color, "stroke-width": 2 }));
+    if (dots) for (const [x, y] of pts) svg.append(el("circle", { cx: x, cy: y, r: 3, fill: s.color }));
   }
   labels.forEach((label, i) => {
     if (i % Math.ceil(labels.length / 5) === 0)
       svg.append(el("text", { x: f.left + i * step - 10, y: f.h - 6 }, label));
   });
-  series.forEach((s, i) => svg.append(el("text", { x: f.left + 6 + i * 110, y: f.top + 10,
-                                                   fill: s.color }, s.name)));
+  // The legend, left to right, wrapping; its colour as a style (the stylesheet dims svg text).
+  let lx = f.left + 6, ly = f.top + 10;
+  for (const s of series) {
+    const width = 6.5 * s.name.length + 14;
+    if (lx > f.left + 6 && lx + width > f.w - f.right) { lx = f.left + 6; ly += 12; }
+    svg.append(el("text", { x: lx, y: ly, style: `fill:${s.color}` }, s.name));
+    lx += width;
+  }
   if (!labels.length) svg.append(el("text", { x: f.w / 2 - 30, y: f.h / 2 }, "no data yet"));
 }
 function hbars(svg, entries) {
