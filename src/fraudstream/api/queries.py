@@ -214,6 +214,9 @@ def score_distribution(db: Database, since: datetime, bins: int) -> Row:
 
 
 _BUCKETS = {"minute": "1 minute", "hour": "1 hour", "day": "1 day"}
+# Buckets start on UTC hours and days whatever the session's time zone (a bare '2000-01-01'
+# would be midnight in that zone, and an hour off by 30 minutes in some).
+_ORIGIN = "'2000-01-01 00:00+00'::timestamptz"
 
 
 def alert_rate(db: Database, since: datetime, bucket: str) -> list[Row]:
@@ -223,7 +226,7 @@ def alert_rate(db: Database, since: datetime, bucket: str) -> list[Row]:
     """
     with db.transaction() as cur:
         cur.execute(
-            """SELECT date_bin(%(step)s::interval, scored_at, '2000-01-01'::timestamptz) AS t,
+            f"""SELECT date_bin(%(step)s::interval, scored_at, {_ORIGIN}) AS t,
                       count(*) AS scored, count(*) FILTER (WHERE is_alert) AS alerts,
                       percentile_cont(0.5) WITHIN GROUP (ORDER BY
                           extract(epoch FROM scored_at - ingest_time) * 1000) AS p50,
@@ -277,7 +280,7 @@ def rule_stats(db: Database, since: datetime, until: datetime, bucket: str) -> R
     a figure in every bucket (zero hits where it did not fire), in order of hits.
     """
     window = {"step": _BUCKETS[bucket], "since": since, "until": until}
-    bin_ = "date_bin(%(step)s::interval, s.scored_at, '2000-01-01'::timestamptz)"
+    bin_ = f"date_bin(%(step)s::interval, s.scored_at, {_ORIGIN})"
     in_window = "s.scored_at >= %(since)s AND s.scored_at < %(until)s"
     with db.transaction() as cur:
         cur.execute(
