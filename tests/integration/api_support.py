@@ -157,6 +157,9 @@ def _write_scores(
                 Json([r["feature"] for r in reasons]),
                 ingest,
                 ingest + timedelta(milliseconds=800),
+                # The model's decision, as the stream stores it without an active rule set.
+                "review" if is_alert else "approve",
+                "model" if is_alert else None,
             )
         )
         if is_alert:
@@ -186,7 +189,8 @@ def _write_scores(
             cur,
             """INSERT INTO transactions_with_score (transaction_id, event_time,
             card_id, merchant_id, amount, score, threshold, is_alert, model_name, model_version,
-            feature_set_version, reason_codes, ingest_time, scored_at) VALUES %s""",
+            feature_set_version, reason_codes, ingest_time, scored_at, outcome, outcome_reason)
+            VALUES %s""",
             scored,
         )
         execute_values(

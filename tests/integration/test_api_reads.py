@@ -18,6 +18,8 @@ def test_transaction_lookup_and_unknown_id(client: TestClient, api_world: World)
     assert body["raw"]["transaction_id"] == alert_id
     assert 1 <= len(body["reason_codes"]) <= 3
     assert "feature" in body["reason_codes"][0]
+    decided = (body["outcome"], body["reason"], body["fired_rules"], body["rules_version"])
+    assert decided == ("review", "model", [], None)
     missing = client.get("/transactions/no-such-transaction")
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"

@@ -87,6 +87,7 @@ def transaction(db: Database, transaction_id: str) -> Row | None:
                       s.amount::float8 AS amount, s.score, s.threshold, s.is_alert,
                       s.model_name, s.model_version, s.feature_set_version, s.reason_codes,
                       s.features, s.shadow_score, s.shadow_model_version, s.scored_at,
+                      s.outcome, s.outcome_reason, s.fired_rules, s.rules_version,
                       a.status AS alert_status, a.reason_detail, a.verdict_by, a.verdict_at,
                       l.is_fraud AS label_is_fraud, l.source AS label_source,
                       l.label_time

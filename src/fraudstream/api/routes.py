@@ -92,6 +92,10 @@ def get_transaction(request: Request, transaction_id: TxnId) -> dict[str, Any]:
         "feature_set_version": row["feature_set_version"],
         "scored_at": row["scored_at"],
         "features": queries.to_json(row["features"]),
+        "outcome": row["outcome"],
+        "reason": (row["outcome_reason"] or "") if row["outcome"] is not None else None,
+        "fired_rules": (row["fired_rules"] or []) if row["outcome"] is not None else None,
+        "rules_version": row["rules_version"],
         "alert_status": row["alert_status"],
         "label": None
         if row["label_source"] is None

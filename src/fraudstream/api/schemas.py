@@ -52,6 +52,13 @@ class TransactionResponse(BaseModel):
     feature_set_version: str | None
     scored_at: datetime | None
     features: dict[str, Any] | None
+    outcome: Literal["approve", "review", "decline"] | None = Field(
+        description="The stream's decision with the active rule set (docs/rules.md); null "
+        "when not scored, or scored before decisions were stored."
+    )
+    reason: str | None = Field(description="The deciding rule, `model`, or empty.")
+    fired_rules: list[str] | None = Field(description="Every rule that fired.")
+    rules_version: str | None = Field(description="The rule set's version (null: none active).")
     alert_status: Literal["open", "confirmed", "rejected"] | None
     label: dict[str, Any] | None
 
