@@ -118,6 +118,11 @@ def test_backtest_with_a_score_file_adds_the_model(history: Path, tmp_path: Path
     assert combined["frauds"] == summary["frauds"]
     assert combined["hits"] >= totals["model"]["hits"]
     assert totals["model at the same alert count"]["hits"] == combined["hits"]
+    outcomes = summary["outcomes"]
+    assert sum(outcomes.values()) == summary["rows"]
+    assert outcomes["review"] + outcomes["decline"] == combined["hits"]
+    burst = next(line for line in summary["rules"] if line["name"] == "card_testing_burst")
+    assert outcomes["decline"] >= burst["hits"] > 0  # a decline rule; no approve rule fires
     for line in summary["rules"]:
         assert line["beyond_model"] in (0, None) or line["hits"] == 0
 

@@ -148,6 +148,8 @@ def test_backtest_figures_per_rule_and_for_the_set() -> None:
     assert totals["model at the same alert count"].hits == 5
     assert totals["model at the same alert count"].frauds == 3
     assert totals["rules"].hits == 3
+    # rows 0-4 review (rules or model), no decline rule fires, rows 5-7 approved
+    assert result.outcomes == {"decline": 0, "review": 5, "approve": 3}
 
 
 def test_backtest_without_a_model_has_no_model_figures() -> None:
@@ -156,6 +158,7 @@ def test_backtest_without_a_model_has_no_model_figures() -> None:
     assert [line.name for line in result.totals] == ["rules"]
     assert result.rules[0].beyond_model is None
     assert np.isnan(result.rules[0].model_overlap)
+    assert result.outcomes == {"decline": 0, "review": 3, "approve": 5}  # the rules alone
 
 
 def test_top_k_takes_the_highest_scores_and_puts_nan_last() -> None:

@@ -167,11 +167,14 @@ def _figure(value: float | int | None, share: bool = False) -> str:
     return f"{value:.2%}" if share else f"{value:.3f}"
 
 
-def _backtest_table(result: Backtest) -> Table:
+def backtest_table(result: Backtest) -> Table:
+    """A backtest's figures per rule, then per way of deciding; its decisions' counts below."""
     model = "" if result.threshold is None else f", model threshold {result.threshold:.4f}"
+    decided = ", ".join(f"{outcome} {n:,}" for outcome, n in result.outcomes.items())
     table = Table(
         title=f"rule set {result.version} on {result.rows:,} transactions "
-        f"({result.frauds:,} frauds{model})"
+        f"({result.frauds:,} frauds{model})",
+        caption=f"decisions ({'model + rules' if model else 'rules alone'}): {decided}",
     )
     for column in ("", "outcome", "hits", "frauds", "precision", "recall", "alert rate"):
         table.add_column(column, justify="left" if not column or column == "outcome" else "right")
@@ -275,7 +278,7 @@ def backtest(
     rows = with_transaction_fields(rows, txns)
     rows, chosen = _scores(rows, model, scores, threshold)
     result = run_backtest(rule_set, rows, chosen)
-    console.print(_backtest_table(result))
+    console.print(backtest_table(result))
     if as_json:
         print_json(
             {

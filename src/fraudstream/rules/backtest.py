@@ -12,7 +12,8 @@ hits / rows, ``model_overlap`` = share of its hits the model also alerts on, and
 figures for: the rules alone (a decline or review decision without the model), the model
 alone, model + rules (any decision but approve, ``decision.PRECEDENCE``), and the model
 alone at the same alert count as model + rules (its top scores: the review budget held
-equal).
+equal). ``outcomes`` counts the rows per decision of model + rules (of the rules alone
+without a model): decline, review, approve.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from fraudstream.rules.decision import batch_score, decide
-from fraudstream.rules.ruleset import RuleSet
+from fraudstream.rules.ruleset import OUTCOMES, RuleSet
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Backtest:
     rows: int
     frauds: int
     threshold: float | None
+    outcomes: dict[str, int]
     rules: tuple[Line, ...]
     totals: tuple[Line, ...]
 
@@ -108,4 +110,7 @@ def backtest(rule_set: RuleSet, frame: pd.DataFrame, threshold: float | None) ->
             _line("model + rules", "decline/review", flagged, fraud, model),
             _line("model at the same alert count", "review", budget, fraud, model),
         ]
-    return Backtest(rule_set.version, len(frame), int(fraud.sum()), threshold, lines, tuple(totals))
+    outcomes: dict[str, int] = {o: int((combined.decision == o).sum()) for o in OUTCOMES}
+    return Backtest(
+        rule_set.version, len(frame), int(fraud.sum()), threshold, outcomes, lines, tuple(totals)
+    )
