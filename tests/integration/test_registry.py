@@ -8,11 +8,13 @@ is refused by its type.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import mlflow.xgboost
@@ -338,6 +340,147 @@ def test_score_file_with_rules_decides_as_decide_does_on_the_same_rows(
     assert {"approve", "review", "decline"} <= set(got["outcome"])
     assert {"model", "burst", "big_for_card"} <= set(got["reason"])
     assert (got["decision"] == "alert").sum() > 0
+
+
+def _summary(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The last stdout line of a --json command."""
+    summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return summary
+
+
+@pytest.fixture(scope="module")
+def rules_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("rules") / "rules.yaml"
+    path.write_text(RULES_FILE)
+    return path
+
+
+def _period(history: tuple[Path, Path]) -> list[str]:
+    """The test period of the module's training split (the evaluate and promote window)."""
+    txns, labels = history
+    return ["--transactions", str(txns), "--labels", str(labels), "--start", TEST_START,
+            "--days", "7"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def backtested(
+    trained: tuple[str, str], history: tuple[Path, Path], rules_path: Path
+) -> dict[str, Any]:
+    """`rules backtest --model VERSION --json` on the test period: the registry's path."""
+    version, _ = trained
+    return _summary(
+        run_cli("rules", "backtest", "--rules", str(rules_path), "--model", version,
+                *_period(history), "--json")
+    )  # fmt: skip
+
+
+def test_rules_backtest_with_a_registered_model_measures_the_model_s_own_scores(
+    model_settings: Settings,
+    trained: tuple[str, str],
+    history: tuple[Path, Path],
+    rules_path: Path,
+    backtested: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """The registry's model gives the figures its own scores give through --scores (the same
+    rows, the same threshold), and they are the counts taken here on the period's rows."""
+    version, _ = trained
+    threshold = registry.load_model(model_settings, version).threshold
+    scores_path = tmp_path / "scores.parquet"
+    txns_path, labels_path = history
+    run_cli("score-file", "--model", version, "--transactions", str(txns_path),
+            "--labels", str(labels_path), "--out", str(scores_path))  # fmt: skip
+    from_file = _summary(
+        run_cli("rules", "backtest", "--rules", str(rules_path), "--scores", str(scores_path),
+                "--threshold", repr(threshold), *_period(history), "--json")
+    )  # fmt: skip
+    assert backtested["threshold"] == threshold  # the registered model's own
+    for key in ("version", "rows", "frauds", "threshold", "outcomes", "rules", "totals"):
+        assert backtested[key] == from_file[key], key
+
+    # The same period's rows and the same scores, counted here.
+    txns, labels = (pd.read_parquet(p) for p in history)
+    split = TimeSplit(pd.Timestamp(START), 21, 7, 7)
+    rows = attach_labels(holdout_rows(build_features(txns, labels), labels, split), labels)
+    rows = rows.merge(pd.read_parquet(scores_path), on="transaction_id", how="left")
+    fraud = rows["is_fraud"].to_numpy() == 1
+    alert = rows["score"].to_numpy() >= threshold
+    assert (backtested["rows"], backtested["frauds"]) == (len(rows), int(fraud.sum()))
+    totals = {line["name"]: line for line in backtested["totals"]}
+    model = totals["model"]
+    assert model["hits"] == int(alert.sum()) > 0
+    assert model["frauds"] == int((alert & fraud).sum()) > 0
+    assert model["model_overlap"] == 1.0
+    lines = {line["name"]: line for line in backtested["rules"]}
+    for name, hit in (
+        ("burst", rows["card_count_1h"].to_numpy() >= 3),
+        ("sharpened", ((rows["score"] > 0.05) & (rows["card_new_merchant_30d"] == 1)).to_numpy()),
+    ):
+        line = lines[name]
+        assert line["hits"] == int(hit.sum()) > 0, name
+        assert line["frauds"] == int((hit & fraud).sum()), name
+        assert line["model_overlap"] == pytest.approx((hit & alert).sum() / hit.sum()), name
+        assert line["beyond_model"] == int((hit & fraud & ~alert).sum()), name
+    # Every rule's overlap is a whole number of its hits, never more than the model's alerts.
+    for line in backtested["rules"]:
+        if line["hits"]:
+            shared = line["model_overlap"] * line["hits"]
+            assert shared == pytest.approx(round(shared)), line["name"]
+            assert round(shared) <= model["hits"], line["name"]
+    combined = totals["model + rules"]
+    outcomes = backtested["outcomes"]
+    assert combined["hits"] == outcomes["review"] + outcomes["decline"]
+    assert sum(outcomes.values()) == len(rows)
+    assert totals["model at the same alert count"]["hits"] == combined["hits"]
+
+
+def test_evaluate_with_rules_reports_the_decisions_beside_the_unchanged_model_report(
+    trained: tuple[str, str],
+    history: tuple[Path, Path],
+    rules_path: Path,
+    backtested: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    version, _ = trained
+    monkeypatch.setenv("COLUMNS", "200")  # the table's rows unwrapped on the CLI's stderr
+    plain = _summary(run_cli("evaluate", "--model", version, *_period(history), "--json"))
+    report = tmp_path / "report.json"
+    result = run_cli("evaluate", "--model", version, *_period(history), "--rules",
+                     str(rules_path), "--report", str(report), "--json")  # fmt: skip
+    ruled = _summary(result)
+    assert "rule_set" not in plain
+    # The model's report is what it is without --rules.
+    assert ruled["metrics"] == plain["metrics"]
+    assert ruled["holdout"] == plain["holdout"]
+    decided = ruled["rule_set"]
+    # The same rows and decisions as `rules backtest --model` on the period.
+    for key in ("version", "rows", "frauds", "threshold", "outcomes", "rules", "totals"):
+        assert decided[key] == backtested[key], key
+    headline_of_model = ruled["metrics"][f"model v{version}"]
+    assert decided["rows"] == headline_of_model["rows"] == sum(decided["outcomes"].values())
+    assert {"approve", "review", "decline"} == set(decided["outcomes"])
+    assert decided["outcomes"]["review"] > 0
+    totals = {line["name"]: line for line in decided["totals"]}
+    # The model alone at its threshold: the figures of the model's own report.
+    model = totals["model"]
+    assert model["precision"] == pytest.approx(headline_of_model["precision"])
+    assert model["recall"] == pytest.approx(headline_of_model["recall"])
+    assert model["alert_rate"] == pytest.approx(headline_of_model["alert_rate"])
+    # The set's alerts are its review and decline decisions; the budget line holds as many.
+    combined = totals["model + rules"]
+    assert combined["hits"] == decided["outcomes"]["review"] + decided["outcomes"]["decline"]
+    assert combined["precision"] == pytest.approx(combined["frauds"] / combined["hits"])
+    assert combined["recall"] == pytest.approx(combined["frauds"] / decided["frauds"])
+    assert totals["model at the same alert count"]["hits"] == combined["hits"]
+    # The table on the human output (stderr with --json) and the report file carry it too.
+    shown = " ".join(result.stderr.split())
+    assert "rule set parity-1 on" in shown
+    assert "model at the same alert count" in shown
+    assert "decisions (model + rules): decline" in shown
+    written = json.loads(report.read_text())
+    assert written["rule_set"]["outcomes"] == decided["outcomes"]
+    assert set(written) == {*ruled["metrics"], "rule_set"}
 
 
 def test_promotion_takes_the_first_challenger_and_refuses_a_worse_one(

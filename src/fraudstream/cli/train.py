@@ -379,6 +379,16 @@ def holdout_report(
     ref: str, txns: pd.DataFrame, labs: pd.DataFrame, split: TimeSplit
 ) -> tuple[LoadedModel, dict[str, dict[str, Any]]]:
     """A registered model and the rules baseline on the holdout ``split`` (its test period)."""
+    loaded, reports, _ = holdout_scored(ref, txns, labs, split)
+    return loaded, reports
+
+
+def holdout_scored(
+    ref: str, txns: pd.DataFrame, labs: pd.DataFrame, split: TimeSplit
+) -> tuple[LoadedModel, dict[str, dict[str, Any]], pd.DataFrame]:
+    """``holdout_report``'s model and reports, and the holdout rows they were computed on
+    with the model's ``score`` (transaction_id, event_time, card_id, features, is_fraud, ...,
+    score)."""
     from fraudstream.adapters import registry
     from fraudstream.features.replay import attach_labels
     from fraudstream.model.baselines import rules_score
@@ -388,12 +398,12 @@ def holdout_report(
 
     loaded = registry.load_model(load_settings(), ref)
     rows = attach_labels(holdout_rows(replay_features(txns, labs), labs, split), labs)
-    return loaded, {
-        f"model v{loaded.version}": evaluate_scores(
-            rows, scores_of(loaded.model, rows), loaded.threshold
-        ),
+    scores = scores_of(loaded.model, rows)
+    reports = {
+        f"model v{loaded.version}": evaluate_scores(rows, scores, loaded.threshold),
         "rules": evaluate_scores(rows, rules_score(rows), 0.3),
     }
+    return loaded, reports, rows.assign(score=scores)
 
 
 @train_app.command()
@@ -407,19 +417,45 @@ def evaluate(
     report: Annotated[Path | None, typer.Option(help="Also write the report as JSON.")] = None,
     strict: StrictOpt = False,
     as_json: JsonOpt = False,
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            "--rules",
+            help="A rule set file: also report what model + rules decide on the period "
+            "(docs/rules.md).",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a registered model on a labelled period, beside the rules baseline.
 
     Transactions the stream would refuse are excluded and reported (--strict: stop).
+    With --rules, the rule set decides beside the model on the same rows, as `POST /score`
+    and `score-file --rules` do: the decisions per outcome, the set's alerts (review and
+    decline) against the labels, the model alone at its threshold and at the same alert
+    count, and every rule's hits and precision (`rules backtest`'s figures).
     """
+    from fraudstream.rules.backtest import Backtest
+    from fraudstream.rules.ruleset import load_rule_set
+
     json_mode(console, as_json)
+    rule_set = load_rule_set(rules) if rules is not None else None  # first: costs no replay
     inputs = read_inputs(transactions, labels, training_set, True, strict, console)
     assert inputs.labels is not None
     split = holdout_window(inputs, start, days)
-    loaded, reports = holdout_report(model, inputs.transactions, inputs.labels, split)
+    loaded, reports, rows = holdout_scored(model, inputs.transactions, inputs.labels, split)
     _show(reports)
+    decided: Backtest | None = None
+    if rule_set is not None:
+        from fraudstream.cli.rules import backtest_table
+        from fraudstream.rules.backtest import backtest
+
+        frame = with_transaction_fields(rows, inputs.transactions)
+        decided = backtest(rule_set, frame, loaded.threshold)
+        console.print(backtest_table(decided))
     if report:
-        _write_json(report, reports)
+        _write_json(
+            report, reports if decided is None else {**reports, "rule_set": decided.as_dict()}
+        )
     if as_json:
         print_json(
             {
@@ -429,6 +465,7 @@ def evaluate(
                 "holdout": {"start": split.test_start.isoformat(), "days": split.test_days},
                 "metrics": {name: headline(r) for name, r in reports.items()},
                 "input": inputs.exclusions,
+                **({} if decided is None else {"rule_set": decided.as_dict()}),
                 "decision": None,
             }
         )
