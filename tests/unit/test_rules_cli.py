@@ -160,3 +160,27 @@ def test_score_file_checks_its_rule_set_before_anything_else(tmp_path: Path) -> 
     shown = " ".join(result.stderr.split())
     assert shown.startswith(f"error (rules): {path}: rule 'typo': unknown name 'card_cnt_1h'")
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_evaluate_checks_its_rule_set_before_anything_else(tmp_path: Path) -> None:
+    """As score-file: a bad --rules file stops evaluate with the rule's error before the
+    inputs are read (absent here) or the model is asked for (no registry here)."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        'version: "1"\nrules:\n  - name: late\n    condition: score >> 0.5\n    outcome: review\n'
+    )
+    cli = Path(sys.executable).parent / "fraudstream"
+    result = subprocess.run(
+        [str(cli), "evaluate", "--model", "champion", "--rules", str(path),
+         "--transactions", str(tmp_path / "absent.parquet"),
+         "--labels", str(tmp_path / "absent.parquet")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    shown = " ".join(result.stderr.split())
+    assert shown.startswith(f"error (rules): {path}: rule 'late':"), shown
+    assert "hint: fix the rule named above" in shown
+    assert "absent.parquet" not in shown
