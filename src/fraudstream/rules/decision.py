@@ -97,31 +97,39 @@ class Decisions:
 
 def batch_columns(rule_set: RuleSet, frame: pd.DataFrame) -> Columns:
     """The arrays the rules read, typed: float64 numbers (NaN missing), object strings."""
+    return _columns(rule_set, dict(frame.items()), len(frame))
+
+
+def _columns(rule_set: RuleSet, found: Mapping[str, Any], n: int) -> Columns:
+    """``found``'s columns the rules read (a Series, an array or a list each), typed; an
+    absent optional field reads as missing, any other absent name is a ``RuleInputError``."""
     kinds: Mapping[str, Kind] = vocabulary().columns
     optional = optional_columns()
     columns: dict[str, np.ndarray] = {}
     for name in sorted(rule_set.names):
-        kind = kinds[name]
-        if name in frame.columns:
-            series = frame[name]
-            if kind == "number":
-                columns[name] = pd.to_numeric(series).to_numpy(dtype=np.float64, na_value=np.nan)
-            else:
-                columns[name] = series.to_numpy(dtype=object, na_value=None)
-        elif name in optional:
-            fill: Any = np.nan if kind == "number" else None
-            columns[name] = np.full(
-                len(frame), fill, dtype=np.float64 if kind == "number" else object
-            )
-        else:
+        number = kinds[name] == "number"
+        values = found.get(name)
+        if values is None and name not in optional:
             raise RuleInputError(f"the rules read {name!r}, which the batch lacks")
+        if values is None:
+            columns[name] = np.full(n, np.nan if number else None, float if number else object)
+        elif isinstance(values, pd.Series):
+            columns[name] = (
+                pd.to_numeric(values).to_numpy(dtype=np.float64, na_value=np.nan)
+                if number
+                else values.to_numpy(dtype=object, na_value=None)
+            )
+        else:  # an array or a list (None: missing, which float64 reads as NaN)
+            columns[name] = np.asarray(values, dtype=np.float64 if number else object)
     return columns
 
 
 def evaluate(rule_set: RuleSet, frame: pd.DataFrame) -> np.ndarray:
     """Rows x rules booleans: which rule fired on which row (vectorised over the batch)."""
-    columns = batch_columns(rule_set, frame)
-    n = len(frame)
+    return _hits(rule_set, batch_columns(rule_set, frame), len(frame))
+
+
+def _hits(rule_set: RuleSet, columns: Columns, n: int) -> np.ndarray:
     hits = np.zeros((n, len(rule_set.rules)), dtype=bool)
     for j, rule in enumerate(rule_set.rules):
         hits[:, j] = np.broadcast_to(np.asarray(rule.expr.vec(columns), dtype=bool), (n,))
@@ -130,8 +138,14 @@ def evaluate(rule_set: RuleSet, frame: pd.DataFrame) -> np.ndarray:
 
 def decide(rule_set: RuleSet, frame: pd.DataFrame, threshold: float | None) -> Decisions:
     """Every row's decision (see the module doc); ``threshold`` None: no model tier."""
-    hits = evaluate(rule_set, frame)
-    n = len(frame)
+    score = batch_score(frame) if threshold is not None else None
+    return _decide(rule_set, evaluate(rule_set, frame), score, threshold)
+
+
+def _decide(
+    rule_set: RuleSet, hits: np.ndarray, score: np.ndarray | None, threshold: float | None
+) -> Decisions:
+    n = len(hits)
     decision = np.full(n, "approve", dtype=object)
     reason = np.full(n, "", dtype=object)
     names = np.asarray([r.name for r in rule_set.rules], dtype=object)
@@ -144,8 +158,7 @@ def decide(rule_set: RuleSet, frame: pd.DataFrame, threshold: float | None) -> D
     # Lowest precedence first, each tier overwriting the ones below it.
     fired, first = first_of("review")
     decision[fired], reason[fired] = "review", first[fired]
-    if threshold is not None:
-        score = batch_score(frame)
+    if threshold is not None and score is not None:
         alert = score >= threshold
         decision[alert], reason[alert] = "review", MODEL
     fired, first = first_of("decline")
@@ -165,9 +178,11 @@ def decide_scored(
     """Every scored row's decision: ``features`` rows x catalogue features, ``fields`` the
     transactions' contract fields the set reads (name -> one value per row; an absent
     optional field reads as missing), ``score`` the model's. Without a set the model
-    decides alone, with the tiers ``decide`` gives an empty set."""
+    decides alone, with the tiers ``decide`` gives an empty set. No DataFrame is built:
+    the stream decides every partition, and pandas' per-call costs would be most of it."""
+    score = np.asarray(score, dtype=np.float64)
     if rule_set is None:
-        alert = np.asarray(score) >= threshold
+        alert = score >= threshold
         return Decisions(
             np.where(alert, "review", "approve").astype(object),
             np.where(alert, MODEL, "").astype(object),
@@ -176,11 +191,11 @@ def decide_scored(
             None,
         )
     where = {name: j for j, name in enumerate(feature_names())}
-    read = rule_set.names - {SCORE}
-    columns: dict[str, Any] = {n: features[:, where[n]] for n in read if n in where}
-    columns.update((n, fields[n]) for n in read if n not in where and n in fields)
-    columns[SCORE] = score
-    return decide(rule_set, pd.DataFrame(columns, index=pd.RangeIndex(len(score))), threshold)
+    found: dict[str, Any] = {n: features[:, where[n]] for n in rule_set.names if n in where}
+    found.update((n, fields[n]) for n in rule_set.names if n not in where and n in fields)
+    found[SCORE] = score
+    n = len(score)
+    return _decide(rule_set, _hits(rule_set, _columns(rule_set, found, n), n), score, threshold)
 
 
 def batch_score(frame: pd.DataFrame) -> np.ndarray:

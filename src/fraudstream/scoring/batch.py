@@ -17,7 +17,7 @@ the sinks. Pure: no Kafka, Postgres or Spark here.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -177,12 +177,16 @@ def score_rows(
     shadow: ScoringModel | None,
     scored_at: datetime,
     rules: RuleSet | None = None,
+    fields: Mapping[str, Any] | None = None,
 ) -> ScoredBatch:
     """The champion's scores with reasons, the shadow's scores and every row's decision
-    (``rules`` with the champion; the champion alone when None) of assembled rows."""
+    (``rules`` with the champion; the champion alone when None) of assembled rows.
+    ``fields``: the transaction fields the rules read, one value per row, when the caller
+    holds them as columns already (else they are read from ``rows``)."""
     scores = score(champion, features)
     shadow_scores = score(shadow, features, with_reasons=False).score if shadow else None
-    fields = {n: [getattr(r.txn, n) for r in rows] for n in rules.fields} if rules else {}
+    if fields is None:
+        fields = {n: [getattr(r.txn, n) for r in rows] for n in rules.fields} if rules else {}
     decisions = decide_scored(rules, features, fields, scores.score, champion.threshold)
     return ScoredBatch(
         rows, features, late, champion, scores, shadow, shadow_scores, scored_at, decisions

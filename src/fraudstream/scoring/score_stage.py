@@ -141,7 +141,8 @@ class ScoreStage:
         merchant = [tuple(m) for m in frame["merchant_features"]]
         features, late = assemble(rows, merchant, [False] * len(rows))
         now = datetime.now(UTC)
-        return scored_frame(score_rows(rows, features, late, champion, shadow, now, rules))
+        fields = {n: frame[n].to_numpy() for n in rules.fields} if rules else None
+        return scored_frame(score_rows(rows, features, late, champion, shadow, now, rules, fields))
 
 
 def scored_frame(batch: ScoredBatch) -> pd.DataFrame:
