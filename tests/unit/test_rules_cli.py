@@ -55,6 +55,18 @@ def test_check_prints_the_rules_in_precedence_order() -> None:
     assert burst["reads"] == ["card_amount_mean_1h", "card_distinct_merchants_1h"]
 
 
+def _refused(*args: str) -> str:
+    """Run the real entry point, which maps known errors to one line and status 1; the
+    error output on one line (the console wraps long lines)."""
+    cli = Path(sys.executable).parent / "fraudstream"
+    result = subprocess.run(
+        [str(cli), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    return " ".join(result.stderr.split())
+
+
 def test_a_bad_rule_set_is_one_readable_line(tmp_path: Path) -> None:
     """Through the real entry point, which maps known errors to one line and status 1."""
     path = tmp_path / "rules.yaml"
@@ -62,19 +74,9 @@ def test_a_bad_rule_set_is_one_readable_line(tmp_path: Path) -> None:
         'version: "1"\nrules:\n  - name: probe\n    condition: amount.__class__ == 1\n'
         "    outcome: decline\n"
     )
-    cli = Path(sys.executable).parent / "fraudstream"
-    result = subprocess.run(
-        [str(cli), "rules", "check", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 1
-    shown = " ".join(result.stderr.split())  # the console wraps long lines
+    shown = _refused("rules", "check", str(path))
     assert shown.startswith(f"error (rules): {path}: rule 'probe': attribute access")
     assert "hint: fix the rule named above" in shown
-    assert "Traceback" not in result.stderr
 
 
 def test_backtest_without_a_model_measures_the_rules(history: Path) -> None:
@@ -147,17 +149,10 @@ def test_score_file_checks_its_rule_set_before_anything_else(tmp_path: Path) -> 
         'version: "1"\nrules:\n  - name: typo\n    condition: card_cnt_1h > 3\n'
         "    outcome: decline\n"
     )
-    cli = Path(sys.executable).parent / "fraudstream"
-    result = subprocess.run(
-        [str(cli), "score-file", "--model", "champion", "--rules", str(path),
-         "--transactions", str(tmp_path / "absent.parquet"), "--out", str(tmp_path / "o.csv")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    shown = _refused(
+        "score-file", "--model", "champion", "--rules", str(path),
+        "--transactions", str(tmp_path / "absent.parquet"), "--out", str(tmp_path / "o.csv"),
     )  # fmt: skip
-    assert result.returncode == 1
-    shown = " ".join(result.stderr.split())
     assert shown.startswith(f"error (rules): {path}: rule 'typo': unknown name 'card_cnt_1h'")
     assert not (tmp_path / "o.csv").exists()
 
@@ -169,18 +164,11 @@ def test_evaluate_checks_its_rule_set_before_anything_else(tmp_path: Path) -> No
     path.write_text(
         'version: "1"\nrules:\n  - name: late\n    condition: score >> 0.5\n    outcome: review\n'
     )
-    cli = Path(sys.executable).parent / "fraudstream"
-    result = subprocess.run(
-        [str(cli), "evaluate", "--model", "champion", "--rules", str(path),
-         "--transactions", str(tmp_path / "absent.parquet"),
-         "--labels", str(tmp_path / "absent.parquet")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    shown = _refused(
+        "evaluate", "--model", "champion", "--rules", str(path),
+        "--transactions", str(tmp_path / "absent.parquet"),
+        "--labels", str(tmp_path / "absent.parquet"),
     )  # fmt: skip
-    assert result.returncode == 1
-    shown = " ".join(result.stderr.split())
     assert shown.startswith(f"error (rules): {path}: rule 'late':"), shown
     assert "hint: fix the rule named above" in shown
     assert "absent.parquet" not in shown
