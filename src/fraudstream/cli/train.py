@@ -446,7 +446,7 @@ def evaluate(
     _show(reports)
     decided: Backtest | None = None
     if rule_set is not None:
-        from fraudstream.cli.rules import backtest_table
+        from fraudstream.cli.backtest_table import backtest_table
         from fraudstream.rules.backtest import backtest
 
         frame = with_transaction_fields(rows, inputs.transactions)
