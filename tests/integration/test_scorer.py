@@ -238,6 +238,23 @@ def _assert_progress_metrics(scorer: ScorerProcess) -> None:
     assert "fraudstream_scorer_processed_rows_per_second" in values
 
 
+def _send_and_wait(
+    settings: Settings,
+    data: History,
+    topics: StreamTopics,
+    scorer: ScorerProcess,
+    timeout: float,
+    what: str,
+    labels: bool = True,
+) -> list[str]:
+    """Replay ``data`` (its labels too when ``labels``) into a running scorer's topics and
+    wait until every row is scored; the rows' ids."""
+    replay(settings.kafka, data.table, data.label_table if labels else None, topics=topics)
+    ids = data.transactions["transaction_id"].astype(str).tolist()
+    wait_until(lambda: scored_count(settings, ids) == len(ids), timeout, what, scorer)
+    return ids
+
+
 def test_crash_and_a_lost_kafka_node_lose_and_duplicate_nothing(
     model_settings: Settings,
     model_name: str,
@@ -286,13 +303,8 @@ def test_crash_and_a_lost_kafka_node_lose_and_duplicate_nothing(
         os.killpg(record.pid, signal.SIGKILL)
         # After the first history in event time, as a live stream continues.
         more = history(seed=24, start=START + timedelta(days=5), labels=PROMPT_LABELS)
-        replay(settings.kafka, more.table, more.label_table, topics=sent)
-        more_ids = more.transactions["transaction_id"].astype(str).tolist()
-        wait_until(
-            lambda: scored_count(settings, more_ids) == len(more_ids),
-            600,
-            "the rows sent while a Kafka node was down",
-            scorer,
+        more_ids = _send_and_wait(
+            settings, more, sent, scorer, 600, "the rows sent while a Kafka node was down"
         )
     finally:
         scorer.proc.send_signal(signal.SIGTERM)
@@ -440,14 +452,10 @@ def _stream_and_score_file_agree(
             scorer,
         )
         later = history(seed=26, days=1, customers=20)
-        replay(
-            settings.kafka, later.table, None, topics=StreamTopics(transactions=topics["source"])
+        source = StreamTopics(transactions=topics["source"])
+        later_ids = _send_and_wait(
+            settings, later, source, scorer, 300, "the later rows", labels=False
         )
-        later_ids = later.transactions["transaction_id"].astype(str).tolist()
-        wait_until(
-            lambda: scored_count(settings, later_ids) == len(later_ids), 300, "the later rows",
-            scorer,
-        )  # fmt: skip
         assert scorer.alive()
     finally:
         scorer.proc.send_signal(signal.SIGTERM)
@@ -604,16 +612,8 @@ def test_steady_hot_reload_serves_a_promoted_version_without_a_restart(
         "the scorer to load the promoted version",
         scorer,
     )
-    replay(
-        settings.kafka, later.table, None, topics=StreamTopics(transactions=steady.topics["source"])
-    )
-    later_ids = later.transactions["transaction_id"].astype(str).tolist()
-    wait_until(
-        lambda: scored_count(settings, later_ids) == len(later_ids),
-        300,
-        "the later rows",
-        scorer,
-    )
+    source = StreamTopics(transactions=steady.topics["source"])
+    later_ids = _send_and_wait(settings, later, source, scorer, 300, "the later rows", False)
     steady.later, steady.later_ids = later, later_ids
     assert set(_stored(settings, later_ids)["model_version"]) == {new_version}
     assert scorer.alive(), "no restart: the same process served both versions"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -76,12 +77,12 @@ class RuleSet:
     lists: Mapping[str, tuple[Any, ...]]
     rules: tuple[Rule, ...]
 
-    @property
+    @cached_property
     def names(self) -> frozenset[str]:
         """Every column some condition reads."""
         return frozenset().union(*(r.expr.names for r in self.rules))
 
-    @property
+    @cached_property
     def fields(self) -> tuple[str, ...]:
         """The transaction contract's fields some condition reads, sorted."""
         return tuple(sorted(self.names & transaction_columns().keys()))
