@@ -15,10 +15,15 @@ connections, not work).
 Pure ASGI (no ``BaseHTTPMiddleware``, whose task and stream per request cost more
 than the decision it guards). One instance per worker process; its counters are
 read by ``/health/ready`` and the metrics.
+
+A refusal is only as quick as the event loop that sends it, so admitted decisions
+take ``Turns``: one per pass of the loop, with the sockets polled between two of them.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -99,3 +104,48 @@ class AdmissionMiddleware:
         headers = [*self._headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+class Turns:
+    """One decision per pass of the event loop, so that nothing waits behind a run of them.
+
+    In each pass asyncio polls its sockets once, then runs every callback that is ready.
+    When the online store answers several admitted requests at once, their decisions
+    (a few hundred microseconds of CPU each) were all ready in one pass and ran back to
+    back; a request that arrived meanwhile, even one to be refused at once, was read only
+    after all of them. Measured on a worker with a core of its own at twice its capacity,
+    the refusals' p99 was 7-8 ms with runs of up to 8 decisions (docs/api.md).
+
+    ``take`` returns at once for the first decision of a pass; any other waits, in
+    arrival order, and gets a later pass of its own. So between two decisions the loop
+    reads, refuses or admits what came in, and a refusal waits for about one decision.
+    Waiting costs no CPU: the worker does the same decisions, in a different order.
+    One instance per worker (its event loop).
+    """
+
+    def __init__(self) -> None:
+        self._taken = False
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    async def take(self) -> None:
+        """Wait for this pass's turn; return when the caller may decide."""
+        if not self._taken:
+            self._hold()
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        await turn
+
+    def _hold(self) -> None:
+        self._taken = True
+        asyncio.get_running_loop().call_soon(self._hand_on)
+
+    def _hand_on(self) -> None:
+        """Runs in the next pass: the turn goes to the longest waiting, if any."""
+        self._taken = False
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():  # not the request of a client that went away
+                turn.set_result(None)
+                self._hold()
+                return

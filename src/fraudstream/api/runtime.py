@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fraudstream.adapters.kafka import DeliveryError, Sender
 from fraudstream.adapters.online_store import OnlineStore
-from fraudstream.api.admission import Admission
+from fraudstream.api.admission import Admission, Turns
 from fraudstream.api.live import AlertFeed
 from fraudstream.api.metrics import ApiMetrics
 from fraudstream.api.model_holder import ModelHolder, RulesHolder
@@ -34,6 +34,7 @@ class ApiRuntime:
     feed: AlertFeed
     metrics: ApiMetrics
     admission: Admission
+    turns: Turns = field(default_factory=Turns)
     _sender: Sender | None = None
 
     def publish_label(self, label: Label) -> None:

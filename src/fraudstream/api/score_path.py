@@ -41,7 +41,8 @@ async def score_transaction(rt: ApiRuntime, body: bytes) -> bytes:
     """The decision on one canonical transaction's JSON, encoded (orjson, once).
 
     The body's bytes go to the stream's validator as they are (one parse, one
-    validation), the states come from Redis without blocking the event loop.
+    validation), the states come from Redis without blocking the event loop, and the
+    decision waits for its turn (``admission.Turns``).
     Raises ProblemError (422 invalid, 503 no model) and OnlineStoreError.
     """
     scorer = rt.model.scorer
@@ -53,6 +54,7 @@ async def score_transaction(rt: ApiRuntime, body: bytes) -> bytes:
     start = time.perf_counter()
     txn = from_record(parsed)
     states = await rt.store.get_async(txn.card_id, txn.merchant_id)
+    await rt.turns.take()  # one decision per pass of the loop (``admission.Turns``)
     decision = scorer.decide(txn, states, parsed, rt.rules.current)
     rt.metrics.score_duration.observe(time.perf_counter() - start)
     return orjson.dumps(decision, option=orjson.OPT_SERIALIZE_NUMPY)
