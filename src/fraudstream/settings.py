@@ -522,7 +522,7 @@ class ApiSettings(BaseSettings):
         "connections: one per core the API may use.",
     )
     max_in_flight: int = Field(
-        default=8,
+        default=16,
         ge=1,
         le=10_000,
         description="Requests one worker handles at once; it refuses more with 503 and "

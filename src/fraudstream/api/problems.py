@@ -173,7 +173,7 @@ PROBLEM_RESPONSES[503] = {
                 "type": _TYPE_BASE + "overloaded",
                 "title": "Overloaded",
                 "status": 503,
-                "detail": "this worker has 8 requests in flight, its limit; retry after 1 s "
+                "detail": "this worker has 16 requests in flight, its limit; retry after 1 s "
                 "or decide without this service",
             }
         }

@@ -212,7 +212,7 @@ def test_the_api_runs_workers_per_pod_with_a_core_each_and_an_autoscaler(
     args = container["args"]
     assert args[args.index("--workers") + 1] == "2"
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["FRAUDSTREAM_API_MAX_IN_FLIGHT"] == "8"
+    assert env["FRAUDSTREAM_API_MAX_IN_FLIGHT"] == "16"
     assert container["resources"]["limits"]["cpu"] == "2"  # one core per worker
     assert container["resources"]["requests"]["cpu"] == "2"
     assert "replicas" not in deployment["spec"]  # the autoscaler's to set
@@ -235,7 +235,7 @@ def test_without_the_autoscaler_the_api_keeps_its_replica_count(
         chain.render(
             CHART,
             [],
-            "api.autoscaling.enabled=false,api.replicas=3,api.workers=4,api.maxInFlight=16",
+            "api.autoscaling.enabled=false,api.replicas=3,api.workers=4,api.maxInFlight=24",
         )
     )
     deployment, autoscalers = _api(objects)
@@ -244,7 +244,7 @@ def test_without_the_autoscaler_the_api_keeps_its_replica_count(
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["args"][container["args"].index("--workers") + 1] == "4"
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["FRAUDSTREAM_API_MAX_IN_FLIGHT"] == "16"
+    assert env["FRAUDSTREAM_API_MAX_IN_FLIGHT"] == "24"
 
 
 def test_the_api_reads_both_tokens_from_its_secret(chain: Toolchain) -> None:
