@@ -48,7 +48,7 @@ class ApiMetrics:
         )
         self.score_duration = Histogram(
             "fraudstream_api_score_duration_seconds",
-            "POST /score: state read, features and model, without HTTP.",
+            "POST /score: state read, wait for a turn, features and model, without HTTP.",
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
