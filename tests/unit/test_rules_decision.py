@@ -191,3 +191,22 @@ def test_without_a_rule_set_the_model_decides_alone() -> None:
     assert got.reason.tolist() == ["", "model", "model", ""]
     assert got.fired_lists() == [[], [], [], []]
     assert got.version is None
+
+
+def test_one_row_without_a_rule_set_decides_as_a_partition_does() -> None:
+    """The API's one-row path and the stream's partitions share the model-alone tier."""
+    score = np.array([0.1, THRESHOLD, 0.9, np.nan])
+    batch = decide_scored(None, np.zeros((4, len(feature_names()))), {}, score, THRESHOLD)
+    one = [decide_one(None, {"score": s}, THRESHOLD) for s in score]
+    assert (
+        [d.decision for d in one]
+        == batch.decision.tolist()
+        == [
+            "approve",
+            "review",
+            "review",
+            "approve",
+        ]
+    )
+    assert [d.reason for d in one] == batch.reason.tolist()
+    assert {(d.fired, d.version) for d in one} == {((), None)}

@@ -33,7 +33,7 @@ from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import TxnEvent
 from fraudstream.features.merchant import update_merchant
 from fraudstream.features.vector import feature_vector
-from fraudstream.rules.decision import MODEL, decide_one
+from fraudstream.rules.decision import decide_one
 from fraudstream.rules.ruleset import SCORE, RuleSet
 from fraudstream.schema.jsonvalues import finite_float
 from fraudstream.scoring.model import ScoringModel, score
@@ -127,9 +127,8 @@ class Scorer:
         alert = bool(scored.alert[0])
         probability = float(scored.score[0])
         if rules is None:
-            outcome, reason = ("review", MODEL) if alert else ("approve", "")
-            fired: tuple[str, ...] = ()
-            version = None
+            alone = decide_one(None, {SCORE: probability}, self.threshold)
+            outcome, reason, fired, version = alone.decision, alone.reason, alone.fired, None
         else:
             outcome, reason, fired, version = rules.decide(
                 record, values, probability, self.threshold

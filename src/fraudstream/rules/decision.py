@@ -53,7 +53,8 @@ class Decision:
     decision: str
     reason: str
     fired: tuple[str, ...]
-    version: str
+    version: str | None
+    """The rule set's version; None when the model decided alone (no set)."""
 
 
 @dataclass(frozen=True)
@@ -206,9 +207,12 @@ def batch_score(frame: pd.DataFrame) -> np.ndarray:
     return score
 
 
-def decide_one(rule_set: RuleSet, row: Row, threshold: float | None) -> Decision:
+def decide_one(rule_set: RuleSet | None, row: Row, threshold: float | None) -> Decision:
     """One transaction's decision: the same rules and precedence as ``decide``, without
-    pandas (the API's path). An absent name reads as missing."""
+    pandas (the API's path). An absent name reads as missing. Without a set the model
+    decides alone, as ``decide_scored`` decides a partition without one."""
+    if rule_set is None:
+        return Decision(*_model_alone(row.get(SCORE), threshold), (), None)
     fired = tuple(r for r in rule_set.rules if r.expr.one(row))
     names = tuple(r.name for r in fired)
 
@@ -219,9 +223,16 @@ def decide_one(rule_set: RuleSet, row: Row, threshold: float | None) -> Decision
         return Decision("approve", name, names, rule_set.version)
     if (name := first("decline")) is not None:
         return Decision("decline", name, names, rule_set.version)
-    score = row.get(SCORE)
-    if threshold is not None and score is not None and not math.isnan(score) and score >= threshold:
-        return Decision("review", MODEL, names, rule_set.version)
+    if (model := _model_alone(row.get(SCORE), threshold))[0] == "review":
+        return Decision(*model, names, rule_set.version)
     if (name := first("review")) is not None:
         return Decision("review", name, names, rule_set.version)
     return Decision("approve", "", names, rule_set.version)
+
+
+def _model_alone(score: float | None, threshold: float | None) -> tuple[str, str]:
+    """(outcome, reason) of the model's tier: review at or above its threshold, else a
+    plain approval (no score, NaN or no threshold included)."""
+    if threshold is not None and score is not None and not math.isnan(score) and score >= threshold:
+        return "review", MODEL
+    return "approve", ""
