@@ -69,10 +69,11 @@ seccompProfile:
 {{- end -}}
 
 {{/* Environment of every workload: the ConfigMap plus secrets by reference.
-     (dict "root" $ "kafkaUser" "fraudstream-api")
-     Every workload gets the same references (the Redis password, the API's two tokens: the
-     writer's, which `fraudstream serve` requires, and the analyst's read-only one); the network
-     policies still let only the scorer and the API reach Redis. */}}
+     (dict "root" $ "kafkaUser" "fraudstream-api" ["redis" true] ["api" true])
+     Each workload gets only the secrets it uses: Kafka, PostgreSQL and S3 for all; the Redis
+     password with "redis" (the scorer and the API, the only ones the network policies let
+     reach Redis); the API's two tokens with "api" (the writer's, which `fraudstream serve`
+     requires, and the analyst's read-only one). */}}
 {{- define "fraud-platform.env" -}}
 - name: FRAUDSTREAM_KAFKA_SASL_USERNAME
   value: {{ .kafkaUser | quote }}
@@ -101,11 +102,14 @@ seccompProfile:
     secretKeyRef:
       name: {{ .root.Values.s3.existingSecret }}
       key: {{ .root.Values.s3.secretKeyKey }}
+{{- if .redis }}
 - name: FRAUDSTREAM_REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ .root.Values.redis.existingSecret }}
       key: {{ .root.Values.redis.passwordKey }}
+{{- end }}
+{{- if .api }}
 - name: FRAUDSTREAM_API_TOKEN
   valueFrom:
     secretKeyRef:
@@ -116,6 +120,7 @@ seccompProfile:
     secretKeyRef:
       name: {{ .root.Values.api.existingSecret }}
       key: {{ .root.Values.api.readTokenKey }}
+{{- end }}
 {{- end -}}
 
 {{/* Volumes every workload mounts: scratch space (the root filesystem is read-only) and the

@@ -266,6 +266,46 @@ def test_the_api_reads_both_tokens_from_its_secret(chain: Toolchain) -> None:
     }
 
 
+def _secret_envs(obj: dict[str, Any]) -> dict[str, set[str]]:
+    """Container (or SparkApplication role) name -> the env names it takes from Secrets."""
+    if obj["kind"] == "SparkApplication":
+        roles = {role: [obj["spec"][role]] for role in ("driver", "executor")}
+    else:
+        pod = obj["spec"]["template"]["spec"]
+        roles = {c["name"]: [c] for c in pod.get("initContainers", []) + pod["containers"]}
+    return {
+        f"{obj['metadata']['name']}/{role}": {
+            e["name"]
+            for c in cs
+            for e in c.get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})
+        }
+        for role, cs in roles.items()
+    }
+
+
+def test_each_workload_gets_only_the_secrets_it_uses(
+    rendered_objects: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The API's tokens go to the API alone, the Redis password to the API and the scorer
+    (the only workloads the network policies let reach Redis); nothing else holds them."""
+    held: dict[str, set[str]] = {}
+    for obj in rendered_objects["default"]:
+        if obj["kind"] in ("Deployment", "Job", "SparkApplication"):
+            held.update(_secret_envs(obj))
+    tokens = {"FRAUDSTREAM_API_TOKEN", "FRAUDSTREAM_API_READ_TOKEN"}
+    redis = {"FRAUDSTREAM_REDIS_PASSWORD"}
+    assert {name for name, envs in held.items() if envs & tokens} == {"fraud-platform-api/api"}
+    assert {name for name, envs in held.items() if envs & redis} == {
+        "fraud-platform-api/api",
+        "fraud-platform-scorer/driver",
+        "fraud-platform-scorer/executor",
+    }
+    # Every workload still reaches Kafka, PostgreSQL and S3 (init containers included).
+    assert len(held) >= 8
+    assert all("FRAUDSTREAM_POSTGRES_PASSWORD" in envs for envs in held.values())
+
+
 def test_values_files_exist_for_each_scenario() -> None:
     for files in scenarios().values():
         assert all(Path(f).is_file() for f in files)
