@@ -102,3 +102,26 @@ def test_a_cancelled_waiter_hands_its_turn_on() -> None:
 
     order, cancelled = asyncio.run(scenario())
     assert (order, cancelled) == ([0, 2], True)
+
+
+def test_a_turn_held_by_a_stopped_loop_does_not_block_the_next_loop() -> None:
+    """An application served by one loop after another (a server or test client stopped
+    and started again): the turn of a loop that stopped before its next pass is dropped."""
+    turns = Turns()
+    first = asyncio.new_event_loop()
+
+    async def decide_and_stop() -> None:
+        await turns.take()
+        first.stop()  # this pass ends the loop: the pass that would hand the turn on never runs
+
+    try:
+        task = first.create_task(decide_and_stop())
+        first.run_forever()
+        assert task.done()
+    finally:
+        first.close()
+
+    async def decide_again() -> None:
+        await asyncio.wait_for(turns.take(), timeout=1)
+
+    asyncio.run(decide_again())

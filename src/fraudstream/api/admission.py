@@ -120,25 +120,32 @@ class Turns:
     arrival order, and gets a later pass of its own. So between two decisions the loop
     reads, refuses or admits what came in, and a refusal waits for about one decision.
     Waiting costs no CPU: the worker does the same decisions, in a different order.
-    One instance per worker (its event loop).
+    One instance per worker (its event loop); a turn left held by a loop that stopped
+    (an application served by one loop after another, as a test client does) is dropped.
     """
 
     def __init__(self) -> None:
         self._taken = False
         self._waiting: deque[asyncio.Future[None]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def take(self) -> None:
         """Wait for this pass's turn; return when the caller may decide."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new loop: nothing of the old one's will run again
+            self._loop, self._taken = loop, False
+            self._waiting.clear()
         if not self._taken:
             self._hold()
             return
-        turn = asyncio.get_running_loop().create_future()
+        turn = loop.create_future()
         self._waiting.append(turn)
         await turn
 
     def _hold(self) -> None:
         self._taken = True
-        asyncio.get_running_loop().call_soon(self._hand_on)
+        assert self._loop is not None
+        self._loop.call_soon(self._hand_on)
 
     def _hand_on(self) -> None:
         """Runs in the next pass: the turn goes to the longest waiting, if any."""
