@@ -32,14 +32,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraudstream.adapters import registry
 from fraudstream.adapters.kafka import (
     consumer_config,
     delete_topic,
-    producer_config,
 )
 from fraudstream.adapters.lake import read_transactions
 from fraudstream.adapters.object_store import Location
@@ -51,7 +50,7 @@ from fraudstream.features.events import TxnEvent, from_record
 from fraudstream.features.replay import build_features
 from fraudstream.platform.process import ProcessRecord, alive
 from fraudstream.platform.runtime import EmbeddedPlatform
-from fraudstream.services.feed import StreamTopics, replay
+from fraudstream.services.feed import StreamTopics, replay, send_poison
 from fraudstream.settings import ScorerSettings, Settings, load_settings
 from tests.integration.conftest import run_cli, scratch_env
 from tests.integration.scoring_support import (
@@ -100,16 +99,6 @@ def made_topics(model_settings: Settings) -> Iterator[list[str]]:
     yield made
     for name in made:
         delete_topic(model_settings.kafka, name)
-
-
-def _send_poison(settings: Settings, topic: str) -> None:
-    producer = Producer(producer_config(settings.kafka))
-    kinds = [b"not json", b"{}", b'{"transaction_id": 5}', b"\xff\xfe", b'{"amount": -1}']
-    for i in range(POISON):
-        producer.produce(topic, key=f"poison-{i}".encode(), value=kinds[i % len(kinds)])
-        if i % 200 == 0:
-            producer.poll(0)
-    assert producer.flush(60) == 0
 
 
 def _count_topic(
@@ -509,6 +498,8 @@ class SteadyRun:
     stored: pd.DataFrame
     scorer: ScorerProcess
     parquet: Path
+    poison: set[str]
+    """The dead-letter keys (source topic/partition/offset) of the poison records sent."""
     later: History | None = None
     later_ids: list[str] = field(default_factory=list)
 
@@ -530,7 +521,7 @@ def steady(
         data.label_table,
         topics=StreamTopics(transactions=topics["source"], labels=topics["labels"]),
     )
-    _send_poison(settings, topics["source"])
+    poison = send_poison(settings.kafka, topics["source"], POISON)
     ids = data.transactions["transaction_id"].astype(str).tolist()
     checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
     parquet = tmp_path / "scored"
@@ -542,7 +533,7 @@ def steady(
     try:
         wait_until(lambda: scored_count(settings, ids) == len(ids), 600, "the history", scorer)
         stored = _stored(settings, ids)
-        yield SteadyRun(settings, data, version, topics, ids, stored, scorer, parquet)
+        yield SteadyRun(settings, data, version, topics, ids, stored, scorer, parquet, poison)
     finally:
         scorer.proc.send_signal(signal.SIGTERM)
         scorer.wait(120)
@@ -591,7 +582,7 @@ def test_steady_poison_is_dead_lettered_and_every_score_published(steady: Steady
     # Every poison message dead-lettered, keyed by its source offset; the query kept going.
     settings, topics, stored = steady.settings, steady.topics, steady.stored
     dead = _count_topic(settings, topics["dead"], POISON)
-    assert len(set(dead)) == POISON
+    assert {k.decode() for k in dead} == steady.poison
     predictions = _count_topic(settings, topics["predictions"], len(steady.ids))
     assert {k.decode() for k in predictions} == set(steady.ids)
     alerts = _count_topic(settings, topics["alerts"], int(stored["is_alert"].sum()))

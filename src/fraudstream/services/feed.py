@@ -225,17 +225,26 @@ class LiveStream:
             self.labels_sent += 1
 
 
-POISON = [b"{not json", b'{"transaction_id": "poison-without-fields"}', b"\xff\xfe"]
-"""Records no validator accepts: not JSON, a transaction without its fields, not UTF-8."""
+POISON = [
+    b"{not json",
+    b'{"transaction_id": "poison-without-fields"}',
+    b"\xff\xfe",
+    b"{}",
+    b'{"transaction_id": 5}',
+    b'{"amount": -1}',
+]
+"""Records no validator accepts: not JSON, a transaction without its fields, not UTF-8, an
+empty object, an id of the wrong type, a negative amount without the rest."""
 
 
-def send_poison(kafka: KafkaSettings, topic: str) -> set[str]:
-    """Send ``POISON`` once; the dead-letter keys (``topic/partition/offset``) it must get."""
+def send_poison(kafka: KafkaSettings, topic: str, count: int = len(POISON)) -> set[str]:
+    """Send ``count`` records of ``POISON`` in turn (each kind once by default), keyed
+    ``poison-<i>``; the dead-letter keys (``topic/partition/offset``) they must get."""
     sender = Sender(kafka)
     positions = sender.keep_positions()
-    for value in POISON:
-        sender.send(topic, b"poison", value)
-    sender.flush(30)
+    for i in range(count):
+        sender.send(topic, f"poison-{i}".encode(), POISON[i % len(POISON)])
+    sender.flush(60)  # raises DeliveryError if any was not acknowledged
     return {f"{t}/{partition}/{offset}" for t, partition, offset in positions}
 
 
