@@ -33,7 +33,7 @@ from fraudstream.features.catalogue import FEATURE_SET_VERSION, feature_names
 from fraudstream.features.events import TxnEvent
 from fraudstream.features.merchant import update_merchant
 from fraudstream.features.vector import feature_vector
-from fraudstream.rules.decision import decide_one
+from fraudstream.rules import decision as rule_decision
 from fraudstream.rules.ruleset import SCORE, RuleSet
 from fraudstream.schema.jsonvalues import finite_float
 from fraudstream.scoring.model import ScoringModel, score
@@ -79,17 +79,16 @@ class LiveRules:
 
     def decide(
         self, record: Any, values: tuple[float, ...], score: float, threshold: float
-    ) -> tuple[str, str, tuple[str, ...], str | None]:
-        """(outcome, reason, fired rules, version) of one transaction (``record``: the
-        validated transaction, a mapping or an object with its fields)."""
+    ) -> rule_decision.Decision:
+        """The rules' decision on one transaction (``record``: the validated transaction,
+        a mapping or an object with its fields)."""
         row: dict[str, Any] = {name: values[i] for name, i in self.features}
         if isinstance(record, Mapping):
             row.update((name, record.get(name)) for name in self.fields)
         else:
             row.update((name, getattr(record, name, None)) for name in self.fields)
         row[SCORE] = score
-        decided = decide_one(self.rule_set, row, threshold)
-        return decided.decision, decided.reason, decided.fired, decided.version
+        return rule_decision.decide_one(self.rule_set, row, threshold)
 
 
 def features_on(txn: TxnEvent, states: States) -> tuple[float, ...]:
@@ -126,13 +125,10 @@ class Scorer:
         scored = score(self.model, x)
         alert = bool(scored.alert[0])
         probability = float(scored.score[0])
-        if rules is None:
-            alone = decide_one(None, {SCORE: probability}, self.threshold)
-            outcome, reason, fired, version = alone.decision, alone.reason, alone.fired, None
+        if rules is None:  # the model decides alone
+            decided = rule_decision.decide_one(None, {SCORE: probability}, self.threshold)
         else:
-            outcome, reason, fired, version = rules.decide(
-                record, values, probability, self.threshold
-            )
+            decided = rules.decide(record, values, probability, self.threshold)
         return Decision(
             transaction_id=txn.transaction_id,
             score=probability,
@@ -142,8 +138,8 @@ class Scorer:
             model_version=self.version,
             feature_set_version=FEATURE_SET_VERSION,
             features={n: finite_float(v) for n, v in zip(self.names, values, strict=True)},
-            outcome=outcome,
-            reason=reason,
-            fired_rules=fired,
-            rules_version=version,
+            outcome=decided.decision,
+            reason=decided.reason,
+            fired_rules=decided.fired,
+            rules_version=decided.version,
         )
