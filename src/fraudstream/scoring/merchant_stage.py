@@ -47,6 +47,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from fraudstream.adapters.spark import freeze_worker_heap
 from fraudstream.features.catalogue import STATE_TTL_S
 from fraudstream.schema import Label, epoch_us
 from fraudstream.scoring.merchants import BucketHeader, LabelIn, MerchantBucket, MerchantTxn
@@ -91,6 +92,7 @@ def parse_label(value: bytes | None) -> tuple[str, int, bool] | None:
 def parse_labels(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """``mapInPandas`` over the labels topic: each record parsed once, before it is copied
     to every merchant bucket (``LABEL_SCHEMA``)."""
+    freeze_worker_heap()
     for frame in frames:
         parsed = [v for v in map(parse_label, frame["value"]) if v is not None]
         yield pd.DataFrame(parsed, columns=LABEL_SCHEMA.fieldNames())
@@ -153,6 +155,7 @@ class MerchantBuckets(StatefulProcessor):
         self.emit_states = emit_states
 
     def init(self, handle: StatefulProcessorHandle) -> None:
+        freeze_worker_heap()  # once per task
         self.handle = handle
         self.merchants = handle.getMapState(
             "merchants", _MERCHANT_KEY, _MERCHANT_VALUE, STATE_TTL_MS

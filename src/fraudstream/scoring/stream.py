@@ -42,7 +42,7 @@ from pyspark.sql.streaming.stateful_processor import StatefulProcessor, Stateful
 from pyspark.sql.types import BinaryType, StringType, StructField, StructType
 
 from fraudstream.adapters.scorer_metrics import LATENCY_BUCKETS, ScorerMetrics
-from fraudstream.adapters.spark import PandasMap
+from fraudstream.adapters.spark import PandasMap, freeze_worker_heap
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.rules.ruleset import RuleSet
 from fraudstream.scoring.cards import (
@@ -111,6 +111,7 @@ class CardBuckets(StatefulProcessor):
         self.decoded_cards = decoded_cards
 
     def init(self, handle: StatefulProcessorHandle) -> None:
+        freeze_worker_heap()  # once per task
         if self.layout == "per-card":
             self.card_map = handle.getMapState(
                 CARD_MAP_VARIABLE, _CARD_KEY, _CARD_VALUE, CARD_STATE_TTL_MS
