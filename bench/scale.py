@@ -15,7 +15,9 @@ the scorer is not asked for anything while it runs):
 - ``driver_us_per_row``: CPU of the scorer's Python driver process per row;
 - ``executor_cpu_s_per_1000``: CPU of the Spark JVM and its Python workers per 1,000
   rows (in local mode the JVM also runs Spark's own driver side: scheduling, the
-  offset and commit logs), split as ``jvm`` and ``python_workers``.
+  offset and commit logs), split as ``jvm`` and ``python_workers``;
+- ``other_cpu_s_per_1000``: CPU of every other process per 1,000 rows (the platform's
+  services: Kafka's brokers, PostgreSQL, MinIO); ``cores_busy``: all of it per second.
 
 Then ``scale_ratio`` = rows_per_s(2) / rows_per_s(1) and, labelled as a projection,
 the capacity with 1, 2, 4, 8 and 16 executor cores from Amdahl's law with the serial
@@ -23,8 +25,17 @@ and parallel time per row the two runs imply (t1 = s + p, t2 = s + p/2). The cor
 the platform's services use on the same machine are in the measured figures and not
 in the projection, which assumes cores added as executors elsewhere. A second projection,
 ``projection_cpu``, takes the driver's CPU per row as serial and the executors' CPU per
-row as parallel: on a machine whose few cores the services share, wall time saturates
-with 1 core already, while CPU per row still shows what more cores would take.
+row as parallel: CPU per row shows what more cores would take even where the machine's
+few cores, shared with the services, bound the wall time.
+
+Each scorer's process tree (its driver, the Spark JVM, the Python workers) may use only
+as many CPUs as it has executor cores, the last ones this process may use: the local
+analogue of an executor pod with a CPU limit. Unpinned (``--no-pin``), ``local[1]`` runs
+one Spark task at a time, but the JVM's other threads and that task's Python worker run
+beside it on every CPU there is, so on a 2-CPU machine "1 core" already uses both and the
+ratio cannot show what a second core adds. The platform's services stay unpinned: beside
+a 1-core scorer they have the other CPU to themselves, beside a 2-core one they share, so
+the ratio errs low (``other_cpu_s_per_1000`` and ``cores_busy`` show by how much).
 
 With ``--baseline OTHER/src`` the same topic is also scored by another checkout's code
 (the code before a change), each configuration by both in turn (the order flips between
@@ -36,7 +47,7 @@ The last line is one JSON object: ``driver_us_per_row`` (of the 2-core run),
 ``rows_per_s_1``, ``rows_per_s_2``, ``scale_ratio`` and the projection.
 
 Usage: python bench/scale.py [--rows 40000] [--max-offsets 4000] [--pythonpath OTHER/src]
-       [--baseline OTHER/src] [--repeat 1]
+       [--baseline OTHER/src] [--repeat 1] [--no-pin]
 """
 
 from __future__ import annotations
@@ -75,19 +86,25 @@ def _handled(settings: Settings, topics: dict[str, str], admin: Any) -> int:
 
 def _cpu(root: int) -> dict[str, float]:
     """CPU seconds so far of the scorer's driver process, its JVM and the JVM's Python
-    workers (the process tree under ``root``, from /proc)."""
+    workers (the process tree under ``root``, from /proc), and of every other process,
+    each under ``other:<pid>`` (the platform's services, this benchmark), so that one
+    which started in the window counts only from its start."""
     processes = running_processes()
     children: dict[int, list[Any]] = {}
     for p in processes:
         children.setdefault(p.ppid, []).append(p)
     out = {"driver": 0.0, "jvm": 0.0, "python_workers": 0.0}
-    out["driver"] = next((p.cpu_seconds for p in processes if p.pid == root), 0.0)
-    todo = list(children.get(root, []))
+    tree, todo = {root}, list(children.get(root, []))
     while todo:
         p = todo.pop()
-        kind = "jvm" if "java" in p.cmdline.split(" ")[0] else "python_workers"
-        out[kind] += p.cpu_seconds
+        tree.add(p.pid)
+        out["jvm" if "java" in p.cmdline.split(" ")[0] else "python_workers"] += p.cpu_seconds
         todo.extend(children.get(p.pid, []))
+    for p in processes:
+        if p.pid == root:
+            out["driver"] = p.cpu_seconds
+        elif p.pid not in tree:
+            out[f"other:{p.pid}"] = p.cpu_seconds
     return out
 
 
@@ -116,6 +133,7 @@ def run_once(
     before = _handled(settings, topics, admin)  # the output topics keep earlier runs' records
     suffix = f"local{cores}" + ("-other" if pythonpath else "")
     log = Path(f"{args.log}.{suffix}").open("w")  # noqa: SIM115 (closed below)
+    cpus = pinned_cpus(cores) if args.pin else None
     scorer = subprocess.Popen(
         [CLI, "score", "--source", topics["in"], "--predictions", topics["p"], "--alerts",
          topics["a"], "--dead-letters", topics["d"], "--checkpoint", checkpoint,
@@ -123,6 +141,8 @@ def run_once(
          "--no-progress", "--buckets", str(args.buckets),
          "--max-offsets-per-trigger", str(args.max_offsets)],
         env=env, stdout=log, stderr=subprocess.STDOUT,
+        # The JVM and its Python workers are the scorer's children: they inherit its CPUs.
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
     )  # fmt: skip
     try:
         start: tuple[float, float, dict[str, float]] | None = None
@@ -144,9 +164,11 @@ def run_once(
         return {"cores": cores, "error": f"handled {final:.0f} of {rows}", "log": log.name}
     began, scored_then, cpu_then = start
     counted = final - scored_then
-    used = {k: cpu[k] - cpu_then[k] for k in cpu}
+    used = {k: cpu[k] - cpu_then.get(k, 0.0) for k in cpu if not k.startswith("other:")}
+    used["other"] = sum(v - cpu_then.get(k, 0.0) for k, v in cpu.items() if k.startswith("other:"))
     return {
         "cores": cores,
+        "cpus": sorted(cpus) if cpus else None,
         "rows_in_window": int(counted),
         "seconds": round(ended - began, 2),
         "rows_per_s": round(counted / (ended - began), 1),
@@ -154,8 +176,21 @@ def run_once(
         "executor_cpu_s_per_1000": round((used["jvm"] + used["python_workers"]) / counted * 1e3, 3),
         "jvm_cpu_s_per_1000": round(used["jvm"] / counted * 1e3, 3),
         "python_workers_cpu_s_per_1000": round(used["python_workers"] / counted * 1e3, 3),
+        "other_cpu_s_per_1000": round(used["other"] / counted * 1e3, 3),
+        "cores_busy": round(sum(used.values()) / (ended - began), 2),
         "load_avg_1m": os.getloadavg()[0],
     }
+
+
+def pinned_cpus(cores: int) -> frozenset[int]:
+    """The last ``cores`` CPUs this process may use (a scorer pinned to them)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if cores > len(allowed):
+        raise SystemExit(
+            f"--pin: {cores} executor cores need {cores} CPUs; this process may use "
+            f"{len(allowed)} ({allowed}). Run without --pin, or on a larger machine."
+        )
+    return frozenset(allowed[-cores:])
 
 
 def versus(code: dict[int, dict[str, Any]], baseline: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -232,6 +267,11 @@ def main() -> None:
         "configuration alternately), for ratios against it.",
     )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=1, help="Runs per configuration (medians).")
+    parser.add_argument(
+        "--pin", action=argparse.BooleanOptionalAction, default=True,
+        help="Pin each scorer (driver, JVM, Python workers) to as many CPUs as executor "
+        "cores (default); --no-pin lets it use every CPU.",
+    )  # fmt: skip
     parser.add_argument("--log", default="bench-scale-scorer.log", help="The scorers' output.")
     args = parser.parse_args()
     name = f"fraud-detector-bench-{uuid.uuid4().hex[:6]}"
@@ -292,6 +332,7 @@ def main() -> None:
                 "projection": projected,
                 "projection_cpu": by_cpu,
                 "repeat": args.repeat,
+                "pinned": args.pin,
                 **(
                     {"vs_baseline": versus(medians["code"], medians["baseline"])}
                     if args.baseline
