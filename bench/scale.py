@@ -210,7 +210,7 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if failed:
         return failed[0]
     return {
-        k: (statistics.median(r[k] for r in runs) if isinstance(v, float | int) else v)
+        k: (round(statistics.median(r[k] for r in runs), 3) if isinstance(v, float | int) else v)
         for k, v in runs[0].items()
     }
 
