@@ -26,9 +26,19 @@ threshold raising the stored model's alerts; AUC and AP of each; the alert band'
 stored scores were exact (its sampling noise). ``--reliability-dir`` saves each regime's
 reliability diagram of the ``mature`` set (``reliability-<regime>.png``).
 
+Before any training, per regime, how far a card-level known-fraud signal could reach
+(``card_known_fraud``): for windows of 7, 30 and 90 days, the share of frauds and of genuine
+transactions whose card had a fraud label known (label time before the event) within the
+window, and the flag's precision against the base rate (``lift``). Any feature built on a
+card's known frauds can separate only what this flag separates. ``--reach-only`` stops there
+(no feature build, no training). ``--history DIR`` runs on a history of your own instead of
+the generated regimes (``transactions.parquet`` and ``labels.parquet`` in the contracts'
+columns, as ``fraudstream generate history --out DIR`` writes them).
+
     .venv/bin/python bench/labels.py [--customers 10000 --days 70] [--candidates 6]
         [--regimes mixed,chargeback-only,slower] [--sets today,mature,mature-only] [--seed 5]
-        [--plot docs/img/label-regimes.png] [--reliability-dir docs/img]
+        [--plot docs/img/label-regimes.png] [--reliability-dir docs/img] [--reach-only]
+        [--history DIR]
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +57,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraudstream.features.catalogue import MATURITY_DELAY_S, MERCHANT_FEATURES, feature_names
 from fraudstream.features.replay import attach_labels, build_features
+from fraudstream.generator.history import LABELS_FILE, TRANSACTIONS_FILE
 from fraudstream.model import plots
 from fraudstream.model.calibration import calibrated
 from fraudstream.model.experiment import label_delays, training_rows, validation_folds
@@ -70,6 +82,64 @@ def column_sets() -> dict[str, list[str]]:
         "mature": names,
         "mature only": [n for n in names if n not in TODAYS_RISKS],
     }
+
+
+def histories(args: argparse.Namespace) -> Iterator[tuple[str, pd.DataFrame, pd.DataFrame, int]]:
+    """(regime, transactions, labels, days): each generated regime, or the ``--history``."""
+    if args.history is None:
+        for regime in args.regimes.split(","):
+            preset, knobs = REGIMES[regime]
+            txns, labels = cached_history(
+                args.cache_dir, args.customers, args.days, preset, knobs, seed=args.seed
+            )
+            yield regime, txns, labels, args.days
+        return
+    paths = [args.history / name for name in (TRANSACTIONS_FILE, LABELS_FILE)]
+    missing = [p.name for p in paths if not p.exists()]
+    if missing:
+        raise SystemExit(
+            f"--history {args.history}: no {' or '.join(missing)} there; it needs both files, "
+            f"as `fraudstream generate history --out DIR` writes them"
+        )
+    txns, labels = (pd.read_parquet(p) for p in paths)
+    span = txns["event_time"].max() - txns["event_time"].min().floor("D")
+    yield f"history:{args.history.name}", txns, labels, int(np.ceil(span / pd.Timedelta(days=1)))
+
+
+def card_signal_reach(
+    txns: pd.DataFrame, labels: pd.DataFrame, windows_days: tuple[int, ...] = (7, 30, 90)
+) -> dict[str, dict[str, float]]:
+    """Per window: frauds and genuine transactions whose card had a fraud label known within
+    the window before the event (shares), and that flag's precision and lift over the base
+    rate. Ground truth is every fraud label that ever arrives."""
+    fraud = labels.loc[labels["is_fraud"], ["transaction_id", "label_time"]]
+    known = fraud.merge(txns[["transaction_id", "card_id"]], on="transaction_id")
+    known = known[["card_id", "label_time"]].rename(columns={"label_time": "known_at"})
+    rows = txns[["transaction_id", "card_id", "event_time"]].sort_values("event_time")
+    rows = pd.merge_asof(
+        rows.assign(fraud=rows["transaction_id"].isin(fraud["transaction_id"])),
+        known.sort_values("known_at"),
+        left_on="event_time",
+        right_on="known_at",
+        by="card_id",
+        direction="backward",
+        allow_exact_matches=False,  # known strictly before the event
+    )
+    age_days = (rows["event_time"] - rows["known_at"]).dt.total_seconds() / 86_400
+    base = float(rows["fraud"].mean())
+    out = {}
+    for days in windows_days:
+        flag = (age_days <= days).to_numpy()
+        y = rows["fraud"].to_numpy()
+        precision = float(y[flag].mean()) if flag.any() else float("nan")
+        out[f"{days}d"] = {
+            "frauds_reached": round(float(flag[y].mean()), 4),
+            "genuine_flagged": round(float(flag[~y].mean()), 4),
+            "precision": round(precision, 4),
+            "base_rate": round(base, 4),
+            "lift": round(precision / base, 2) if base else float("nan"),
+        }
+    return out
 
 
 def merchant_gain_share(model: object, columns: list[str]) -> dict[str, float]:
@@ -187,6 +257,14 @@ def main() -> None:
         "--reliability-dir", type=Path, help="Save reliability-<regime>.png of the mature set."
     )
     parser.add_argument(
+        "--history", type=Path, help="A history of your own instead of the generated regimes."
+    )
+    parser.add_argument(
+        "--reach-only",
+        action="store_true",
+        help="Print each regime's card-level known-fraud reach and stop (no training).",
+    )
+    parser.add_argument(
         "--from-output",
         type=Path,
         help="Plot and tabulate the JSON lines of an earlier run's output instead of running.",
@@ -206,11 +284,11 @@ def main() -> None:
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     print(f"maturity delay: {MATURITY_DELAY_S / 86400:g} days", flush=True)
     rows: list[dict[str, object]] = []
-    for regime in args.regimes.split(","):
-        preset, knobs = REGIMES[regime]
-        txns, labels = cached_history(
-            args.cache_dir, args.customers, args.days, preset, knobs, seed=args.seed
-        )
+    for regime, txns, labels, days in histories(args):
+        reach = card_signal_reach(txns, labels)
+        print(json.dumps({"regime": regime, "card_known_fraud": reach}), flush=True)
+        if args.reach_only:
+            continue
         start = txns["event_time"].min().floor("D")
         delays = label_delays(txns, labels)
         t0 = time.perf_counter()
@@ -221,7 +299,7 @@ def main() -> None:
             flush=True,
         )
         test_days, delay_days = 7, 7
-        split = TimeSplit(start, args.days - test_days - delay_days, delay_days, test_days)
+        split = TimeSplit(start, days - test_days - delay_days, delay_days, test_days)
         train_frame = training_rows(features, labels, split)
         test = attach_labels(holdout_rows(features, labels, split), labels)
         folds = validation_folds(train_frame, split, n_folds=3)
@@ -270,7 +348,8 @@ def main() -> None:
                 figure.savefig(args.reliability_dir / f"reliability-{regime}.png", dpi=80)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    report(rows, args.plot)
+    if not args.reach_only:
+        report(rows, args.plot)
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
 
 
