@@ -31,14 +31,25 @@ Before any training, per regime, how far a card-level known-fraud signal could r
 transactions whose card had a fraud label known (label time before the event) within the
 window, and the flag's precision against the base rate (``lift``). Any feature built on a
 card's known frauds can separate only what this flag separates. ``--reach-only`` stops there
-(no feature build, no training). ``--history DIR`` runs on a history of your own instead of
-the generated regimes (``transactions.parquet`` and ``labels.parquet`` in the contracts'
-columns, as ``fraudstream generate history --out DIR`` writes them).
+(no feature build, no training).
+
+``--bound`` adds two rows per regime, both trained on every fraud label (as if each had
+arrived one microsecond after its transaction): ``today, trained on every label`` (today's
+columns as the regime computes them) and ``bound: instant labels`` (the ``mature`` columns
+built from those instant labels). Their AP difference is what the risk features could add
+if they knew every label at once: the most any delay-aware version of them could add in that
+world. (Against ``today`` itself the bound would also count its more complete training
+targets, and risks that know labels the targets lack teach the model the wrong thing.)
+The test rows are the same in every row.
+
+``--history DIR`` runs on a history of your own instead of the generated regimes
+(``transactions.parquet`` and ``labels.parquet`` in the contracts' columns, as
+``fraudstream generate history --out DIR`` writes them).
 
     .venv/bin/python bench/labels.py [--customers 10000 --days 70] [--candidates 6]
         [--regimes mixed,chargeback-only,slower] [--sets today,mature,mature-only] [--seed 5]
         [--plot docs/img/label-regimes.png] [--reliability-dir docs/img] [--reach-only]
-        [--history DIR]
+        [--history DIR] [--bound]
 """
 
 from __future__ import annotations
@@ -71,6 +82,12 @@ REGIMES: dict[str, tuple[str, dict[str, float]]] = {
     "chargeback-only": ("chargeback-only", {}),
     "slower": ("chargeback-only", {"chargeback_median_days": 45.0}),
 }
+BOUND = "bound: instant labels"
+"""The ``mature`` columns computed as if every label arrived just after its transaction,
+trained on every fraud label."""
+TODAY_ALL_LABELS = "today, trained on every label"
+"""``today``'s columns as computed under the regime, trained on every fraud label: the
+bound's baseline."""
 MATURE = [s.name for s in MERCHANT_FEATURES if s.lag_s]
 TODAYS_RISKS = [s.name for s in MERCHANT_FEATURES if "fraud_risk" in s.name and not s.lag_s]
 
@@ -82,6 +99,14 @@ def column_sets() -> dict[str, list[str]]:
         "mature": names,
         "mature only": [n for n in names if n not in TODAYS_RISKS],
     }
+
+
+def instant(txns: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """The labels as if each were known one microsecond after its transaction: the merchant
+    risks they give are an upper bound on what any delay-aware risk could know."""
+    times = txns.set_index("transaction_id")["event_time"]
+    at = labels["transaction_id"].map(times) + pd.Timedelta(microseconds=1)
+    return labels.assign(label_time=at.fillna(labels["label_time"]))
 
 
 def histories(args: argparse.Namespace) -> Iterator[tuple[str, pd.DataFrame, pd.DataFrame, int]]:
@@ -260,6 +285,11 @@ def main() -> None:
         "--history", type=Path, help="A history of your own instead of the generated regimes."
     )
     parser.add_argument(
+        "--bound",
+        action="store_true",
+        help="Also train on features built from instant labels (an upper bound per regime).",
+    )
+    parser.add_argument(
         "--reach-only",
         action="store_true",
         help="Print each regime's card-level known-fraud reach and stop (no training).",
@@ -300,10 +330,23 @@ def main() -> None:
         )
         test_days, delay_days = 7, 7
         split = TimeSplit(start, days - test_days - delay_days, delay_days, test_days)
-        train_frame = training_rows(features, labels, split)
-        test = attach_labels(holdout_rows(features, labels, split), labels)
-        folds = validation_folds(train_frame, split, n_folds=3)
-        for name, columns in sets.items():
+        runs = [(name, columns, features, labels) for name, columns in sets.items()]
+        if args.bound:
+            known = instant(txns, labels)
+            runs += [
+                (TODAY_ALL_LABELS, column_sets()["today"], features, known),
+                (BOUND, column_sets()["mature"], build_features(txns, known), known),
+            ]
+        frames: dict[tuple[int, int], tuple[pd.DataFrame, pd.DataFrame, Folds]] = {}
+        for name, columns, built, targets in runs:
+            if (id(built), id(targets)) not in frames:
+                # Training targets: ``targets`` as known at the cutoff. The test rows are the
+                # same for every run: the regime's labels decide which cards are blocked.
+                train_frame = training_rows(built, targets, split)
+                test = attach_labels(holdout_rows(built, labels, split), labels)
+                folds = validation_folds(train_frame, split, 3)
+                frames[(id(built), id(targets))] = (train_frame, test, folds)
+            train_frame, test, folds = frames[(id(built), id(targets))]
             t0 = time.perf_counter()
             result = train(
                 train_frame,
