@@ -187,8 +187,8 @@ def pinned_cpus(cores: int) -> frozenset[int]:
     allowed = sorted(os.sched_getaffinity(0))
     if cores > len(allowed):
         raise SystemExit(
-            f"--pin: {cores} executor cores need {cores} CPUs; this process may use "
-            f"{len(allowed)} ({allowed}). Run without --pin, or on a larger machine."
+            f"pinning {cores} executor cores needs {cores} CPUs; this process may use "
+            f"{len(allowed)} ({allowed}). Run with --no-pin, or on a larger machine."
         )
     return frozenset(allowed[-cores:])
 
@@ -274,6 +274,8 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--log", default="bench-scale-scorer.log", help="The scorers' output.")
     args = parser.parse_args()
+    if args.pin:
+        pinned_cpus(2)  # before the topic is filled: a 1-CPU machine is told at once
     name = f"fraud-detector-bench-{uuid.uuid4().hex[:6]}"
     os.environ["FRAUDSTREAM_MLFLOW_MODEL_NAME"] = name  # read by the settings and the scorer
     settings = load_settings()
