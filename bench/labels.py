@@ -137,7 +137,7 @@ def card_signal_reach(
     """Per window: frauds and genuine transactions whose card had a fraud label known within
     the window before the event (shares), and that flag's precision and lift over the base
     rate. Ground truth is every fraud label that ever arrives."""
-    fraud = labels.loc[labels["is_fraud"], ["transaction_id", "label_time"]]
+    fraud = labels.loc[labels["is_fraud"].astype(bool), ["transaction_id", "label_time"]]
     known = fraud.merge(txns[["transaction_id", "card_id"]], on="transaction_id")
     known = known[["card_id", "label_time"]].rename(columns={"label_time": "known_at"})
     rows = txns[["transaction_id", "card_id", "event_time"]].sort_values("event_time")
@@ -287,7 +287,7 @@ def main() -> None:
     parser.add_argument(
         "--bound",
         action="store_true",
-        help="Also train on features built from instant labels (an upper bound per regime).",
+        help="Also train today's columns and the instant-label risks on every label (a bound).",
     )
     parser.add_argument(
         "--reach-only",
