@@ -305,7 +305,25 @@ class LabelValidator(_RecordValidator[Label]):
 
     def _check_policy(self, data: dict[str, Any], now: datetime) -> Label | Rejection:
         late = _check_time(data, "label_time", now, self.policy.max_future_skew)
-        return late or Label.from_json_dict(data)
+        if late:
+            return late
+        if (data.get("merchant_id") is None) != (data.get("event_time") is None):
+            return Rejection(
+                Reason.SCHEMA_VIOLATION,
+                "merchant_id and event_time name the labelled transaction together: "
+                "send both or neither",
+            )
+        if data.get("event_time") is not None:
+            wrong = _check_time(data, "event_time", now, self.policy.max_future_skew)
+            if wrong:
+                return wrong
+            if parse_timestamp(data["event_time"]) > parse_timestamp(data["label_time"]):
+                return Rejection(
+                    Reason.LABEL_TIME_INVALID,
+                    f"label_time {data['label_time']} precedes the transaction's "
+                    f"event_time {data['event_time']}",
+                )
+        return Label.from_json_dict(data)
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,15 @@ def test_verdict_needs_a_token_becomes_an_analyst_label_and_is_idempotent(
     published = published_since(api_world.settings, labels_end, alert_id)
     assert len(published) == 1
     assert published[0]["source"] == "analyst"
+    with connect(api_world.settings.postgres) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT merchant_id, event_time FROM fraud_alerts WHERE transaction_id = %s",
+            (alert_id,),
+        )
+        merchant_id, event_time = cur.fetchone()
+    # Keyed: the scorer applies it to the alert's merchant without a link.
+    assert published[0]["merchant_id"] == merchant_id
+    assert datetime.fromisoformat(published[0]["event_time"]) == event_time
 
     assert ingest_since(api_world.settings, labels_end) == 1  # label ingestion writes it, once
     rows = _label_rows(api_world.settings, alert_id)

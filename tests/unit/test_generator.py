@@ -112,9 +112,15 @@ def test_transactions_are_in_event_time_order_within_the_period(month: Generated
     assert times.max() < pd.Timestamp(CONFIG.start) + pd.Timedelta(days=CONFIG.days)
 
 
-def test_every_label_comes_after_its_transaction(month: Generated, frame: pd.DataFrame) -> None:
-    labels = month.labels.to_pandas().merge(frame, on="transaction_id", how="left")
-    assert labels.event_time.notna().all()
+def test_every_label_comes_after_its_transaction_and_carries_its_keys(
+    month: Generated, frame: pd.DataFrame
+) -> None:
+    labels = month.labels.to_pandas().merge(
+        frame, on="transaction_id", how="left", suffixes=("", "_txn")
+    )
+    assert labels.event_time_txn.notna().all()
+    assert (labels.event_time == labels.event_time_txn).all()
+    assert (labels.merchant_id == labels.merchant_id_txn).all()
     assert (labels.label_time > labels.event_time).all()
     assert labels.label_time.is_monotonic_increasing
     fraud = labels[labels.is_fraud]
@@ -128,7 +134,7 @@ def test_every_label_comes_after_its_transaction(month: Generated, frame: pd.Dat
 def test_label_delays_and_under_reporting_follow_the_configuration(
     month: Generated, frame: pd.DataFrame
 ) -> None:
-    labels = month.labels.to_pandas().merge(frame, on="transaction_id")
+    labels = month.labels.to_pandas().merge(frame, on="transaction_id", suffixes=("", "_txn"))
     fraud = labels[labels.is_fraud]
     under = 1 - len(fraud) / frame.scenario.notna().sum()
     assert under == pytest.approx(CONFIG.labels.under_reporting_rate, abs=0.03)
@@ -149,7 +155,7 @@ def test_the_chargeback_only_regime_has_no_analyst_and_slow_labels() -> None:
     data = generate(config)
     labels = data.labels.to_pandas()
     times = data.transactions.select(["transaction_id", "event_time"]).to_pandas()
-    labels = labels.merge(times, on="transaction_id")
+    labels = labels.merge(times, on="transaction_id", suffixes=("", "_txn"))
     assert len(labels) > 500
     assert set(labels.source) == {"chargeback"}
     assert labels.is_fraud.all()  # no analyst clears genuine transactions either
@@ -166,7 +172,9 @@ def test_label_delays_are_capped_at_max_days_and_uncapped_by_default() -> None:
     capped = LabelConfig(chargeback_median_days=30.0, chargeback_sigma=1.0, max_days=40.0)
     data = generate(replace(CONFIG, days=10, customers=2000, labels=capped))
     labels = data.labels.to_pandas().merge(
-        data.transactions.select(["transaction_id", "event_time"]).to_pandas(), on="transaction_id"
+        data.transactions.select(["transaction_id", "event_time"]).to_pandas(),
+        on="transaction_id",
+        suffixes=("", "_txn"),
     )
     days = (labels.label_time - labels.event_time).dt.total_seconds() / 86400
     assert days.max() == pytest.approx(40.0)

@@ -63,7 +63,9 @@ def test_the_labels_regime_option_selects_the_preset_and_label_knobs_adjust_it(
         assert result.exit_code == 0, result.output
         labels = pq.read_table(tmp_path / name / "labels.parquet").to_pandas()
         tx = pq.read_table(tmp_path / name / "transactions.parquet").to_pandas()
-        labels = labels.merge(tx[["transaction_id", "event_time"]], on="transaction_id")
+        labels = labels.merge(
+            tx[["transaction_id", "event_time"]], on="transaction_id", suffixes=("", "_txn")
+        )
         delays[name] = (labels.label_time - labels.event_time).dt.total_seconds() / 86400
         if name == "default":
             assert set(labels.source) == {"analyst", "chargeback"}

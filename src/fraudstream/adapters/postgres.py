@@ -239,13 +239,19 @@ def _frame(cur: psycopg2.extensions.cursor, contract: ContractName) -> pd.DataFr
     return pa.Table.from_pylist(records, schema=arrow_schema(contract)).to_pandas()
 
 
+_LABEL_KEYS = ("merchant_id", "event_time")
+"""The label contract's keys of its transaction, which the ``labels`` table does not store:
+its rows join their transaction by ``transaction_id``. Read back, they are NULL."""
+
+
 def _select_list(contract: ContractName, table: str) -> str:
     """The contract's columns from ``table``, cast to the contract's types."""
     casts = {"amount": "{}::float8", "currency": "trim({})"}  # numeric(14,2), char(3)
-    return ", ".join(
-        f"{casts.get(name, '{}').format(f'{table}.{name}')} AS {name}"
-        for name in field_names(contract)
-    )
+    columns = []
+    for name in field_names(contract):
+        source = "NULL" if contract == "label" and name in _LABEL_KEYS else f"{table}.{name}"
+        columns.append(f"{casts.get(name, '{}').format(source)} AS {name}")
+    return ", ".join(columns)
 
 
 def read_training_window(

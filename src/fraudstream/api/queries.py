@@ -359,7 +359,9 @@ def record_verdict(
 
     Idempotent: the same verdict again changes nothing (no write, no label). A
     different verdict replaces the first and publishes a newer label (the newer label
-    wins). ``publish(label)`` is called inside the database transaction, so a label
+    wins). The label is keyed: it carries the alert's merchant and event time, so the
+    scorer applies it without a link. ``publish(label)`` is called inside the database
+    transaction, so a label
     that Kafka does not acknowledge leaves the alert untouched. The ``labels`` table
     is not written here: label ingestion writes the label from the topic. Raises
     KeyError for an unknown alert.
@@ -385,6 +387,8 @@ def record_verdict(
             is_fraud=verdict == "confirmed",
             label_time=updated["verdict_at"],
             source="analyst",
+            merchant_id=updated["merchant_id"],
+            event_time=updated["event_time"],
         )
         publish(label)
     return label, updated

@@ -55,14 +55,16 @@ def _optional(frame: pd.DataFrame, column: str) -> list[Any]:
 def label_events(transactions: pd.DataFrame, labels: pd.DataFrame) -> list[LabelEvent]:
     """Labels joined to their transaction's merchant and time, in ``label_time`` order.
 
-    A label on an unknown transaction is skipped (the merchant cannot be known).
+    A label on an unknown transaction is skipped (the merchant cannot be known). The
+    merchant and time are the transaction's, whatever keys the label carries.
     """
     if labels.empty:
         return []
     txn = transactions[["transaction_id", "merchant_id"]].assign(
         txn_time=epoch_column(transactions["event_time"])
     )
-    joined = labels.merge(txn, on="transaction_id", how="inner")
+    verdicts = labels[["transaction_id", "label_time", "is_fraud"]]
+    joined = verdicts.merge(txn, on="transaction_id", how="inner")
     joined = joined.assign(label_s=epoch_column(joined["label_time"]))
     joined = joined.sort_values(["label_s", "txn_time", "transaction_id"], kind="stable")
     return [

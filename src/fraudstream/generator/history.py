@@ -102,8 +102,9 @@ def generate(
     draft = draft.take(np.argsort(draft.event_us, kind="stable"))
     table = to_table(draft, world, first_id, id_prefix or f"tx{config.seed}")
     labels = make_labels(
-        rng["labels"], config.labels, table["transaction_id"], draft.event_us, draft.scenario
-    )
+        rng["labels"], config.labels, table.select(["transaction_id", "merchant_id", "event_time"]),
+        draft.event_us, draft.scenario,
+    )  # fmt: skip
     names = np.array([None, *SCENARIOS], dtype=object)
     return Generated(table, labels, names[draft.scenario], incidents)
 

@@ -17,11 +17,14 @@ def _delays_us(rng: np.random.Generator, median_days: float, sigma: float, n: in
 def make_labels(
     rng: np.random.Generator,
     config: LabelConfig,
-    transaction_ids: pa.Array,
+    keys: pa.Table,
     event_us: np.ndarray,
     scenario: np.ndarray,
 ) -> pa.Table:
-    """Labels for one batch of transactions (arrays aligned row by row), in label-time order.
+    """Labels for one batch of transactions (aligned row by row), in label-time order.
+
+    ``keys`` holds the transactions' ``transaction_id``, ``merchant_id`` and ``event_time``;
+    every label carries all three, as a card programme's chargeback records do.
 
     Fraud (``scenario > 0``) is reported with probability ``1 - under_reporting_rate``;
     by an analyst (log-normal delay around ``analyst_median_days``) with probability
@@ -48,8 +51,11 @@ def make_labels(
     order = np.argsort(label_us, kind="stable")
     keep, label_us = keep[order], label_us[order]
     names = np.array([None, *SCENARIOS], dtype=object)
+    rows = pa.array(keep)
     columns = {
-        "transaction_id": transaction_ids.take(pa.array(keep)),
+        "transaction_id": keys["transaction_id"].take(rows),
+        "merchant_id": keys["merchant_id"].take(rows),
+        "event_time": keys["event_time"].take(rows),
         "is_fraud": pa.array(is_fraud[keep]),
         "fraud_scenario": pa.array(names[scenario[keep]], type=pa.string()),
         "label_time": pa.array(label_us, type=pa.timestamp("us", tz="UTC")),

@@ -67,8 +67,15 @@ def parquet_bytes(frame: pd.DataFrame, contract: ContractName) -> bytes:
     Optional contract columns the frame lacks are written as nulls.
     """
     schema = arrow_schema(contract)
-    complete = frame.reindex(columns=schema.names)
-    table = pa.Table.from_pandas(complete, schema=schema, preserve_index=False)
+    present = pa.schema([f for f in schema if f.name in frame.columns])
+    given = pa.Table.from_pandas(frame[present.names], schema=present, preserve_index=False)
+    table = pa.Table.from_arrays(
+        [
+            given.column(f.name) if f.name in present.names else pa.nulls(len(frame), f.type)
+            for f in schema
+        ],
+        schema=schema,
+    )
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue()

@@ -112,14 +112,28 @@ class Label:
     label_time: datetime
     source: LabelSource
     fraud_scenario: str | None = None
+    merchant_id: str | None = None
+    """The labelled transaction's merchant, when the producer knows it."""
+    event_time: datetime | None = None
+    """The labelled transaction's event time, when the producer knows it."""
+
+    @property
+    def keyed(self) -> bool:
+        """Whether the label names its transaction's merchant and event time, so the scorer
+        can apply it without a link from the transaction (``scoring.merchants``)."""
+        return self.merchant_id is not None and self.event_time is not None
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> Label:
         values = dict(data)
         values["label_time"] = parse_timestamp(values["label_time"])
+        if values.get("event_time") is not None:
+            values["event_time"] = parse_timestamp(values["event_time"])
         return cls(**values)
 
     def to_json_dict(self) -> dict[str, Any]:
         values = _present(self)
         values["label_time"] = format_timestamp(self.label_time)
+        if self.event_time is not None:
+            values["event_time"] = format_timestamp(self.event_time)
         return values

@@ -133,11 +133,15 @@ def wire_records(table: pa.Table, name: ContractName) -> Iterator[tuple[int, byt
     at a time by pandas' C JSON writer (several times faster than json.dumps per row).
     """
     time_field, key_field = _TIME_FIELDS[name], KEY_FIELDS[name]
+    stamped = [f.name for f in table.schema if pa.types.is_timestamp(f.type)]
     for batch in table.to_batches(max_chunksize=8192):
         times = batch.column(time_field)
-        stamps = pc.strftime(times, format="%Y-%m-%dT%H:%M:%SZ")
-        index = batch.schema.get_field_index(time_field)
-        frame = batch.set_column(index, time_field, stamps).to_pandas(integer_object_nulls=True)
+        text_batch = batch
+        for column in stamped:  # every timestamp as RFC 3339 text (a label's event_time too)
+            index = batch.schema.get_field_index(column)
+            stamps = pc.strftime(batch.column(column), format="%Y-%m-%dT%H:%M:%SZ")
+            text_batch = text_batch.set_column(index, column, stamps)
+        frame = text_batch.to_pandas(integer_object_nulls=True)
         text = frame.to_json(orient="records", lines=True, double_precision=10)
         values = text.rstrip("\n").encode("utf-8").split(b"\n")  # JSON escapes newlines
         keys = batch.column(key_field).to_pylist()
@@ -150,3 +154,23 @@ def encode_row(row: dict[str, object], time_field: str, stamp: str) -> bytes:
     record = {k: v for k, v in row.items() if v is not None}
     record[time_field] = stamp
     return json.dumps(record, ensure_ascii=False).encode("utf-8")
+
+
+def key_labels(labels: pa.Table, transactions: pa.Table) -> pa.Table:
+    """Conformed labels with their transaction's ``merchant_id`` and ``event_time`` filled
+    in from ``transactions`` (conformed too) where a label has neither; a label already
+    keyed, or whose transaction is not in the table, is left as it is.
+
+    Keyed labels reach their merchant in the stream without a per-transaction link
+    (``scoring.merchants``).
+    """
+    found = pc.index_in(labels.column("transaction_id"), value_set=transactions["transaction_id"])
+    keyless = pc.and_(
+        pc.is_null(labels.column("merchant_id")), pc.is_null(labels.column("event_time"))
+    )
+    out = labels
+    for name in ("merchant_id", "event_time"):
+        theirs = transactions.column(name).take(found)
+        filled = pc.if_else(keyless, theirs, labels.column(name))
+        out = out.set_column(out.schema.get_field_index(name), out.schema.field(name), filled)
+    return out

@@ -27,7 +27,7 @@ import pyarrow as pa
 from fraudstream.adapters.kafka import Sender
 from fraudstream.generator import Generated, GeneratorConfig, generate, world_for
 from fraudstream.schema import format_timestamp
-from fraudstream.schema.tables import encode_row, wire_records
+from fraudstream.schema.tables import encode_row, key_labels, wire_records
 from fraudstream.settings import KafkaSettings
 from fraudstream.topics import DEAD_LETTERS, TRANSACTION_LABELS, TRANSACTIONS
 
@@ -82,11 +82,16 @@ def replay(
     """Send conformed tables in time order: each transaction at its event time, each
     label at its label time (labels whose time ties a transaction's go after it).
 
-    ``rate`` paces transactions per wall-clock second; labels ride along unpaced.
-    Tables must already be sorted (``schema.tables.conform`` does that).
+    ``rate`` paces transactions per wall-clock second; labels ride along unpaced. A label
+    without keys gets its transaction's merchant and event time from ``transactions``
+    (``schema.tables.key_labels``). Tables must already be sorted
+    (``schema.tables.conform`` does that).
     """
     tx = ((t, 0, k, v) for t, k, v in wire_records(transactions, "transaction"))
-    lb = ((t, 1, k, v) for t, k, v in wire_records(labels, "label")) if labels else iter(())
+    lb: Iterator[tuple[int, int, bytes, bytes]] = iter(())
+    if labels:
+        keyed = key_labels(labels, transactions)
+        lb = ((t, 1, k, v) for t, k, v in wire_records(keyed, "label"))
     sender, pacer = Sender(settings), Pacer(rate)
     counts = [0, 0]
     for _time, kind, key, value in heapq.merge(tx, lb, key=lambda r: (r[0], r[1])):
@@ -119,10 +124,11 @@ class _PendingLabels:
 
 
 def _label_delays(data: Generated) -> dict[str, tuple[float, dict[str, Any]]]:
-    """transaction_id -> (simulated label delay in seconds, label row without its time)."""
-    times = data.transactions.select(["transaction_id", "event_time"])
+    """transaction_id -> (simulated label delay in seconds, label row without its times;
+    the live feed sets both when it sends the transaction and the label). The generator's
+    labels carry their transaction's event time."""
     delays = {}
-    for row in data.labels.join(times, "transaction_id").to_pylist():
+    for row in data.labels.to_pylist():
         seconds = (row.pop("label_time") - row.pop("event_time")).total_seconds()
         delays[row["transaction_id"]] = (seconds, row)
     return delays
@@ -203,7 +209,9 @@ class LiveStream:
                 label = delays.get(row["transaction_id"])
                 if label is not None:
                     due = time.monotonic() + label[0] / self.time_scale
-                    self._pending.add(due, row["transaction_id"].encode(), label[1])
+                    # Keyed: the transaction's merchant and the event time it was sent with.
+                    keys = {"merchant_id": row["merchant_id"], "event_time": format_timestamp(now)}
+                    self._pending.add(due, row["transaction_id"].encode(), label[1] | keys)
                 if scenario is not None and self.truth is not None:
                     self._write_truth(row["transaction_id"], scenario, label)
                 self._pacer.wait(self.sent)
