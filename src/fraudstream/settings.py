@@ -359,6 +359,14 @@ class ScorerSettings(BaseSettings):
         description="Seconds without input after which a merchant bucket scores what the order "
         "rule holds back (the tail of the stream).",
     )
+    label_links: bool = Field(
+        default=True,
+        description="Keep a link from every transaction to its merchant in the merchant state, "
+        "so labels that name only their transaction reach their merchant. Set false when every "
+        "label source sends its transaction's merchant_id and event_time (the project's feeds "
+        "and the API's verdicts do): the merchant stage then skips a state write per "
+        "transaction, and a label without them counts only if its transaction arrives after it.",
+    )
     shadow: bool = Field(default=False, description="Also score with the challenger, never alert.")
     parquet: bool = Field(default=True, description="Write scored rows as Parquet to S3.")
     online_store: bool = Field(

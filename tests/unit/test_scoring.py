@@ -102,6 +102,12 @@ class _MerchantStore:
     merchants: dict[tuple[int, str], bytes] = field(default_factory=dict)
     links: dict[tuple[int, str], tuple[str, float]] = field(default_factory=dict)
     headers: dict[int, bytes] = field(default_factory=dict)
+    keep_links: bool = True
+    link_reads: int = 0
+
+    def _link(self, bucket_id: int, transaction_id: str) -> tuple[str, float] | None:
+        self.link_reads += 1
+        return self.links.get((bucket_id, transaction_id))
 
     def step(
         self, bucket_id: int, txns: list[MerchantTxn], labels: list[LabelIn], delay_s: float,
@@ -109,13 +115,14 @@ class _MerchantStore:
     ) -> list[Released]:  # fmt: skip
         bucket = MerchantBucket(
             lambda m: self.merchants.get((bucket_id, m)),
-            lambda t: self.links.get((bucket_id, t)),
+            lambda t: self._link(bucket_id, t),
             BucketHeader.from_bytes(self.headers.get(bucket_id)),
+            keep_links=self.keep_links,
         )
         out = bucket.step(txns, labels, delay_s, release_all)
         for merchant_id, blob in bucket.updated().items():
             self.merchants[(bucket_id, merchant_id)] = blob
-        for txn_id, link in bucket.links.items():
+        for txn_id, link in bucket.links.items() if self.keep_links else ():
             self.links[(bucket_id, txn_id)] = link
         self.headers[bucket_id] = bucket.header.to_bytes()
         return out
@@ -134,6 +141,8 @@ def _stream(
     delay_s: float = 0.0,
     labels_late: bool = False,
     labels_lag: int = 0,
+    keyed: bool = False,
+    merchants: _MerchantStore | None = None,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Run the card and merchant stages over micro-batches; features by transaction id and
     the late count.
@@ -149,12 +158,15 @@ def _stream(
     is at or after their ``label_time``; ``labels_lag`` batches later still: the stream
     has passed their time when they arrive). ``batches``: the micro-batches (default: the
     history in order, ``batch_size`` at a time); the release timer fires at the end.
+    ``keyed``: labels carry their transaction's merchant and time, and reach only their
+    merchant's bucket. ``merchants``: the merchant state (to run without links, or look
+    at it afterwards).
     """
     cache = DecodedCards(capacity=0) if decoded is None else decoded
     validator = TransactionValidator()
     stored: dict[int, bytes] = {}  # each card bucket as Spark's state keeps it
     per_card: dict[str, bytes] = {}
-    merchants = _MerchantStore()
+    merchants = _MerchantStore() if merchants is None else merchants
     if batches is None:
         messages = _messages(values)
         batches = [messages[i : i + batch_size] for i in range(0, len(messages), batch_size)]
@@ -202,15 +214,24 @@ def _stream(
         else:
             ids = {e.transaction_id for e in events}
             arriving = [lb for lb in queued if lb.transaction_id in ids]
-        verdicts = [LabelIn(lb.transaction_id, lb.label_time, lb.is_fraud) for lb in arriving]
         by_merchant: dict[int, list[MerchantTxn]] = {b: [] for b in range(buckets)}
         for e in events:
             by_merchant[zlib.crc32(e.merchant_id.encode()) % buckets].append(
                 MerchantTxn(e.transaction_id, e.merchant_id, e.time)
             )
+        verdicts: dict[int, list[LabelIn]] = {b: [] for b in range(buckets)}
+        for lb in arriving:
+            if keyed:
+                bucket_of_label = zlib.crc32(lb.merchant_id.encode()) % buckets
+                verdicts[bucket_of_label].append(
+                    LabelIn(*_verdict(lb), lb.merchant_id, lb.txn_time)
+                )
+            else:
+                for b in range(buckets):
+                    verdicts[b].append(LabelIn(*_verdict(lb)))
         last = number == len(batches) - 1
         for bucket_id, txns in by_merchant.items():
-            released = merchants.step(bucket_id, txns, verdicts, delay_s)
+            released = merchants.step(bucket_id, txns, verdicts[bucket_id], delay_s)
             if last:
                 released += merchants.step(bucket_id, [], [], delay_s, release_all=True)
             rows = [accepted[r.txn.transaction_id] for r in released]
@@ -221,6 +242,10 @@ def _stream(
             for row, vector in zip(rows, matrix, strict=True):
                 out[row.txn.transaction_id] = vector
     return out, late
+
+
+def _verdict(label: LabelEvent) -> tuple[str, float, bool]:
+    return label.transaction_id, label.label_time, label.is_fraud
 
 
 def _bucket_of(
@@ -399,6 +424,53 @@ def test_labels_that_arrive_after_the_stream_passed_their_time_move_only_merchan
     risk = [i for i, n in enumerate(feature_names()) if "fraud_risk" in n]
     assert differing[:, risk].any()
     assert not np.delete(differing, risk, axis=1).any()
+
+
+@pytest.mark.parametrize("keep_links", [True, False])
+def test_keyed_labels_reach_only_their_merchants_bucket_and_need_no_links(
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
+    keep_links: bool,
+) -> None:
+    """Labels that carry their transaction's merchant and time, sent to that merchant's
+    bucket only, with partitions cut at different times, capped batches and labels as late
+    as the order rule allows: the offline features either way. Without links the stage
+    stores and reads none."""
+    txns, labels, values = generated
+    batches = _partitioned(values, 6, 25, seed=6)
+    store = _MerchantStore(keep_links=keep_links)
+    streamed, late = _stream(
+        values, 5, 0, labels=label_events(txns, labels), batches=batches, delay_s=3 * 86_400.0,
+        labels_late=True, keyed=True, merchants=store,
+    )  # fmt: skip
+    assert late == 0
+    _assert_parity(build_features(txns, labels), streamed)
+    if keep_links:
+        assert len(store.links) == len(txns)
+        assert store.link_reads > 0
+    else:
+        assert store.links == {}
+        assert store.link_reads == 0
+
+
+def test_without_links_a_label_without_keys_counts_only_before_its_transaction(
+    generated: tuple[pd.DataFrame, pd.DataFrame, list[bytes]],
+) -> None:
+    """Without links, a label that names only its transaction still resolves when it is
+    read before the transaction (it waits in ``unresolved``); read after it, it cannot find
+    its merchant and the merchant risks stay at what no label gives."""
+    txns, labels, values = generated
+    verdicts = label_events(txns, labels)
+    offline = build_features(txns, labels)
+    waiting, _ = _stream(
+        values, 5, 200, labels=verdicts, labels_waiting=True,
+        merchants=_MerchantStore(keep_links=False),
+    )  # fmt: skip
+    _assert_parity(offline, waiting)
+    after, _ = _stream(
+        values, 5, 200, labels=verdicts, labels_late=True, labels_lag=1,
+        merchants=_MerchantStore(keep_links=False),
+    )  # fmt: skip
+    _assert_parity(build_features(txns, labels.iloc[:0]), after)
 
 
 def test_invalid_messages_become_dead_letters_and_touch_no_state() -> None:

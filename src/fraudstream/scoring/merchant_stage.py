@@ -1,15 +1,16 @@
 """The merchant stage: merchant buckets in Spark state, chained after the card stage.
 
 ``groupBy(merchant_bucket).transformWithStateInPandas(MerchantBuckets)`` gets, per
-bucket and micro-batch, the card stage's rows of the bucket's merchants and every
-label row of the batch (each label is sent to every bucket: it names its transaction,
-not its merchant; ``label_rows``). ``MerchantBucket.step`` (``scoring.merchants``)
-does the work; this module moves its state in and out of Spark's state store:
+bucket and micro-batch, the card stage's rows of the bucket's merchants and the
+batch's label rows for it (``label_rows``): a keyed label (it carries its
+transaction's merchant and event time) goes to its merchant's bucket only, a label
+without keys to every bucket. ``MerchantBucket.step`` (``scoring.merchants``) does the
+work; this module moves its state in and out of Spark's state store:
 
 - ``merchants``: MapState merchant id -> ``features.codec`` bytes, read and written
   only for the merchants the batch touches;
 - ``links``: MapState transaction id -> (merchant id, event time), one entry per
-  transaction, read only for labels;
+  transaction, read only for labels; not written with ``keep_links=False``;
 - ``header``: ValueState with the bucket's pending and unresolved labels, its newest
   event time and the transactions the order rule holds back.
 
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
 from pyspark.sql.types import (
@@ -74,17 +75,30 @@ LABEL_SCHEMA = StructType(
         StructField("transaction_id", StringType()),
         StructField("label_time_us", LongType()),
         StructField("is_fraud", BooleanType()),
+        StructField("merchant_id", StringType()),
+        StructField("event_time_us", LongType()),
     ]
 )
-"""A verdict as the merchant stage reads it (the label contract's fields it uses)."""
+"""A verdict as the merchant stage reads it (the label contract's fields it uses); a
+keyed label's merchant and transaction time fill the transaction's own columns."""
 
 
-def parse_label(value: bytes | None) -> tuple[str, int, bool] | None:
-    """A ``transaction_labels`` record's verdict; None for a record that is not a label
-    (the label ingestion dead-letters those; the scorer ignores them)."""
+def merchant_bucket(key: Column | str, buckets: int) -> Column:
+    """The merchant bucket of a merchant id: one expression for transactions and keyed
+    labels, so both reach the same bucket."""
+    return F.pmod(F.xxhash64(key), F.lit(buckets))
+
+
+def parse_label(value: bytes | None) -> tuple[str, int, bool, str | None, int | None] | None:
+    """A ``transaction_labels`` record's verdict, with its keys when it is keyed; None for a
+    record that is not a label (the label ingestion dead-letters those; the scorer
+    ignores them). A label with only one of its keys is read as a label without keys."""
     try:
         label = Label.from_json_dict(orjson.loads(value or b""))
-        return label.transaction_id, epoch_us(label.label_time), bool(label.is_fraud)
+        fields = (label.transaction_id, epoch_us(label.label_time), bool(label.is_fraud))
+        if label.merchant_id is not None and label.event_time is not None:  # keyed
+            return (*fields, label.merchant_id, epoch_us(label.event_time))
+        return (*fields, None, None)
     except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
         return None
 
@@ -99,14 +113,17 @@ def parse_labels(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 
 
 def label_rows(labels: DataFrame, buckets: int) -> DataFrame:
-    """``transaction_labels`` records as label rows, one copy per merchant bucket."""
+    """``transaction_labels`` records as label rows: a keyed label once, in its merchant's
+    bucket; a label without keys once per merchant bucket."""
     parsed = labels.select("value").mapInPandas(parse_labels, LABEL_SCHEMA)
+    every = F.sequence(F.lit(0), F.lit(buckets - 1)).cast("array<long>")
+    targets = F.when(F.col("merchant_id").isNull(), every).otherwise(
+        F.array(merchant_bucket("merchant_id", buckets))
+    )
     out = parsed.select(
         F.lit("label").alias("kind"),
         *LABEL_SCHEMA.fieldNames(),
-        F.explode(F.sequence(F.lit(0), F.lit(buckets - 1)).cast("array<long>")).alias(
-            "merchant_bucket"
-        ),
+        F.explode(targets).alias("merchant_bucket"),
     )
     for f in CARD_STAGE_SCHEMA.fields:
         if f.name not in out.columns:
@@ -137,6 +154,10 @@ def _values(frame: pd.DataFrame, name: str) -> list[Any]:
     return [_python(v, name) for v in frame[name].tolist()]
 
 
+def _seconds(us: int | None) -> float | None:
+    return None if us is None else us / 1e6
+
+
 def _none_frame(n: int) -> dict[str, pd.Series]:
     # None (object dtype), not NaN: Arrow refuses a NaN where the schema has an array.
     return {name: pd.Series([None] * n, dtype=object) for name in MERCHANT_SCHEMA.fieldNames()}
@@ -146,13 +167,22 @@ class MerchantBuckets(StatefulProcessor):
     """One grouping key per merchant bucket (see the module docstring).
 
     ``delay_s``: the order rule's event-time delay; ``release_ms``: how long (processing
-    time) a held transaction waits at most; ``emit_states``: publish changed merchants.
+    time) a held transaction waits at most; ``emit_states``: publish changed merchants;
+    ``keep_links``: store a link per transaction for labels without keys
+    (``MerchantBucket``).
     """
 
-    def __init__(self, delay_s: float = 0.0, release_ms: int = 30_000, emit_states: bool = False):
+    def __init__(
+        self,
+        delay_s: float = 0.0,
+        release_ms: int = 30_000,
+        emit_states: bool = False,
+        keep_links: bool = True,
+    ):
         self.delay_s = delay_s
         self.release_ms = release_ms
         self.emit_states = emit_states
+        self.keep_links = keep_links
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         freeze_worker_heap()  # once per task
@@ -190,11 +220,17 @@ class MerchantBuckets(StatefulProcessor):
             MerchantTxn(p[_TXN_ID], p[_MERCHANT_ID], p[_EVENT_TIME_US] / 1e6, list(p))
             for p in payloads
         ]
+        label_frame = frame.loc[kinds == "label"]
         labels = [
-            LabelIn(str(tid), int(lt) / 1e6, bool(fraud))
-            for tid, lt, fraud in frame.loc[
-                kinds == "label", ["transaction_id", "label_time_us", "is_fraud"]
-            ].itertuples(index=False, name=None)
+            LabelIn(str(tid), int(lt) / 1e6, bool(fraud), merchant, _seconds(txn_us))
+            for tid, lt, fraud, merchant, txn_us in zip(
+                label_frame["transaction_id"].tolist(),
+                label_frame["label_time_us"].tolist(),
+                label_frame["is_fraud"].tolist(),
+                _values(label_frame, "merchant_id"),
+                _values(label_frame, "event_time_us"),
+                strict=True,
+            )
         ]
         now_ms = timerValues.getCurrentProcessingTimeInMs()
         yield from self._step(txns, labels, release_all=False, now_ms=now_ms)
@@ -215,9 +251,10 @@ class MerchantBuckets(StatefulProcessor):
             self._load_merchant,
             self._load_link,
             BucketHeader.from_bytes(bytes(stored[0]) if stored else None),
+            keep_links=self.keep_links,
         )
         released = bucket.step(txns, labels, self.delay_s, release_all)
-        for transaction_id, (merchant_id, time) in bucket.links.items():
+        for transaction_id, (merchant_id, time) in bucket.links.items() if self.keep_links else ():
             self.links.updateValue((transaction_id,), (merchant_id, time))
         updated = bucket.updated()
         for merchant_id, blob in updated.items():

@@ -12,7 +12,10 @@ State of a bucket:
 
 - one ``MerchantState`` per merchant (``features.merchant``; ``features.codec`` bytes);
 - one link per transaction, ``transaction_id -> (merchant_id, event time)``: a label
-  names only its transaction, and the link is what finds its merchant;
+  that names only its transaction needs the link to find its merchant. A keyed label
+  (``schema.Label.keyed``: it carries its transaction's ``merchant_id`` and
+  ``event_time``) does not; when every label source sends keys, ``keep_links=False``
+  stops writing links, the stage's largest per-transaction cost;
 - the header (``BucketHeader``): labels resolved but not yet due (``pending``, label
   order), labels whose transaction this bucket has not seen (``unresolved``: every
   bucket receives every label; the one that sees the transaction resolves it), the
@@ -64,11 +67,14 @@ class MerchantTxn(NamedTuple):
 
 
 class LabelIn(NamedTuple):
-    """A verdict from ``transaction_labels``: only its transaction's id, not its merchant."""
+    """A verdict from ``transaction_labels``; ``merchant_id`` and ``txn_time`` when the
+    label is keyed (its transaction's merchant and event time), else None."""
 
     transaction_id: str
     label_time: float
     is_fraud: bool
+    merchant_id: str | None = None
+    txn_time: float | None = None
 
 
 class Released(NamedTuple):
@@ -128,13 +134,19 @@ class MerchantBucket:
     ``load_merchant(id)`` gives a merchant's stored bytes (None: new); ``load_link(id)``
     a transaction's stored link (None: unknown to this bucket). After ``step``, the
     caller stores ``header``, ``updated()`` and ``links``.
+
+    ``keep_links``: link every transaction, and resolve every label through its link
+    (a keyed label's keys then only route it). False: no link is written or read; a
+    keyed label is resolved by its own keys, and a label without keys only by a
+    transaction that arrives after it.
     """
 
     load_merchant: Callable[[str], bytes | None]
     load_link: Callable[[str], tuple[str, float] | None]
     header: BucketHeader = field(default_factory=BucketHeader)
+    keep_links: bool = True
     links: dict[str, tuple[str, float]] = field(default_factory=dict)
-    """Links of this batch's transactions, to store."""
+    """Links of this batch's transactions (to store when ``keep_links``)."""
     _merchants: dict[str, MerchantState | None] = field(default_factory=dict)
     _touched: set[str] = field(default_factory=set)
 
@@ -165,7 +177,8 @@ class MerchantBucket:
             self.header.pending = sorted(kept + list(fresh.values()), key=_label_order)
 
     def _receive(self, txns: list[MerchantTxn], labels: list[LabelIn]) -> None:
-        """Link this batch's transactions; resolve labels through the links or keep them."""
+        """Link this batch's transactions; resolve labels through the links or their keys,
+        or keep them until their transaction arrives."""
         header = self.header
         for txn in txns:
             self.links[txn.transaction_id] = (txn.merchant_id, txn.time)
@@ -175,7 +188,11 @@ class MerchantBucket:
             if waiting is not None:
                 resolved.append(LabelEvent(txn.transaction_id, txn.merchant_id, txn.time, *waiting))
         for label in labels:
-            link = self.links.get(label.transaction_id) or self.load_link(label.transaction_id)
+            link = self.links.get(label.transaction_id)
+            if link is None and self.keep_links:
+                link = self.load_link(label.transaction_id)
+            elif link is None and label.merchant_id is not None and label.txn_time is not None:
+                link = (label.merchant_id, label.txn_time)
             if link is None:
                 header.unresolved[label.transaction_id] = (label.label_time, label.is_fraud)
             else:

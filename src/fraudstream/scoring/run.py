@@ -325,6 +325,7 @@ def run_scorer(
         labels_topic=scorer.labels_topic,
         merchant_delay_s=scorer.merchant_delay_s,
         merchant_release_s=scorer.merchant_release_s,
+        label_links=scorer.label_links,
     )
     handler = BatchHandler(
         settings=settings,

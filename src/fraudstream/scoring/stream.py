@@ -8,7 +8,7 @@
     groupBy(bucket).transformWithStateInPandas(CardBuckets)      [executors, RocksDB state]
       │  validate (shared validator) -> dead letters, or update_card in event-time order
       │  rows: rows.CARD_STAGE_SCHEMA; merchant_bucket = pmod(xxhash64(merchant_id), N)
-      ▼  union Kafka `transaction_labels`, each label once per merchant bucket
+      ▼  union Kafka `transaction_labels`: a keyed label in its merchant's bucket, others in all
     groupBy(merchant_bucket).transformWithStateInPandas(MerchantBuckets)  [executors, state]
       │  labels linked to their merchant, update_merchant in event-time order
       │  rows: rows.MERCHANT_SCHEMA
@@ -54,7 +54,12 @@ from fraudstream.scoring.cards import (
     Message,
     process_bucket,
 )
-from fraudstream.scoring.merchant_stage import STATE_TTL_MS, MerchantBuckets, label_rows
+from fraudstream.scoring.merchant_stage import (
+    STATE_TTL_MS,
+    MerchantBuckets,
+    label_rows,
+    merchant_bucket,
+)
 from fraudstream.scoring.reload import ModelHolder, RuleSetHolder
 from fraudstream.scoring.rows import (
     CARD_STAGE_SCHEMA,
@@ -266,6 +271,9 @@ class StreamOptions:
     merchant_release_s: float = 30.0
     """Processing time after which a merchant bucket without input releases what the
     order rule holds (the stream's tail)."""
+    label_links: bool = True
+    """Link every transaction in the merchant state, for labels that do not carry their
+    transaction's keys (``scoring.merchants``)."""
 
 
 def _kafka_reader(
@@ -333,7 +341,7 @@ def stage_frame(spark: SparkSession, settings: Settings, options: StreamOptions)
     # A transaction goes to its merchant's bucket; dead letters and card states (no
     # merchant) pass through the stage, spread by their own key.
     key = F.coalesce("merchant_id", "card_id", F.col("dead_letter_key").cast("string"))
-    routed = cards.withColumn("merchant_bucket", F.pmod(F.xxhash64(key), F.lit(options.buckets)))
+    routed = cards.withColumn("merchant_bucket", merchant_bucket(key, options.buckets))
     labels = _kafka_reader(spark, settings, options.labels_topic, options.starting_offsets)
     merged = routed.unionByName(label_rows(labels.load(), options.buckets))
     merchants: DataFrame = merged.groupBy("merchant_bucket").transformWithStateInPandas(
@@ -341,6 +349,7 @@ def stage_frame(spark: SparkSession, settings: Settings, options: StreamOptions)
             options.merchant_delay_s,
             int(options.merchant_release_s * 1000),
             options.emit_states,
+            options.label_links,
         ),
         outputStructType=MERCHANT_SCHEMA,
         outputMode="Append",
