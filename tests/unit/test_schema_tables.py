@@ -11,8 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from fraudstream.schema import arrow_schema
-from fraudstream.schema.tables import TableContractError, conform, read_file, wire_records
-from fraudstream.validation import Transaction, TransactionValidator
+from fraudstream.schema.tables import (
+    TableContractError,
+    conform,
+    key_labels,
+    read_file,
+    wire_records,
+)
+from fraudstream.validation import LabelValidator, Transaction, TransactionValidator
 
 NOW = datetime(2100, 1, 1, tzinfo=UTC)
 CSV = (
@@ -96,3 +102,44 @@ def test_wire_records_round_trip_through_the_validator() -> None:
     assert second.amount == 123_456_789.12
     assert second.card_id == awkward
     assert records[1][1] == awkward.encode()
+
+
+def test_labels_get_their_transactions_keys_on_the_wire() -> None:
+    """A label without keys gets its transaction's merchant and event time; a keyed label
+    keeps its own; a label on a transaction the table lacks stays without keys. Each
+    record is a valid label."""
+    us = pa.timestamp("us", tz="UTC")
+    txns = conform(
+        pa.table(
+            {
+                "transaction_id": ["t1", "t2"],
+                "event_time": pa.array([1_767_225_600_000_001, 1_767_225_601_000_000], type=us),
+                "card_id": ["c1", "c2"],
+                "merchant_id": ["m1", "m2"],
+                "amount": [1.0, 2.0],
+                "currency": ["EUR", "EUR"],
+            }
+        ),
+        "transaction",
+    ).table
+    labels = conform(
+        pa.table(
+            {
+                "transaction_id": ["t1", "t2", "t9"],
+                "merchant_id": [None, "m-own", None],
+                "event_time": pa.array([None, 1_767_225_601_000_000, None], type=us),
+                "is_fraud": [True, True, False],
+                "label_time": pa.array([1_767_312_000_000_000] * 3, type=us),
+                "source": ["chargeback", "chargeback", "analyst"],
+            }
+        ),
+        "label",
+    ).table
+    records = list(wire_records(key_labels(labels, txns), "label"))
+    parsed = [LabelValidator().validate(value, NOW) for _, _, value in records]
+    keys = [(lb.transaction_id, lb.merchant_id, lb.event_time) for lb in parsed]  # type: ignore[union-attr]
+    assert keys == [
+        ("t1", "m1", datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=UTC)),
+        ("t2", "m-own", datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)),
+        ("t9", None, None),
+    ]

@@ -38,6 +38,7 @@ from fraudstream.scoring.cards import (
     Message,
     process_bucket,
 )
+from fraudstream.scoring.merchant_stage import parse_label
 from fraudstream.scoring.merchants import (
     BucketHeader,
     LabelIn,
@@ -757,3 +758,14 @@ def test_a_transaction_survives_its_stage_columns_through_pandas() -> None:
     back = [transaction_from(v) for v in frame.itertuples(index=False, name=None)]
     assert back == [full, bare]
     assert TRANSACTION_COLUMNS[:2] == ["transaction_id", "event_time_us"]
+
+
+def test_the_merchant_stage_reads_a_labels_keys_only_when_it_has_both() -> None:
+    base = {"transaction_id": "t1", "is_fraud": True, "label_time": "2026-01-02T00:00:00Z"}
+    base["source"] = "chargeback"
+    keyed = {**base, "merchant_id": "m1", "event_time": "2026-01-01T00:00:00.000001Z"}
+    assert parse_label(json.dumps(keyed).encode()) == (
+        "t1", 1_767_312_000_000_000, True, "m1", 1_767_225_600_000_001
+    )  # fmt: skip
+    assert parse_label(json.dumps(base).encode()) == ("t1", 1_767_312_000_000_000, True, None, None)
+    assert parse_label(b"{not a label") is None
