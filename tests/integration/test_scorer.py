@@ -217,9 +217,10 @@ def _assert_progress_metrics(scorer: ScorerProcess) -> None:
     # left one progress report (its batch duration): once the stream is quiet the two counts
     # agree, so no report was missed and none was counted twice.
     def reported_once() -> bool:
+        # The handler observes a batch after its tasks stored the rows: absent means not yet.
         values = _scorer_metrics()
-        handled = values["fraudstream_scorer_stage_seconds_count{stage=batch}"]
-        return values["fraudstream_scorer_batch_duration_seconds_count"] == handled >= 1
+        handled = values.get("fraudstream_scorer_stage_seconds_count{stage=batch}", 0)
+        return values.get("fraudstream_scorer_batch_duration_seconds_count") == handled >= 1
 
     wait_until(reported_once, 60, "one progress report per micro-batch", scorer)
     values = _scorer_metrics()
