@@ -580,6 +580,11 @@ def test_steady_online_store_holds_the_offline_card_states(steady: SteadyRun) ->
 
 def test_steady_progress_reaches_the_metrics_once_per_batch(steady: SteadyRun) -> None:
     _assert_progress_metrics(steady.scorer)
+    # The replayed labels carry their transaction's keys, and the merchant stage counted them
+    # (a task run twice counts twice, so at least).
+    values = _scorer_metrics()
+    assert values["fraudstream_scorer_labels_total{keys=keyed}"] >= len(steady.data.labels) > 0
+    assert "fraudstream_scorer_labels_total{keys=keyless}" not in values
 
 
 def test_steady_poison_is_dead_lettered_and_every_score_published(steady: SteadyRun) -> None:

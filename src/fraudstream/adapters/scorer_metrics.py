@@ -117,6 +117,13 @@ class ScorerMetrics:
             ["rule"],
             registry=r,
         )
+        self.labels_read = Counter(
+            "fraudstream_scorer_labels_total",
+            "Labels the merchant stage read, by keys: keyed (with their transaction's merchant "
+            "and event time) or keyless (which need links: FRAUDSTREAM_SCORER_LABEL_LINKS)",
+            ["keys"],
+            registry=r,
+        )
         self.late = Counter(
             "fraudstream_scorer_late_events_total",
             "Transactions older than their card's or merchant's latest (scored, not added)",

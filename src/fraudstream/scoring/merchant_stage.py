@@ -28,12 +28,15 @@ Row shape in: ``rows.CARD_STAGE_SCHEMA`` plus ``merchant_bucket``; out:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
 import orjson
 import pandas as pd
+from pyspark.accumulators import Accumulator
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
@@ -103,19 +106,29 @@ def parse_label(value: bytes | None) -> tuple[str, int, bool, str | None, int | 
         return None
 
 
-def parse_labels(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """``mapInPandas`` over the labels topic: each record parsed once, before it is copied
-    to every merchant bucket (``LABEL_SCHEMA``)."""
+def parse_labels(
+    frames: Iterator[pd.DataFrame], counts: Accumulator[Counter[Any]] | None = None
+) -> Iterator[pd.DataFrame]:
+    """``mapInPandas`` over the labels topic: each record parsed once, before it is routed
+    (``LABEL_SCHEMA``); ``counts`` gets ``("labels", "keyed" | "keyless")``."""
     freeze_worker_heap()
     for frame in frames:
         parsed = [v for v in map(parse_label, frame["value"]) if v is not None]
+        if counts is not None and parsed:
+            keyed = sum(1 for v in parsed if v[3] is not None)
+            counts.add(
+                Counter({("labels", "keyed"): keyed, ("labels", "keyless"): len(parsed) - keyed})
+            )
         yield pd.DataFrame(parsed, columns=LABEL_SCHEMA.fieldNames())
 
 
-def label_rows(labels: DataFrame, buckets: int) -> DataFrame:
+def label_rows(
+    labels: DataFrame, buckets: int, counts: Accumulator[Counter[Any]] | None = None
+) -> DataFrame:
     """``transaction_labels`` records as label rows: a keyed label once, in its merchant's
-    bucket; a label without keys once per merchant bucket."""
-    parsed = labels.select("value").mapInPandas(parse_labels, LABEL_SCHEMA)
+    bucket; a label without keys once per merchant bucket. ``counts``: the batch handler's
+    accumulator, which counts them."""
+    parsed = labels.select("value").mapInPandas(partial(parse_labels, counts=counts), LABEL_SCHEMA)
     every = F.sequence(F.lit(0), F.lit(buckets - 1)).cast("array<long>")
     targets = F.when(F.col("merchant_id").isNull(), every).otherwise(
         F.array(merchant_bucket("merchant_id", buckets))

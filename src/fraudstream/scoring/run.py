@@ -342,7 +342,7 @@ def run_scorer(
 
     def start() -> Any:
         return (
-            stage_frame(spark, settings, options)
+            stage_frame(spark, settings, options, handler.counts(spark))
             .writeStream.queryName("fraudstream-scorer")
             .option("checkpointLocation", f"{options.checkpoint.rstrip('/')}/spark")
             .trigger(processingTime=f"{options.trigger_s} seconds")

@@ -332,10 +332,16 @@ def quiet_state_server(spark: SparkSession) -> None:
         log4j.core.config.Configurator.setLevel(STATE_SERVER_LOGGER, log4j.Level.ERROR)
 
 
-def stage_frame(spark: SparkSession, settings: Settings, options: StreamOptions) -> DataFrame:
+def stage_frame(
+    spark: SparkSession,
+    settings: Settings,
+    options: StreamOptions,
+    counts: Accumulator[Counter[Any]] | None = None,
+) -> DataFrame:
     """Both stateful stages: card buckets, then merchant buckets with the labels topic
     (rows as ``rows.MERCHANT_SCHEMA``). Merchant buckets are as many as card buckets
-    (``options.buckets``, fixed for a checkpoint's life)."""
+    (``options.buckets``, fixed for a checkpoint's life). ``counts``: the batch handler's
+    accumulator (``BatchHandler.counts``), which counts the labels read."""
     quiet_state_server(spark)
     cards = card_stage(spark, settings, options)
     # A transaction goes to its merchant's bucket; dead letters and card states (no
@@ -343,7 +349,7 @@ def stage_frame(spark: SparkSession, settings: Settings, options: StreamOptions)
     key = F.coalesce("merchant_id", "card_id", F.col("dead_letter_key").cast("string"))
     routed = cards.withColumn("merchant_bucket", merchant_bucket(key, options.buckets))
     labels = _kafka_reader(spark, settings, options.labels_topic, options.starting_offsets)
-    merged = routed.unionByName(label_rows(labels.load(), options.buckets))
+    merged = routed.unionByName(label_rows(labels.load(), options.buckets, counts))
     merchants: DataFrame = merged.groupBy("merchant_bucket").transformWithStateInPandas(
         statefulProcessor=MerchantBuckets(
             options.merchant_delay_s,
@@ -484,6 +490,13 @@ class BatchHandler:
             version = holder.current.version if holder.current else None
             self.metrics.set_model(holder.alias, version, FEATURE_SET_VERSION)
 
+    def counts(self, spark: SparkSession) -> Accumulator[Counter[Any]]:
+        """The accumulator the batch's tasks count into (created once): the scoring tasks,
+        and the label parser of the stateful part (``stage_frame``)."""
+        if self._counts is None:
+            self._counts = spark.sparkContext.accumulator(Counter(), CountsParam())
+        return self._counts
+
     def __call__(self, frame: DataFrame, batch_id: int) -> None:
         try:
             self._handle(frame, batch_id)
@@ -540,7 +553,7 @@ class BatchHandler:
         only when a served model version or the rule set changes (it names the versions it
         loads and carries the set)."""
         if self._plan is None:
-            self._counts = spark.sparkContext.accumulator(Counter(), CountsParam())
+            self.counts(spark)
             self._plan = _BatchPlan.build(spark, [s for s in self.sinks if s.reads == "states"])
         plan = self._plan
         versions = (champion, shadow, rules.version if rules else None)
@@ -585,6 +598,8 @@ class BatchHandler:
                 metrics.decisions.labels(str(key[1])).inc(n)
             elif isinstance(key, tuple) and key[0] == "rule":
                 metrics.rule_hits.labels(str(key[1])).inc(n)
+            elif isinstance(key, tuple) and key[0] == "labels":
+                metrics.labels_read.labels(str(key[1])).inc(n)
         n, alerts, late = int(delta["scored"]), int(delta["alerts"]), int(delta["late"])
         if not n:
             return
