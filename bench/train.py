@@ -179,7 +179,7 @@ def compare_final_fits(
                 f"{found['average_precision']:.4f}, CP@100 {found['card_precision_at_100']:.4f}; "
                 f"at its threshold {found['threshold']:.4f}: alert rate "
                 f"{found['alert_rate']:.3%}, precision {found['precision']:.3f}, "
-                f"recall {found['recall']:.3f}, F2 {found['f2']:.3f}"
+                f"recall {found['recall']:.3f}, F2 {found['f2']:.3f}, ECE {found['ece']:.4f}"
             )
         old, new = figures["training period"], figures["recent"]
         print(
