@@ -354,6 +354,12 @@ VALUE_CASES: list[tuple[str, tuple[str, str], Path_, Any]] = [
         ("spec", "driver", "env", "name=FRAUDSTREAM_SCORER_MERCHANT_DELAY_S", "value"),
         "7",
     ),
+    (
+        "scorer.labelLinks=false",
+        SCORER,
+        ("spec", "driver", "env", "name=FRAUDSTREAM_SCORER_LABEL_LINKS", "value"),
+        "false",
+    ),
     ("images.scorer.tag=1.2.3", SCORER, ("spec", "image"), "fraudstream/scorer:1.2.3"),
     (
         "images.api.tag=1.2.3",
