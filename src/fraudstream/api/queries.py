@@ -361,10 +361,9 @@ def record_verdict(
     different verdict replaces the first and publishes a newer label (the newer label
     wins). The label is keyed: it carries the alert's merchant and event time, so the
     scorer applies it without a link. ``publish(label)`` is called inside the database
-    transaction, so a label
-    that Kafka does not acknowledge leaves the alert untouched. The ``labels`` table
-    is not written here: label ingestion writes the label from the topic. Raises
-    KeyError for an unknown alert.
+    transaction, so a label that Kafka does not acknowledge leaves the alert untouched.
+    The ``labels`` table is not written here: label ingestion writes the label from the
+    topic. Raises KeyError for an unknown alert.
     """
     with db.transaction() as cur:
         cur.execute(

@@ -137,8 +137,8 @@ class MerchantBucket:
 
     ``keep_links``: link every transaction, and resolve every label through its link
     (a keyed label's keys then only route it). False: no link is written or read; a
-    keyed label is resolved by its own keys, and a label without keys only by a
-    transaction that arrives after it.
+    keyed label is resolved by its own keys, and a label without keys only by its
+    transaction arriving in the same batch or a later one.
     """
 
     load_merchant: Callable[[str], bytes | None]
