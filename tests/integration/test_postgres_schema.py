@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
+import psycopg2
 import pytest
+from psycopg2 import sql
+from pydantic import SecretStr
 
 from fraudstream.adapters.postgres import (
     connect,
@@ -12,6 +16,7 @@ from fraudstream.adapters.postgres import (
     migrate,
     scratch_database,
 )
+from fraudstream.platform.postgres import PostgresServer
 from fraudstream.settings import PostgresSettings, Settings
 
 pytestmark = pytest.mark.services("postgres")
@@ -64,3 +69,40 @@ def test_the_platform_database_is_migrated(settings: Settings) -> None:
     with connect(settings.postgres) as conn, conn.cursor() as cur:
         cur.execute("SELECT max(version) FROM schema_migrations")
         assert cur.fetchone() == (len(discover_migrations()),)
+
+
+def test_a_scratch_database_drops_with_another_roles_session_in_it(settings: Settings) -> None:
+    """Autovacuum workers run as no role; a session of a role the platform role is not
+    a member of takes the same privilege check in DROP DATABASE ... WITH (FORCE)."""
+    visitor, password = f"visitor_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = PostgresServer(settings).superuser()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(visitor)),
+                (password,),
+            )
+        with scratch_database(settings.postgres, "test") as database:
+            session = psycopg2.connect(
+                database.model_copy(update={"user": visitor, "password": SecretStr(password)}).dsn()
+            )
+            with session.cursor() as cur:
+                cur.execute("SELECT current_user")
+                assert cur.fetchone() == (visitor,)
+        with admin.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (database.database,))
+            assert cur.fetchone() == (0,)
+        assert session.closed or _is_cut_off(session)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(visitor)))
+        admin.close()
+
+
+def _is_cut_off(session: psycopg2.extensions.connection) -> bool:
+    try:
+        with session.cursor() as cur:
+            cur.execute("SELECT 1")
+    except psycopg2.OperationalError:
+        return True
+    return False

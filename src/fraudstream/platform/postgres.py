@@ -163,7 +163,8 @@ class PostgresServer(Service):
             user=self.os_user,
         )
 
-    def _superuser(self) -> psycopg2.extensions.connection:
+    def superuser(self) -> psycopg2.extensions.connection:
+        """An autocommit connection as the server's superuser, over its Unix socket."""
         conn = psycopg2.connect(
             host=str(self.socket_dir),
             port=self.pg.port,
@@ -178,7 +179,7 @@ class PostgresServer(Service):
         if not tcp_open(self.pg.host, self.pg.port):
             return Health(False, f"port {self.pg.port} closed")
         try:
-            conn = self._superuser()
+            conn = self.superuser()
         except psycopg2.OperationalError as exc:
             return Health(False, str(exc).strip().splitlines()[0])
         try:
@@ -193,7 +194,7 @@ class PostgresServer(Service):
         and the coming days' partitions."""
         assert self.pg.password is not None
         password = self.pg.password.get_secret_value()
-        conn = self._superuser()
+        conn = self.superuser()
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.pg.user,))
@@ -203,6 +204,11 @@ class PostgresServer(Service):
                         sql.Identifier(self.pg.user)
                     ),
                     (password,),
+                )
+                # DROP DATABASE ... WITH (FORCE) (scratch databases) must be able to end every
+                # session in the database, autovacuum workers included, which run as no role.
+                cur.execute(
+                    sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(self.pg.user))
                 )
                 for database in (self.pg.database, self.pg.mlflow_database):
                     cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
