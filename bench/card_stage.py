@@ -117,6 +117,7 @@ def run_variant(
         checkpoint=checkpoint,
         parquet_uri=None,
         buckets=buckets,
+        bucket_spread=partitions,  # a new checkpoint each run, as the scorer's check_spread
         trigger_s=args.trigger,
         card_state=layout,
         decoded_cards=decoded_cards,

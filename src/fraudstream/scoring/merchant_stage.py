@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -37,7 +37,7 @@ import numpy as np
 import orjson
 import pandas as pd
 from pyspark.accumulators import Accumulator
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F  # noqa: N812 (the PySpark convention)
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
 from pyspark.sql.types import (
@@ -54,6 +54,7 @@ from pyspark.sql.types import (
 from fraudstream.adapters.spark import freeze_worker_heap
 from fraudstream.features.catalogue import STATE_TTL_S
 from fraudstream.schema import Label, epoch_us
+from fraudstream.scoring.buckets import bucket_of, every_bucket
 from fraudstream.scoring.merchants import BucketHeader, LabelIn, MerchantBucket, MerchantTxn
 from fraudstream.scoring.rows import CARD_STAGE_SCHEMA, MERCHANT_SCHEMA, TXN_COLUMNS
 
@@ -84,12 +85,6 @@ LABEL_SCHEMA = StructType(
 )
 """A verdict as the merchant stage reads it (the label contract's fields it uses); a
 keyed label's merchant and transaction time fill the transaction's own columns."""
-
-
-def merchant_bucket(key: Column | str, buckets: int) -> Column:
-    """The merchant bucket of a merchant id: one expression for transactions and keyed
-    labels, so both reach the same bucket."""
-    return F.pmod(F.xxhash64(key), F.lit(buckets))
 
 
 def parse_label(value: bytes | None) -> tuple[str, int, bool, str | None, int | None] | None:
@@ -123,15 +118,15 @@ def parse_labels(
 
 
 def label_rows(
-    labels: DataFrame, buckets: int, counts: Accumulator[Counter[Any]] | None = None
+    labels: DataFrame, keys: Sequence[int], counts: Accumulator[Counter[Any]] | None = None
 ) -> DataFrame:
     """``transaction_labels`` records as label rows: a keyed label once, in its merchant's
-    bucket; a label without keys once per merchant bucket. ``counts``: the batch handler's
-    accumulator, which counts them."""
+    bucket; a label without keys once per merchant bucket. ``keys``: the merchant buckets'
+    keys (``scoring.buckets``); ``counts``: the batch handler's accumulator, which counts
+    the labels."""
     parsed = labels.select("value").mapInPandas(partial(parse_labels, counts=counts), LABEL_SCHEMA)
-    every = F.sequence(F.lit(0), F.lit(buckets - 1)).cast("array<long>")
-    targets = F.when(F.col("merchant_id").isNull(), every).otherwise(
-        F.array(merchant_bucket("merchant_id", buckets))
+    targets = F.when(F.col("merchant_id").isNull(), every_bucket(keys)).otherwise(
+        F.array(bucket_of("merchant_id", keys))
     )
     out = parsed.select(
         F.lit("label").alias("kind"),

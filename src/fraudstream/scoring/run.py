@@ -116,6 +116,26 @@ def check_buckets(checkpoint: Location, buckets: int, layout: str = "packed") ->
     return layout
 
 
+def check_spread(checkpoint: Location, partitions: int) -> int:
+    """The partitions a checkpoint's bucket keys are spread over (``scoring.buckets``).
+
+    A new checkpoint (no Spark offsets yet) takes ``partitions``, the stateful stages'
+    partitions it is about to be created with, and records it as
+    ``<checkpoint>/bucket-spread/<partitions>``; a started one keeps its record, and one
+    started before spread keys existed keeps its bucket indexes as keys (a spread of 1).
+    The keys name the buckets' state, so they never change under a checkpoint.
+    """
+    names = [n.rsplit("/", 1)[-1] for n in checkpoint.list("bucket-spread")]
+    recorded = [int(n) for n in names if n.isdigit()]
+    if checkpoint.list("spark/offsets"):
+        return recorded[0] if recorded else 1
+    if recorded != [partitions]:
+        for n in names:
+            checkpoint.delete(f"bucket-spread/{n}")
+        checkpoint.write(f"bucket-spread/{partitions}", str(partitions).encode())
+    return partitions
+
+
 def check_topics(settings: Settings, names: list[str]) -> None:
     """Fail before starting Spark when a topic is missing, naming it and the fix."""
     from fraudstream.adapters.kafka import admin_client
@@ -307,9 +327,9 @@ def run_scorer(
         if scorer.shadow
         else None
     )
-    layout = check_buckets(
-        Location(options.checkpoint, settings.s3), options.buckets, options.card_state
-    )
+    checkpoint = Location(options.checkpoint, settings.s3)
+    layout = check_buckets(checkpoint, options.buckets, options.card_state)
+    spread = check_spread(checkpoint, spark_settings.shuffle_partitions)
     metrics = ScorerMetrics()
     if serve_metrics:
         metrics.serve(scorer.metrics_port)
@@ -321,6 +341,7 @@ def run_scorer(
     options = replace(
         options,
         card_state=layout,
+        bucket_spread=spread,
         score_partitions=spark.sparkContext.defaultParallelism,
         labels_topic=scorer.labels_topic,
         merchant_delay_s=scorer.merchant_delay_s,

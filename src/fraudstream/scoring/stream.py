@@ -3,11 +3,11 @@
 ::
 
     Kafka `transactions` (spark-sql-kafka-0-10 source, offsets in the checkpoint)
-      │  value, key, partition, offset, timestamp; bucket = pmod(xxhash64(card_id), N)
+      │  value, key, partition, offset, timestamp; bucket: the key of pmod(xxhash64(card_id), N)
       ▼
     groupBy(bucket).transformWithStateInPandas(CardBuckets)      [executors, RocksDB state]
       │  validate (shared validator) -> dead letters, or update_card in event-time order
-      │  rows: rows.CARD_STAGE_SCHEMA; merchant_bucket = pmod(xxhash64(merchant_id), N)
+      │  rows: rows.CARD_STAGE_SCHEMA; merchant_bucket likewise of merchant_id (buckets.py)
       ▼  union Kafka `transaction_labels`: a keyed label in its merchant's bucket, others in all
     groupBy(merchant_bucket).transformWithStateInPandas(MerchantBuckets)  [executors, state]
       │  labels linked to their merchant, update_merchant in event-time order
@@ -45,6 +45,7 @@ from fraudstream.adapters.scorer_metrics import LATENCY_BUCKETS, ScorerMetrics
 from fraudstream.adapters.spark import PandasMap, freeze_worker_heap
 from fraudstream.features.catalogue import FEATURE_SET_VERSION
 from fraudstream.rules.ruleset import RuleSet
+from fraudstream.scoring.buckets import bucket_of, spread_keys
 from fraudstream.scoring.cards import (
     CARD_STATE_LAYOUTS,
     DECODED_CARDS_CAPACITY,
@@ -58,7 +59,6 @@ from fraudstream.scoring.merchant_stage import (
     STATE_TTL_MS,
     MerchantBuckets,
     label_rows,
-    merchant_bucket,
 )
 from fraudstream.scoring.reload import ModelHolder, RuleSetHolder
 from fraudstream.scoring.rows import (
@@ -274,6 +274,14 @@ class StreamOptions:
     label_links: bool = True
     """Link every transaction in the merchant state, for labels that do not carry their
     transaction's keys (``scoring.merchants``)."""
+    bucket_spread: int = 1
+    """The partitions the bucket keys are spread over (``scoring.buckets``): the stateful
+    stages' partitions when the checkpoint was created, recorded in it."""
+
+    @property
+    def bucket_keys(self) -> tuple[int, ...]:
+        """The grouping key of each card and merchant bucket (both stages have ``buckets``)."""
+        return spread_keys(self.buckets, self.bucket_spread)
 
 
 def _kafka_reader(
@@ -297,9 +305,8 @@ def card_stage(spark: SparkSession, settings: Settings, options: StreamOptions) 
         "partition",
         "offset",
         F.unix_millis("timestamp").alias("kafka_ts_ms"),
-        F.pmod(
-            F.xxhash64(F.get_json_object(F.col("value").cast("string"), "$.card_id")),
-            F.lit(options.buckets),
+        bucket_of(
+            F.get_json_object(F.col("value").cast("string"), "$.card_id"), options.bucket_keys
         ).alias("bucket"),
     )
     return source.groupBy("bucket").transformWithStateInPandas(
@@ -347,9 +354,9 @@ def stage_frame(
     # A transaction goes to its merchant's bucket; dead letters and card states (no
     # merchant) pass through the stage, spread by their own key.
     key = F.coalesce("merchant_id", "card_id", F.col("dead_letter_key").cast("string"))
-    routed = cards.withColumn("merchant_bucket", merchant_bucket(key, options.buckets))
+    routed = cards.withColumn("merchant_bucket", bucket_of(key, options.bucket_keys))
     labels = _kafka_reader(spark, settings, options.labels_topic, options.starting_offsets)
-    merged = routed.unionByName(label_rows(labels.load(), options.buckets, counts))
+    merged = routed.unionByName(label_rows(labels.load(), options.bucket_keys, counts))
     merchants: DataFrame = merged.groupBy("merchant_bucket").transformWithStateInPandas(
         statefulProcessor=MerchantBuckets(
             options.merchant_delay_s,
