@@ -360,6 +360,18 @@ VALUE_CASES: list[tuple[str, tuple[str, str], Path_, Any]] = [
         ("spec", "driver", "env", "name=FRAUDSTREAM_SCORER_LABEL_LINKS", "value"),
         "false",
     ),
+    (
+        "scorer.statePartitions=16",
+        SCORER,
+        ("spec", "driver", "env", "name=FRAUDSTREAM_SPARK_SHUFFLE_PARTITIONS", "value"),
+        "16",
+    ),
+    (
+        "scorer.buckets=64",
+        SCORER,
+        ("spec", "driver", "env", "name=FRAUDSTREAM_SCORER_BUCKETS", "value"),
+        "64",
+    ),
     ("images.scorer.tag=1.2.3", SCORER, ("spec", "image"), "fraudstream/scorer:1.2.3"),
     (
         "images.api.tag=1.2.3",
