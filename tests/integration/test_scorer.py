@@ -265,9 +265,17 @@ def test_crash_and_a_lost_kafka_node_lose_and_duplicate_nothing(
     replay(settings.kafka, data.table, data.label_table, topics=sent)
     ids = data.transactions["transaction_id"].astype(str).tolist()
     checkpoint = f"s3a://{settings.s3.checkpoint_bucket}/test/{uuid.uuid4().hex[:10]}"
-    # The per-card card-state layout here (the steady test above runs the default, packed).
+    # The per-card card-state layout here (the steady test above runs the default, packed),
+    # and both stateful stages in 2 partitions, their 4 buckets' keys spread over them.
     args = scorer_args(
-        topics, checkpoint, "--max-offsets-per-trigger", "300", "--card-state", "per-card"
+        topics,
+        checkpoint,
+        "--max-offsets-per-trigger",
+        "300",
+        "--card-state",
+        "per-card",
+        "--buckets",
+        "4",
     )
     env = scorer_env(
         model_name,
@@ -277,6 +285,7 @@ def test_crash_and_a_lost_kafka_node_lose_and_duplicate_nothing(
         # The replayed labels carry their transaction's keys: no links in the merchant state
         # (the steady test below keeps them, the default).
         FRAUDSTREAM_SCORER_LABEL_LINKS="false",
+        FRAUDSTREAM_SPARK_SHUFFLE_PARTITIONS="2",
     )
 
     scorer = ScorerProcess(args, env, tmp_path / "first.log")
@@ -285,6 +294,8 @@ def test_crash_and_a_lost_kafka_node_lose_and_duplicate_nothing(
     finally:
         scorer.kill()  # SIGKILL to the scorer and its Spark JVM: a crash mid-stream
     assert scored_count(settings, ids) < len(ids), "the crash must interrupt the stream"
+    # The keys the buckets' state is stored under were recorded with the checkpoint.
+    assert Location(checkpoint, settings.s3).list("bucket-spread") == ["bucket-spread/2"]
 
     scorer = ScorerProcess(args, env, tmp_path / "second.log")
     victim = platform.kafka_nodes[2]
