@@ -118,10 +118,18 @@ class Label:
     """The labelled transaction's event time, when the producer knows it."""
 
     @property
+    def keys(self) -> tuple[str, datetime] | None:
+        """The labelled transaction's merchant and event time when the label names both (the
+        scorer can then apply it without a link from the transaction: ``scoring.merchants``),
+        else None: a label with one of the two counts as one without keys."""
+        if self.merchant_id is None or self.event_time is None:
+            return None
+        return self.merchant_id, self.event_time
+
+    @property
     def keyed(self) -> bool:
-        """Whether the label names its transaction's merchant and event time, so the scorer
-        can apply it without a link from the transaction (``scoring.merchants``)."""
-        return self.merchant_id is not None and self.event_time is not None
+        """Whether the label names both of its transaction's keys (``keys``)."""
+        return self.keys is not None
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> Label:

@@ -94,9 +94,8 @@ def parse_label(value: bytes | None) -> tuple[str, int, bool, str | None, int | 
     try:
         label = Label.from_json_dict(orjson.loads(value or b""))
         fields = (label.transaction_id, epoch_us(label.label_time), bool(label.is_fraud))
-        if label.merchant_id is not None and label.event_time is not None:  # keyed
-            return (*fields, label.merchant_id, epoch_us(label.event_time))
-        return (*fields, None, None)
+        keys = label.keys
+        return (*fields, None, None) if keys is None else (*fields, keys[0], epoch_us(keys[1]))
     except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
         return None
 
