@@ -44,7 +44,11 @@ configurations and repeats, A B B A), and the last line adds
 ``--repeat N`` each configuration runs N times and every figure is the median.
 
 The last line is one JSON object: ``driver_us_per_row`` (of the 2-core run),
-``rows_per_s_1``, ``rows_per_s_2``, ``scale_ratio`` and the projection.
+``rows_per_s_1``, ``rows_per_s_2``, ``scale_ratio``, ``cpu_efficiency_2`` and the
+projections. ``cpu_efficiency_2`` is the rows per busy CPU second of the whole machine with
+2 cores over that with 1 (1.0: a row costs the machine the same CPU either way), so
+``scale_ratio`` = ``cpu_efficiency_2`` x the ratio of ``cores_busy``: what the scorer does with
+a second core, apart from how much of it the services leave.
 
 Usage: python bench/scale.py [--rows 40000] [--max-offsets 4000] [--pythonpath OTHER/src]
        [--baseline OTHER/src] [--repeat 1] [--no-pin]
@@ -329,6 +333,11 @@ def main() -> None:
                 "rows_per_s_1": one["rows_per_s"],
                 "rows_per_s_2": two["rows_per_s"],
                 "scale_ratio": round(ratio, 3),
+                "cpu_efficiency_2": round(
+                    (two["rows_per_s"] / two["cores_busy"])
+                    / (one["rows_per_s"] / one["cores_busy"]),
+                    3,
+                ),
                 "executor_cpu_s_per_1000_1": one["executor_cpu_s_per_1000"],
                 "executor_cpu_s_per_1000_2": two["executor_cpu_s_per_1000"],
                 "projection": projected,
