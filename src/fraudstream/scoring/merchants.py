@@ -76,6 +76,13 @@ class LabelIn(NamedTuple):
     merchant_id: str | None = None
     txn_time: float | None = None
 
+    @property
+    def keys(self) -> tuple[str, float] | None:
+        """The transaction's merchant and event time when the label carries both."""
+        if self.merchant_id is None or self.txn_time is None:
+            return None
+        return self.merchant_id, self.txn_time
+
 
 class Released(NamedTuple):
     """A transaction the order rule released, with its merchant features."""
@@ -191,8 +198,8 @@ class MerchantBucket:
             link = self.links.get(label.transaction_id)
             if link is None and self.keep_links:
                 link = self.load_link(label.transaction_id)
-            elif link is None and label.merchant_id is not None and label.txn_time is not None:
-                link = (label.merchant_id, label.txn_time)
+            elif link is None:
+                link = label.keys
             if link is None:
                 header.unresolved[label.transaction_id] = (label.label_time, label.is_fraud)
             else:
