@@ -86,6 +86,9 @@ def bucket_of(value: Column | str, keys: Sequence[int]) -> Column:
     must meet in a bucket (a merchant's transactions and its keyed labels)."""
     index = F.pmod(F.xxhash64(value), F.lit(len(keys)))
     if tuple(keys) == tuple(range(len(keys))):
+        # Index keys: the expression checkpoints from before spread keys were written with,
+        # kept as it was (``element_at`` would also make the grouping key nullable: another
+        # key schema for the state under an existing checkpoint).
         return index
     return F.element_at(_literal_keys(keys), (index + 1).cast("int"))
 
